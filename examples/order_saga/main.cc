@@ -1,0 +1,463 @@
+// order-saga-example: the orchestrated order saga of seed 000 §2.2 (命令/协调) on dtx.
+//
+//   order-saga-example serve --service order|payment|inventory|shipping --port P --db PATH
+//       runs one participant service (its own process and SQLite database) until SIGTERM/SIGINT;
+//       prints "order-saga-example ready: service NAME listening on HOST:PORT" when it serves.
+//   order-saga-example demo --dtx http://127.0.0.1:36789/api/dtmsvr [--data-dir DIR]
+//       starts the four services as child processes, submits an order that succeeds and one that
+//       runs out of stock (and is rolled back), prints every database, checks the outcome and exits
+//       0 if it is the expected one, 1 if not. The children are stopped at exit.
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dtx/client.h"
+#include "dtx/participant.h"
+#include "dtx/saga.h"
+#include "examples/order_saga/services.h"
+#include "http/client.h"
+
+namespace order_saga {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kReadyPrefix = "order-saga-example ready: ";
+
+// ---------------------------------------------------------------------------------------------------
+// serve
+
+struct ServeFlags {
+  std::string service;
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string db;
+  size_t workers = 4;
+};
+
+int RunServe(const ServeFlags& f) {
+  // SIGTERM/SIGINT are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto service = Service::Open(f.service, f.db);
+  if (!service.ok()) {
+    std::fprintf(stderr, "serve: %s\n", service.status().ToString().c_str());
+    return 1;
+  }
+  dtx::ParticipantOptions options;
+  options.host = f.host;
+  options.port = static_cast<uint16_t>(f.port);
+  options.worker_threads = f.workers;
+  dtx::ParticipantServer server(options);
+  (*service)->Register(server);
+  if (dtx::Status s = server.Start(); !s.ok()) {
+    std::fprintf(stderr, "serve: cannot listen on %s:%d: %s\n", f.host.c_str(), f.port,
+                 s.ToString().c_str());
+    return 1;
+  }
+  std::printf("%sservice %s listening on %s:%u\n", kReadyPrefix, f.service.c_str(), f.host.c_str(),
+              static_cast<unsigned>(server.port()));
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  server.Stop();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// demo: child processes
+
+class Children {
+ public:
+  ~Children() { StopAll(); }
+
+  // Starts `serve` for `service` on a free port and returns the port from its ready line.
+  dtx::Result<uint16_t> Spawn(const std::string& service, const std::string& db_path) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) return dtx::Status::Internal("cannot find my own executable");
+    self[n] = '\0';
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return dtx::Status::Internal("pipe failed");
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) return dtx::Status::Internal("fork failed");
+    if (pid == 0) {
+      // Child: stdout is the pipe (only the ready line is written to it); dies with the parent.
+      dup2(fds[1], STDOUT_FILENO);
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(1);
+      std::vector<std::string> args = {
+          "order-saga-example", "serve", "--service", service, "--port", "0", "--db", db_path};
+      std::vector<char*> argv;
+      argv.reserve(args.size() + 1);
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(self, argv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    children_.push_back({service, pid});
+    // Read the ready line (bounded).
+    std::string line;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (line.find('\n') == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) break;
+      pollfd p{fds[0], POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      char buf[256];
+      ssize_t got = read(fds[0], buf, sizeof(buf));
+      if (got <= 0) break;
+      line.append(buf, static_cast<size_t>(got));
+    }
+    close(fds[0]);
+    if (line.rfind(kReadyPrefix, 0) != 0 || line.find('\n') == std::string::npos) {
+      return dtx::Status::Unavailable("service " + service + " did not start (see its log above)");
+    }
+    line.resize(line.find('\n'));
+    try {
+      return static_cast<uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+    } catch (...) {
+      return dtx::Status::Internal("unexpected ready line: " + line);
+    }
+  }
+
+  // SIGTERM to every child, bounded wait, SIGKILL for those still running.
+  void StopAll() {
+    for (const Child& c : children_) kill(c.pid, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (const Child& c : children_) {
+      for (;;) {
+        pid_t r = waitpid(c.pid, nullptr, WNOHANG);
+        if (r == c.pid || r < 0) break;
+        if (std::chrono::steady_clock::now() > deadline) {
+          kill(c.pid, SIGKILL);
+          waitpid(c.pid, nullptr, 0);
+          break;
+        }
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    children_.clear();
+  }
+
+ private:
+  struct Child {
+    std::string name;
+    pid_t pid;
+  };
+  std::vector<Child> children_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// demo: reading the services' state (GET /state), with dtx's internal async HTTP client on a
+// private io_context. An application would use its own HTTP client here.
+
+boost::asio::awaitable<void> FetchInto(std::string url,
+                                       std::optional<dtx::Result<std::string>>* out) {
+  dtx::http::Client client(co_await boost::asio::this_coro::executor);
+  dtx::http::ClientRequest request;
+  request.url = std::move(url);
+  request.timeout = 5000ms;
+  auto r = co_await client.Send(std::move(request));
+  if (!r.ok()) {
+    out->emplace(r.status());
+  } else if (r->status != 200) {
+    out->emplace(dtx::Status::Internal("HTTP " + std::to_string(r->status) + ": " + r->body));
+  } else {
+    out->emplace(std::move(r->body));
+  }
+}
+
+dtx::Result<json::object> FetchState(uint16_t port) {
+  boost::asio::io_context ioc;
+  std::optional<dtx::Result<std::string>> out;
+  boost::asio::co_spawn(ioc, FetchInto("http://127.0.0.1:" + std::to_string(port) + "/state", &out),
+                        [](const std::exception_ptr&) {});
+  ioc.run();
+  if (!out) return dtx::Status::Internal("state fetch did not complete");
+  if (!out->ok()) return out->status();
+  json::error_code ec;
+  json::value v = json::parse(out->value(), ec);
+  if (ec || !v.is_object()) return dtx::Status::Internal("state is not a JSON object");
+  return v.as_object();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// demo: the scenario
+
+struct DemoFlags {
+  std::string dtx;
+  std::string data_dir;
+  int64_t request_timeout_s = 3;
+  int64_t retry_interval_s = 1;
+  int wait_s = 60;
+};
+
+constexpr int64_t kPriceCents = 1500;  // of one widget
+
+// Lookups in a /state dump.
+const json::object* FindRow(const json::object& state, const char* table, const char* key,
+                            const std::string& value) {
+  const json::value* t = state.if_contains(table);
+  if (t == nullptr || !t->is_array()) return nullptr;
+  for (const json::value& row : t->as_array()) {
+    const json::value* k = row.as_object().if_contains(key);
+    if (k && k->is_string() && k->as_string() == value) return &row.as_object();
+  }
+  return nullptr;
+}
+int64_t IntOf(const json::object* row, const char* column) {
+  if (row == nullptr) return -1;
+  const json::value* v = row->if_contains(column);
+  return v && v->is_int64() ? v->as_int64() : -1;
+}
+std::string TextOf(const json::object* row, const char* column) {
+  if (row == nullptr) return "<none>";
+  const json::value* v = row->if_contains(column);
+  return v && v->is_string() ? std::string(v->as_string()) : "<none>";
+}
+
+void PrintState(const std::string& service, const json::object& state) {
+  std::printf("  %s:\n", service.c_str());
+  for (const auto& [table, rows] : state) {
+    if (!rows.is_array()) continue;
+    std::printf("    %s (%zu rows)\n", std::string(table).c_str(), rows.as_array().size());
+    for (const json::value& row : rows.as_array()) {
+      std::printf("      %s\n", json::serialize(row).c_str());
+    }
+  }
+}
+
+void PrintTransaction(const dtx::TransactionInfo& t) {
+  std::printf("  transaction %s: %s\n", t.gid.c_str(), t.status.c_str());
+  if (!t.rollback_reason.empty()) std::printf("  rollback_reason: %s\n", t.rollback_reason.c_str());
+  for (const dtx::BranchInfo& b : t.branches) {
+    std::printf("    branch %s %-10s %-8s %s\n", b.branch_id.c_str(), b.op.c_str(),
+                b.status.c_str(), b.url.c_str());
+  }
+}
+
+class Checker {
+ public:
+  void Expect(bool ok, const std::string& what) {
+    std::printf("  [%s] %s\n", ok ? "ok" : "WRONG", what.c_str());
+    if (!ok) ++failures_;
+  }
+  int failures() const { return failures_; }
+
+ private:
+  int failures_ = 0;
+};
+
+int RunDemo(const DemoFlags& f) {
+  std::string data_dir = f.data_dir;
+  if (data_dir.empty()) {
+    char tmpl[] = "/tmp/order-saga-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      std::fprintf(stderr, "demo: mkdtemp failed\n");
+      return 1;
+    }
+    data_dir = tmpl;
+  } else {
+    mkdir(data_dir.c_str(), 0755);
+  }
+  std::printf("== order saga demo (seed 000 §2.2), coordinator %s, data in %s\n", f.dtx.c_str(),
+              data_dir.c_str());
+
+  Children children;
+  std::map<std::string, uint16_t> ports;
+  for (const std::string& name : ServiceNames()) {
+    auto port = children.Spawn(name, data_dir + "/" + name + ".db");
+    if (!port.ok()) {
+      std::fprintf(stderr, "demo: %s\n", port.status().ToString().c_str());
+      return 1;
+    }
+    ports[name] = *port;
+    std::printf("  service %-9s on 127.0.0.1:%u, db %s/%s.db\n", name.c_str(),
+                static_cast<unsigned>(*port), data_dir.c_str(), name.c_str());
+  }
+
+  dtx::Client client(f.dtx);
+  auto state_before = FetchState(ports["payment"]);
+  auto stock_before = FetchState(ports["inventory"]);
+  if (!state_before.ok() || !stock_before.ok()) {
+    std::fprintf(stderr, "demo: cannot read the services' state\n");
+    return 1;
+  }
+  const int64_t balance0 = IntOf(FindRow(*state_before, "accounts", "user", "alice"), "balance");
+  const int64_t stock0 = IntOf(FindRow(*stock_before, "stock", "item", "widget"), "available");
+
+  // Builds the saga of one order: order -> payment -> inventory -> shipping, each with its undo.
+  auto build = [&](dtx::Saga& saga, const OrderRequest& order) {
+    const std::string payload = EncodeOrder(order);
+    for (const std::string& name : ServiceNames()) {
+      const std::string base = "http://127.0.0.1:" + std::to_string(ports[name]);
+      const Endpoints e = EndpointsOf(name);
+      saga.Add(base + e.action, base + e.compensate, payload);
+    }
+    saga.SetWaitResult(true)
+        .SetRequestTimeout(f.request_timeout_s)
+        .SetRetryInterval(f.retry_interval_s);
+  };
+
+  // (a) 2 widgets: every step succeeds.
+  const OrderRequest good{"alice", "widget", 2, 2 * kPriceCents, "1 Harbour Road"};
+  dtx::Saga saga_a(client, "");
+  build(saga_a, good);
+  std::printf("\n== (a) alice orders 2 widgets: %s\n", EncodeOrder(good).c_str());
+  dtx::Status submit_a = saga_a.Submit();
+  std::printf("  submit (wait_result): %s\n", submit_a.ToString().c_str());
+  if (saga_a.gid().empty()) {
+    std::fprintf(stderr, "demo: no gid (is the coordinator at %s running?)\n", f.dtx.c_str());
+    return 1;
+  }
+  auto final_a = client.WaitFinal(saga_a.gid(), std::chrono::seconds(f.wait_s));
+  if (final_a.ok()) PrintTransaction(*final_a);
+
+  // (b) more widgets than in stock: inventory answers FAILURE, the saga compensates payment and
+  // order.
+  const int64_t too_many = (stock0 < 0 ? 10 : stock0) + 40;
+  const OrderRequest bad{"alice", "widget", too_many, too_many * kPriceCents, "1 Harbour Road"};
+  dtx::Saga saga_b(client, "");
+  build(saga_b, bad);
+  std::printf("\n== (b) alice orders %lld widgets (more than in stock): %s\n",
+              static_cast<long long>(too_many), EncodeOrder(bad).c_str());
+  dtx::Status submit_b = saga_b.Submit();
+  std::printf("  submit (wait_result): %s\n", submit_b.ToString().c_str());
+  auto final_b = saga_b.gid().empty()
+                     ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
+                     : client.WaitFinal(saga_b.gid(), std::chrono::seconds(f.wait_s));
+  if (final_b.ok()) PrintTransaction(*final_b);
+
+  // The databases.
+  std::printf("\n== databases\n");
+  std::map<std::string, json::object> state;
+  for (const std::string& name : ServiceNames()) {
+    auto s = FetchState(ports[name]);
+    if (!s.ok()) {
+      std::fprintf(stderr, "demo: state of %s: %s\n", name.c_str(), s.status().ToString().c_str());
+      return 1;
+    }
+    state[name] = std::move(*s);
+    PrintState(name, state[name]);
+  }
+
+  // The checks.
+  std::printf("\n== checks\n");
+  Checker c;
+  const std::string ga = saga_a.gid(), gb = saga_b.gid();
+  c.Expect(submit_a.ok(), "(a) submit with wait_result answered SUCCESS");
+  c.Expect(final_a.ok() && final_a->status == "succeed", "(a) the saga succeeded");
+  c.Expect(!submit_b.ok(), "(b) submit with wait_result did not answer SUCCESS");
+  c.Expect(final_b.ok() && final_b->status == "failed", "(b) the saga failed (rolled back)");
+  c.Expect(final_b.ok() && final_b->rollback_reason.find("out of stock") != std::string::npos,
+           "(b) rollback_reason names the inventory failure");
+  if (final_b.ok()) {
+    std::string statuses;
+    for (const auto& b : final_b->branches) statuses += b.status + " ";
+    c.Expect(statuses == "succeed succeed succeed succeed succeed failed prepared prepared ",
+             "(b) branches [c01 a01 c02 a02 c03 a03 c04 a04] = " + statuses);
+  }
+  c.Expect(TextOf(FindRow(state["order"], "orders", "order_id", ga), "status") == "pending",
+           "(a) order row created 'pending'; completion is read from the coordinator (succeed)");
+  c.Expect(TextOf(FindRow(state["order"], "orders", "order_id", gb), "status") == "failed",
+           "(b) order marked 'failed' by its compensation");
+  const int64_t balance = IntOf(FindRow(state["payment"], "accounts", "user", "alice"), "balance");
+  c.Expect(balance == balance0 - good.amount, "alice's balance " + std::to_string(balance0) +
+                                                  " -> " + std::to_string(balance) +
+                                                  " (only order (a) charged)");
+  c.Expect(TextOf(FindRow(state["payment"], "payments", "gid", gb), "status") == "refunded",
+           "(b) payment refunded");
+  const int64_t stock = IntOf(FindRow(state["inventory"], "stock", "item", "widget"), "available");
+  c.Expect(stock == stock0 - good.quantity, "widget stock " + std::to_string(stock0) + " -> " +
+                                                std::to_string(stock) +
+                                                " (only order (a) reserved)");
+  c.Expect(FindRow(state["inventory"], "reservations", "gid", gb) == nullptr,
+           "(b) nothing reserved (out of stock; its compensation was a null compensation)");
+  c.Expect(TextOf(FindRow(state["shipping"], "shipments", "gid", ga), "status") == "created",
+           "(a) shipment created");
+  c.Expect(FindRow(state["shipping"], "shipments", "gid", gb) == nullptr,
+           "(b) shipping never called");
+
+  if (c.failures() == 0) {
+    std::printf("\nDEMO OK: the first order went through, the second was rolled back.\n");
+    return 0;
+  }
+  std::printf("\nDEMO FAILED: %d check(s) wrong\n", c.failures());
+  return 1;
+}
+
+}  // namespace
+}  // namespace order_saga
+
+int main(int argc, char** argv) {
+  CLI::App app{"order-saga-example: the orchestrated order saga (seed 000 §2.2) on dtx"};
+  app.require_subcommand(1);
+
+  order_saga::ServeFlags serve;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "run one participant service");
+  serve_cmd->add_option("--service", serve.service, "order, payment, inventory or shipping")
+      ->required()
+      ->check(CLI::IsMember(order_saga::ServiceNames()));
+  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
+  serve_cmd->add_option("--port", serve.port, "port (0 = any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  serve_cmd->add_option("--db", serve.db, "SQLite database file of this service")->required();
+  serve_cmd->add_option("--workers", serve.workers, "handler threads")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+
+  order_saga::DemoFlags demo;
+  CLI::App* demo_cmd = app.add_subcommand("demo", "start the four services and run two orders");
+  demo_cmd
+      ->add_option("--dtx", demo.dtx, "coordinator API URL, e.g. http://127.0.0.1:36789/api/dtmsvr")
+      ->required();
+  demo_cmd->add_option("--data-dir", demo.data_dir,
+                       "directory of the services' databases (default: a new /tmp directory)");
+  demo_cmd
+      ->add_option("--request-timeout", demo.request_timeout_s,
+                   "request_timeout of the sagas, seconds")
+      ->check(CLI::Range(1, 60))
+      ->capture_default_str();
+  demo_cmd
+      ->add_option("--retry-interval", demo.retry_interval_s,
+                   "retry_interval of the sagas, seconds")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  demo_cmd->add_option("--wait", demo.wait_s, "how long to wait for each saga to finish, seconds")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  if (serve_cmd->parsed()) return order_saga::RunServe(serve);
+  return order_saga::RunDemo(demo);
+}

@@ -1,0 +1,109 @@
+// dtx::Client: a blocking client of the coordinator's HTTP API (PROTOCOL.md §2), for application
+// code that starts global transactions and reads their status. One Client keeps one keep-alive
+// connection to the coordinator and reuses it; a broken or long-idle connection is replaced
+// transparently.
+//
+// Thread-safety: every method may be called from any thread; calls on one Client are serialized by
+// an internal mutex (one request in flight per Client). Use several Clients for parallel calls. Do
+// not call it from an Asio I/O thread: it blocks for up to `request_timeout`.
+//
+// How it fails: every method returns a Status/Result, never throws. Answers map as in PROTOCOL.md
+// §2.1:
+//   200 with the expected body -> ok        409 -> kConflict (the server's message)
+//   425 -> kOngoing                         400 -> kInvalidArgument     404 -> kNotFound
+//   413 -> kTooLarge                        503 -> kUnavailable         other -> kInternal
+//   connection refused/reset, DNS failure -> kUnavailable;  the deadline passed -> kTimeout.
+// A 409 to a saga submit with wait_result does not prove the saga failed (§1.5): call Query or
+// WaitFinal after any error.
+//
+// Include policy: the SDK is not installed yet. It reuses dtx::Status/dtx::Result from the private
+// header src/util/status.h, so the target `dtx_sdk` exports both include/ and src/ as PUBLIC
+// include directories. No Boost header is included from include/dtx/.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace dtx {
+
+struct ClientOptions {
+  // Deadline of one HTTP exchange (connect, write, read). A submit with wait_result runs one saga
+  // round inside the request (up to the transaction's request_timeout + 2 s), so keep this above
+  // that.
+  std::chrono::milliseconds request_timeout{10'000};
+  // Larger answers fail with kTooLarge (a query of a transaction with many big payloads).
+  size_t max_response_bytes = 16 * 1024 * 1024;
+  // A kept-alive connection idle longer than this is closed and reopened before the next request,
+  // so that it is not reused just as the server times it out (dtx server: 60 s idle timeout).
+  std::chrono::milliseconds max_idle{30'000};
+};
+
+// One branch row of a transaction as returned by query (PROTOCOL.md §2.4).
+struct BranchInfo {
+  std::string branch_id;  // "01", "02", ...
+  std::string op;         // "action", "compensate", "try", "confirm", "cancel", ...
+  std::string status;     // "prepared", "succeed", "failed"
+  std::string url;
+};
+
+// A global transaction as returned by query (PROTOCOL.md §2.4). Fields absent in the answer are
+// empty.
+struct TransactionInfo {
+  std::string gid;
+  std::string trans_type;  // "saga", "tcc", "msg", ...
+  std::string status;      // "prepared", "submitted", "aborting", "succeed", "failed"
+  std::string rollback_reason;
+  std::string custom_data;
+  std::vector<BranchInfo> branches;  // in the server's order: [c01, a01, c02, a02, ...] for a saga
+
+  bool is_final() const { return status == "succeed" || status == "failed"; }
+};
+
+class Client {
+ public:
+  // `server_url` is the API prefix, e.g. "http://127.0.0.1:36789/api/dtmsvr" (a trailing '/' is
+  // ignored). Only http:// is supported. Nothing is connected until the first call; an invalid URL
+  // makes every call fail with kInvalidArgument.
+  explicit Client(std::string server_url, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  const std::string& server_url() const { return server_url_; }
+
+  // GET /newGid: a fresh unique gid.
+  Result<std::string> NewGid();
+
+  // POST /submit with a prepared §2.2 body (low level; sagas are easier to submit with dtx::Saga).
+  // Ok only for 200 {"dtm_result":"SUCCESS"}.
+  Status Submit(const std::string& json_body);
+  // POST /prepare and /abort with a §2.2 body, for the modes that use them (tcc, msg, xa).
+  Status Prepare(const std::string& json_body);
+  Status Abort(const std::string& json_body);
+
+  // GET /query?gid=: the transaction and its branches. Unknown gid -> kNotFound.
+  Result<TransactionInfo> Query(const std::string& gid);
+
+  // Polls Query every `poll_interval` until the transaction is succeed or failed; kTimeout when
+  // `timeout` passes first, kNotFound for an unknown gid. Transient errors (kUnavailable, kTimeout
+  // of one query) are retried until the overall timeout.
+  Result<TransactionInfo> WaitFinal(
+      const std::string& gid, std::chrono::milliseconds timeout,
+      std::chrono::milliseconds poll_interval = std::chrono::milliseconds(100));
+
+ private:
+  struct Impl;
+  std::string server_url_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Parses a query answer (PROTOCOL.md §2.4). `{"transaction":null,...}` -> kNotFound; malformed JSON
+// or wrong types -> kInternal. Exposed for tests and tools.
+Result<TransactionInfo> ParseQueryAnswer(const std::string& body);
+
+}  // namespace dtx

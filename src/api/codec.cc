@@ -1,0 +1,810 @@
+#include "api/codec.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <boost/json.hpp>
+#include <charconv>
+#include <limits>
+#include <utility>
+
+#include "util/clock.h"
+
+namespace dtx::api {
+
+namespace json = boost::json;
+
+namespace {
+
+// ------------------------------------------------------------------------------------------------
+// Messages
+
+// User input echoed in an error message is cut to a readable length (at a UTF-8 boundary); the
+// message is not data, so this is not the truncation the limits forbid.
+std::string Echo(std::string_view s) {
+  constexpr size_t kMaxEcho = 64;
+  if (s.size() <= kMaxEcho) {
+    return std::string(s);
+  }
+  size_t n = kMaxEcho;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) {
+    --n;
+  }
+  return std::string(s.substr(0, n)) + "...";
+}
+
+Status TypeError(std::string_view field, std::string_view expected) {
+  return Status::InvalidArgument(fmt::format("json: field \"{}\" must be {}", field, expected));
+}
+
+Status CheckSize(std::string_view field, std::string_view value, size_t limit) {
+  if (value.size() <= limit) {
+    return Status::Ok();
+  }
+  return Status::InvalidArgument(
+      fmt::format("{} is {} bytes, over the limit of {} bytes", field, value.size(), limit));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Parsing
+
+// Strict RFC 8259: default parse_options (no comments, no trailing commas, valid UTF-8 only, depth
+// <= 32). The value is allocated from `sp`; nothing refers to `body` afterwards.
+Result<json::value> Parse(std::string_view body, json::storage_ptr sp) {
+  json::parser parser(json::storage_ptr(), json::parse_options{});
+  parser.reset(std::move(sp));
+  boost::system::error_code ec;
+  size_t consumed = parser.write(body.data(), body.size(), ec);
+  if (ec) {
+    return Status::InvalidArgument(
+        fmt::format("malformed JSON near byte {}: {}", consumed, ec.message()));
+  }
+  return parser.release();
+}
+
+// Go's encoding/json matches a key to a field name case-insensitively with Unicode simple folding.
+// Our field names are lowercase ASCII and '_', so besides ASCII only the two runes that fold to
+// ASCII letters can match: U+017F LATIN SMALL LETTER LONG S ('s') and U+212A KELVIN SIGN ('k').
+bool FoldEquals(std::string_view key, std::string_view lower_name) {
+  size_t i = 0;
+  for (char c : lower_name) {
+    if (i >= key.size()) {
+      return false;
+    }
+    unsigned char k = static_cast<unsigned char>(key[i]);
+    if (k < 0x80) {
+      if (k >= 'A' && k <= 'Z') {
+        k = static_cast<unsigned char>(k - 'A' + 'a');
+      }
+      if (k != static_cast<unsigned char>(c)) {
+        return false;
+      }
+      ++i;
+    } else if (c == 's' && key.substr(i, 2) == "\xC5\xBF") {
+      i += 2;
+    } else if (c == 'k' && key.substr(i, 3) == "\xE2\x84\xAA") {
+      i += 3;
+    } else {
+      return false;
+    }
+  }
+  return i == key.size();
+}
+
+// Index of the name `key` selects: an exact match first, then a case-insensitive one; -1 if none.
+template <size_t N>
+int MatchKey(std::string_view key, const std::array<std::string_view, N>& names) {
+  for (size_t i = 0; i < N; ++i) {
+    if (names[i] == key) {
+      return static_cast<int>(i);
+    }
+  }
+  for (size_t i = 0; i < N; ++i) {
+    if (FoldEquals(key, names[i])) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+Status GetString(const json::value& v, std::string_view field, std::string& out) {
+  if (!v.is_string()) {
+    return TypeError(field, "a string");
+  }
+  out.assign(v.get_string().data(), v.get_string().size());
+  return Status::Ok();
+}
+
+Status GetBool(const json::value& v, std::string_view field, bool& out) {
+  if (!v.is_bool()) {
+    return TypeError(field, "a boolean");
+  }
+  out = v.get_bool();
+  return Status::Ok();
+}
+
+// A JSON integer (no fraction, no exponent, no string) in [0, max].
+Status GetCount(const json::value& v, std::string_view field, int64_t max, int64_t& out) {
+  if (v.is_uint64()) {
+    return TypeError(field, fmt::format("an integer <= {}", max));
+  }
+  if (!v.is_int64()) {
+    return TypeError(field, "an integer");
+  }
+  int64_t n = v.get_int64();
+  if (n < 0) {
+    return TypeError(field, "a non-negative integer");
+  }
+  if (n > max) {
+    return TypeError(field, fmt::format("an integer <= {}", max));
+  }
+  out = n;
+  return Status::Ok();
+}
+
+// A JSON object of strings (Go map[string]string): keys verbatim, null reads as "", the last
+// duplicate wins (the parser keeps the last value at the first key's position).
+Status GetStringMap(const json::value& v, std::string_view field, core::Headers& out) {
+  if (!v.is_object()) {
+    return TypeError(field, "an object of strings");
+  }
+  out.clear();
+  out.reserve(v.get_object().size());
+  for (const auto& kv : v.get_object()) {
+    const json::value& value = kv.value();
+    std::string_view key(kv.key().data(), kv.key().size());
+    if (value.is_null()) {
+      out.emplace_back(std::string(key), std::string());
+    } else if (value.is_string()) {
+      out.emplace_back(std::string(key), std::string(value.get_string()));
+    } else {
+      std::string where = field.empty() ? fmt::format("key \"{}\"", Echo(key))
+                                        : fmt::format("{}: key \"{}\"", field, Echo(key));
+      return Status::InvalidArgument(fmt::format("json: {} must have a string value", where));
+    }
+  }
+  return Status::Ok();
+}
+
+// RFC 9110 token: the characters allowed in an HTTP header name.
+bool IsToken(std::string_view s) {
+  if (s.empty()) {
+    return false;
+  }
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    bool ok =
+        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+    if (!ok) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// An HTTP header value: no control characters except horizontal tab (what Go's net/http accepts).
+bool IsHeaderValue(std::string_view s) {
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7F) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------------------------------------
+// DecodeTransRequest
+
+enum Field : int {
+  kGid,
+  kTransType,
+  kSteps,
+  kPayloads,
+  kQueryPrepared,
+  kProtocol,
+  kCustomData,
+  kRollbackReason,
+  kReqExtra,
+  kWaitResult,
+  kTimeoutToFail,
+  kRequestTimeout,
+  kRetryInterval,
+  kBranchHeaders,
+  kConcurrent,
+  kRetryLimit,
+  kRetryCount,
+  kFieldCount,
+};
+
+constexpr std::array<std::string_view, kFieldCount> kFieldNames = {
+    "gid",
+    "trans_type",
+    "steps",
+    "payloads",
+    "query_prepared",
+    "protocol",
+    "custom_data",
+    "rollback_reason",
+    "req_extra",
+    "wait_result",
+    "timeout_to_fail",
+    "request_timeout",
+    "retry_interval",
+    "branch_headers",
+    "concurrent",
+    "retry_limit",
+    "retry_count",
+};
+
+enum StepField : int { kAction, kCompensate, kData, kStepFieldCount };
+constexpr std::array<std::string_view, kStepFieldCount> kStepFieldNames = {"action", "compensate",
+                                                                           "data"};
+
+Status DecodeSteps(const json::value& v, std::vector<StepSpec>& out) {
+  if (!v.is_array()) {
+    return TypeError("steps", "an array of objects");
+  }
+  const json::array& arr = v.get_array();
+  if (arr.size() > core::kMaxSteps) {
+    return Status::InvalidArgument(
+        fmt::format("steps has {} entries, over the limit of {}", arr.size(), core::kMaxSteps));
+  }
+  out.clear();
+  out.resize(arr.size());
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const json::value& step = arr[i];
+    if (step.is_null()) {
+      continue;  // Go: a nil map, i.e. an empty step
+    }
+    if (!step.is_object()) {
+      return TypeError(fmt::format("steps[{}]", i), "an object of strings");
+    }
+    for (const auto& kv : step.get_object()) {
+      std::string_view key(kv.key().data(), kv.key().size());
+      if (kv.value().is_null()) {
+        continue;
+      }
+      if (!kv.value().is_string()) {
+        return TypeError(fmt::format("steps[{}].{}", i, Echo(key)), "a string");
+      }
+      std::string value(kv.value().get_string());
+      switch (MatchKey(key, kStepFieldNames)) {
+        case kAction:
+          out[i].action = std::move(value);
+          break;
+        case kCompensate:
+          out[i].compensate = std::move(value);
+          break;
+        case kData:
+          out[i].data = std::move(value);
+          break;
+        default:
+          break;  // unknown keys are ignored
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status DecodePayloads(const json::value& v, std::vector<std::string>& out) {
+  if (!v.is_array()) {
+    return TypeError("payloads", "an array of strings");
+  }
+  const json::array& arr = v.get_array();
+  if (arr.size() > core::kMaxSteps) {
+    return Status::InvalidArgument(
+        fmt::format("payloads has {} entries, over the limit of {}", arr.size(), core::kMaxSteps));
+  }
+  out.clear();
+  out.reserve(arr.size());
+  for (size_t i = 0; i < arr.size(); ++i) {
+    if (arr[i].is_null()) {
+      out.emplace_back();
+    } else if (arr[i].is_string()) {
+      out.emplace_back(arr[i].get_string());
+    } else {
+      return TypeError(fmt::format("payloads[{}]", i), "a string");
+    }
+  }
+  return Status::Ok();
+}
+
+Status DecodeField(int field, const json::value& v, TransRequest& r, std::string& trans_type) {
+  const std::string_view name = kFieldNames[static_cast<size_t>(field)];
+  core::TransOptions& o = r.options;
+  switch (field) {
+    case kGid:
+      return GetString(v, name, r.gid);
+    case kTransType:
+      return GetString(v, name, trans_type);
+    case kSteps:
+      return DecodeSteps(v, r.steps);
+    case kPayloads: {
+      std::vector<std::string> payloads;
+      Status s = DecodePayloads(v, payloads);
+      if (s.ok()) {
+        r.payloads = std::move(payloads);
+      }
+      return s;
+    }
+    case kQueryPrepared:
+      return GetString(v, name, r.query_prepared);
+    case kProtocol:
+      return GetString(v, name, r.protocol);
+    case kCustomData:
+      return GetString(v, name, r.custom_data);
+    case kRollbackReason:
+      return GetString(v, name, r.rollback_reason);
+    case kReqExtra:
+      return GetStringMap(v, name, r.req_extra);
+    case kWaitResult:
+      r.has_wait_result = true;
+      return GetBool(v, name, o.wait_result);
+    case kTimeoutToFail:
+      r.has_timeout_to_fail = true;
+      return GetCount(v, name, kMaxDurationS, o.timeout_to_fail_s);
+    case kRequestTimeout:
+      r.has_request_timeout = true;
+      return GetCount(v, name, kMaxDurationS, o.request_timeout_s);
+    case kRetryInterval:
+      r.has_retry_interval = true;
+      return GetCount(v, name, kMaxDurationS, o.retry_interval_s);
+    case kBranchHeaders:
+      r.has_branch_headers = true;
+      return GetStringMap(v, name, o.branch_headers);
+    case kConcurrent:
+      r.has_concurrent = true;
+      return GetBool(v, name, o.concurrent);
+    case kRetryLimit:
+      r.has_retry_limit = true;
+      return GetCount(v, name, std::numeric_limits<int64_t>::max(), o.retry_limit);
+    case kRetryCount:
+      r.has_retry_count = true;
+      return GetCount(v, name, std::numeric_limits<int64_t>::max(), o.retry_count);
+    default:
+      return Status::Ok();
+  }
+}
+
+Status Validate(TransRequest& r, std::string_view trans_type) {
+  // dtmimp.Escape: CR, LF and ';' are silently removed from a gid received over HTTP.
+  std::erase_if(r.gid, [](char c) { return c == '\r' || c == '\n' || c == ';'; });
+  if (r.gid.empty()) {
+    return Status::InvalidArgument("gid is required");
+  }
+  if (Status s = CheckSize("gid", r.gid, core::kMaxGidBytes); !s.ok()) {
+    return s;
+  }
+
+  // Go cannot tell "" from a missing key; both leave trans_type absent.
+  if (!trans_type.empty()) {
+    r.trans_type = core::ParseTransType(trans_type);
+    if (!r.trans_type) {
+      return Status::InvalidArgument(fmt::format("unknown trans_type '{}'", Echo(trans_type)));
+    }
+  }
+  if (r.protocol != "" && r.protocol != "http" && r.protocol != "grpc" &&
+      r.protocol != "json-rpc") {
+    return Status::InvalidArgument(fmt::format("unknown protocol '{}'", Echo(r.protocol)));
+  }
+
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const StepSpec& step = r.steps[i];
+    Status s = CheckSize(fmt::format("steps[{}].action", i), step.action, core::kMaxUrlBytes);
+    if (s.ok()) {
+      s = CheckSize(fmt::format("steps[{}].compensate", i), step.compensate, core::kMaxUrlBytes);
+    }
+    if (s.ok() && step.data) {
+      s = CheckSize(fmt::format("steps[{}].data", i), *step.data, core::kMaxBinDataBytes);
+    }
+    if (!s.ok()) {
+      return s;
+    }
+  }
+  if (r.payloads) {
+    for (size_t i = 0; i < r.payloads->size(); ++i) {
+      Status s =
+          CheckSize(fmt::format("payloads[{}]", i), (*r.payloads)[i], core::kMaxBinDataBytes);
+      if (!s.ok()) {
+        return s;
+      }
+    }
+  }
+  if (Status s = CheckSize("query_prepared", r.query_prepared, core::kMaxUrlBytes); !s.ok()) {
+    return s;
+  }
+  if (Status s = CheckSize("custom_data", r.custom_data, core::kMaxCustomDataBytes); !s.ok()) {
+    return s;
+  }
+  if (Status s = CheckSize("rollback_reason", r.rollback_reason, core::kMaxRollbackReasonBytes);
+      !s.ok()) {
+    return s;
+  }
+  // branch_headers go on the wire of every call dtx makes: reject what would break or inject
+  // headers.
+  for (const auto& [name, value] : r.options.branch_headers) {
+    if (!IsToken(name)) {
+      return Status::InvalidArgument(
+          fmt::format("branch_headers: \"{}\" is not a valid header name", Echo(name)));
+    }
+    if (!IsHeaderValue(value)) {
+      return Status::InvalidArgument(fmt::format(
+          "branch_headers: the value of \"{}\" contains a control character", Echo(name)));
+    }
+  }
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Encoding
+
+// Go's json.Marshal writes each byte of an invalid UTF-8 sequence as U+FFFD; strings that reach the
+// encoder unvalidated (a participant's answer in last_error, cut at kMaxLastErrorBytes) need it.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  auto at = [&](size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
+  unsigned c = at(i);
+  if (c < 0x80) {
+    return 1;
+  }
+  auto cont = [&](size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
+    unsigned b = at(k);
+    return b >= lo && b <= hi;
+  };
+  if (c >= 0xC2 && c <= 0xDF) {
+    return cont(i + 1) ? 2 : 0;
+  }
+  if (c == 0xE0) {
+    return cont(i + 1, 0xA0) && cont(i + 2) ? 3 : 0;
+  }
+  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+    return cont(i + 1) && cont(i + 2) ? 3 : 0;
+  }
+  if (c == 0xED) {
+    return cont(i + 1, 0x80, 0x9F) && cont(i + 2) ? 3 : 0;
+  }
+  if (c == 0xF0) {
+    return cont(i + 1, 0x90) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  }
+  if (c >= 0xF1 && c <= 0xF3) {
+    return cont(i + 1) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  }
+  if (c == 0xF4) {
+    return cont(i + 1, 0x80, 0x8F) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  }
+  return 0;
+}
+
+void AppendString(std::string& out, std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) {
+      break;
+    }
+    i += n;
+  }
+  if (i == s.size()) {
+    out += json::serialize(json::string_view(s.data(), s.size()));
+    return;
+  }
+  std::string fixed;
+  fixed.reserve(s.size() + 16);
+  for (i = 0; i < s.size();) {
+    size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) {
+      fixed += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      fixed.append(s, i, n);
+      i += n;
+    }
+  }
+  out += json::serialize(json::string_view(fixed.data(), fixed.size()));
+}
+
+template <class T>
+void AppendNumber(std::string& out, T n) {
+  std::array<char, 32> buf;
+  auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), n);
+  DTX_ASSERT(ec == std::errc());
+  out.append(buf.data(), end);
+}
+
+// Serializes like json::serialize, except that doubles use the shortest plain form ("1.5", not
+// Boost's "1.5E0") and strings are made valid UTF-8. Strings are escaped by Boost.JSON.
+void AppendValue(std::string& out, const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::null:
+      out += "null";
+      break;
+    case json::kind::bool_:
+      out += v.get_bool() ? "true" : "false";
+      break;
+    case json::kind::int64:
+      AppendNumber(out, v.get_int64());
+      break;
+    case json::kind::uint64:
+      AppendNumber(out, v.get_uint64());
+      break;
+    case json::kind::double_: {
+      double d = v.get_double();
+      DTX_ASSERT(d == d && d != std::numeric_limits<double>::infinity() &&
+                 d != -std::numeric_limits<double>::infinity());
+      AppendNumber(out, d);
+      break;
+    }
+    case json::kind::string:
+      AppendString(out, v.get_string());
+      break;
+    case json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const json::value& e : v.get_array()) {
+        if (!first) {
+          out += ',';
+        }
+        first = false;
+        AppendValue(out, e);
+      }
+      out += ']';
+      break;
+    }
+    case json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& kv : v.get_object()) {
+        if (!first) {
+          out += ',';
+        }
+        first = false;
+        AppendString(out, kv.key());
+        out += ':';
+        AppendValue(out, kv.value());
+      }
+      out += '}';
+      break;
+    }
+  }
+}
+
+std::string Serialize(const json::value& v) {
+  std::string out;
+  AppendValue(out, v);
+  return out;
+}
+
+json::value Time(int64_t ms) {
+  if (ms == 0) {
+    return nullptr;  // DTM: a nil *time.Time
+  }
+  return json::string(FormatTimeMs(ms));
+}
+
+void PutString(json::object& o, std::string_view key, std::string_view value) {
+  if (!value.empty()) {
+    o.emplace(key, json::string_view(value.data(), value.size()));
+  }
+}
+
+void PutTime(json::object& o, std::string_view key, int64_t ms) {
+  if (ms != 0) {
+    o.emplace(key, FormatTimeMs(ms));
+  }
+}
+
+// Saga concurrency lives in custom_data ({"concurrent":true,...}); read it the way DTM does (keys
+// matched case-insensitively, the last match wins) but never fail: the value was validated on
+// input.
+bool SagaConcurrent(std::string_view custom_data) {
+  if (custom_data.empty()) {
+    return false;
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(json::string_view(custom_data.data(), custom_data.size()), ec);
+  if (ec || !v.is_object()) {
+    return false;
+  }
+  static constexpr std::array<std::string_view, 1> kNames = {"concurrent"};
+  bool concurrent = false;
+  for (const auto& kv : v.get_object()) {
+    if (MatchKey(std::string_view(kv.key().data(), kv.key().size()), kNames) == 0 &&
+        kv.value().is_bool()) {
+      concurrent = kv.value().get_bool();
+    }
+  }
+  return concurrent;
+}
+
+json::object TransactionObject(const core::GlobalTrans& t) {
+  json::object o;
+  o.reserve(19);
+  o.emplace("id", t.id);
+  o.emplace("create_time", Time(t.create_time_ms));
+  o.emplace("update_time", Time(t.update_time_ms));
+  PutString(o, "gid", t.gid);
+  PutString(o, "trans_type", core::ToString(t.trans_type));
+  PutString(o, "status", core::ToString(t.status));
+  PutString(o, "protocol", t.protocol);
+  PutTime(o, "finish_time", t.finish_time_ms);
+  PutTime(o, "rollback_time", t.rollback_time_ms);
+  PutString(o, "options", core::EncodeOptionsJson(t.options));
+  PutString(o, "custom_data", t.custom_data);
+  PutString(o, "query_prepared", t.query_prepared);
+  PutString(o, "rollback_reason", t.rollback_reason);
+  PutString(o, "result", t.result);
+  PutString(o, "owner", t.owner);
+  if (t.next_cron_interval_ms != 0) {
+    if (t.next_cron_interval_ms % 1000 == 0) {
+      o.emplace("next_cron_interval", t.next_cron_interval_ms / 1000);
+    } else {
+      o.emplace("next_cron_interval", static_cast<double>(t.next_cron_interval_ms) / 1000.0);
+    }
+  }
+  PutTime(o, "next_cron_time", t.next_cron_time_ms);
+  o.emplace("concurrent", t.trans_type == core::TransType::kSaga ? SagaConcurrent(t.custom_data)
+                                                                 : t.options.concurrent);
+  if (t.retry_count > 0) {
+    o.emplace("retry_count", t.retry_count);
+  }
+  return o;
+}
+
+json::object BranchObject(const core::BranchRow& b) {
+  json::object o;
+  o.reserve(12);
+  o.emplace("id", b.id);
+  o.emplace("create_time", Time(b.create_time_ms));
+  o.emplace("update_time", Time(b.update_time_ms));
+  PutString(o, "gid", b.gid);
+  PutString(o, "url", b.url);
+  PutString(o, "bin_data", Base64Encode(b.bin_data));
+  PutString(o, "branch_id", b.branch_id);
+  PutString(o, "op", b.op);
+  PutString(o, "status", core::ToString(b.status));
+  PutTime(o, "finish_time", b.finish_time_ms);
+  if (b.attempts > 0) {
+    o.emplace("attempts", b.attempts);
+  }
+  PutString(o, "last_error", b.last_error);
+  return o;
+}
+
+std::string Envelope(std::string_view result, std::string_view message) {
+  json::object o;
+  o.emplace("dtm_result", json::string_view(result.data(), result.size()));
+  o.emplace("message", json::string_view(message.data(), message.size()));
+  return Serialize(o);
+}
+
+}  // namespace
+
+Result<TransRequest> DecodeTransRequest(std::string_view body) {
+  std::array<unsigned char, 4096> buffer;
+  json::monotonic_resource mr(buffer.data(), buffer.size());
+  Result<json::value> parsed = Parse(body, &mr);
+  if (!parsed.ok()) {
+    return parsed.status();
+  }
+  if (!parsed->is_object()) {
+    return Status::InvalidArgument("request body must be a JSON object");
+  }
+
+  // Keys are applied in document order, as Go does: for duplicates (exact or differing only in
+  // case) the last non-null one wins. One corner differs from Go: the parser keeps only the last
+  // value of an exactly repeated key, so {"gid":"a","gid":null} leaves gid absent where Go keeps
+  // "a".
+  TransRequest r;
+  std::string trans_type;
+  for (const auto& kv : parsed->get_object()) {
+    if (kv.value().is_null()) {
+      continue;  // null means absent
+    }
+    int field = MatchKey(std::string_view(kv.key().data(), kv.key().size()), kFieldNames);
+    if (field < 0) {
+      continue;  // unknown and server-owned keys are ignored
+    }
+    if (Status s = DecodeField(field, kv.value(), r, trans_type); !s.ok()) {
+      return s;
+    }
+  }
+  if (Status s = Validate(r, trans_type); !s.ok()) {
+    return s;
+  }
+  return r;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> DecodeStringMap(std::string_view body) {
+  std::array<unsigned char, 4096> buffer;
+  json::monotonic_resource mr(buffer.data(), buffer.size());
+  Result<json::value> parsed = Parse(body, &mr);
+  if (!parsed.ok()) {
+    return parsed.status();
+  }
+  if (!parsed->is_object()) {
+    return Status::InvalidArgument("request body must be a JSON object");
+  }
+  core::Headers out;
+  if (Status s = GetStringMap(*parsed, "", out); !s.ok()) {
+    return s;
+  }
+  return out;
+}
+
+std::string EncodeTransaction(const core::GlobalTrans& t) {
+  return Serialize(TransactionObject(t));
+}
+
+std::string EncodeBranch(const core::BranchRow& b) { return Serialize(BranchObject(b)); }
+
+std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot) {
+  json::object o;
+  json::array branches;
+  if (snapshot != nullptr) {
+    o.emplace("transaction", TransactionObject(snapshot->global));
+    branches.reserve(snapshot->branches.size());
+    for (const core::BranchRow& b : snapshot->branches) {
+      branches.emplace_back(BranchObject(b));
+    }
+  } else {
+    o.emplace("transaction", nullptr);
+  }
+  o.emplace("branches", std::move(branches));
+  return Serialize(o);
+}
+
+std::string EncodeAllAnswer(const std::vector<core::GlobalTrans>& list,
+                            std::string_view next_position) {
+  json::array transactions;
+  transactions.reserve(list.size());
+  for (const core::GlobalTrans& t : list) {
+    transactions.emplace_back(TransactionObject(t));
+  }
+  json::object o;
+  o.emplace("transactions", std::move(transactions));
+  o.emplace("next_position", json::string_view(next_position.data(), next_position.size()));
+  return Serialize(o);
+}
+
+std::string SuccessBody() { return R"({"dtm_result":"SUCCESS"})"; }
+
+std::string FailureBody(std::string_view message) { return Envelope("FAILURE", message); }
+
+std::string OngoingBody(std::string_view message) { return Envelope("ONGOING", message); }
+
+std::string ErrorBody(std::string_view message, std::string_view code, std::string_view gid,
+                      std::string_view status) {
+  json::object o;
+  o.emplace("message", json::string_view(message.data(), message.size()));
+  o.emplace("code", json::string_view(code.data(), code.size()));
+  PutString(o, "gid", gid);
+  PutString(o, "status", status);
+  return Serialize(o);
+}
+
+std::string Base64Encode(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  auto byte = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[k])); };
+  for (; i + 3 <= bytes.size(); i += 3) {
+    uint32_t n = byte(i) << 16 | byte(i + 1) << 8 | byte(i + 2);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += kAlphabet[(n >> 6) & 63];
+    out += kAlphabet[n & 63];
+  }
+  if (size_t rest = bytes.size() - i; rest > 0) {
+    uint32_t n = byte(i) << 16 | (rest == 2 ? byte(i + 1) << 8 : 0);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += rest == 2 ? kAlphabet[(n >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+}  // namespace dtx::api

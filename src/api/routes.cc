@@ -1,0 +1,343 @@
+#include "api/routes.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <chrono>
+#include <random>
+
+#include "api/codec.h"
+#include "core/machine.h"
+#include "http/client.h"
+
+namespace dtx::api {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using asio::awaitable;
+
+namespace {
+
+constexpr std::string_view kPrefix = "/api/dtmsvr/";
+
+http::Response Json(int status, std::string body) {
+  http::Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+http::Response Ok() { return Json(200, SuccessBody()); }
+
+std::string QueryOr(const http::Request& req, std::string_view name, std::string fallback = {}) {
+  auto v = req.QueryParam(name);
+  return v ? *v : std::move(fallback);
+}
+
+Result<int64_t> ParseInt(std::string_view name, const std::string& s) {
+  if (s.empty()) return Status::InvalidArgument(fmt::format("{} must be an integer", name));
+  size_t pos = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(s, &pos);
+  } catch (...) {
+    pos = 0;
+  }
+  if (pos != s.size()) {
+    return Status::InvalidArgument(fmt::format("{} must be an integer, got '{}'", name, s));
+  }
+  return v;
+}
+
+Status ValidateUrl(std::string_view field, const std::string& url) {
+  if (url.empty()) return Status::Ok();
+  auto parsed = http::ParseHttpUrl(url);
+  if (!parsed.ok()) {
+    return Status::InvalidArgument(
+        fmt::format("{}: '{}' is not a supported URL ({}); dtx calls http:// participants", field,
+                    url, parsed.status().message()));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string NewGid() {
+  static constexpr char kAlphabet[] =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 rng{
+      std::random_device{}() ^
+      (static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) << 1)};
+  // 8 chars of time (ms, base62), 14 chars of randomness mixed with a process-wide counter.
+  uint64_t t = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+  uint64_t r1 = rng() ^ (counter.fetch_add(1, std::memory_order_relaxed) * 0x9E3779B97F4A7C15ull);
+  uint64_t r2 = rng();
+  std::string out(22, '0');
+  for (int i = 7; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = kAlphabet[t % 62];
+    t /= 62;
+  }
+  for (size_t i = 8; i < 22; ++i) {
+    uint64_t& src = i < 15 ? r1 : r2;
+    out[i] = kAlphabet[src % 62];
+    src /= 62;
+  }
+  return out;
+}
+
+http::Response ErrorResponse(const Status& status, std::string_view gid) {
+  std::string code(CodeName(status.code()));
+  switch (status.code()) {
+    case Code::kConflict:
+    case Code::kAlreadyExists: {
+      json::object o{{"dtm_result", "FAILURE"}, {"message", status.message()}, {"code", code}};
+      if (!gid.empty()) o["gid"] = gid;
+      return Json(409, json::serialize(o));
+    }
+    case Code::kOngoing: {
+      json::object o{{"dtm_result", "ONGOING"}, {"message", status.message()}, {"code", code}};
+      if (!gid.empty()) o["gid"] = gid;
+      return Json(425, json::serialize(o));
+    }
+    case Code::kInvalidArgument:
+      return Json(400, ErrorBody(status.message(), code, gid));
+    case Code::kNotFound:
+      return Json(404, ErrorBody(status.message(), code, gid));
+    case Code::kTooLarge:
+      return Json(413, ErrorBody(status.message(), code, gid));
+    case Code::kUnavailable:
+      return Json(503, ErrorBody(status.message(), code, gid));
+    case Code::kUnimplemented:
+      return Json(501, ErrorBody(status.message(), code, gid));
+    default:
+      return Json(500, ErrorBody(status.message(), code, gid));
+  }
+}
+
+Result<core::TransSnapshot> BuildSaga(const TransRequest& req) {
+  const size_t n = req.steps.size();
+  if (req.payloads && req.payloads->size() < n) {
+    return Status::InvalidArgument(
+        fmt::format("payloads: {} given for {} steps; a saga needs one payload per step",
+                    req.payloads->size(), n));
+  }
+  if (!req.protocol.empty() && req.protocol != "http") {
+    return Status::Unimplemented(
+        fmt::format("protocol '{}' is not supported yet; use http", req.protocol));
+  }
+  auto layout = core::ParseSagaLayout(req.custom_data, n);
+  if (!layout.ok()) return layout.status();
+  core::TransSnapshot snap;
+  core::GlobalTrans& g = snap.global;
+  g.gid = req.gid;
+  g.trans_type = core::TransType::kSaga;
+  g.protocol = "http";
+  g.custom_data = req.custom_data;
+  g.options = req.options;
+  g.options.wait_result = false;  // per request, not stored behaviour
+  snap.branches.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    const StepSpec& step = req.steps[i];
+    if (Status s = ValidateUrl(fmt::format("steps[{}].action", i), step.action); !s.ok()) return s;
+    if (Status s = ValidateUrl(fmt::format("steps[{}].compensate", i), step.compensate); !s.ok()) {
+      return s;
+    }
+    std::string payload =
+        req.payloads ? (*req.payloads)[i] : (step.data ? *step.data : std::string());
+    std::string id = fmt::format("{:02d}", i + 1);
+    core::BranchRow comp;
+    comp.branch_id = id;
+    comp.op = "compensate";
+    comp.url = step.compensate;
+    comp.bin_data = payload;
+    core::BranchRow action;
+    action.branch_id = id;
+    action.op = "action";
+    action.url = step.action;
+    action.bin_data = std::move(payload);
+    snap.branches.push_back(std::move(comp));
+    snap.branches.push_back(std::move(action));
+  }
+  return snap;
+}
+
+ApiHandler::ApiHandler(engine::Engine& engine, ops::Metrics& metrics)
+    : engine_(engine), metrics_(metrics) {}
+
+awaitable<http::Response> ApiHandler::Handle(http::Request request) {
+  auto start = std::chrono::steady_clock::now();
+  std::string api;
+  http::Response response = co_await Route(request, api);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  metrics_.RecordApi(api.empty() ? "unknown" : api, response.status == 200, seconds);
+  co_return response;
+}
+
+awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::string& api) {
+  const std::string& path = req.path;
+  if (path == "/api/ping") {
+    api = "ping";
+    co_return Json(200, R"({"msg":"pong"})");
+  }
+  if (path == "/api/metrics") {
+    api = "metrics";
+    http::Response r = Json(200, metrics_.Render());
+    r.content_type = "text/plain; version=0.0.4";
+    co_return r;
+  }
+  if (path == "/api/json-rpc") {
+    api = "json-rpc";
+    co_return ErrorResponse(Status::Unimplemented("JSON-RPC is not supported yet"));
+  }
+  if (path.rfind(kPrefix, 0) != 0) {
+    co_return Json(404,
+                   ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));
+  }
+  api = path.substr(kPrefix.size());
+  const bool is_get = req.method == "GET";
+  const bool is_post = req.method == "POST";
+  auto method_not_allowed = [&]() {
+    return Json(405, ErrorBody(fmt::format("{} is not allowed on {}", req.method, path),
+                               "METHOD_NOT_ALLOWED"));
+  };
+
+  if (api == "newGid") {
+    co_return Json(200,
+                   json::serialize(json::object{{"gid", NewGid()}, {"dtm_result", "SUCCESS"}}));
+  }
+  if (api == "version") {
+    co_return Json(200, json::serialize(json::object{{"version", kVersion},
+                                                     {"dtm_compat", kDtmCompatVersion}}));
+  }
+  if (api == "query") {
+    if (!is_get) co_return method_not_allowed();
+    auto gid = req.QueryParam("gid");
+    if (!gid || gid->empty()) co_return ErrorResponse(Status::InvalidArgument("no gid specified"));
+    auto r = co_await engine_.Query(*gid);
+    if (!r.ok()) co_return ErrorResponse(r.status(), *gid);
+    co_return Json(200, EncodeQueryAnswer(r->has_value() ? &**r : nullptr));
+  }
+  if (api == "all") {
+    if (!is_get) co_return method_not_allowed();
+    store::ListQuery q;
+    q.gid = QueryOr(req, "gid");
+    q.status = QueryOr(req, "status");
+    q.trans_type = QueryOr(req, "transType");
+    if (std::string p = QueryOr(req, "position"); !p.empty()) {
+      auto v = ParseInt("position", p);
+      if (!v.ok() || *v <= 0) {
+        co_return ErrorResponse(Status::InvalidArgument("position: not a cursor returned by all"));
+      }
+      q.before_id = *v;
+    }
+    if (std::string l = QueryOr(req, "limit"); !l.empty()) {
+      auto v = ParseInt("limit", l);
+      if (!v.ok()) co_return ErrorResponse(v.status());
+      if (*v < 1 || *v > 1000)
+        co_return ErrorResponse(Status::InvalidArgument("limit must be in [1, 1000]"));
+      q.limit = static_cast<int>(*v);
+    }
+    for (auto [name, field] : {std::pair{"createTimeStart", &q.create_time_start_ms},
+                               std::pair{"createTimeEnd", &q.create_time_end_ms}}) {
+      if (std::string t = QueryOr(req, name); !t.empty()) {
+        auto v = ParseInt(name, t);
+        if (!v.ok()) co_return ErrorResponse(v.status());
+        // Compared at second precision, like DTM.
+        *field = (*v / 1000) * 1000 + (std::string_view(name) == "createTimeEnd" ? 999 : 0);
+      }
+    }
+    auto r = co_await engine_.List(std::move(q));
+    if (!r.ok()) co_return ErrorResponse(r.status());
+    std::string next = r->next_before_id > 0 ? std::to_string(r->next_before_id) : std::string();
+    co_return Json(200, EncodeAllAnswer(r->transactions, next));
+  }
+  if (api == "resetCronTime") {
+    if (!is_get) co_return method_not_allowed();
+    int64_t timeout_s = 3 * engine_.options().settings.timeout_to_fail_ms / 1000;
+    int64_t limit = 100;
+    if (std::string t = QueryOr(req, "timeout"); !t.empty()) {
+      auto v = ParseInt("timeout", t);
+      if (!v.ok() || *v < 0)
+        co_return ErrorResponse(Status::InvalidArgument("timeout must be a non-negative integer"));
+      timeout_s = *v;
+    }
+    if (std::string l = QueryOr(req, "limit"); !l.empty()) {
+      auto v = ParseInt("limit", l);
+      if (!v.ok() || *v < 1 || *v > 10000)
+        co_return ErrorResponse(Status::InvalidArgument("limit must be in [1, 10000]"));
+      limit = *v;
+    }
+    auto r = co_await engine_.ResetCronTime(timeout_s * 1000, static_cast<int>(limit));
+    if (!r.ok()) co_return ErrorResponse(r.status());
+    co_return Json(
+        200, json::serialize(json::object{{"has_remaining", *r == limit}, {"succeed_count", *r}}));
+  }
+
+  // The remaining routes take a JSON body.
+  static constexpr std::string_view kLater[] = {
+      "registerBranch", "registerTccBranch", "registerXaBranch", "prepareWorkflow",
+      "subscribe",      "unsubscribe",       "scanKV",           "queryKV"};
+  for (std::string_view later : kLater) {
+    if (api == later) {
+      co_return ErrorResponse(Status::Unimplemented(fmt::format("{} is not supported yet", api)));
+    }
+  }
+  if (api.rfind("topic/", 0) == 0) {
+    co_return ErrorResponse(Status::Unimplemented("topics are not supported yet"));
+  }
+  const bool body_route = api == "prepare" || api == "submit" || api == "abort" ||
+                          api == "forceStop" || api == "resetNextCronTime";
+  if (!body_route) {
+    co_return Json(404,
+                   ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));
+  }
+  if (!is_post) co_return method_not_allowed();
+  Result<TransRequest> decoded = DecodeTransRequest(req.body);
+  if (!decoded.ok()) co_return ErrorResponse(decoded.status());
+  TransRequest& tr = *decoded;
+
+  if (api == "forceStop") {
+    Status s = co_await engine_.ForceStop(tr.gid);
+    co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
+  }
+  if (api == "resetNextCronTime") {
+    Status s = co_await engine_.ResetNextCronTime(tr.gid);
+    co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
+  }
+  if (api == "abort") {
+    Status s = co_await engine_.Abort(tr.gid);
+    co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
+  }
+  if (!tr.trans_type) {
+    co_return ErrorResponse(Status::InvalidArgument("trans_type is required"), tr.gid);
+  }
+  if (*tr.trans_type != core::TransType::kSaga) {
+    core::TransSnapshot proposed;
+    proposed.global.gid = tr.gid;
+    proposed.global.trans_type = *tr.trans_type;
+    // Note: no co_await inside a conditional expression (GCC 12 miscompiles it: double free).
+    Status s = Status::Unimplemented(
+        fmt::format("trans_type '{}' is not supported yet", core::ToString(*tr.trans_type)));
+    if (api == "prepare") s = co_await engine_.Prepare(std::move(proposed));
+    co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
+  }
+  if (api == "prepare") {
+    core::TransSnapshot proposed;
+    proposed.global.gid = tr.gid;
+    proposed.global.trans_type = core::TransType::kSaga;
+    Status s = co_await engine_.Prepare(std::move(proposed));
+    co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
+  }
+  // submit of a saga
+  Result<core::TransSnapshot> saga = BuildSaga(tr);
+  if (!saga.ok()) co_return ErrorResponse(saga.status(), tr.gid);
+  Status s = co_await engine_.Submit(std::move(*saga), tr.options.wait_result);
+  co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
+}
+
+}  // namespace dtx::api

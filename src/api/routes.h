@@ -1,0 +1,42 @@
+// The coordinator's HTTP API (PROTOCOL.md §2.3): routing, request validation (via codec.h, before
+// anything is persisted), the engine calls, and the mapping of Status codes to DTM's envelope and
+// dtx's stricter 4xx codes (§2.1, §5 #9). Runs on the HTTP server's I/O threads and never blocks.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <string>
+
+#include "api/codec.h"
+#include "engine/engine.h"
+#include "http/server.h"
+#include "ops/metrics.h"
+
+namespace dtx::api {
+
+inline constexpr const char* kVersion = "dtx-0.1.0";
+inline constexpr const char* kDtmCompatVersion = "v1.19.0";
+
+class ApiHandler final : public http::Handler {
+ public:
+  ApiHandler(engine::Engine& engine, ops::Metrics& metrics);
+  boost::asio::awaitable<http::Response> Handle(http::Request request) override;
+
+ private:
+  boost::asio::awaitable<http::Response> Route(const http::Request& request, std::string& api);
+
+  engine::Engine& engine_;
+  ops::Metrics& metrics_;
+};
+
+// Maps a non-ok Status to the HTTP answer of §2.1 (409 FAILURE, 425 ONGOING, 400, 404, 413, 501,
+// 503, 500).
+http::Response ErrorResponse(const Status& status, std::string_view gid = {});
+
+// A new unique gid: [A-Za-z0-9], 22 characters.
+std::string NewGid();
+
+// Builds the branch rows and global of a saga from a decoded submit request; validates payload
+// count, URLs and custom_data. kInvalidArgument on bad input.
+Result<core::TransSnapshot> BuildSaga(const TransRequest& request);
+
+}  // namespace dtx::api

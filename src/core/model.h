@@ -1,0 +1,135 @@
+// The transaction model shared by every layer: global transactions, branch rows and their options,
+// with the field names of PROTOCOL.md §2.4. Plain values, no I/O, no shared state.
+//
+// Times are UTC epoch milliseconds (0 = unset). Durations carry their unit in the name.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "util/status.h"
+
+namespace dtx::core {
+
+enum class TransType : unsigned char { kSaga, kTcc, kXa, kMsg, kWorkflow };
+enum class GlobalStatus : unsigned char { kPrepared, kSubmitted, kAborting, kSucceed, kFailed };
+enum class BranchStatus : unsigned char { kPrepared, kSucceed, kFailed };
+
+std::string_view ToString(TransType t);
+std::string_view ToString(GlobalStatus s);
+std::string_view ToString(BranchStatus s);
+std::optional<TransType> ParseTransType(std::string_view s);
+std::optional<GlobalStatus> ParseGlobalStatus(std::string_view s);
+std::optional<BranchStatus> ParseBranchStatus(std::string_view s);
+inline bool IsFinal(GlobalStatus s) {
+  return s == GlobalStatus::kSucceed || s == GlobalStatus::kFailed;
+}
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// Per-transaction options (PROTOCOL.md §1.3). Stored with the transaction at creation.
+struct TransOptions {
+  bool wait_result = false;
+  int64_t timeout_to_fail_s =
+      0;  // 0 = the mode's default (saga: never; tcc/xa/msg: server default)
+  int64_t request_timeout_s = 0;  // 0 = server --request-timeout
+  int64_t retry_interval_s = 0;   // 0 = server --retry-interval
+  Headers branch_headers;         // added to every call dtx makes for this transaction
+  bool concurrent = false;        // msg only (saga uses custom_data)
+  int64_t retry_limit = 0;        // saga: immediate re-invocations allowed; 0 = off
+  int64_t retry_count = 0;        // saga: initial value of the retry counter
+
+  bool operator==(const TransOptions&) const = default;
+};
+
+// The "options" column / JSON string of §2.4.
+std::string EncodeOptionsJson(const TransOptions& o);
+Result<TransOptions> DecodeOptionsJson(std::string_view json);
+
+struct GlobalTrans {
+  int64_t id = 0;  // assigned by the store
+  std::string gid;
+  TransType trans_type = TransType::kSaga;
+  GlobalStatus status = GlobalStatus::kSubmitted;
+  std::string protocol = "http";
+  std::string query_prepared;
+  std::string custom_data;
+  std::string rollback_reason;
+  std::string result;
+  std::string owner;
+  TransOptions options;
+  int64_t create_time_ms = 0;
+  int64_t update_time_ms = 0;
+  int64_t finish_time_ms = 0;
+  int64_t rollback_time_ms = 0;
+  int64_t next_cron_interval_ms = 0;
+  int64_t next_cron_time_ms = 0;
+  int64_t retry_count = 0;  // persisted saga retry_limit counter (§5 #2)
+};
+
+struct BranchRow {
+  int64_t id = 0;  // assigned by the store, ascending in creation order
+  std::string gid;
+  std::string url;
+  std::string bin_data;
+  std::string branch_id;
+  std::string op;
+  BranchStatus status = BranchStatus::kPrepared;
+  int64_t create_time_ms = 0;
+  int64_t update_time_ms = 0;
+  int64_t finish_time_ms = 0;
+  int64_t attempts = 0;    // calls made for this row (§5 #2)
+  std::string last_error;  // last non-SUCCESS answer, truncated to kMaxLastErrorBytes
+};
+
+// A global transaction with all its branch rows, in creation (id) order.
+struct TransSnapshot {
+  GlobalTrans global;
+  std::vector<BranchRow> branches;
+};
+
+// A change to one transaction, applied only if its status is still `expected_status`
+// (compare-and-set); otherwise the whole update is refused with kConflict (kNotFound if the gid
+// does not exist).
+struct TransUpdate {
+  std::string gid;
+  GlobalStatus expected_status = GlobalStatus::kSubmitted;
+  std::optional<GlobalStatus> new_status;
+  std::optional<std::string> rollback_reason;
+  std::optional<std::string> custom_data;
+  std::optional<TransOptions> options;
+  std::optional<int64_t> next_cron_time_ms;
+  std::optional<int64_t> next_cron_interval_ms;
+  std::optional<int64_t> retry_count;
+  std::optional<int64_t> finish_time_ms;
+  std::optional<int64_t> rollback_time_ms;
+  int64_t update_time_ms = 0;
+
+  // Branch rows are addressed by (branch_id, op), unique within a gid. An update of a row that does
+  // not exist fails the whole TransUpdate with kNotFound.
+  struct BranchUpdate {
+    std::string branch_id;
+    std::string op;
+    std::optional<BranchStatus> status;
+    std::optional<int64_t> attempts;  // new absolute value
+    std::optional<std::string> last_error;
+    std::optional<int64_t> finish_time_ms;
+  };
+  std::vector<BranchUpdate> branches;
+};
+
+inline constexpr size_t kMaxGidBytes = 128;
+inline constexpr size_t kMaxBranchIdBytes = 128;
+inline constexpr size_t kMaxOpBytes = 45;
+inline constexpr size_t kMaxUrlBytes = 1024;
+inline constexpr size_t kMaxCustomDataBytes = 1024;
+inline constexpr size_t kMaxRollbackReasonBytes = 1024;
+inline constexpr size_t kMaxLastErrorBytes = 1024;
+inline constexpr size_t kMaxBinDataBytes = 1024 * 1024;  // per branch payload; DTM/MySQL: 64 KiB
+inline constexpr size_t kMaxSteps = 1000;                // steps per saga/msg
+
+}  // namespace dtx::core

@@ -1,0 +1,67 @@
+#include "engine/branch_caller.h"
+
+#include <boost/asio/use_awaitable.hpp>
+
+#include "http/client.h"
+
+namespace dtx::engine {
+namespace {
+
+class HttpBranchCaller final : public BranchCaller {
+ public:
+  explicit HttpBranchCaller(boost::asio::any_io_executor executor) : client_(executor) {}
+
+  boost::asio::awaitable<BranchAnswer> Call(BranchCallSpec spec) override {
+    http::ClientRequest req;
+    req.method = std::move(spec.method);
+    req.url = std::move(spec.url);
+    req.headers = std::move(spec.headers);
+    req.body = std::move(spec.body);
+    req.timeout = std::chrono::milliseconds(spec.timeout_ms);
+    Result<http::ClientResponse> r = co_await client_.Send(std::move(req));
+    BranchAnswer answer;
+    if (!r.ok()) {
+      answer.http_status = 0;
+      answer.body = r.status().ToString();
+    } else {
+      answer.http_status = r->status;
+      answer.body = std::move(r->body);
+    }
+    co_return answer;
+  }
+
+ private:
+  http::Client client_;
+};
+
+}  // namespace
+
+std::unique_ptr<BranchCaller> NewHttpBranchCaller(boost::asio::any_io_executor executor) {
+  return std::make_unique<HttpBranchCaller>(std::move(executor));
+}
+
+BranchCallSpec BuildBranchCall(const core::GlobalTrans& global, const core::BranchRow& row,
+                               int64_t timeout_ms) {
+  BranchCallSpec spec;
+  const bool post = !row.bin_data.empty() || global.trans_type == core::TransType::kXa;
+  spec.method = post ? "POST" : "GET";
+  std::string url = row.url;
+  std::string fragment;
+  if (auto hash = url.find('#'); hash != std::string::npos) {
+    fragment = url.substr(hash);
+    url.resize(hash);
+  }
+  url += url.find('?') == std::string::npos ? '?' : '&';
+  url += "branch_id=" + http::UrlEncode(row.branch_id);
+  url += "&gid=" + http::UrlEncode(global.gid);
+  url += "&op=" + http::UrlEncode(row.op);
+  url += "&trans_type=" + std::string(core::ToString(global.trans_type));
+  spec.url = std::move(url);
+  spec.headers.emplace_back("Content-type", "application/json");
+  for (const auto& h : global.options.branch_headers) spec.headers.push_back(h);
+  spec.body = row.bin_data;
+  spec.timeout_ms = timeout_ms;
+  return spec;
+}
+
+}  // namespace dtx::engine

@@ -1,0 +1,112 @@
+// Engine: drives transactions. It turns API calls into durable state changes, runs processing
+// rounds (core::Step decides, the engine persists and calls participants), schedules wake-ups,
+// resumes due transactions (recovery) and enforces limits.
+//
+// Threading: transactions are sharded by gid over the IoPool's contexts; everything touching one
+// transaction runs on its shard's single thread, so the state machine never races with itself.
+// Public awaitables may be awaited from any executor; they hop to the shard and back.
+//
+// Durability: every decision's update is committed (Store callback) before the calls it orders are
+// made and before an API call that changed state answers success.
+//
+// Limits: at most max_active_transactions rounds in memory; a submit beyond it answers kUnavailable
+// (503, retryable) before anything is persisted, and recovery claims only as many as there is room
+// for.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/machine.h"
+#include "core/model.h"
+#include "engine/branch_caller.h"
+#include "http/io_pool.h"
+#include "ops/metrics.h"
+#include "store/store.h"
+#include "util/clock.h"
+
+namespace dtx::engine {
+
+struct EngineOptions {
+  core::Settings settings;
+  int64_t cron_interval_ms = 1000;          // idle sleep of the recovery loop
+  size_t max_active_transactions = 50'000;  // rounds held in memory at once
+  int claim_batch = 512;                    // due transactions claimed per store round trip
+  std::string owner = "dtx";                // lease owner written on claimed rows
+};
+
+using CallerFactory =
+    std::function<std::unique_ptr<BranchCaller>(boost::asio::any_io_executor executor)>;
+
+class Engine {
+ public:
+  // `caller_factory` defaults to NewHttpBranchCaller. Store, pool, clock and metrics must outlive
+  // the engine. `metrics` may be null.
+  Engine(EngineOptions options, store::Store& store, http::IoPool& pool, Clock& clock,
+         ops::Metrics* metrics, CallerFactory caller_factory = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Starts the recovery loop (which also resumes everything left unfinished by a previous process).
+  void Start();
+  // Stops the recovery loop and refuses new work; rounds in progress are abandoned at their next
+  // step (their state is durable and is resumed by the next process). Idempotent.
+  void Stop();
+
+  // submit of a saga: `proposed` holds the global (gid, type, options, custom_data, protocol) and
+  // the branch rows, already validated. Outcomes per PROTOCOL.md §1.12 and §1.5 (wait_result).
+  boost::asio::awaitable<Status> Submit(core::TransSnapshot proposed, bool wait_result);
+  // abort of an existing transaction (saga: always 409, unknown gid: 404).
+  boost::asio::awaitable<Status> Abort(std::string gid);
+  // prepare (saga: 400; other modes arrive with their own issues: 501).
+  boost::asio::awaitable<Status> Prepare(core::TransSnapshot proposed);
+  boost::asio::awaitable<Status> ForceStop(std::string gid);
+  boost::asio::awaitable<Status> ResetNextCronTime(std::string gid);
+  boost::asio::awaitable<Result<int64_t>> ResetCronTime(int64_t timeout_ms, int limit);
+  boost::asio::awaitable<Result<std::optional<core::TransSnapshot>>> Query(std::string gid);
+  boost::asio::awaitable<Result<store::ListPage>> List(store::ListQuery query);
+
+  size_t active_transactions() const { return active_count_.load(std::memory_order_relaxed); }
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct Active;
+  struct Shard;
+
+  Shard& ShardFor(const std::string& gid);
+  boost::asio::awaitable<Status> SubmitOnShard(core::TransSnapshot proposed, bool wait_result);
+  boost::asio::awaitable<Status> ForceStopOnShard(std::string gid);
+  boost::asio::awaitable<void> ResumeOnShard(std::string gid);
+  // Starts a round for a loaded snapshot unless one is running; returns the round's entry.
+  std::shared_ptr<Active> StartRound(Shard& shard, core::TransSnapshot snap);
+  boost::asio::awaitable<void> RunRound(Shard* shard, std::shared_ptr<Active> active);
+  boost::asio::awaitable<void> CallBranch(Shard* shard, std::shared_ptr<Active> active,
+                                          size_t index, BranchCallSpec spec);
+  boost::asio::awaitable<Status> WaitRound(std::shared_ptr<Active> active, int64_t deadline_ms);
+  boost::asio::awaitable<void> CronLoop();
+
+  EngineOptions options_;
+  store::Store& store_;
+  http::IoPool& pool_;
+  Clock& clock_;
+  ops::Metrics* metrics_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::atomic<size_t> active_count_{0};
+  std::atomic<bool> stopped_{false};
+  std::atomic<bool> started_{false};
+  struct CronState;
+  std::shared_ptr<CronState> cron_;
+};
+
+// The status message wording of DTM (§1.12), which tests match on.
+std::string CannotSubmitMessage(core::GlobalStatus status);
+
+}  // namespace dtx::engine

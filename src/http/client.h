@@ -1,0 +1,70 @@
+// An asynchronous HTTP/1.1 client with a keep-alive connection pool per host:port, used by the
+// coordinator to call participants. One Client belongs to one executor (one IoPool context) and
+// must only be used from it; create one per context.
+//
+// Every request has a deadline covering connect, write and read. Errors are values:
+//   kTimeout      the deadline passed
+//   kUnavailable  connection refused/reset, DNS failure, or the per-host connection limit stayed
+//   full
+//                 until the deadline
+//   kTooLarge     the response body exceeded max_response_bytes
+//   kInvalidArgument  the URL is not http://host[:port][/path][?query]  (https is not supported
+//   yet)
+// An HTTP answer of any status (200, 409, 500, ...) is a success at this level.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "http/server.h"
+#include "util/status.h"
+
+namespace dtx::http {
+
+struct ClientOptions {
+  size_t max_connections_per_host = 256;  // a request waits (within its deadline) for a free slot
+  size_t max_idle_per_host = 64;          // kept-alive connections held for reuse
+  size_t max_response_bytes = 4 * 1024 * 1024;
+  int max_redirects = 10;  // 301/302/303/307/308 with Location are followed
+};
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string url;  // http://host:port/path?query
+  HeaderList headers;
+  std::string body;
+  std::chrono::milliseconds timeout{3000};
+};
+
+struct ClientResponse {
+  int status = 0;
+  std::string body;
+  HeaderList headers;
+};
+
+struct ParsedUrl {
+  std::string host;
+  uint16_t port = 80;
+  std::string target;  // path + '?' + query, at least "/"
+};
+Result<ParsedUrl> ParseHttpUrl(std::string_view url);
+
+class Client {
+ public:
+  Client(boost::asio::any_io_executor executor, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  boost::asio::awaitable<Result<ClientResponse>> Send(ClientRequest request);
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace dtx::http

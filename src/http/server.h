@@ -1,0 +1,103 @@
+// An asynchronous HTTP/1.1 server (Boost.Beast, C++20 coroutines). One coroutine per connection on
+// an IoPool context, no thread per request; keep-alive; the handler is awaited per request.
+//
+// Limits (each answered explicitly, then the connection is closed where noted):
+//   body larger than max_body_bytes       -> 413 {"message":...,"code":"TOO_LARGE"}, close
+//   header larger than max_header_bytes   -> 431, close
+//   malformed request / truncated body    -> 400, close
+//   no complete request within read_timeout (a client that stalls) -> 408, close
+//   more than max_connections open        -> the new connection gets 503 and is closed
+// A connection that sends no byte of a request (a new one within read_timeout, a kept-alive one
+// within idle_timeout) is closed without an answer; so is one that closes between requests.
+//
+// Thread-safety: Start/Stop from the controlling thread. The handler is called concurrently from
+// every IoPool thread and must be thread-safe.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "http/io_pool.h"
+#include "util/status.h"
+
+namespace dtx::http {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path plus query, as received
+  std::string path;    // decoded-free path part of target
+  std::string query;   // raw query string without '?'
+  HeaderList headers;
+  std::string body;
+
+  // Case-insensitive header lookup; empty if absent.
+  std::string_view Header(std::string_view name) const;
+  // Percent-decoded value of the first query parameter `name`; nullopt if absent.
+  std::optional<std::string> QueryParam(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  HeaderList headers;
+};
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // Called on an IoPool thread; must not block. Exceptions escaping it become a 500.
+  virtual boost::asio::awaitable<Response> Handle(Request request) = 0;
+};
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;                        // 0 = pick a free port (see Server::port())
+  size_t max_body_bytes = 4 * 1024 * 1024;  // larger bodies get 413
+  size_t max_header_bytes = 64 * 1024;
+  std::chrono::milliseconds read_timeout{10'000};  // for one whole request, headers and body
+  std::chrono::milliseconds write_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{60'000};  // keep-alive connection without a request
+  size_t max_connections = 10'000;
+};
+
+class Server {
+ public:
+  Server(IoPool& pool, ServerOptions options, Handler& handler);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts accepting. Fails with a clear message if the address is in use or invalid.
+  Status Start();
+  // The bound port (after Start).
+  uint16_t port() const;
+  // Stops accepting and closes open connections; handlers still running are cancelled (their
+  // pending asynchronous operation completes with operation_aborted). When called from the
+  // controlling thread while the pool runs, waits (up to 5 s) until every connection coroutine has
+  // finished. Idempotent. Stop (or destroy) the Server before stopping the IoPool.
+  void Stop();
+  size_t open_connections() const;
+  // Connections accepted since Start, including those answered 503 (for metrics and tests).
+  uint64_t accepted_connections() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Percent-decoding of a query component ('+' is a space). Used by Request::QueryParam.
+std::string UrlDecode(std::string_view s);
+std::string UrlEncode(std::string_view s);
+
+}  // namespace dtx::http

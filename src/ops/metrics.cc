@@ -1,0 +1,115 @@
+#include "ops/metrics.h"
+
+#include <fmt/format.h>
+
+namespace dtx::ops {
+namespace {
+
+std::string Escape(const std::string& v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Metrics::Metrics() {
+  api_total_.name = "dtm_server_process_total";
+  api_total_.help = "All request received by dtm";
+  api_total_.type = "counter";
+  api_duration_.name = "dtm_server_response_duration";
+  api_duration_.help = "The request durations of a dtm server api";
+  api_duration_.type = "summary";
+  trans_total_.name = "dtm_transaction_process_total";
+  trans_total_.help = "All transactions processed by dtm";
+  trans_total_.type = "counter";
+  trans_duration_.name = "dtm_transaction_handled_duration";
+  trans_duration_.help =
+      "Histogram of handling latency of the transaction that handled by the server";
+  trans_duration_.type = "summary";
+  branch_total_.name = "dtm_branch_process_total";
+  branch_total_.help = "All branches processed by dtm";
+  branch_total_.type = "counter";
+}
+
+Metrics::Series& Metrics::Get(Family& f, const std::string& labels) {
+  std::lock_guard<std::mutex> lock(f.mu);
+  auto it = f.series.find(labels);
+  if (it != f.series.end()) return *it->second;
+  if (f.series.size() >= kMaxSeriesPerFamily) {
+    auto& overflow = f.series["overflow=\"true\""];
+    if (!overflow) overflow = std::make_unique<Series>();
+    return *overflow;
+  }
+  auto& s = f.series[labels];
+  s = std::make_unique<Series>();
+  return *s;
+}
+
+void Metrics::RecordApi(const std::string& api, bool ok, double seconds) {
+  Get(api_total_,
+      fmt::format("type=\"http\",api=\"{}\",status=\"{}\"", Escape(api), ok ? "ok" : "fail"))
+      .count.fetch_add(1, std::memory_order_relaxed);
+  auto& d = Get(api_duration_, fmt::format("type=\"http\",api=\"{}\"", Escape(api)));
+  d.count.fetch_add(1, std::memory_order_relaxed);
+  d.sum_us.fetch_add(static_cast<uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+void Metrics::RecordTransaction(const std::string& model, bool ok, double seconds) {
+  Get(trans_total_, fmt::format("model=\"{}\",status=\"{}\"", Escape(model), ok ? "ok" : "fail"))
+      .count.fetch_add(1, std::memory_order_relaxed);
+  auto& d = Get(trans_duration_, fmt::format("model=\"{}\"", Escape(model)));
+  d.count.fetch_add(1, std::memory_order_relaxed);
+  d.sum_us.fetch_add(static_cast<uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+void Metrics::RecordBranch(const std::string& model, const std::string& branch_id,
+                           const std::string& op, bool ok) {
+  Get(branch_total_, fmt::format("model=\"{}\",branchid=\"{}\",branchtype=\"{}\",status=\"{}\"",
+                                 Escape(model), Escape(branch_id), Escape(op), ok ? "ok" : "fail"))
+      .count.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::AddGauge(std::string name, std::string help, std::function<double()> read) {
+  std::lock_guard<std::mutex> lock(gauges_mu_);
+  gauges_.push_back({std::move(name), std::move(help), std::move(read)});
+}
+
+std::string Metrics::Render() const {
+  std::string out;
+  out += "# HELP dtm_server_info The information of this dtm server.\n";
+  out += "# TYPE dtm_server_info gauge\n";
+  out += "dtm_server_info{gin_version=\"dtx\",grpc_version=\"none\"} 1\n";
+  for (const Family* f :
+       {&api_total_, &api_duration_, &trans_total_, &trans_duration_, &branch_total_}) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f->name, f->help, f->name, f->type);
+    std::lock_guard<std::mutex> lock(f->mu);
+    for (const auto& [labels, s] : f->series) {
+      if (f->type == "summary") {
+        out += fmt::format("{}_sum{{{}}} {}\n", f->name, labels,
+                           static_cast<double>(s->sum_us.load()) / 1e6);
+        out += fmt::format("{}_count{{{}}} {}\n", f->name, labels, s->count.load());
+      } else {
+        out += fmt::format("{}{{{}}} {}\n", f->name, labels, s->count.load());
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lock(gauges_mu_);
+  for (const auto& g : gauges_) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", g.name, g.help, g.name, g.name,
+                       g.read());
+  }
+  return out;
+}
+
+}  // namespace dtx::ops

@@ -1,0 +1,70 @@
+// MemoryStore: a Store held in process memory, for tests and deterministic simulation.
+//
+// Same semantics as the SQLite store (compare-and-set, kAlreadyExists, id assignment, ClaimDue
+// order, List cursor and filters) except durability: nothing survives the process. Every callback
+// runs inline, on the caller's thread, before the call returns, and after the store's mutex has
+// been released (so a callback may call into the store again).
+//
+// Thread-safety: all methods are thread-safe (one mutex). Failures are values: kNotFound,
+// kConflict, kAlreadyExists, kInvalidArgument for a limit out of range, kUnavailable after Close().
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+
+#include "store/store.h"
+
+namespace dtx::store {
+
+class MemoryStore final : public Store {
+ public:
+  MemoryStore() = default;
+  MemoryStore(const MemoryStore&) = delete;
+  MemoryStore& operator=(const MemoryStore&) = delete;
+
+  void Create(core::TransSnapshot trans, DoneCallback done) override;
+  void Update(TransUpdate update, DoneCallback done) override;
+  void AddBranches(std::string gid, core::GlobalStatus expected_status,
+                   std::vector<core::BranchRow> rows, DoneCallback done) override;
+  void Load(std::string gid, Callback<std::optional<core::TransSnapshot>> done) override;
+  void List(ListQuery query, Callback<ListPage> done) override;
+  void ClaimDue(int64_t now_ms, int limit, int64_t lease_until_ms, std::string owner,
+                Callback<std::vector<std::string>> done) override;
+  void ResetNextCronTime(std::string gid, int64_t now_ms, DoneCallback done) override;
+  void ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit,
+                     Callback<int64_t> done) override;
+  StoreStats Stats() const override;
+  void Close() override;
+
+ private:
+  // (next_cron_time_ms, id) of every unfinished transaction: the due-work index, the equivalent of
+  // SQLite's partial index, ordered like its ORDER BY next_cron_time, id.
+  using DueKey = std::pair<int64_t, int64_t>;
+
+  Status CheckOpenLocked() const;
+  Status CreateLocked(core::TransSnapshot& trans);
+  Status UpdateLocked(const TransUpdate& u);
+  Status AddBranchesLocked(const std::string& gid, core::GlobalStatus expected,
+                           std::vector<core::BranchRow>& rows);
+  void Unindex(const core::GlobalTrans& g);
+  void Index(const core::GlobalTrans& g);
+  void CountWriteLocked(const Status& s);
+
+  mutable std::mutex mu_;
+  bool closed_ = false;
+  int64_t next_trans_id_ = 1;
+  int64_t next_branch_id_ = 1;
+  std::unordered_map<std::string, core::TransSnapshot> by_gid_;
+  std::map<int64_t, core::TransSnapshot*> by_id_;  // points into by_gid_ (node-stable)
+  std::set<DueKey> due_;
+  uint64_t commits_ = 0;
+  uint64_t write_ops_ = 0;
+};
+
+}  // namespace dtx::store

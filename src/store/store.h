@@ -1,0 +1,129 @@
+// Store: the durable source of truth for global transactions and branch rows.
+//
+// Every operation is asynchronous: it is queued and its callback runs later, on a thread owned by
+// the store (SQLite: the writer thread for writes, a reader thread for reads; memory: inline, on
+// the caller's thread, before the call returns). Callbacks must be short and must not call back
+// into the store synchronously waiting for a result; the engine reposts them onto its own executor.
+//
+// Durability contract: a write's callback reports success only after the change is committed to
+// disk (SQLite: WAL + synchronous=FULL, group commit of many operations per fsync). A failed commit
+// fails every operation of its batch with kIoError and the store stops accepting writes (fail
+// loudly, never retry silently).
+//
+// A request refused at once (a queue is full: kUnavailable; the store is closed: kUnavailable; the
+// store has failed: kIoError; a limit below is exceeded: kInvalidArgument) has its callback run
+// inline, on the caller's thread, before the call returns.
+//
+// Each write operation is atomic: all of it is applied or none of it. All methods are thread-safe.
+// Close() must not be called from a store callback.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "util/status.h"
+
+namespace dtx::store {
+
+template <class T>
+using Callback = std::function<void(Result<T>)>;
+using DoneCallback = std::function<void(Status)>;
+
+// The compare-and-set change of one transaction; defined in core (the state machines produce it).
+using TransUpdate = core::TransUpdate;
+
+// Filter and cursor for List (the `all` route). Rows come by descending id.
+struct ListQuery {
+  std::string gid;                   // exact match when non-empty
+  std::string status;                // exact match when non-empty
+  std::string trans_type;            // exact match when non-empty
+  int64_t create_time_start_ms = 0;  // inclusive, 0 = unbounded
+  int64_t create_time_end_ms = 0;    // inclusive, 0 = unbounded
+  int64_t before_id = 0;             // cursor: only ids < before_id; 0 = from the newest
+  int limit = 100;                   // 1..1000
+};
+
+struct ListPage {
+  std::vector<core::GlobalTrans> transactions;
+  int64_t next_before_id = 0;  // 0 = no more pages (the page held fewer than limit rows)
+};
+
+struct StoreStats {
+  uint64_t commits = 0;        // fsync'd write batches
+  uint64_t write_ops = 0;      // write operations committed
+  uint64_t queued_writes = 0;  // operations waiting for the writer right now
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Creates the transaction and its branch rows (their ids are assigned in vector order).
+  // kAlreadyExists if the gid exists (nothing changes).
+  virtual void Create(core::TransSnapshot trans, DoneCallback done) = 0;
+
+  // Applies a compare-and-set update (see TransUpdate).
+  virtual void Update(TransUpdate update, DoneCallback done) = 0;
+
+  // Inserts branch rows for an existing transaction whose status is `expected_status`
+  // (kConflict otherwise, kAlreadyExists if one of the (branch_id, op) pairs exists).
+  virtual void AddBranches(std::string gid, core::GlobalStatus expected_status,
+                           std::vector<core::BranchRow> rows, DoneCallback done) = 0;
+
+  // The transaction with its branches in id order, or nullopt if the gid is unknown.
+  virtual void Load(std::string gid, Callback<std::optional<core::TransSnapshot>> done) = 0;
+
+  virtual void List(ListQuery query, Callback<ListPage> done) = 0;
+
+  // Claims up to `limit` due transactions: status prepared/submitted/aborting and
+  // next_cron_time <= now_ms, earliest first; sets their next_cron_time to lease_until_ms and owner
+  // to `owner` in the same atomic write, and returns their gids.
+  virtual void ClaimDue(int64_t now_ms, int limit, int64_t lease_until_ms, std::string owner,
+                        Callback<std::vector<std::string>> done) = 0;
+
+  // Sets next_cron_time = now_ms for one unfinished transaction. kNotFound for an unknown gid; a
+  // final transaction is left unchanged and reported as OK.
+  virtual void ResetNextCronTime(std::string gid, int64_t now_ms, DoneCallback done) = 0;
+
+  // Sets next_cron_time = now_ms for at most `limit` unfinished transactions whose next_cron_time
+  // is later than now_ms + timeout_ms; returns how many were changed.
+  virtual void ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit,
+                             Callback<int64_t> done) = 0;
+
+  // Counters; cheap, thread-safe.
+  virtual StoreStats Stats() const = 0;
+
+  // Stops accepting work, finishes what is queued, joins the store's threads. Idempotent.
+  virtual void Close() = 0;
+};
+
+// Limits on one request (kInvalidArgument outside them).
+inline constexpr int kMaxListLimit = 1000;    // ListQuery::limit is 1..kMaxListLimit
+inline constexpr int kMaxClaimLimit = 10000;  // ClaimDue / ResetCronTime limit is 1..kMaxClaimLimit
+
+struct SqliteOptions {
+  std::string path;                   // database file; its directory is created if missing
+  int max_batch_ops = 512;            // write operations per commit (group commit)
+  size_t max_queued_writes = 100000;  // beyond this, writes fail at once with kUnavailable
+  int reader_threads = 2;             // connections serving Load/List
+  int busy_timeout_ms = 5000;
+  size_t max_queued_reads = 10000;  // beyond this, Load/List fail at once with kUnavailable
+};
+
+// Opens (creating and migrating the schema if needed) a SQLite store. Fails if the file cannot be
+// opened, is not a dtx database, or has a newer schema version than this binary knows.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
+
+// An in-memory store for tests and simulation. Callbacks run inline. Same semantics as SQLite
+// except durability.
+std::unique_ptr<Store> NewMemoryStore();
+
+// Parses --store: "sqlite:PATH" or "memory:". (postgres:// comes with its own issue.)
+Result<std::unique_ptr<Store>> OpenStore(const std::string& spec);
+
+}  // namespace dtx::store

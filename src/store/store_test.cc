@@ -1,0 +1,921 @@
+// Store tests: one suite run against both implementations (memory and SQLite on a temp file), then
+// SQLite-only tests for durability, group commit, limits, failure and schema versioning.
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/sqlite/sqlite_store.h"
+
+namespace dtx::store {
+namespace {
+
+using namespace std::chrono_literals;
+using core::BranchStatus;
+using core::GlobalStatus;
+using core::TransType;
+
+constexpr auto kWait = 30s;  // bound on every wait for a callback
+
+// Calls `start(callback)` and waits (bounded) for the callback's value.
+template <class T>
+Result<T> Await(const std::function<void(Callback<T>)>& start) {
+  auto p = std::make_shared<std::promise<Result<T>>>();
+  auto f = p->get_future();
+  start([p](Result<T> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(kWait) != std::future_status::ready) {
+    ADD_FAILURE() << "store callback did not run within the bound";
+    return Status::Timeout("store callback did not run");
+  }
+  return f.get();
+}
+
+Status AwaitDone(const std::function<void(DoneCallback)>& start) {
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  start([p](Status s) { p->set_value(std::move(s)); });
+  if (f.wait_for(kWait) != std::future_status::ready) {
+    ADD_FAILURE() << "store callback did not run within the bound";
+    return Status::Timeout("store callback did not run");
+  }
+  return f.get();
+}
+
+// Synchronous wrappers over the asynchronous Store.
+Status Create(Store& s, core::TransSnapshot t) {
+  return AwaitDone([&](DoneCallback cb) { s.Create(std::move(t), std::move(cb)); });
+}
+Status Update(Store& s, TransUpdate u) {
+  return AwaitDone([&](DoneCallback cb) { s.Update(std::move(u), std::move(cb)); });
+}
+Status AddBranches(Store& s, const std::string& gid, GlobalStatus expected,
+                   std::vector<core::BranchRow> rows) {
+  return AwaitDone(
+      [&](DoneCallback cb) { s.AddBranches(gid, expected, std::move(rows), std::move(cb)); });
+}
+Result<std::optional<core::TransSnapshot>> Load(Store& s, const std::string& gid) {
+  return Await<std::optional<core::TransSnapshot>>(
+      [&](Callback<std::optional<core::TransSnapshot>> cb) { s.Load(gid, std::move(cb)); });
+}
+Result<ListPage> List(Store& s, ListQuery q) {
+  return Await<ListPage>([&](Callback<ListPage> cb) { s.List(q, std::move(cb)); });
+}
+Result<std::vector<std::string>> Claim(Store& s, int64_t now_ms, int limit, int64_t lease_ms,
+                                       const std::string& owner) {
+  return Await<std::vector<std::string>>([&](Callback<std::vector<std::string>> cb) {
+    s.ClaimDue(now_ms, limit, lease_ms, owner, std::move(cb));
+  });
+}
+Status ResetNext(Store& s, const std::string& gid, int64_t now_ms) {
+  return AwaitDone([&](DoneCallback cb) { s.ResetNextCronTime(gid, now_ms, std::move(cb)); });
+}
+Result<int64_t> ResetCron(Store& s, int64_t now_ms, int64_t timeout_ms, int limit) {
+  return Await<int64_t>(
+      [&](Callback<int64_t> cb) { s.ResetCronTime(now_ms, timeout_ms, limit, std::move(cb)); });
+}
+
+core::BranchRow Branch(const std::string& branch_id, const std::string& op) {
+  core::BranchRow b;
+  b.url = "http://busi/api/" + op + branch_id;
+  b.bin_data = R"({"amount":30})";
+  b.branch_id = branch_id;
+  b.op = op;
+  b.create_time_ms = 1000;
+  b.update_time_ms = 1000;
+  return b;
+}
+
+core::TransSnapshot Trans(const std::string& gid, GlobalStatus status = GlobalStatus::kSubmitted,
+                          int64_t next_cron_time_ms = 10'000, int64_t create_time_ms = 1000,
+                          TransType type = TransType::kSaga) {
+  core::TransSnapshot t;
+  t.global.gid = gid;
+  t.global.trans_type = type;
+  t.global.status = status;
+  t.global.create_time_ms = create_time_ms;
+  t.global.update_time_ms = create_time_ms;
+  t.global.next_cron_interval_ms = 10'000;
+  t.global.next_cron_time_ms = next_cron_time_ms;
+  t.branches = {Branch("01", "compensate"), Branch("01", "action")};
+  return t;
+}
+
+void ExpectGlobalEq(const core::GlobalTrans& a, const core::GlobalTrans& b) {
+  EXPECT_EQ(a.gid, b.gid);
+  EXPECT_EQ(a.trans_type, b.trans_type);
+  EXPECT_EQ(a.status, b.status);
+  EXPECT_EQ(a.protocol, b.protocol);
+  EXPECT_EQ(a.query_prepared, b.query_prepared);
+  EXPECT_EQ(a.custom_data, b.custom_data);
+  EXPECT_EQ(a.rollback_reason, b.rollback_reason);
+  EXPECT_EQ(a.result, b.result);
+  EXPECT_EQ(a.owner, b.owner);
+  EXPECT_EQ(a.options, b.options);
+  EXPECT_EQ(a.create_time_ms, b.create_time_ms);
+  EXPECT_EQ(a.update_time_ms, b.update_time_ms);
+  EXPECT_EQ(a.finish_time_ms, b.finish_time_ms);
+  EXPECT_EQ(a.rollback_time_ms, b.rollback_time_ms);
+  EXPECT_EQ(a.next_cron_interval_ms, b.next_cron_interval_ms);
+  EXPECT_EQ(a.next_cron_time_ms, b.next_cron_time_ms);
+  EXPECT_EQ(a.retry_count, b.retry_count);
+}
+
+void ExpectBranchEq(const core::BranchRow& a, const core::BranchRow& b) {
+  EXPECT_EQ(a.gid, b.gid);
+  EXPECT_EQ(a.url, b.url);
+  EXPECT_EQ(a.bin_data, b.bin_data);
+  EXPECT_EQ(a.branch_id, b.branch_id);
+  EXPECT_EQ(a.op, b.op);
+  EXPECT_EQ(a.status, b.status);
+  EXPECT_EQ(a.create_time_ms, b.create_time_ms);
+  EXPECT_EQ(a.update_time_ms, b.update_time_ms);
+  EXPECT_EQ(a.finish_time_ms, b.finish_time_ms);
+  EXPECT_EQ(a.attempts, b.attempts);
+  EXPECT_EQ(a.last_error, b.last_error);
+}
+
+// A fresh temporary directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "dtx_store_test.XXXXXX").string();
+    char* p = mkdtemp(tmpl.data());
+    EXPECT_NE(p, nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::unique_ptr<Store> MustOpenSqlite(const SqliteOptions& o) {
+  auto r = OpenSqliteStore(o);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(r).value() : nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The shared suite.
+
+enum class Impl { kMemory, kSqlite };
+
+class StoreTest : public ::testing::TestWithParam<Impl> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Impl::kMemory) {
+      store_ = NewMemoryStore();
+    } else {
+      SqliteOptions o;
+      o.path = (dir_.path() / "dtx.db").string();
+      store_ = MustOpenSqlite(o);
+    }
+    ASSERT_NE(store_, nullptr);
+  }
+  void TearDown() override {
+    if (store_) store_->Close();
+  }
+
+  core::GlobalTrans MustLoadGlobal(const std::string& gid) {
+    auto r = Load(*store_, gid);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok() || !r.value()) {
+      ADD_FAILURE() << "transaction " << gid << " not found";
+      return {};
+    }
+    return r.value()->global;
+  }
+  core::TransSnapshot MustLoad(const std::string& gid) {
+    auto r = Load(*store_, gid);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok() || !r.value()) {
+      ADD_FAILURE() << "transaction " << gid << " not found";
+      return {};
+    }
+    return *r.value();
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreTest, CreateLoadRoundTripsEveryField) {
+  core::TransSnapshot t;
+  core::GlobalTrans& g = t.global;
+  g.id = 999;  // ignored: assigned by the store
+  g.gid = "gid-round-trip";
+  g.trans_type = TransType::kTcc;
+  g.status = GlobalStatus::kPrepared;
+  g.protocol = "json-rpc";
+  g.query_prepared = "http://busi/api/query";
+  g.custom_data = R"({"concurrent":true,"orders":{"2":[0,1]}})";
+  g.rollback_reason = "reason \xe4\xb8\xad";
+  g.result = "result-bytes";
+  g.owner = "node-1";
+  g.options.wait_result = true;
+  g.options.timeout_to_fail_s = 35;
+  g.options.request_timeout_s = 3;
+  g.options.retry_interval_s = 10;
+  g.options.branch_headers = {{"Authorization", "Bearer x"}, {"X-Trace", "t1"}};
+  g.options.concurrent = true;
+  g.options.retry_limit = 4;
+  g.options.retry_count = 1;
+  g.create_time_ms = 1'700'000'000'001;
+  g.update_time_ms = 1'700'000'000'002;
+  g.finish_time_ms = 1'700'000'000'003;
+  g.rollback_time_ms = 1'700'000'000'004;
+  g.next_cron_interval_ms = 20'000;
+  g.next_cron_time_ms = 1'700'000'020'001;
+  g.retry_count = 7;
+  core::BranchRow b1 = Branch("01", "try");
+  b1.bin_data = std::string("a\0b\0\xff\x01", 6);  // binary with NUL bytes
+  b1.status = BranchStatus::kSucceed;
+  b1.finish_time_ms = 1'700'000'000'010;
+  b1.attempts = 3;
+  b1.last_error = "HTTP 500: boom";
+  core::BranchRow b2 = Branch("01", "confirm");
+  b2.bin_data = "";  // empty payload
+  core::BranchRow b3 = Branch("02", "cancel");
+  b3.status = BranchStatus::kFailed;
+  t.branches = {b1, b2, b3};
+  ASSERT_TRUE(Create(*store_, t).ok());
+
+  core::TransSnapshot got = MustLoad(g.gid);
+  EXPECT_GT(got.global.id, 0);
+  ExpectGlobalEq(got.global, g);
+  ASSERT_EQ(got.branches.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    core::BranchRow want = t.branches[i];
+    want.gid = g.gid;  // the store fills gid in
+    ExpectBranchEq(got.branches[i], want);
+    EXPECT_GT(got.branches[i].id, 0);
+    if (i > 0) {
+      EXPECT_GT(got.branches[i].id, got.branches[i - 1].id);
+    }
+  }
+  EXPECT_EQ(got.branches[0].bin_data.size(), 6u);
+}
+
+TEST_P(StoreTest, IdsAscendAcrossTransactions) {
+  ASSERT_TRUE(Create(*store_, Trans("a")).ok());
+  ASSERT_TRUE(Create(*store_, Trans("b")).ok());
+  auto a = MustLoad("a");
+  auto b = MustLoad("b");
+  EXPECT_GT(b.global.id, a.global.id);
+  EXPECT_GT(b.branches.front().id, a.branches.back().id);
+}
+
+TEST_P(StoreTest, LoadUnknownGidIsNullopt) {
+  auto r = Load(*store_, "nope");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.value().has_value());
+}
+
+TEST_P(StoreTest, CreateExistingGidIsAlreadyExistsAndChangesNothing) {
+  ASSERT_TRUE(Create(*store_, Trans("g1", GlobalStatus::kSubmitted)).ok());
+  auto again = Trans("g1", GlobalStatus::kAborting);
+  again.global.custom_data = "other";
+  Status s = Create(*store_, again);
+  EXPECT_EQ(s.code(), Code::kAlreadyExists) << s.ToString();
+  auto got = MustLoad("g1");
+  EXPECT_EQ(got.global.status, GlobalStatus::kSubmitted);
+  EXPECT_EQ(got.global.custom_data, "");
+  EXPECT_EQ(got.branches.size(), 2u);
+}
+
+TEST_P(StoreTest, CreateWithDuplicateBranchKeyWritesNothing) {
+  auto t = Trans("dup");
+  t.branches.push_back(Branch("01", "action"));
+  Status s = Create(*store_, t);
+  EXPECT_EQ(s.code(), Code::kAlreadyExists) << s.ToString();
+  auto r = Load(*store_, "dup");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.value().has_value());
+  // The refused Create consumed no id.
+  ASSERT_TRUE(Create(*store_, Trans("next")).ok());
+  EXPECT_EQ(MustLoadGlobal("next").id, 1);
+}
+
+TEST_P(StoreTest, UpdateAppliesWhenStatusMatches) {
+  ASSERT_TRUE(Create(*store_, Trans("u1")).ok());
+  TransUpdate u;
+  u.gid = "u1";
+  u.expected_status = GlobalStatus::kSubmitted;
+  u.new_status = GlobalStatus::kAborting;
+  u.rollback_reason = "Timeout after 10 seconds";
+  u.custom_data = "cd";
+  core::TransOptions opts;
+  opts.wait_result = true;
+  opts.branch_headers = {{"k", "v"}};
+  u.options = opts;
+  u.next_cron_time_ms = 55'000;
+  u.next_cron_interval_ms = 20'000;
+  u.retry_count = 2;
+  u.rollback_time_ms = 50'000;
+  u.update_time_ms = 50'001;
+  u.branches.push_back({.branch_id = "01",
+                        .op = "action",
+                        .status = BranchStatus::kFailed,
+                        .attempts = 5,
+                        .last_error = "FAILURE",
+                        .finish_time_ms = 49'000});
+  ASSERT_TRUE(Update(*store_, u).ok());
+
+  auto got = MustLoad("u1");
+  EXPECT_EQ(got.global.status, GlobalStatus::kAborting);
+  EXPECT_EQ(got.global.rollback_reason, "Timeout after 10 seconds");
+  EXPECT_EQ(got.global.custom_data, "cd");
+  EXPECT_EQ(got.global.options, opts);
+  EXPECT_EQ(got.global.next_cron_time_ms, 55'000);
+  EXPECT_EQ(got.global.next_cron_interval_ms, 20'000);
+  EXPECT_EQ(got.global.retry_count, 2);
+  EXPECT_EQ(got.global.rollback_time_ms, 50'000);
+  EXPECT_EQ(got.global.finish_time_ms, 0);  // absent: unchanged
+  EXPECT_EQ(got.global.update_time_ms, 50'001);
+  EXPECT_EQ(got.global.create_time_ms, 1000);
+  ASSERT_EQ(got.branches.size(), 2u);
+  const auto& compensate = got.branches[0];
+  const auto& action = got.branches[1];
+  EXPECT_EQ(compensate.status, BranchStatus::kPrepared);  // not addressed: unchanged
+  EXPECT_EQ(compensate.update_time_ms, 1000);
+  EXPECT_EQ(action.status, BranchStatus::kFailed);
+  EXPECT_EQ(action.attempts, 5);
+  EXPECT_EQ(action.last_error, "FAILURE");
+  EXPECT_EQ(action.finish_time_ms, 49'000);
+  EXPECT_EQ(action.update_time_ms, 50'001);
+
+  // Only attempts given: the other branch columns stay.
+  TransUpdate u2;
+  u2.gid = "u1";
+  u2.expected_status = GlobalStatus::kAborting;
+  u2.update_time_ms = 60'000;
+  u2.branches.push_back({.branch_id = "01", .op = "action", .attempts = 6});
+  ASSERT_TRUE(Update(*store_, u2).ok());
+  got = MustLoad("u1");
+  EXPECT_EQ(got.global.status, GlobalStatus::kAborting);
+  EXPECT_EQ(got.branches[1].status, BranchStatus::kFailed);
+  EXPECT_EQ(got.branches[1].attempts, 6);
+  EXPECT_EQ(got.branches[1].last_error, "FAILURE");
+}
+
+TEST_P(StoreTest, UpdateWithWrongExpectedStatusIsConflict) {
+  ASSERT_TRUE(Create(*store_, Trans("c1", GlobalStatus::kPrepared)).ok());
+  TransUpdate u;
+  u.gid = "c1";
+  u.expected_status = GlobalStatus::kSubmitted;
+  u.new_status = GlobalStatus::kSucceed;
+  u.update_time_ms = 5;
+  Status s = Update(*store_, u);
+  EXPECT_EQ(s.code(), Code::kConflict) << s.ToString();
+  auto got = MustLoadGlobal("c1");
+  EXPECT_EQ(got.status, GlobalStatus::kPrepared);
+  EXPECT_EQ(got.update_time_ms, 1000);
+}
+
+TEST_P(StoreTest, UpdateUnknownGidIsNotFound) {
+  TransUpdate u;
+  u.gid = "ghost";
+  u.new_status = GlobalStatus::kSucceed;
+  EXPECT_EQ(Update(*store_, u).code(), Code::kNotFound);
+}
+
+TEST_P(StoreTest, UpdateOfMissingBranchRollsBackWholeUpdate) {
+  ASSERT_TRUE(Create(*store_, Trans("m1")).ok());
+  TransUpdate u;
+  u.gid = "m1";
+  u.expected_status = GlobalStatus::kSubmitted;
+  u.new_status = GlobalStatus::kSucceed;
+  u.update_time_ms = 77;
+  u.branches.push_back({.branch_id = "01", .op = "action", .status = BranchStatus::kSucceed});
+  u.branches.push_back({.branch_id = "99", .op = "action", .status = BranchStatus::kSucceed});
+  Status s = Update(*store_, u);
+  EXPECT_EQ(s.code(), Code::kNotFound) << s.ToString();
+  auto got = MustLoad("m1");
+  EXPECT_EQ(got.global.status, GlobalStatus::kSubmitted);
+  EXPECT_EQ(got.global.update_time_ms, 1000);
+  EXPECT_EQ(got.branches[1].status, BranchStatus::kPrepared);
+}
+
+TEST_P(StoreTest, AddBranchesAppendsRowsInOrder) {
+  auto t = Trans("tcc", GlobalStatus::kPrepared, 10'000, 1000, TransType::kTcc);
+  t.branches.clear();
+  ASSERT_TRUE(Create(*store_, t).ok());
+  ASSERT_TRUE(AddBranches(*store_, "tcc", GlobalStatus::kPrepared,
+                          {Branch("01", "cancel"), Branch("01", "confirm")})
+                  .ok());
+  ASSERT_TRUE(AddBranches(*store_, "tcc", GlobalStatus::kPrepared, {Branch("02", "cancel")}).ok());
+  auto got = MustLoad("tcc");
+  ASSERT_EQ(got.branches.size(), 3u);
+  EXPECT_EQ(got.branches[0].op, "cancel");
+  EXPECT_EQ(got.branches[1].op, "confirm");
+  EXPECT_EQ(got.branches[2].branch_id, "02");
+  EXPECT_EQ(got.branches[2].gid, "tcc");
+  EXPECT_LT(got.branches[0].id, got.branches[1].id);
+  EXPECT_LT(got.branches[1].id, got.branches[2].id);
+}
+
+TEST_P(StoreTest, AddBranchesRefusals) {
+  ASSERT_TRUE(Create(*store_, Trans("ab", GlobalStatus::kPrepared)).ok());
+  EXPECT_EQ(AddBranches(*store_, "nope", GlobalStatus::kPrepared, {Branch("02", "x")}).code(),
+            Code::kNotFound);
+  EXPECT_EQ(AddBranches(*store_, "ab", GlobalStatus::kSubmitted, {Branch("02", "x")}).code(),
+            Code::kConflict);
+  // One duplicate among new rows: none of them is inserted.
+  Status s = AddBranches(*store_, "ab", GlobalStatus::kPrepared,
+                         {Branch("02", "x"), Branch("01", "action")});
+  EXPECT_EQ(s.code(), Code::kAlreadyExists) << s.ToString();
+  EXPECT_EQ(MustLoad("ab").branches.size(), 2u);
+}
+
+TEST_P(StoreTest, ListPagesByDescendingId) {
+  for (int i = 1; i <= 5; ++i) ASSERT_TRUE(Create(*store_, Trans("l" + std::to_string(i))).ok());
+  ListQuery q;
+  q.limit = 2;
+  std::vector<std::string> seen;
+  std::vector<int64_t> cursors;
+  for (int page = 0; page < 10; ++page) {
+    auto r = List(*store_, q);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    for (const auto& g : r->transactions) seen.push_back(g.gid);
+    cursors.push_back(r->next_before_id);
+    if (r->next_before_id == 0) break;
+    q.before_id = r->next_before_id;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"l5", "l4", "l3", "l2", "l1"}));
+  EXPECT_EQ(cursors, (std::vector<int64_t>{4, 2, 0}));
+}
+
+TEST_P(StoreTest, ListPageOfExactlyLimitThenEmptyPage) {
+  for (int i = 1; i <= 4; ++i) ASSERT_TRUE(Create(*store_, Trans("e" + std::to_string(i))).ok());
+  ListQuery q;
+  q.limit = 2;
+  auto p1 = List(*store_, q);
+  ASSERT_TRUE(p1.ok());
+  EXPECT_EQ(p1->transactions.size(), 2u);
+  EXPECT_EQ(p1->next_before_id, 3);
+  q.before_id = p1->next_before_id;
+  auto p2 = List(*store_, q);
+  ASSERT_TRUE(p2.ok());
+  ASSERT_EQ(p2->transactions.size(), 2u);
+  EXPECT_EQ(p2->transactions[1].gid, "e1");
+  EXPECT_EQ(p2->next_before_id, 1);
+  q.before_id = p2->next_before_id;
+  auto p3 = List(*store_, q);
+  ASSERT_TRUE(p3.ok());
+  EXPECT_TRUE(p3->transactions.empty());
+  EXPECT_EQ(p3->next_before_id, 0);
+}
+
+TEST_P(StoreTest, ListFilters) {
+  ASSERT_TRUE(
+      Create(*store_, Trans("f1", GlobalStatus::kSubmitted, 0, 1000, TransType::kSaga)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("f2", GlobalStatus::kPrepared, 0, 2000, TransType::kTcc)).ok());
+  ASSERT_TRUE(
+      Create(*store_, Trans("f3", GlobalStatus::kSubmitted, 0, 3000, TransType::kMsg)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("f4", GlobalStatus::kSucceed, 0, 4000, TransType::kSaga)).ok());
+  auto gids = [&](ListQuery q) {
+    std::vector<std::string> out;
+    auto r = List(*store_, q);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (r.ok()) {
+      for (const auto& g : r->transactions) out.push_back(g.gid);
+    }
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(gids({.status = "submitted"}), (V{"f3", "f1"}));
+  EXPECT_EQ(gids({.trans_type = "saga"}), (V{"f4", "f1"}));
+  EXPECT_EQ(gids({.status = "submitted", .trans_type = "msg"}), (V{"f3"}));
+  EXPECT_EQ(gids({.gid = "f2"}), (V{"f2"}));
+  EXPECT_EQ(gids({.gid = "nope"}), V{});
+  EXPECT_EQ(gids({.create_time_start_ms = 2000, .create_time_end_ms = 3000}), (V{"f3", "f2"}));
+  EXPECT_EQ(gids({.create_time_start_ms = 3000}), (V{"f4", "f3"}));
+  EXPECT_EQ(gids({.create_time_end_ms = 1000}), (V{"f1"}));
+  EXPECT_EQ(gids({.status = "submitted", .before_id = 3}), (V{"f1"}));
+
+  auto bad = List(*store_, {.limit = 0});
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  bad = List(*store_, {.limit = kMaxListLimit + 1});
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+}
+
+TEST_P(StoreTest, ClaimDueTakesOnlyDueUnfinishedEarliestFirst) {
+  ASSERT_TRUE(Create(*store_, Trans("sub100", GlobalStatus::kSubmitted, 100)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("prep50", GlobalStatus::kPrepared, 50)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("abort200", GlobalStatus::kAborting, 200)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("done10", GlobalStatus::kSucceed, 10)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("failed20", GlobalStatus::kFailed, 20)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("later", GlobalStatus::kSubmitted, 5000)).ok());
+
+  auto first = Claim(*store_, 1000, 2, 9000, "node-a");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(*first, (std::vector<std::string>{"prep50", "sub100"}));
+  auto g = MustLoadGlobal("prep50");
+  EXPECT_EQ(g.next_cron_time_ms, 9000);
+  EXPECT_EQ(g.owner, "node-a");
+
+  auto second = Claim(*store_, 1000, 10, 9000, "node-b");
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, (std::vector<std::string>{"abort200"}));
+  auto third = Claim(*store_, 1000, 10, 9000, "node-b");
+  ASSERT_TRUE(third.ok());
+  EXPECT_TRUE(third->empty());
+  EXPECT_EQ(MustLoadGlobal("done10").next_cron_time_ms, 10);
+  EXPECT_EQ(MustLoadGlobal("done10").owner, "");
+
+  // Once the lease expires they are due again (and `later` with them), earliest first.
+  auto after = Claim(*store_, 9000, 10, 20'000, "node-c");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(*after, (std::vector<std::string>{"later", "sub100", "prep50", "abort200"}));
+
+  EXPECT_EQ(Claim(*store_, 1000, 0, 9000, "x").status().code(), Code::kInvalidArgument);
+}
+
+TEST_P(StoreTest, ResetNextCronTime) {
+  ASSERT_TRUE(Create(*store_, Trans("open", GlobalStatus::kSubmitted, 50'000)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("final", GlobalStatus::kSucceed, 50'000)).ok());
+  EXPECT_EQ(ResetNext(*store_, "ghost", 10).code(), Code::kNotFound);
+  EXPECT_TRUE(ResetNext(*store_, "final", 10).ok());
+  EXPECT_EQ(MustLoadGlobal("final").next_cron_time_ms, 50'000);
+  EXPECT_TRUE(ResetNext(*store_, "open", 10).ok());
+  EXPECT_EQ(MustLoadGlobal("open").next_cron_time_ms, 10);
+}
+
+TEST_P(StoreTest, ResetCronTimeHonoursLimitAndCounts) {
+  ASSERT_TRUE(Create(*store_, Trans("far1", GlobalStatus::kSubmitted, 100'000)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("far2", GlobalStatus::kPrepared, 200'000)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("far3", GlobalStatus::kAborting, 300'000)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("farDone", GlobalStatus::kFailed, 400'000)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("near", GlobalStatus::kSubmitted, 15'000)).ok());
+  // now = 1000, timeout = 20'000: rows later than 21'000 qualify.
+  auto r = ResetCron(*store_, 1000, 20'000, 2);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, 2);
+  r = ResetCron(*store_, 1000, 20'000, 2);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 1);
+  r = ResetCron(*store_, 1000, 20'000, 2);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 0);
+  EXPECT_EQ(MustLoadGlobal("far1").next_cron_time_ms, 1000);
+  EXPECT_EQ(MustLoadGlobal("far2").next_cron_time_ms, 1000);
+  EXPECT_EQ(MustLoadGlobal("far3").next_cron_time_ms, 1000);
+  EXPECT_EQ(MustLoadGlobal("farDone").next_cron_time_ms, 400'000);
+  EXPECT_EQ(MustLoadGlobal("near").next_cron_time_ms, 15'000);
+}
+
+TEST_P(StoreTest, StatsCountWrites) {
+  ASSERT_TRUE(Create(*store_, Trans("s1")).ok());
+  ASSERT_TRUE(Create(*store_, Trans("s2")).ok());
+  StoreStats st = store_->Stats();
+  EXPECT_GE(st.write_ops, 2u);
+  EXPECT_GE(st.commits, 1u);
+  EXPECT_LE(st.commits, st.write_ops);
+  EXPECT_EQ(st.queued_writes, 0u);
+}
+
+TEST_P(StoreTest, ClosedStoreRefusesWork) {
+  store_->Close();
+  store_->Close();  // idempotent
+  EXPECT_EQ(Create(*store_, Trans("late")).code(), Code::kUnavailable);
+  EXPECT_EQ(Load(*store_, "late").status().code(), Code::kUnavailable);
+  EXPECT_EQ(Claim(*store_, 1, 1, 2, "x").status().code(), Code::kUnavailable);
+}
+
+INSTANTIATE_TEST_SUITE_P(Impls, StoreTest, ::testing::Values(Impl::kMemory, Impl::kSqlite),
+                         [](const ::testing::TestParamInfo<Impl>& i) {
+                           return i.param == Impl::kMemory ? "Memory" : "Sqlite";
+                         });
+
+// ---------------------------------------------------------------------------------------------------
+// OpenStore.
+
+TEST(OpenStoreTest, ParsesSpecs) {
+  auto mem = OpenStore("memory:");
+  ASSERT_TRUE(mem.ok());
+  TempDir dir;
+  auto sql = OpenStore("sqlite:" + (dir.path() / "sub" / "x.db").string());
+  ASSERT_TRUE(sql.ok()) << sql.status().ToString();
+  (*sql)->Close();
+  auto pg = OpenStore("postgres://u:p@localhost/db");
+  EXPECT_EQ(pg.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(pg.status().message().find("postgres"), std::string::npos);
+  EXPECT_EQ(OpenStore("mysql://x").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(OpenStore("sqlite:").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(OpenStore("sqlite::memory:").status().code(), Code::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// SQLite only.
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  SqliteOptions Options() const {
+    SqliteOptions o;
+    o.path = (dir_.path() / "data" / "dtx.db").string();  // "data/" does not exist yet
+    return o;
+  }
+  TempDir dir_;
+};
+
+TEST_F(SqliteStoreTest, DataSurvivesCloseAndReopen) {
+  auto t = Trans("durable");
+  t.branches[0].bin_data = std::string("\0\x01\x02", 3);
+  {
+    auto s = MustOpenSqlite(Options());
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(Create(*s, t).ok());
+    TransUpdate u{.gid = "durable", .new_status = GlobalStatus::kSucceed, .update_time_ms = 2};
+    ASSERT_TRUE(Update(*s, u).ok());
+    s->Close();
+  }
+  auto s = MustOpenSqlite(Options());
+  ASSERT_NE(s, nullptr);
+  auto r = Load(*s, "durable");
+  ASSERT_TRUE(r.ok() && r.value().has_value());
+  EXPECT_EQ(r.value()->global.status, GlobalStatus::kSucceed);
+  EXPECT_EQ(r.value()->branches[0].bin_data, std::string("\0\x01\x02", 3));
+  // Ids continue after the reopen.
+  ASSERT_TRUE(Create(*s, Trans("second")).ok());
+  auto second = Load(*s, "second");
+  ASSERT_TRUE(second.ok() && second.value().has_value());
+  EXPECT_GT(second.value()->global.id, r.value()->global.id);
+}
+
+TEST_F(SqliteStoreTest, ManyConcurrentWritersAreGroupCommitted) {
+  auto s = MustOpenSqlite(Options());
+  ASSERT_NE(s, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 500;
+  std::atomic<int> ok{0}, failed{0}, done{0};
+  std::promise<void> all_done;
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        s->Create(Trans("c" + std::to_string(t) + "-" + std::to_string(i)), [&](const Status& st) {
+          (st.ok() ? ok : failed).fetch_add(1);
+          if (done.fetch_add(1) + 1 == kThreads * kPerThread) all_done.set_value();
+        });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(all_done.get_future().wait_for(60s), std::future_status::ready);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(ok.load(), kThreads * kPerThread);
+  EXPECT_EQ(failed.load(), 0);
+  StoreStats st = s->Stats();
+  EXPECT_EQ(st.write_ops, static_cast<uint64_t>(kThreads * kPerThread));
+  EXPECT_LT(st.commits, st.write_ops);
+  std::printf("[ group commit ] %d creates in %.3f s (%.0f/s), %llu commits, %.1f ops/commit\n",
+              kThreads * kPerThread, secs, kThreads * kPerThread / secs,
+              static_cast<unsigned long long>(st.commits),
+              static_cast<double>(st.write_ops) / static_cast<double>(st.commits));
+  auto page = List(*s, {.limit = 1});
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->transactions.front().id, kThreads * kPerThread);
+}
+
+// Like request handlers: each client waits for its write to be acknowledged before the next, and
+// then reads it back through a reader connection (an acknowledged write is visible to every later
+// read).
+TEST_F(SqliteStoreTest, ClosedLoopClientsShareCommitsAndReadTheirWrites) {
+  auto s = MustOpenSqlite(Options());
+  ASSERT_NE(s, nullptr);
+  constexpr int kClients = 16;
+  constexpr int kPerClient = 100;
+  std::atomic<int> errors{0};
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kPerClient; ++i) {
+        std::string gid = "cl" + std::to_string(c) + "-" + std::to_string(i);
+        if (!Create(*s, Trans(gid)).ok()) errors.fetch_add(1);
+        auto r = Load(*s, gid);
+        if (!r.ok() || !r.value().has_value()) errors.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(errors.load(), 0);
+  StoreStats st = s->Stats();
+  EXPECT_EQ(st.write_ops, static_cast<uint64_t>(kClients * kPerClient));
+  EXPECT_LT(st.commits, st.write_ops);
+  std::printf(
+      "[ group commit ] %d clients, create+load each: %.0f creates/s, %llu commits, "
+      "%.1f ops/commit\n",
+      kClients, kClients * kPerClient / secs, static_cast<unsigned long long>(st.commits),
+      static_cast<double>(st.write_ops) / static_cast<double>(st.commits));
+}
+
+TEST_F(SqliteStoreTest, FullWriteQueueRefusesWithUnavailable) {
+  // Hold the writer inside its first COMMIT so that the queue fills deterministically.
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first{true};
+  SqliteTestHooks hooks;
+  hooks.fail_commit = [&] {
+    if (first.exchange(false)) {
+      entered.set_value();
+      released.wait_for(kWait);
+    }
+    return false;
+  };
+  SqliteOptions o = Options();
+  o.max_queued_writes = 3;
+  auto r = OpenSqliteStoreWithHooks(o, hooks);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto& s = *r.value();
+
+  std::vector<std::future<Status>> pending;
+  auto submit = [&](const std::string& gid) {
+    auto p = std::make_shared<std::promise<Status>>();
+    pending.push_back(p->get_future());
+    s.Create(Trans(gid), [p](Status st) { p->set_value(std::move(st)); });
+  };
+  submit("held");
+  ASSERT_EQ(entered.get_future().wait_for(kWait), std::future_status::ready);
+  for (int i = 0; i < 3; ++i) submit("queued" + std::to_string(i));
+  EXPECT_EQ(s.Stats().queued_writes, 3u);
+  submit("overflow");  // refused at once, inline
+  ASSERT_EQ(pending.back().wait_for(0s), std::future_status::ready);
+  Status over = pending.back().get();
+  pending.pop_back();
+  EXPECT_EQ(over.code(), Code::kUnavailable) << over.ToString();
+  EXPECT_NE(over.message().find("queue full"), std::string::npos);
+
+  release.set_value();
+  for (auto& f : pending) {
+    ASSERT_EQ(f.wait_for(kWait), std::future_status::ready);
+    EXPECT_TRUE(f.get().ok());
+  }
+  s.Close();
+}
+
+TEST_F(SqliteStoreTest, FailedCommitFailsBatchAndStore) {
+  std::atomic<bool> fail{false};
+  SqliteTestHooks hooks;
+  hooks.fail_commit = [&] { return fail.load(); };
+  auto r = OpenSqliteStoreWithHooks(Options(), hooks);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto& s = *r.value();
+  ASSERT_TRUE(Create(s, Trans("before")).ok());
+  fail = true;
+  Status lost = Create(s, Trans("lost"));
+  EXPECT_EQ(lost.code(), Code::kIoError) << lost.ToString();
+  fail = false;
+  // The store stays failed: writes refused, nothing retried silently.
+  EXPECT_EQ(Create(s, Trans("after")).code(), Code::kIoError);
+  EXPECT_EQ(ResetNext(s, "before", 5).code(), Code::kIoError);
+  // Reads still work and show that the failed batch left nothing behind.
+  auto before = Load(s, "before");
+  ASSERT_TRUE(before.ok());
+  EXPECT_TRUE(before.value().has_value());
+  auto gone = Load(s, "lost");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_FALSE(gone.value().has_value());
+  s.Close();
+}
+
+TEST_F(SqliteStoreTest, RefusesNewerSchemaVersion) {
+  {
+    auto s = MustOpenSqlite(Options());
+    ASSERT_NE(s, nullptr);
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(Options().path.c_str(), &db), SQLITE_OK);
+  std::string sql = "PRAGMA user_version=" + std::to_string(kSqliteSchemaVersion + 1);
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto r = OpenSqliteStore(Options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("newer"), std::string::npos) << r.status().ToString();
+}
+
+TEST_F(SqliteStoreTest, RefusesFilesThatAreNotDtxDatabases) {
+  SqliteOptions o = Options();
+  std::filesystem::create_directories(std::filesystem::path(o.path).parent_path());
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE users(id INTEGER)", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto r = OpenSqliteStore(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not a dtx database"), std::string::npos)
+      << r.status().ToString();
+  {
+    // Refused without being touched: still in its rollback-journal mode, no dtx tables.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "delete");
+    sqlite3_finalize(st);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema", -1, &st, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+
+  o.path = (dir_.path() / "garbage.db").string();
+  std::ofstream(o.path) << std::string(8192, 'x');
+  r = OpenSqliteStore(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kIoError) << r.status().ToString();
+}
+
+std::string QueryPlan(const std::string& path, std::string_view sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string plan;
+  std::string explain = "EXPLAIN QUERY PLAN " + std::string(sql);
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, explain.c_str(), -1, &s, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  while (s != nullptr && sqlite3_step(s) == SQLITE_ROW) {
+    plan += reinterpret_cast<const char*>(sqlite3_column_text(s, 3));
+    plan += "; ";
+  }
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return plan;
+}
+
+TEST_F(SqliteStoreTest, DueWorkUsesThePartialIndexWithoutSorting) {
+  {
+    auto s = MustOpenSqlite(Options());
+    ASSERT_NE(s, nullptr);
+    // Some finished and unfinished rows, so the planner has something to choose between.
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_TRUE(
+          Create(*s, Trans("p" + std::to_string(i),
+                           i % 5 == 0 ? GlobalStatus::kSubmitted : GlobalStatus::kSucceed, i))
+              .ok());
+    }
+  }
+  for (std::string_view sql : {kSqliteClaimDueSql, kSqliteResetCronTimeSql}) {
+    std::string plan = QueryPlan(Options().path, sql);
+    EXPECT_NE(plan.find("USING INDEX trans_global_due"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;  // no sort step
+    EXPECT_EQ(plan.find("SCAN trans_global"), std::string::npos) << plan;
+  }
+}
+
+TEST_F(SqliteStoreTest, CloseIsIdempotentAndDrainsQueuedWrites) {
+  auto s = MustOpenSqlite(Options());
+  ASSERT_NE(s, nullptr);
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 200; ++i) {
+    s->Create(Trans("q" + std::to_string(i)), [&](const Status& st) {
+      if (st.ok()) ok.fetch_add(1);
+    });
+  }
+  s->Close();  // waits for the queued writes
+  EXPECT_EQ(ok.load(), 200);
+  s->Close();
+  s.reset();  // the destructor closes again
+  auto again = MustOpenSqlite(Options());
+  ASSERT_NE(again, nullptr);
+  auto page = List(*again, {.limit = 1000});
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->transactions.size(), 200u);
+}
+
+TEST_F(SqliteStoreTest, RejectsBadOptions) {
+  SqliteOptions o = Options();
+  o.max_batch_ops = 0;
+  EXPECT_EQ(OpenSqliteStore(o).status().code(), Code::kInvalidArgument);
+  o = Options();
+  o.reader_threads = 0;
+  EXPECT_EQ(OpenSqliteStore(o).status().code(), Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace dtx::store

@@ -1,0 +1,55 @@
+#include "util/status.h"
+
+namespace dtx {
+
+std::string_view CodeName(Code code) {
+  switch (code) {
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case Code::kNotFound:
+      return "NOT_FOUND";
+    case Code::kConflict:
+      return "CONFLICT";
+    case Code::kAlreadyExists:
+      return "ALREADY_EXISTS";
+    case Code::kOngoing:
+      return "ONGOING";
+    case Code::kTooLarge:
+      return "TOO_LARGE";
+    case Code::kUnavailable:
+      return "UNAVAILABLE";
+    case Code::kTimeout:
+      return "TIMEOUT";
+    case Code::kIoError:
+      return "IO_ERROR";
+    case Code::kInternal:
+      return "INTERNAL";
+    case Code::kUnimplemented:
+      return "UNIMPLEMENTED";
+  }
+  return "UNKNOWN";
+}
+
+bool IsRetryable(Code code) {
+  switch (code) {
+    case Code::kOngoing:
+    case Code::kUnavailable:
+    case Code::kTimeout:
+    case Code::kIoError:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string Status::ToString() const {
+  if (ok()) return "OK";
+  std::string s(CodeName(code_));
+  s += ": ";
+  s += message_;
+  return s;
+}
+
+}  // namespace dtx

@@ -1,0 +1,186 @@
+#include "tools/dtx/server_command.h"
+
+#include <pthread.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "api/routes.h"
+#include "engine/engine.h"
+#include "http/io_pool.h"
+#include "http/server.h"
+#include "ops/metrics.h"
+#include "store/store.h"
+
+namespace dtx::tools {
+namespace {
+
+struct ServerFlags {
+  std::string listen = "127.0.0.1:36789";
+  std::string store = "sqlite:dtx-data/dtx.db";
+  double retry_interval_s = 10;
+  double timeout_to_fail_s = 35;
+  double request_timeout_s = 3;
+  double cron_interval_s = 1;
+  double max_retry_interval_s = 1800;
+  std::string log_level = "info";
+  size_t max_body_bytes = 4 * 1024 * 1024;
+  size_t max_connections = 10'000;
+  size_t max_active = 50'000;
+  double read_timeout_s = 10;
+  size_t io_threads = 0;  // 0 = one per core
+};
+
+int64_t ToMs(double seconds) { return static_cast<int64_t>(seconds * 1000.0 + 0.5); }
+
+int RunServer(const ServerFlags& f) {
+  auto level = spdlog::level::from_str(f.log_level);
+  if (level == spdlog::level::off && f.log_level != "off") {
+    std::fprintf(stderr, "dtx: unknown --log-level '%s' (trace, debug, info, warn, error, off)\n",
+                 f.log_level.c_str());
+    return 2;
+  }
+  auto logger = spdlog::stderr_color_mt("dtx");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(level);
+
+  auto colon = f.listen.rfind(':');
+  if (colon == std::string::npos) {
+    spdlog::error("--listen must be HOST:PORT, got '{}'", f.listen);
+    return 2;
+  }
+  http::ServerOptions server_options;
+  server_options.host = f.listen.substr(0, colon);
+  try {
+    int port = std::stoi(f.listen.substr(colon + 1));
+    if (port < 0 || port > 65535) throw std::out_of_range("port");
+    server_options.port = static_cast<uint16_t>(port);
+  } catch (...) {
+    spdlog::error("--listen: invalid port in '{}'", f.listen);
+    return 2;
+  }
+  server_options.max_body_bytes = f.max_body_bytes;
+  server_options.max_connections = f.max_connections;
+  server_options.read_timeout = std::chrono::milliseconds(ToMs(f.read_timeout_s));
+  for (double v : {f.retry_interval_s, f.timeout_to_fail_s, f.request_timeout_s, f.cron_interval_s,
+                   f.max_retry_interval_s}) {
+    if (!(v > 0)) {
+      spdlog::error("durations must be positive seconds");
+      return 2;
+    }
+  }
+
+  // Signals are handled by this thread only (sigwait below); block them before threads start.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto store = store::OpenStore(f.store);
+  if (!store.ok()) {
+    spdlog::error("cannot open store '{}': {}", f.store, store.status().ToString());
+    return 1;
+  }
+  size_t threads = f.io_threads ? f.io_threads : std::max(1u, std::thread::hardware_concurrency());
+  http::IoPool pool(threads);
+  ops::Metrics metrics;
+  engine::EngineOptions engine_options;
+  engine_options.settings.retry_interval_ms = ToMs(f.retry_interval_s);
+  engine_options.settings.timeout_to_fail_ms = ToMs(f.timeout_to_fail_s);
+  engine_options.settings.request_timeout_ms = ToMs(f.request_timeout_s);
+  engine_options.settings.max_retry_interval_ms = ToMs(f.max_retry_interval_s);
+  engine_options.cron_interval_ms = ToMs(f.cron_interval_s);
+  engine_options.max_active_transactions = f.max_active;
+  engine::Engine engine(engine_options, **store, pool, SystemClock::Instance(), &metrics);
+  api::ApiHandler handler(engine, metrics);
+  http::Server server(pool, server_options, handler);
+  pool.Start();
+  if (Status s = server.Start(); !s.ok()) {
+    spdlog::error("cannot listen on {}: {}", f.listen, s.ToString());
+    pool.Stop();
+    pool.Join();
+    (*store)->Close();
+    return 1;
+  }
+  engine.Start();
+  // The one ready line (tests wait for it and read the port from it).
+  std::printf("dtx server ready: listening on %s:%u, store %s\n", server_options.host.c_str(),
+              static_cast<unsigned>(server.port()), f.store.c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {} received, shutting down", sig);
+  server.Stop();
+  engine.Stop();
+  pool.Stop();
+  pool.Join();
+  (*store)->Close();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+void AddServerCommand(CLI::App& app) {
+  auto flags = std::make_shared<ServerFlags>();
+  CLI::App* cmd = app.add_subcommand("server", "run the coordinator");
+  cmd->set_config("--config", "", "read settings from a TOML/INI file (same names as the flags)");
+  cmd->add_option("--listen", flags->listen, "HOST:PORT to serve the HTTP API on")
+      ->envname("DTX_LISTEN")
+      ->capture_default_str();
+  cmd->add_option("--store", flags->store, "sqlite:PATH or memory:")
+      ->envname("DTX_STORE")
+      ->capture_default_str();
+  cmd->add_option("--retry-interval", flags->retry_interval_s,
+                  "base of the retry backoff, seconds (fractions allowed)")
+      ->envname("DTX_RETRY_INTERVAL")
+      ->capture_default_str();
+  cmd->add_option("--timeout-to-fail", flags->timeout_to_fail_s,
+                  "default timeout of tcc/xa and msg check-back, seconds")
+      ->envname("DTX_TIMEOUT_TO_FAIL")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", flags->request_timeout_s,
+                  "deadline of one branch call, seconds")
+      ->envname("DTX_REQUEST_TIMEOUT")
+      ->capture_default_str();
+  cmd->add_option("--cron-interval", flags->cron_interval_s,
+                  "how often due transactions are looked for, seconds")
+      ->envname("DTX_CRON_INTERVAL")
+      ->capture_default_str();
+  cmd->add_option("--max-retry-interval", flags->max_retry_interval_s,
+                  "cap of the exponential backoff, seconds")
+      ->envname("DTX_MAX_RETRY_INTERVAL")
+      ->capture_default_str();
+  cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error, off")
+      ->envname("DTX_LOG_LEVEL")
+      ->capture_default_str();
+  cmd->add_option("--max-body-bytes", flags->max_body_bytes, "largest accepted request body")
+      ->envname("DTX_MAX_BODY_BYTES")
+      ->capture_default_str();
+  cmd->add_option("--max-connections", flags->max_connections, "open client connections at most")
+      ->envname("DTX_MAX_CONNECTIONS")
+      ->capture_default_str();
+  cmd->add_option("--max-active", flags->max_active,
+                  "transactions processed in memory at once; submits beyond get 503")
+      ->envname("DTX_MAX_ACTIVE")
+      ->capture_default_str();
+  cmd->add_option("--read-timeout", flags->read_timeout_s,
+                  "a client must send a whole request within this many seconds")
+      ->envname("DTX_READ_TIMEOUT")
+      ->capture_default_str();
+  cmd->add_option("--io-threads", flags->io_threads, "I/O threads (0 = one per core)")
+      ->envname("DTX_IO_THREADS")
+      ->capture_default_str();
+  cmd->callback([flags] {
+    int rc = RunServer(*flags);
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace dtx::tools
