@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -383,6 +384,37 @@ TEST(ServerCliE2E, BadFlagsFailClearly) {
   EXPECT_FALSE(bad_store.Start(std::chrono::seconds(5)));
   ServerProcess bad_listen(dir + "/y.db", {"--listen", "nonsense"});
   EXPECT_FALSE(bad_listen.Start(std::chrono::seconds(5)));
+  {
+    std::ofstream cfg(dir + "/bad.toml");
+    cfg << "no-such-setting = 1\n";
+  }
+  ServerProcess bad_config(dir + "/z.db", {"--config", dir + "/bad.toml"});
+  EXPECT_FALSE(bad_config.Start(std::chrono::seconds(5)));
+}
+
+
+TEST(ServerCliE2E, ConfigFileAndEnvironment) {
+  std::string dir = TempDir("config");
+  {
+    std::ofstream cfg(dir + "/dtx.toml");
+    cfg << "max-body-bytes = 1000\nlog-level = \"warn\"\n";
+  }
+  // The config file limits bodies to 1000 bytes.
+  ServerProcess from_file(dir + "/a.db", {"--config", dir + "/dtx.toml"});
+  ASSERT_TRUE(from_file.Start());
+  std::string body_1500 = SagaBody("cfg-1", {{"", ""}}, {std::string(1500, 'x')});
+  std::string body_700 = SagaBody("cfg-2", {{"", ""}}, {std::string(700, 'x')});
+  EXPECT_EQ(HttpFetch("POST", from_file.Api("submit"), body_1500).status, 413);
+  EXPECT_EQ(HttpFetch("POST", from_file.Api("submit"), body_700).status, 200);
+  EXPECT_EQ(from_file.Terminate(), 0);
+  // DTX_* environment variables override the file.
+  ::setenv("DTX_MAX_BODY_BYTES", "500", 1);
+  ServerProcess from_env(dir + "/b.db", {"--config", dir + "/dtx.toml"});
+  bool started = from_env.Start();
+  ::unsetenv("DTX_MAX_BODY_BYTES");
+  ASSERT_TRUE(started);
+  EXPECT_EQ(HttpFetch("POST", from_env.Api("submit"), body_700).status, 413);
+  EXPECT_EQ(from_env.Terminate(), 0);
 }
 
 }  // namespace

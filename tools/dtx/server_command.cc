@@ -2,9 +2,11 @@
 
 #include <pthread.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <fstream>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -127,10 +129,59 @@ int RunServer(const ServerFlags& f) {
 
 }  // namespace
 
+Status LoadConfigFile(CLI::App& app, int argc, char** argv) {
+  CLI::App* cmd = app.get_subcommand("server");
+  std::string path;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) path = argv[i + 1];
+    if (a.rfind("--config=", 0) == 0) path = a.substr(9);
+  }
+  if (path.empty()) return Status::Ok();
+  std::ifstream in(path);
+  if (!in) return Status::InvalidArgument("cannot read config file '" + path + "'");
+  std::string line;
+  int line_no = 0;
+  auto trim = [](std::string s) {
+    size_t b = s.find_first_not_of(" \t\r");
+    size_t e = s.find_last_not_of(" \t\r");
+    return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+  };
+  while (std::getline(in, line)) {
+    ++line_no;
+    line = trim(line);
+    if (line.empty() || line[0] == '#' || line[0] == ';' || line[0] == '[') continue;
+    auto eq = line.find('=');
+    if (eq == std::string::npos) {
+      return Status::InvalidArgument(fmt::format("{}:{}: expected `name = value`", path, line_no));
+    }
+    std::string key = trim(line.substr(0, eq));
+    std::string value = trim(line.substr(eq + 1));
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    }
+    if (key == "config") continue;
+    CLI::Option* opt = nullptr;
+    try {
+      opt = cmd->get_option("--" + key);
+    } catch (const CLI::OptionNotFound&) {
+      return Status::InvalidArgument(
+          fmt::format("{}:{}: unknown setting '{}' (use the flag names, e.g. retry-interval)", path,
+                      line_no, key));
+    }
+    // A file value acts as the default: environment variables and the command line override it.
+    opt->default_str(value);
+    opt->default_val(value);
+  }
+  return Status::Ok();
+}
+
 void AddServerCommand(CLI::App& app) {
   auto flags = std::make_shared<ServerFlags>();
   CLI::App* cmd = app.add_subcommand("server", "run the coordinator");
-  cmd->set_config("--config", "", "read settings from a TOML/INI file (same names as the flags)");
+  // --config is read before parsing (see LoadConfigFile); declared here so it shows in --help.
+  cmd->add_option("--config", "read settings from a file of `name = value` lines (flag names)");
   cmd->add_option("--listen", flags->listen, "HOST:PORT to serve the HTTP API on")
       ->envname("DTX_LISTEN")
       ->capture_default_str();

@@ -5,9 +5,17 @@
 
 #include <CLI/CLI.hpp>
 
+#include "util/status.h"
+
 namespace dtx::tools {
 
 // Adds the `server` subcommand to `app`; `run` is set to the function that runs it.
 void AddServerCommand(CLI::App& app);
+
+// Applies `--config FILE` (found in argv) as the defaults of the server's options, before parsing,
+// so that the environment and the command line override it. Lines are `name = value` with the flag
+// names (`retry-interval = 0.5`); '#' comments and [section] lines are ignored; an unknown name or a
+// malformed line is an error.
+Status LoadConfigFile(CLI::App& app, int argc, char** argv);
 
 }  // namespace dtx::tools
