@@ -32,6 +32,10 @@ struct Round {
   size_t in_flight_count = 0;
 };
 
+// msg: the check-back call (GET query_prepared?gid&trans_type=msg&branch_id=00&op=msg) has no branch
+// row; its calls and results use this pseudo index.
+inline constexpr size_t kCheckBackIndex = static_cast<size_t>(-2);
+
 struct Event {
   enum class Kind : unsigned char { kStart, kResult };
   Kind kind = Kind::kStart;
@@ -44,7 +48,7 @@ struct Decision {
   // To persist (compare-and-set on the status the snapshot had before this decision) before any
   // call in `calls` is made. Empty when nothing changed.
   std::optional<TransUpdate> update;
-  std::vector<size_t> calls;  // branch indices to call now
+  std::vector<size_t> calls;  // branch indices to call now (msg: may hold kCheckBackIndex)
   bool round_over = false;    // nothing in flight and nothing more to do in this round
 };
 

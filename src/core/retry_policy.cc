@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <boost/json.hpp>
+
 namespace dtx::core {
 
 std::string_view ToString(CallClass c) {
@@ -26,6 +28,23 @@ CallClass ClassifyHttp(int http_status, std::string_view body) {
     return CallClass::kFailure;
   }
   if (http_status != 200) return CallClass::kError;
+  return CallClass::kSuccess;
+}
+
+CallClass ClassifyCheckBack(int http_status, std::string_view body, bool legacy) {
+  CallClass c = ClassifyHttp(http_status, body);
+  if (c != CallClass::kSuccess || legacy) return c;
+  size_t b = body.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return CallClass::kSuccess;  // empty
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(body, ec);
+  if (ec) {
+    return body.find("SUCCESS") != std::string_view::npos ? CallClass::kSuccess : CallClass::kError;
+  }
+  if (v.is_object()) {
+    const boost::json::value* r = v.get_object().if_contains("dtm_result");
+    if (r && !(r->is_string() && r->get_string() == "SUCCESS")) return CallClass::kError;
+  }
   return CallClass::kSuccess;
 }
 

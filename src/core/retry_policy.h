@@ -28,6 +28,12 @@ std::string_view ToString(CallClass c);
 // (connection error, timeout) -> ERROR.
 CallClass ClassifyHttp(int http_status, std::string_view body);
 
+// The msg check-back rule (§3.3, "guarded"): ClassifyHttp first; a SUCCESS counts only if the body,
+// trimmed, is empty, or is JSON that is not an object with a dtm_result other than "SUCCESS", or is
+// not JSON but contains "SUCCESS". Any other 200 body is indeterminate and classed kError (retried
+// with backoff). `legacy` restores DTM's rule (ClassifyHttp alone).
+CallClass ClassifyCheckBack(int http_status, std::string_view body, bool legacy);
+
 // I0: retry_interval if > 0; else timeout_to_fail if 0 < timeout_to_fail < server retry interval;
 // else the server retry interval.
 int64_t InitialIntervalMs(const TransOptions& options, const Settings& settings);

@@ -7,7 +7,7 @@
 #include <boost/json.hpp>
 #include <string>
 
-#include "core/machine.h"
+#include "core/machine_internal.h"
 #include "util/assert.h"
 
 namespace dtx::core {
@@ -36,97 +36,6 @@ const json::value* FindKey(const json::object& obj, std::string_view key) {
   }
   return found;
 }
-
-std::string Truncate(std::string_view s, size_t max_bytes) {
-  return std::string(s.substr(0, std::min(s.size(), max_bytes)));
-}
-
-// Accumulates one decision's changes, applying them to the snapshot at the same time.
-class Writer {
- public:
-  Writer(TransSnapshot& snap, int64_t now_ms) : snap_(snap), now_ms_(now_ms) {
-    update_.gid = snap.global.gid;
-    update_.expected_status = snap.global.status;
-  }
-
-  void SetStatus(GlobalStatus s) {
-    snap_.global.status = s;
-    update_.new_status = s;
-    touched_ = true;
-    if (IsFinal(s)) {
-      snap_.global.finish_time_ms = now_ms_;
-      update_.finish_time_ms = now_ms_;
-    }
-    if (s == GlobalStatus::kAborting) {
-      snap_.global.rollback_time_ms = now_ms_;
-      update_.rollback_time_ms = now_ms_;
-    }
-  }
-  void SetRollbackReason(std::string reason) {
-    reason = Truncate(reason, kMaxRollbackReasonBytes);
-    snap_.global.rollback_reason = reason;
-    update_.rollback_reason = std::move(reason);
-    touched_ = true;
-  }
-  void SetWakeup(const Wakeup& w) {
-    snap_.global.next_cron_interval_ms = w.interval_ms;
-    snap_.global.next_cron_time_ms = w.next_cron_time_ms;
-    update_.next_cron_interval_ms = w.interval_ms;
-    update_.next_cron_time_ms = w.next_cron_time_ms;
-    touched_ = true;
-  }
-  bool has_wakeup() const { return update_.next_cron_time_ms.has_value(); }
-  void SetRetryCount(int64_t n) {
-    snap_.global.retry_count = n;
-    update_.retry_count = n;
-    touched_ = true;
-  }
-
-  TransUpdate::BranchUpdate& Branch(size_t i) {
-    const BranchRow& row = snap_.branches[i];
-    for (auto& bu : update_.branches) {
-      if (bu.branch_id == row.branch_id && bu.op == row.op) return bu;
-    }
-    touched_ = true;
-    auto& bu = update_.branches.emplace_back();
-    bu.branch_id = row.branch_id;
-    bu.op = row.op;
-    return bu;
-  }
-  void SetBranchStatus(size_t i, BranchStatus s) {
-    snap_.branches[i].status = s;
-    snap_.branches[i].update_time_ms = now_ms_;
-    auto& bu = Branch(i);
-    bu.status = s;
-    if (s != BranchStatus::kPrepared) {
-      snap_.branches[i].finish_time_ms = now_ms_;
-      bu.finish_time_ms = now_ms_;
-    }
-  }
-  void RecordAttempt(size_t i, CallClass c, std::string_view answer) {
-    BranchRow& row = snap_.branches[i];
-    row.attempts += 1;
-    auto& bu = Branch(i);
-    bu.attempts = row.attempts;
-    if (c != CallClass::kSuccess) {
-      row.last_error = Truncate(fmt::format("{}: {}", ToString(c), answer), kMaxLastErrorBytes);
-      bu.last_error = row.last_error;
-    }
-  }
-
-  std::optional<TransUpdate> Take() {
-    if (!touched_) return std::nullopt;
-    update_.update_time_ms = now_ms_;
-    snap_.global.update_time_ms = now_ms_;
-    return std::move(update_);
-  }
-
- private:
-  TransSnapshot& snap_;
-  int64_t now_ms_;
-  TransUpdate update_;
-  bool touched_ = false;
-};
 
 // Step k (0-based) has rows 2k (compensate) and 2k+1 (action).
 size_t CompIndex(size_t step) { return 2 * step; }
@@ -432,20 +341,8 @@ bool IsWellFormedSaga(const TransSnapshot& snap) {
   return true;
 }
 
-Decision Step(TransSnapshot& snap, Round& round, const Event& event, const Settings& settings,
-              int64_t now_ms) {
-  DTX_INVARIANT(snap.global.trans_type == TransType::kSaga, "only saga is implemented");
-  if (IsFinal(snap.global.status)) {
-    Decision d;
-    d.round_over = round.in_flight_count == 0;
-    if (event.kind == Event::Kind::kResult && event.branch_index < round.in_flight.size() &&
-        round.in_flight[event.branch_index]) {
-      round.in_flight[event.branch_index] = 0;
-      round.in_flight_count -= 1;
-      d.round_over = round.in_flight_count == 0;
-    }
-    return d;
-  }
+Decision SagaStep(TransSnapshot& snap, Round& round, const Event& event, const Settings& settings,
+                  int64_t now_ms) {
   return Saga(snap, round, settings, now_ms).Run(event);
 }
 
