@@ -166,6 +166,134 @@ Result<core::TransSnapshot> BuildSaga(const TransRequest& req) {
   return snap;
 }
 
+core::OptionsPatch PatchFrom(const TransRequest& req) {
+  core::OptionsPatch p;
+  const core::TransOptions& o = req.options;
+  if (req.has_timeout_to_fail) p.timeout_to_fail_s = o.timeout_to_fail_s;
+  if (req.has_request_timeout) p.request_timeout_s = o.request_timeout_s;
+  if (req.has_retry_interval) p.retry_interval_s = o.retry_interval_s;
+  if (req.has_retry_limit) p.retry_limit = o.retry_limit;
+  if (req.has_branch_headers) p.branch_headers = o.branch_headers;
+  if (req.has_concurrent) p.concurrent = o.concurrent;
+  return p;
+}
+
+Status ValidateMsgCustomData(const std::string& custom_data) {
+  if (custom_data.empty()) return Status::Ok();
+  boost::system::error_code ec;
+  json::value v = json::parse(custom_data, ec);
+  if (ec || !(v.is_object() || v.is_null())) {
+    return Status::InvalidArgument("custom_data: must be a JSON object such as {\"delay\":10}");
+  }
+  if (v.is_null()) return Status::Ok();
+  for (const auto& kv : v.get_object()) {
+    std::string k(kv.key());
+    for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (k == "delay" && !(kv.value().is_int64() && kv.value().get_int64() >= 0) &&
+        !kv.value().is_null()) {
+      return Status::InvalidArgument("custom_data: delay must be a non-negative integer (seconds)");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<core::TransSnapshot> BuildMsg(const TransRequest& req) {
+  const size_t n = req.steps.size();
+  if (req.payloads && req.payloads->size() < n) {
+    return Status::InvalidArgument(fmt::format(
+        "payloads: {} given for {} steps; a msg needs one payload per step", req.payloads->size(), n));
+  }
+  if (!req.protocol.empty() && req.protocol != "http") {
+    return Status::Unimplemented(
+        fmt::format("protocol '{}' is not supported yet; use http", req.protocol));
+  }
+  if (Status s = ValidateMsgCustomData(req.custom_data); !s.ok()) return s;
+  if (Status s = ValidateUrl("query_prepared", req.query_prepared); !s.ok()) return s;
+  core::TransSnapshot snap;
+  core::GlobalTrans& g = snap.global;
+  g.gid = req.gid;
+  g.trans_type = core::TransType::kMsg;
+  g.protocol = "http";
+  g.custom_data = req.custom_data;
+  g.query_prepared = req.query_prepared;
+  g.options = req.options;
+  g.options.wait_result = false;
+  for (size_t i = 0; i < n; ++i) {
+    const StepSpec& step = req.steps[i];
+    if (step.action.rfind("topic://", 0) == 0) {
+      return Status::Unimplemented("topics (topic:// actions) are not supported yet");
+    }
+    if (Status s = ValidateUrl(fmt::format("steps[{}].action", i), step.action); !s.ok()) return s;
+    core::BranchRow row;
+    row.branch_id = fmt::format("{:02d}", i + 1);
+    row.op = "action";
+    row.url = step.action;
+    row.bin_data = req.payloads ? (*req.payloads)[i] : (step.data ? *step.data : std::string());
+    snap.branches.push_back(std::move(row));
+  }
+  return snap;
+}
+
+Result<std::vector<core::BranchRow>> BuildRegisteredRows(
+    const std::vector<std::pair<std::string, std::string>>& kv, std::string& gid,
+    core::TransType& type) {
+  auto get = [&](std::string_view key) {
+    std::string value;
+    for (const auto& [k, v] : kv) {
+      if (k == key) value = v;
+    }
+    return value;
+  };
+  gid.clear();
+  for (char c : get("gid")) {
+    if (c != '\r' && c != '\n' && c != ';') gid += c;
+  }
+  if (gid.empty()) return Status::InvalidArgument("gid is required");
+  if (gid.size() > core::kMaxGidBytes) {
+    return Status::InvalidArgument(fmt::format("gid is over {} bytes", core::kMaxGidBytes));
+  }
+  std::string tt = get("trans_type");
+  auto parsed = core::ParseTransType(tt);
+  if (!parsed) return Status::InvalidArgument(fmt::format("unknown trans_type '{}'", tt.substr(0, 64)));
+  type = *parsed;
+  if (type == core::TransType::kWorkflow) {
+    return Status::Unimplemented("workflow is not supported yet");
+  }
+  if (type != core::TransType::kTcc && type != core::TransType::kXa) {
+    return Status::InvalidArgument(
+        fmt::format("registerBranch is for tcc and xa, not '{}'", core::ToString(type)));
+  }
+  std::string branch_id = get("branch_id");
+  if (branch_id.empty() || branch_id.size() > core::kMaxBranchIdBytes) {
+    return Status::InvalidArgument(
+        fmt::format("branch_id is required and at most {} bytes", core::kMaxBranchIdBytes));
+  }
+  std::string data = get("data");
+  if (data.size() > core::kMaxBinDataBytes) {
+    return Status::InvalidArgument(fmt::format("data is over {} bytes", core::kMaxBinDataBytes));
+  }
+  std::vector<core::BranchRow> rows(2);
+  rows[0].branch_id = rows[1].branch_id = branch_id;
+  rows[0].bin_data = rows[1].bin_data = data;
+  if (type == core::TransType::kTcc) {
+    rows[0].op = "cancel";
+    rows[0].url = get("cancel");
+    rows[1].op = "confirm";
+    rows[1].url = get("confirm");
+  } else {
+    rows[0].op = "rollback";
+    rows[1].op = "commit";
+    rows[0].url = rows[1].url = get("url");
+  }
+  for (const auto& r : rows) {
+    if (r.url.size() > core::kMaxUrlBytes) {
+      return Status::InvalidArgument(fmt::format("{} url is over {} bytes", r.op, core::kMaxUrlBytes));
+    }
+    if (Status s = ValidateUrl(r.op, r.url); !s.ok()) return s;
+  }
+  return rows;
+}
+
 ApiHandler::ApiHandler(engine::Engine& engine, ops::Metrics& metrics)
     : engine_(engine), metrics_(metrics) {}
 
@@ -279,9 +407,8 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   }
 
   // The remaining routes take a JSON body.
-  static constexpr std::string_view kLater[] = {
-      "registerBranch", "registerTccBranch", "registerXaBranch", "prepareWorkflow",
-      "subscribe",      "unsubscribe",       "scanKV",           "queryKV"};
+  static constexpr std::string_view kLater[] = {"prepareWorkflow", "subscribe", "unsubscribe",
+                                                "scanKV", "queryKV"};
   for (std::string_view later : kLater) {
     if (api == later) {
       co_return ErrorResponse(Status::Unimplemented(fmt::format("{} is not supported yet", api)));
@@ -290,11 +417,21 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   if (api.rfind("topic/", 0) == 0) {
     co_return ErrorResponse(Status::Unimplemented("topics are not supported yet"));
   }
+  if (api == "registerBranch" || api == "registerTccBranch" || api == "registerXaBranch") {
+    if (!is_post) co_return method_not_allowed();
+    auto kv = DecodeStringMap(req.body);
+    if (!kv.ok()) co_return ErrorResponse(kv.status());
+    std::string gid;
+    core::TransType type = core::TransType::kTcc;
+    auto rows = BuildRegisteredRows(*kv, gid, type);
+    if (!rows.ok()) co_return ErrorResponse(rows.status(), gid);
+    Status s = co_await engine_.RegisterBranch(gid, type, std::move(*rows));
+    co_return s.ok() ? Ok() : ErrorResponse(s, gid);
+  }
   const bool body_route = api == "prepare" || api == "submit" || api == "abort" ||
                           api == "forceStop" || api == "resetNextCronTime";
   if (!body_route) {
-    co_return Json(404,
-                   ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));
+    co_return Json(404, ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));
   }
   if (!is_post) co_return method_not_allowed();
   Result<TransRequest> decoded = DecodeTransRequest(req.body);
@@ -310,33 +447,53 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
   }
   if (api == "abort") {
-    Status s = co_await engine_.Abort(tr.gid);
+    std::optional<bool> wait;
+    if (tr.has_wait_result) wait = tr.options.wait_result;
+    Status s = co_await engine_.Abort(tr.gid, wait, tr.rollback_reason, PatchFrom(tr));
     co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
   }
   if (!tr.trans_type) {
     co_return ErrorResponse(Status::InvalidArgument("trans_type is required"), tr.gid);
   }
-  if (*tr.trans_type != core::TransType::kSaga) {
-    core::TransSnapshot proposed;
-    proposed.global.gid = tr.gid;
-    proposed.global.trans_type = *tr.trans_type;
-    // Note: no co_await inside a conditional expression (GCC 12 miscompiles it: double free).
-    Status s = Status::Unimplemented(
-        fmt::format("trans_type '{}' is not supported yet", core::ToString(*tr.trans_type)));
-    if (api == "prepare") s = co_await engine_.Prepare(std::move(proposed));
-    co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
+  const core::TransType type = *tr.trans_type;
+  if (type == core::TransType::kWorkflow) {
+    co_return ErrorResponse(Status::Unimplemented("workflow is not supported yet"), tr.gid);
   }
+  // The transaction as it would be created by this request (validated before anything is stored).
+  Result<core::TransSnapshot> proposed = Status::Internal("unset");
+  if (type == core::TransType::kSaga) {
+    proposed = BuildSaga(tr);
+  } else if (type == core::TransType::kMsg) {
+    proposed = BuildMsg(tr);
+  } else {
+    core::TransSnapshot snap;
+    snap.global.gid = tr.gid;
+    snap.global.trans_type = type;
+    snap.global.protocol = "http";
+    snap.global.options = tr.options;
+    snap.global.options.wait_result = false;
+    if (!tr.protocol.empty() && tr.protocol != "http") {
+      proposed = Status::Unimplemented(
+          fmt::format("protocol '{}' is not supported yet; use http", tr.protocol));
+    } else {
+      proposed = std::move(snap);
+    }
+  }
+  if (!proposed.ok()) co_return ErrorResponse(proposed.status(), tr.gid);
   if (api == "prepare") {
-    core::TransSnapshot proposed;
-    proposed.global.gid = tr.gid;
-    proposed.global.trans_type = core::TransType::kSaga;
-    Status s = co_await engine_.Prepare(std::move(proposed));
+    if (type == core::TransType::kMsg && proposed->global.query_prepared.empty()) {
+      co_return ErrorResponse(
+          Status::InvalidArgument("query_prepared is required to prepare a msg"), tr.gid);
+    }
+    Status s = co_await engine_.Prepare(std::move(*proposed));
     co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
   }
-  // submit of a saga
-  Result<core::TransSnapshot> saga = BuildSaga(tr);
-  if (!saga.ok()) co_return ErrorResponse(saga.status(), tr.gid);
-  Status s = co_await engine_.Submit(std::move(*saga), tr.options.wait_result);
+  engine::Engine::SubmitRequest sr;
+  sr.proposed = std::move(*proposed);
+  sr.wait_result = tr.options.wait_result;
+  sr.patch = PatchFrom(tr);
+  sr.custom_data = tr.custom_data;
+  Status s = co_await engine_.Submit(std::move(sr));
   co_return s.ok() ? Ok() : ErrorResponse(s, tr.gid);
 }
 

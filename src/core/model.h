@@ -46,6 +46,29 @@ struct TransOptions {
   bool operator==(const TransOptions&) const = default;
 };
 
+// Option keys present in a later request (submit/abort of a prepared transaction): they override the
+// stored options (§1.7, §5 #21). Absent keys keep the stored values.
+struct OptionsPatch {
+  std::optional<int64_t> timeout_to_fail_s;
+  std::optional<int64_t> request_timeout_s;
+  std::optional<int64_t> retry_interval_s;
+  std::optional<int64_t> retry_limit;
+  std::optional<Headers> branch_headers;
+  std::optional<bool> concurrent;
+  bool empty() const {
+    return !timeout_to_fail_s && !request_timeout_s && !retry_interval_s && !retry_limit &&
+           !branch_headers && !concurrent;
+  }
+  void ApplyTo(TransOptions& o) const {
+    if (timeout_to_fail_s) o.timeout_to_fail_s = *timeout_to_fail_s;
+    if (request_timeout_s) o.request_timeout_s = *request_timeout_s;
+    if (retry_interval_s) o.retry_interval_s = *retry_interval_s;
+    if (retry_limit) o.retry_limit = *retry_limit;
+    if (branch_headers) o.branch_headers = *branch_headers;
+    if (concurrent) o.concurrent = *concurrent;
+  }
+};
+
 // The "options" column / JSON string of §2.4.
 std::string EncodeOptionsJson(const TransOptions& o);
 Result<TransOptions> DecodeOptionsJson(std::string_view json);

@@ -17,6 +17,7 @@ struct Settings {
   int64_t timeout_to_fail_ms = 35'000;        // --timeout-to-fail (tcc, xa, msg)
   int64_t request_timeout_ms = 3'000;         // --request-timeout
   int64_t max_retry_interval_ms = 1'800'000;  // cap of the exponential backoff
+  bool legacy_check_back = false;  // true: DTM's msg check-back rule, any 200 commits (§3.3)
 };
 
 // The class of a branch call's answer (§3.3).

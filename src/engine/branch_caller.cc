@@ -40,27 +40,44 @@ std::unique_ptr<BranchCaller> NewHttpBranchCaller(boost::asio::any_io_executor e
   return std::make_unique<HttpBranchCaller>(std::move(executor));
 }
 
-BranchCallSpec BuildBranchCall(const core::GlobalTrans& global, const core::BranchRow& row,
-                               int64_t timeout_ms) {
-  BranchCallSpec spec;
-  const bool post = !row.bin_data.empty() || global.trans_type == core::TransType::kXa;
-  spec.method = post ? "POST" : "GET";
-  std::string url = row.url;
-  std::string fragment;
-  if (auto hash = url.find('#'); hash != std::string::npos) {
-    fragment = url.substr(hash);
-    url.resize(hash);
-  }
+namespace {
+
+std::string WithIdentity(std::string url, std::string_view gid, std::string_view trans_type,
+                         std::string_view branch_id, std::string_view op) {
+  if (auto hash = url.find('#'); hash != std::string::npos) url.resize(hash);
   url += url.find('?') == std::string::npos ? '?' : '&';
-  url += "branch_id=" + http::UrlEncode(row.branch_id);
-  url += "&gid=" + http::UrlEncode(global.gid);
-  url += "&op=" + http::UrlEncode(row.op);
-  url += "&trans_type=" + std::string(core::ToString(global.trans_type));
-  spec.url = std::move(url);
+  url += "branch_id=" + http::UrlEncode(branch_id);
+  url += "&gid=" + http::UrlEncode(gid);
+  url += "&op=" + http::UrlEncode(op);
+  url += "&trans_type=" + http::UrlEncode(trans_type);
+  return url;
+}
+
+BranchCallSpec BaseSpec(const core::GlobalTrans& global, int64_t timeout_ms) {
+  BranchCallSpec spec;
   spec.headers.emplace_back("Content-type", "application/json");
   for (const auto& h : global.options.branch_headers) spec.headers.push_back(h);
-  spec.body = row.bin_data;
   spec.timeout_ms = timeout_ms;
+  return spec;
+}
+
+}  // namespace
+
+BranchCallSpec BuildBranchCall(const core::GlobalTrans& global, const core::BranchRow& row,
+                               int64_t timeout_ms) {
+  BranchCallSpec spec = BaseSpec(global, timeout_ms);
+  const bool post = !row.bin_data.empty() || global.trans_type == core::TransType::kXa;
+  spec.method = post ? "POST" : "GET";
+  spec.url = WithIdentity(row.url, global.gid, core::ToString(global.trans_type), row.branch_id,
+                          row.op);
+  spec.body = row.bin_data;
+  return spec;
+}
+
+BranchCallSpec BuildCheckBackCall(const core::GlobalTrans& global, int64_t timeout_ms) {
+  BranchCallSpec spec = BaseSpec(global, timeout_ms);
+  spec.method = "GET";
+  spec.url = WithIdentity(global.query_prepared, global.gid, "msg", "00", "msg");
   return spec;
 }
 

@@ -41,4 +41,7 @@ std::unique_ptr<BranchCaller> NewHttpBranchCaller(boost::asio::any_io_executor e
 BranchCallSpec BuildBranchCall(const core::GlobalTrans& global, const core::BranchRow& row,
                                int64_t timeout_ms);
 
+// The msg check-back (§1.9): GET query_prepared?gid&trans_type=msg&branch_id=00&op=msg, no body.
+BranchCallSpec BuildCheckBackCall(const core::GlobalTrans& global, int64_t timeout_ms);
+
 }  // namespace dtx::engine

@@ -10,8 +10,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
 #include <deque>
 #include <functional>
+#include <utility>
 #include <unordered_map>
 
 #include "engine/store_await.h"
@@ -56,6 +58,10 @@ struct Engine::Active {
   asio::steady_timer signal;       // cancelled to wake the round when an event arrives
   bool done = false;
   Status outcome;  // non-ok if the round was abandoned (store error, lost CAS)
+  // The last non-SUCCESS answer of the round, for wait_result answers of tcc/xa/msg (§1.5).
+  std::optional<core::CallClass> last_error_class;
+  std::string last_error_text;
+  size_t outstanding_calls = 0;  // spawned calls whose result has not been received yet
   std::vector<asio::steady_timer*> waiters;  // wait_result requests
   SteadyClock::time_point started = SteadyClock::now();
 };
@@ -65,6 +71,40 @@ struct Engine::Shard {
   asio::io_context& ioc;
   std::unique_ptr<BranchCaller> caller;
   std::unordered_map<std::string, std::shared_ptr<Active>> active;
+  // Per-gid serialization of API transitions, registerBranch and round starts (see GidGuard).
+  struct GidLock {
+    bool held = false;
+    std::deque<asio::steady_timer*> waiters;
+  };
+  std::unordered_map<std::string, std::shared_ptr<GidLock>> locks;
+};
+
+// Holds a gid's lock on its shard. Transitions, registerBranch and the start of a round (its load)
+// take it, so a round never starts from a snapshot that misses rows registered meanwhile; rounds
+// themselves run without it. Used only on the shard's thread.
+class Engine::GidGuard {
+ public:
+  GidGuard(Shard* shard, std::string gid) : shard_(shard), gid_(std::move(gid)) {}
+  GidGuard(GidGuard&& o) noexcept : shard_(std::exchange(o.shard_, nullptr)), gid_(std::move(o.gid_)) {}
+  GidGuard(const GidGuard&) = delete;
+  GidGuard& operator=(const GidGuard&) = delete;
+  GidGuard& operator=(GidGuard&&) = delete;
+  ~GidGuard() {
+    if (!shard_) return;
+    auto it = shard_->locks.find(gid_);
+    if (it == shard_->locks.end()) return;
+    auto lock = it->second;
+    lock->held = false;
+    if (!lock->waiters.empty()) {
+      lock->waiters.front()->cancel();
+    } else {
+      shard_->locks.erase(it);
+    }
+  }
+
+ private:
+  Shard* shard_;
+  std::string gid_;
 };
 
 struct Engine::CronState {
@@ -105,71 +145,345 @@ Engine::Shard& Engine::ShardFor(const std::string& gid) {
   return *shards_[std::hash<std::string>{}(gid) % shards_.size()];
 }
 
-awaitable<Status> Engine::Submit(core::TransSnapshot proposed, bool wait_result) {
-  Shard& shard = ShardFor(proposed.global.gid);
-  co_return co_await asio::co_spawn(shard.ioc, SubmitOnShard(std::move(proposed), wait_result),
-                                    use_awaitable);
+awaitable<Engine::GidGuard> Engine::LockGid(Shard& shard, std::string gid) {
+  auto& slot = shard.locks[gid];
+  if (!slot) slot = std::make_shared<Shard::GidLock>();
+  std::shared_ptr<Shard::GidLock> lock = slot;
+  while (lock->held) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, SteadyClock::time_point::max());
+    lock->waiters.push_back(&timer);
+    co_await timer.async_wait(asio::as_tuple(use_awaitable));
+    std::erase(lock->waiters, &timer);
+  }
+  lock->held = true;
+  co_return GidGuard(&shard, std::move(gid));
 }
 
-awaitable<Status> Engine::SubmitOnShard(core::TransSnapshot proposed, bool wait_result) {
+awaitable<Result<std::optional<core::TransSnapshot>>> Engine::LoadOnShard(std::string gid) {
+  co_return co_await AwaitStore<Result<std::optional<core::TransSnapshot>>>(
+      [&](auto cb) { store_.Load(gid, std::move(cb)); });
+}
+
+void Engine::InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now) {
+  core::GlobalTrans& g = snap.global;
+  g.status = status;
+  g.create_time_ms = g.update_time_ms = now;
+  g.next_cron_interval_ms = core::InitialIntervalMs(g.options, options_.settings);
+  g.next_cron_time_ms = now + g.next_cron_interval_ms;
+  if (status == core::GlobalStatus::kPrepared) {
+    // tcc/xa give up, and msg is first checked back, at create + timeout (§1.4).
+    g.next_cron_time_ms = now + core::TimeoutToFailMs(g, options_.settings);
+  }
+  g.retry_count = g.options.retry_count;
+  g.owner = options_.owner;
+  for (auto& b : snap.branches) {
+    b.gid = g.gid;
+    b.create_time_ms = b.update_time_ms = now;
+  }
+}
+
+awaitable<Status> Engine::Transition(core::TransUpdate update) {
+  co_return co_await AwaitStore<Status>(
+      [&](auto cb) { store_.Update(std::move(update), std::move(cb)); });
+}
+
+namespace {
+
+// msg: {"delay":N} in custom_data, key case-insensitive; 0 when absent or malformed (validated by
+// the API before it is stored).
+int64_t MsgDelayMs(std::string_view custom_data) {
+  if (custom_data.empty()) return 0;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(custom_data, ec);
+  if (ec || !v.is_object()) return 0;
+  for (const auto& kv : v.get_object()) {
+    std::string k(kv.key());
+    for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (k == "delay" && kv.value().is_int64() && kv.value().get_int64() > 0) {
+      return kv.value().get_int64() * 1000;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+awaitable<Status> Engine::Submit(SubmitRequest request) {
+  Shard& shard = ShardFor(request.proposed.global.gid);
+  co_return co_await asio::co_spawn(shard.ioc, SubmitOnShard(std::move(request)), use_awaitable);
+}
+
+awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
   if (stopped_) co_return Status::Unavailable("the server is shutting down");
-  Shard& shard = ShardFor(proposed.global.gid);
-  const std::string gid = proposed.global.gid;
+  Shard& shard = ShardFor(req.proposed.global.gid);
+  const std::string gid = req.proposed.global.gid;
+  const core::TransType type = req.proposed.global.trans_type;
   std::shared_ptr<Active> active;
-  for (int attempt = 0; attempt < 3 && !active; ++attempt) {
+  {
+    GidGuard guard = co_await LockGid(shard, gid);
     if (auto it = shard.active.find(gid); it != shard.active.end()) {
       core::GlobalStatus s = it->second->snap.global.status;
       if (s != core::GlobalStatus::kSubmitted) co_return Status::Conflict(CannotSubmitMessage(s));
       active = it->second;
-      break;
-    }
-    Result<std::optional<core::TransSnapshot>> loaded =
-        co_await AwaitStore<Result<std::optional<core::TransSnapshot>>>(
-            [&](auto cb) { store_.Load(gid, std::move(cb)); });
-    if (!loaded.ok()) co_return loaded.status();
-    if (loaded->has_value()) {
-      core::TransSnapshot& stored = **loaded;
-      if (stored.global.trans_type != proposed.global.trans_type) {
-        co_return Status::Conflict(fmt::format(
-            "gid '{}' belongs to a transaction of type '{}', not '{}'. FAILURE", gid,
-            core::ToString(stored.global.trans_type), core::ToString(proposed.global.trans_type)));
+    } else {
+      Result<std::optional<core::TransSnapshot>> loaded = co_await LoadOnShard(gid);
+      if (!loaded.ok()) co_return loaded.status();
+      const int64_t now = clock_.NowMs();
+      if (loaded->has_value()) {
+        core::TransSnapshot& stored = **loaded;
+        if (stored.global.trans_type != type) {
+          co_return Status::Conflict(fmt::format(
+              "gid '{}' belongs to a transaction of type '{}', not '{}'. FAILURE", gid,
+              core::ToString(stored.global.trans_type), core::ToString(type)));
+        }
+        if (stored.global.status == core::GlobalStatus::kPrepared &&
+            type != core::TransType::kSaga) {
+          // prepared -> submitted; options present in the submit body override the stored ones.
+          core::TransUpdate u;
+          u.gid = gid;
+          u.expected_status = core::GlobalStatus::kPrepared;
+          u.new_status = core::GlobalStatus::kSubmitted;
+          u.update_time_ms = now;
+          core::TransOptions options = stored.global.options;
+          if (!req.patch.empty()) {
+            req.patch.ApplyTo(options);
+            u.options = options;
+          }
+          const int64_t i0 = core::InitialIntervalMs(options, options_.settings);
+          u.next_cron_interval_ms = i0;
+          u.next_cron_time_ms = now + i0;
+          int64_t delay_ms = 0;
+          if (type == core::TransType::kMsg) {
+            if (!req.custom_data.empty()) u.custom_data = req.custom_data;
+            delay_ms = MsgDelayMs(u.custom_data ? *u.custom_data : stored.global.custom_data);
+            if (delay_ms > 0) u.next_cron_time_ms = now + delay_ms;
+          }
+          core::TransUpdate applied = u;
+          Status st = co_await Transition(std::move(u));
+          if (!st.ok()) co_return st;
+          if (delay_ms > 0) co_return Status::Ok();  // the recovery loop starts it when due
+          core::TransSnapshot snap = std::move(stored);
+          snap.global.status = core::GlobalStatus::kSubmitted;
+          snap.global.options = options;
+          if (applied.custom_data) snap.global.custom_data = *applied.custom_data;
+          snap.global.next_cron_interval_ms = *applied.next_cron_interval_ms;
+          snap.global.next_cron_time_ms = *applied.next_cron_time_ms;
+          active = StartRound(shard, std::move(snap));
+        } else if (stored.global.status == core::GlobalStatus::kSubmitted) {
+          // Re-submit: resume from the stored state (§5 #15).
+          active = StartRound(shard, std::move(stored));
+        } else {
+          co_return Status::Conflict(CannotSubmitMessage(stored.global.status));
+        }
+      } else {
+        if (type != core::TransType::kSaga && type != core::TransType::kMsg) {
+          co_return Status::Conflict(fmt::format(
+              "no trans with gid: {} status: prepared found FAILURE", gid));
+        }
+        if (active_count_.load() >= options_.max_active_transactions) {
+          co_return Status::Unavailable(fmt::format(
+              "too many transactions in flight (limit {}); retry later",
+              options_.max_active_transactions));
+        }
+        InitNew(req.proposed, core::GlobalStatus::kSubmitted, now);
+        int64_t delay_ms = type == core::TransType::kMsg
+                               ? MsgDelayMs(req.proposed.global.custom_data)
+                               : 0;
+        if (delay_ms > 0) req.proposed.global.next_cron_time_ms = now + delay_ms;
+        Status created = co_await AwaitStore<Status>(
+            [&](auto cb) { store_.Create(req.proposed, std::move(cb)); });
+        if (created.code() == Code::kAlreadyExists) {
+          co_return Status::Unavailable("a concurrent request created this gid; retry");
+        }
+        if (!created.ok()) co_return created;
+        if (delay_ms > 0) co_return Status::Ok();
+        active = StartRound(shard, std::move(req.proposed));
       }
-      if (stored.global.status != core::GlobalStatus::kSubmitted) {
-        co_return Status::Conflict(CannotSubmitMessage(stored.global.status));
-      }
-      // Re-submit of a submitted saga: resume from the stored state (§5 #15).
-      active = StartRound(shard, std::move(stored));
-      break;
     }
-    if (active_count_.load() >= options_.max_active_transactions) {
-      co_return Status::Unavailable(
-          fmt::format("too many transactions in flight (limit {}); retry later",
-                      options_.max_active_transactions));
-    }
-    const int64_t now = clock_.NowMs();
-    core::GlobalTrans& g = proposed.global;
-    g.status = core::GlobalStatus::kSubmitted;
-    g.create_time_ms = g.update_time_ms = now;
-    g.next_cron_interval_ms = core::InitialIntervalMs(g.options, options_.settings);
-    g.next_cron_time_ms = now + g.next_cron_interval_ms;
-    g.retry_count = g.options.retry_count;
-    g.owner = options_.owner;
-    for (auto& b : proposed.branches) {
-      b.gid = gid;
-      b.create_time_ms = b.update_time_ms = now;
-    }
-    Status created =
-        co_await AwaitStore<Status>([&](auto cb) { store_.Create(proposed, std::move(cb)); });
-    if (created.code() == Code::kAlreadyExists) continue;  // raced with another submit: re-read
-    if (!created.ok()) co_return created;
-    active = StartRound(shard, std::move(proposed));
   }
-  if (!active) co_return Status::Internal("submit: could not settle a concurrent submit");
-  if (!wait_result) co_return Status::Ok();
-  const int64_t deadline = clock_.NowMs() +
-                           core::RequestTimeoutMs(active->snap.global.options, options_.settings) +
-                           2000;
-  co_return co_await WaitRound(active, deadline);
+  if (!req.wait_result) co_return Status::Ok();
+  const int64_t deadline =
+      clock_.NowMs() + core::RequestTimeoutMs(active->snap.global.options, options_.settings) + 2000;
+  co_return co_await WaitRound(active, deadline, WaitFor::kSubmit);
+}
+
+awaitable<Status> Engine::Prepare(core::TransSnapshot proposed) {
+  if (proposed.global.trans_type == core::TransType::kSaga) {
+    co_return Status::InvalidArgument("prepare is not allowed for a saga; submit it");
+  }
+  if (proposed.global.trans_type == core::TransType::kWorkflow) {
+    co_return Status::Unimplemented("workflow is not supported yet");
+  }
+  Shard& shard = ShardFor(proposed.global.gid);
+  co_return co_await asio::co_spawn(shard.ioc, PrepareOnShard(std::move(proposed)), use_awaitable);
+}
+
+awaitable<Status> Engine::PrepareOnShard(core::TransSnapshot proposed) {
+  if (stopped_) co_return Status::Unavailable("the server is shutting down");
+  Shard& shard = ShardFor(proposed.global.gid);
+  const std::string gid = proposed.global.gid;
+  GidGuard guard = co_await LockGid(shard, gid);
+  Result<std::optional<core::TransSnapshot>> loaded = co_await LoadOnShard(gid);
+  if (!loaded.ok()) co_return loaded.status();
+  if (loaded->has_value()) {
+    const core::GlobalTrans& g = (*loaded)->global;
+    if (g.trans_type != proposed.global.trans_type) {
+      co_return Status::Conflict(fmt::format(
+          "gid '{}' belongs to a transaction of type '{}', not '{}'. FAILURE", gid,
+          core::ToString(g.trans_type), core::ToString(proposed.global.trans_type)));
+    }
+    if (g.status == core::GlobalStatus::kPrepared) co_return Status::Ok();
+    co_return Status::Conflict(
+        fmt::format("current status '{}', cannot prepare. FAILURE", core::ToString(g.status)));
+  }
+  InitNew(proposed, core::GlobalStatus::kPrepared, clock_.NowMs());
+  Status created =
+      co_await AwaitStore<Status>([&](auto cb) { store_.Create(proposed, std::move(cb)); });
+  if (created.code() == Code::kAlreadyExists) co_return Status::Ok();
+  co_return created;
+}
+
+awaitable<Status> Engine::Abort(std::string gid, std::optional<bool> wait_result,
+                                std::string rollback_reason, core::OptionsPatch patch) {
+  Shard& shard = ShardFor(gid);
+  co_return co_await asio::co_spawn(
+      shard.ioc,
+      AbortOnShard(std::move(gid), wait_result, std::move(rollback_reason), std::move(patch)),
+      use_awaitable);
+}
+
+awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait_result,
+                                       std::string rollback_reason, core::OptionsPatch patch) {
+  if (stopped_) co_return Status::Unavailable("the server is shutting down");
+  Shard& shard = ShardFor(gid);
+  std::shared_ptr<Active> active;
+  bool wait = false;
+  {
+    GidGuard guard = co_await LockGid(shard, gid);
+    Result<std::optional<core::TransSnapshot>> loaded = co_await LoadOnShard(gid);
+    if (!loaded.ok()) co_return loaded.status();
+    if (!loaded->has_value()) {
+      co_return Status::NotFound(fmt::format("no transaction with gid '{}'", gid));
+    }
+    core::TransSnapshot& stored = **loaded;
+    const core::GlobalTrans& g = stored.global;
+    wait = wait_result.value_or(g.options.wait_result);
+    auto cannot = [&] {
+      return Status::Conflict(fmt::format("trans type: '{}' current status '{}', cannot abort. FAILURE",
+                                          core::ToString(g.trans_type), core::ToString(g.status)));
+    };
+    const int64_t now = clock_.NowMs();
+    switch (g.trans_type) {
+      case core::TransType::kMsg: {
+        if (g.status != core::GlobalStatus::kPrepared) co_return cannot();
+        core::TransUpdate u;
+        u.gid = gid;
+        u.expected_status = core::GlobalStatus::kPrepared;
+        u.new_status = core::GlobalStatus::kFailed;
+        u.finish_time_ms = now;
+        u.rollback_time_ms = now;
+        u.update_time_ms = now;
+        if (!rollback_reason.empty()) u.rollback_reason = rollback_reason;
+        co_return co_await Transition(std::move(u));
+      }
+      case core::TransType::kTcc:
+      case core::TransType::kXa: {
+        if (g.status == core::GlobalStatus::kAborting) {
+          if (auto it = shard.active.find(gid); it != shard.active.end()) {
+            active = it->second;
+          } else {
+            active = StartRound(shard, std::move(stored));
+          }
+          break;
+        }
+        if (g.status != core::GlobalStatus::kPrepared) co_return cannot();
+        core::TransUpdate u;
+        u.gid = gid;
+        u.expected_status = core::GlobalStatus::kPrepared;
+        u.new_status = core::GlobalStatus::kAborting;
+        u.rollback_time_ms = now;
+        u.update_time_ms = now;
+        if (!rollback_reason.empty()) u.rollback_reason = rollback_reason;
+        core::TransOptions options = g.options;
+        if (!patch.empty()) {
+          patch.ApplyTo(options);
+          u.options = options;
+        }
+        Status st = co_await Transition(u);
+        if (!st.ok()) co_return st;
+        core::TransSnapshot snap = std::move(stored);
+        snap.global.status = core::GlobalStatus::kAborting;
+        snap.global.options = options;
+        snap.global.rollback_time_ms = now;
+        if (u.rollback_reason) snap.global.rollback_reason = *u.rollback_reason;
+        active = StartRound(shard, std::move(snap));
+        break;
+      }
+      default:
+        co_return cannot();
+    }
+  }
+  if (!wait) co_return Status::Ok();
+  const int64_t deadline =
+      clock_.NowMs() + core::RequestTimeoutMs(active->snap.global.options, options_.settings) + 2000;
+  co_return co_await WaitRound(active, deadline, WaitFor::kAbort);
+}
+
+awaitable<Status> Engine::RegisterBranch(std::string gid, core::TransType type,
+                                         std::vector<core::BranchRow> rows) {
+  Shard& shard = ShardFor(gid);
+  co_return co_await asio::co_spawn(
+      shard.ioc, RegisterBranchOnShard(std::move(gid), type, std::move(rows)), use_awaitable);
+}
+
+awaitable<Status> Engine::RegisterBranchOnShard(std::string gid, core::TransType type,
+                                                std::vector<core::BranchRow> rows) {
+  if (stopped_) co_return Status::Unavailable("the server is shutting down");
+  Shard& shard = ShardFor(gid);
+  GidGuard guard = co_await LockGid(shard, gid);
+  // A round in progress (a timeout check) must end first, or it could finish from a snapshot that
+  // misses these rows.
+  while (true) {
+    auto it = shard.active.find(gid);
+    if (it == shard.active.end()) break;
+    co_await WaitRound(it->second, clock_.NowMs() + 60'000, WaitFor::kSubmit);
+  }
+  const std::string not_found =
+      fmt::format("no trans with gid: {} status: prepared found FAILURE", gid);
+  const int64_t now = clock_.NowMs();
+  for (auto& r : rows) {
+    r.gid = gid;
+    r.create_time_ms = r.update_time_ms = now;
+  }
+  std::vector<core::BranchRow> to_insert = rows;
+  Status st = co_await AwaitStore<Status>([&](auto cb) {
+    store_.AddBranches(gid, core::GlobalStatus::kPrepared, std::move(to_insert), std::move(cb));
+  });
+  if (st.ok()) co_return st;
+  if (st.code() == Code::kConflict || st.code() == Code::kNotFound) {
+    co_return Status::Conflict(not_found);
+  }
+  if (st.code() != Code::kAlreadyExists) co_return st;
+  // Rows with these ids exist: an identical repeat is accepted (§5 #15), a different one is not.
+  Result<std::optional<core::TransSnapshot>> loaded = co_await LoadOnShard(gid);
+  if (!loaded.ok()) co_return loaded.status();
+  if (!loaded->has_value()) co_return Status::Conflict(not_found);
+  if ((*loaded)->global.trans_type != type) co_return Status::Conflict(not_found);
+  for (const auto& r : rows) {
+    bool same = false;
+    for (const auto& b : (*loaded)->branches) {
+      if (b.branch_id == r.branch_id && b.op == r.op) {
+        same = b.url == r.url && b.bin_data == r.bin_data;
+        break;
+      }
+    }
+    if (!same) {
+      co_return Status::Conflict(fmt::format(
+          "branch {} of gid {} is already registered with different content. FAILURE",
+          r.branch_id, gid));
+    }
+  }
+  co_return Status::Ok();
 }
 
 std::shared_ptr<Engine::Active> Engine::StartRound(Shard& shard, core::TransSnapshot snap) {
@@ -201,9 +515,11 @@ awaitable<void> Engine::RunRound(Shard* shard, std::shared_ptr<Active> a) {
       }
     }
     for (size_t i : d.calls) {
-      const core::BranchRow& row = a->snap.branches[i];
-      BranchCallSpec spec = BuildBranchCall(
-          a->snap.global, row, core::RequestTimeoutMs(a->snap.global.options, settings));
+      const int64_t timeout_ms = core::RequestTimeoutMs(a->snap.global.options, settings);
+      BranchCallSpec spec = i == core::kCheckBackIndex
+                                ? BuildCheckBackCall(a->snap.global, timeout_ms)
+                                : BuildBranchCall(a->snap.global, a->snap.branches[i], timeout_ms);
+      a->outstanding_calls += 1;
       asio::co_spawn(shard->ioc, CallBranch(shard, a, i, std::move(spec)),
                      LogException{"branch call"});
     }
@@ -214,19 +530,22 @@ awaitable<void> Engine::RunRound(Shard* shard, std::shared_ptr<Active> a) {
     }
     core::Event ev = std::move(a->events.front());
     a->events.pop_front();
+    a->outstanding_calls -= 1;
+    if (ev.result != core::CallClass::kSuccess) {
+      a->last_error_class = ev.result;
+      a->last_error_text = ev.answer;
+    }
     d = core::Step(a->snap, a->round, ev, settings, clock_.NowMs());
   }
   // Calls still in flight after an abandoned round must come back before another round may start
   // for this gid: no compensation may overlap its own action (§1.6).
-  while (a->round.in_flight_count > 0 && !stopped_) {
+  while (a->outstanding_calls > 0 && !stopped_) {
     while (a->events.empty()) {
       a->signal.expires_at(SteadyClock::time_point::max());
       co_await a->signal.async_wait(asio::as_tuple(use_awaitable));
     }
-    core::Event ev = std::move(a->events.front());
     a->events.pop_front();
-    a->round.in_flight[ev.branch_index] = 0;
-    a->round.in_flight_count -= 1;
+    a->outstanding_calls -= 1;
   }
   a->done = true;
   if (metrics_ && core::IsFinal(a->snap.global.status) && a->outcome.ok()) {
@@ -249,22 +568,37 @@ awaitable<void> Engine::CallBranch(Shard* shard, std::shared_ptr<Active> a, size
   core::Event ev;
   ev.kind = core::Event::Kind::kResult;
   ev.branch_index = index;
-  ev.result = core::ClassifyHttp(answer.http_status, answer.body);
+  const bool check_back = index == core::kCheckBackIndex;
+  ev.result = check_back ? core::ClassifyCheckBack(answer.http_status, answer.body,
+                                                   options_.settings.legacy_check_back)
+                         : core::ClassifyHttp(answer.http_status, answer.body);
+  if (check_back && ev.result == core::CallClass::kError && answer.http_status == 200) {
+    // A 200 whose body is not a real answer (an error page): never commit the message on it.
+    spdlog::warn("gid {}: indeterminate check-back answer, the message stays prepared: {}",
+                 a->snap.global.gid, answer.body.substr(0, 200));
+    answer.body = "indeterminate check-back answer: " + answer.body;
+  }
   if (ev.result == core::CallClass::kError && answer.http_status > 0) {
     ev.answer = fmt::format("HTTP {}: {}", answer.http_status, answer.body);
   } else {
     ev.answer = std::move(answer.body);
   }
   if (metrics_) {
-    const core::BranchRow& row = a->snap.branches[index];
-    metrics_->RecordBranch(std::string(core::ToString(a->snap.global.trans_type)), row.branch_id,
-                           row.op, ev.result == core::CallClass::kSuccess);
+    const bool ok = ev.result == core::CallClass::kSuccess;
+    const std::string model(core::ToString(a->snap.global.trans_type));
+    if (check_back) {
+      metrics_->RecordBranch(model, "00", "msg", ok);
+    } else {
+      const core::BranchRow& row = a->snap.branches[index];
+      metrics_->RecordBranch(model, row.branch_id, row.op, ok);
+    }
   }
   a->events.push_back(std::move(ev));
   a->signal.cancel();
 }
 
-awaitable<Status> Engine::WaitRound(std::shared_ptr<Active> a, int64_t deadline_ms) {
+awaitable<Status> Engine::WaitRound(std::shared_ptr<Active> a, int64_t deadline_ms,
+                                   WaitFor what) {
   if (!a->done) {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     timer.expires_after(
@@ -276,33 +610,27 @@ awaitable<Status> Engine::WaitRound(std::shared_ptr<Active> a, int64_t deadline_
   if (!a->done) co_return Status::Conflict("wait result not return success");
   if (!a->outcome.ok() && a->outcome.code() != Code::kConflict) co_return a->outcome;
   const core::GlobalTrans& g = a->snap.global;
-  if (g.status == core::GlobalStatus::kSucceed) co_return Status::Ok();
-  if (!g.rollback_reason.empty()) co_return Status::Conflict(g.rollback_reason);
+  const core::GlobalStatus wanted =
+      what == WaitFor::kSubmit ? core::GlobalStatus::kSucceed : core::GlobalStatus::kFailed;
+  if (g.status == wanted) co_return Status::Ok();
+  // tcc/xa/msg report the answer that stopped the round (§1.5); a saga reports its reason.
+  if (g.trans_type != core::TransType::kSaga && a->last_error_class) {
+    switch (*a->last_error_class) {
+      case core::CallClass::kOngoing:
+        if (g.trans_type != core::TransType::kMsg) co_return Status::Ongoing(a->last_error_text);
+        break;
+      case core::CallClass::kFailure:
+        co_return Status::Conflict(a->last_error_text);
+      case core::CallClass::kError:
+        co_return Status::Internal(a->last_error_text);
+      case core::CallClass::kSuccess:
+        break;
+    }
+  }
+  if (what == WaitFor::kSubmit && !g.rollback_reason.empty()) {
+    co_return Status::Conflict(g.rollback_reason);
+  }
   co_return Status::Conflict("wait result not return success");
-}
-
-awaitable<Status> Engine::Abort(std::string gid) {
-  Result<std::optional<core::TransSnapshot>> loaded = co_await Query(gid);
-  if (!loaded.ok()) co_return loaded.status();
-  if (!loaded->has_value()) {
-    co_return Status::NotFound(fmt::format("no transaction with gid '{}'", gid));
-  }
-  const core::GlobalTrans& g = (*loaded)->global;
-  if (g.trans_type == core::TransType::kSaga) {
-    co_return Status::Conflict(
-        fmt::format("trans type: '{}' current status '{}', cannot abort. FAILURE",
-                    core::ToString(g.trans_type), core::ToString(g.status)));
-  }
-  co_return Status::Unimplemented(
-      fmt::format("abort of trans_type '{}' is not supported yet", core::ToString(g.trans_type)));
-}
-
-awaitable<Status> Engine::Prepare(core::TransSnapshot proposed) {
-  if (proposed.global.trans_type == core::TransType::kSaga) {
-    co_return Status::InvalidArgument("prepare is not allowed for a saga; submit it");
-  }
-  co_return Status::Unimplemented(fmt::format("trans_type '{}' is not supported yet",
-                                              core::ToString(proposed.global.trans_type)));
 }
 
 awaitable<Status> Engine::ForceStop(std::string gid) {
@@ -368,15 +696,15 @@ awaitable<Result<store::ListPage>> Engine::List(store::ListQuery query) {
 awaitable<void> Engine::ResumeOnShard(std::string gid) {
   Shard& shard = ShardFor(gid);
   if (stopped_ || shard.active.count(gid)) co_return;
-  Result<std::optional<core::TransSnapshot>> loaded =
-      co_await AwaitStore<Result<std::optional<core::TransSnapshot>>>(
-          [&](auto cb) { store_.Load(gid, std::move(cb)); });
+  GidGuard guard = co_await LockGid(shard, gid);
+  if (stopped_ || shard.active.count(gid)) co_return;
+  Result<std::optional<core::TransSnapshot>> loaded = co_await LoadOnShard(gid);
   if (!loaded.ok()) {
     spdlog::error("gid {}: cannot load for recovery: {}", gid, loaded.status().ToString());
     co_return;
   }
   if (!loaded->has_value() || core::IsFinal((*loaded)->global.status)) co_return;
-  if ((*loaded)->global.trans_type != core::TransType::kSaga) co_return;  // later issues
+  if ((*loaded)->global.trans_type == core::TransType::kWorkflow) co_return;  // later issue
   if (stopped_ || shard.active.count(gid)) co_return;
   StartRound(shard, std::move(**loaded));
 }

@@ -61,13 +61,28 @@ class Engine {
   // step (their state is durable and is resumed by the next process). Idempotent.
   void Stop();
 
-  // submit of a saga: `proposed` holds the global (gid, type, options, custom_data, protocol) and
-  // the branch rows, already validated. Outcomes per PROTOCOL.md §1.12 and §1.5 (wait_result).
-  boost::asio::awaitable<Status> Submit(core::TransSnapshot proposed, bool wait_result);
-  // abort of an existing transaction (saga: always 409, unknown gid: 404).
-  boost::asio::awaitable<Status> Abort(std::string gid);
-  // prepare (saga: 400; other modes arrive with their own issues: 501).
+  // submit (PROTOCOL.md §1.12, §1.5). An absent gid is created from `proposed` (saga, plain msg);
+  // a prepared tcc/xa/msg moves to submitted with `patch` applied to its stored options (and, for
+  // msg, a non-empty `custom_data` replacing the stored one); a submitted one is resumed.
+  struct SubmitRequest {
+    core::TransSnapshot proposed;  // validated; global.gid and trans_type always set
+    bool wait_result = false;
+    core::OptionsPatch patch;
+    std::string custom_data;
+  };
+  boost::asio::awaitable<Status> Submit(SubmitRequest request);
+  // prepare of tcc/xa/msg: creates the transaction as prepared (msg: with its action rows).
+  // saga -> kInvalidArgument; an existing prepared transaction of the same type -> ok, unchanged.
   boost::asio::awaitable<Status> Prepare(core::TransSnapshot proposed);
+  // abort: tcc/xa prepared -> aborting (cancels run), aborting -> resumed; msg prepared -> failed;
+  // everything else -> kConflict; unknown gid -> kNotFound. `wait_result` nullopt = the stored one.
+  boost::asio::awaitable<Status> Abort(std::string gid, std::optional<bool> wait_result,
+                                       std::string rollback_reason, core::OptionsPatch patch);
+  // registerBranch of tcc/xa: inserts `rows` while the transaction is prepared. An identical repeat
+  // -> ok; different rows with the same ids -> kConflict; not prepared or unknown -> kConflict
+  // (DTM's "no trans with gid" wording).
+  boost::asio::awaitable<Status> RegisterBranch(std::string gid, core::TransType type,
+                                                std::vector<core::BranchRow> rows);
   boost::asio::awaitable<Status> ForceStop(std::string gid);
   boost::asio::awaitable<Status> ResetNextCronTime(std::string gid);
   boost::asio::awaitable<Result<int64_t>> ResetCronTime(int64_t timeout_ms, int limit);
@@ -81,16 +96,31 @@ class Engine {
   struct Active;
   struct Shard;
 
+  enum class WaitFor : unsigned char { kSubmit, kAbort };
+  class GidGuard;
+
   Shard& ShardFor(const std::string& gid);
-  boost::asio::awaitable<Status> SubmitOnShard(core::TransSnapshot proposed, bool wait_result);
+  boost::asio::awaitable<GidGuard> LockGid(Shard& shard, std::string gid);
+  boost::asio::awaitable<Result<std::optional<core::TransSnapshot>>> LoadOnShard(std::string gid);
+  boost::asio::awaitable<Status> SubmitOnShard(SubmitRequest request);
+  boost::asio::awaitable<Status> PrepareOnShard(core::TransSnapshot proposed);
+  boost::asio::awaitable<Status> AbortOnShard(std::string gid, std::optional<bool> wait_result,
+                                              std::string rollback_reason,
+                                              core::OptionsPatch patch);
+  boost::asio::awaitable<Status> RegisterBranchOnShard(std::string gid, core::TransType type,
+                                                       std::vector<core::BranchRow> rows);
   boost::asio::awaitable<Status> ForceStopOnShard(std::string gid);
+  void InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now);
+  // Updates the stored transaction (CAS) and returns the engine's view of it afterwards.
+  boost::asio::awaitable<Status> Transition(core::TransUpdate update);
   boost::asio::awaitable<void> ResumeOnShard(std::string gid);
   // Starts a round for a loaded snapshot unless one is running; returns the round's entry.
   std::shared_ptr<Active> StartRound(Shard& shard, core::TransSnapshot snap);
   boost::asio::awaitable<void> RunRound(Shard* shard, std::shared_ptr<Active> active);
   boost::asio::awaitable<void> CallBranch(Shard* shard, std::shared_ptr<Active> active,
                                           size_t index, BranchCallSpec spec);
-  boost::asio::awaitable<Status> WaitRound(std::shared_ptr<Active> active, int64_t deadline_ms);
+  boost::asio::awaitable<Status> WaitRound(std::shared_ptr<Active> active, int64_t deadline_ms,
+                                          WaitFor what);
   boost::asio::awaitable<void> CronLoop();
 
   EngineOptions options_;

@@ -83,6 +83,13 @@ core::TransSnapshot Saga(const std::string& gid,
   return s;
 }
 
+Engine::SubmitRequest Req(core::TransSnapshot snap, bool wait_result) {
+  Engine::SubmitRequest r;
+  r.proposed = std::move(snap);
+  r.wait_result = wait_result;
+  return r;
+}
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -143,8 +150,8 @@ class EngineTest : public ::testing::Test {
 };
 
 TEST_F(EngineTest, SubmitWithWaitResultSucceeds) {
-  Status s = Run(engine_->Submit(
-      Saga("g1", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true));
+  Status s = Run(engine_->Submit(Req(
+      Saga("g1", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true)));
   EXPECT_TRUE(s.ok()) << s.ToString();
   auto snap = Load("g1");
   ASSERT_TRUE(snap);
@@ -157,8 +164,8 @@ TEST_F(EngineTest, SubmitWithWaitResultSucceeds) {
 
 TEST_F(EngineTest, FailureRollsBackAndWaitResultReportsReason) {
   net_.answers["http://p/a2"] = {409, R"({"dtm_result":"FAILURE","message":"no stock"})"};
-  Status s = Run(engine_->Submit(
-      Saga("g2", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true));
+  Status s = Run(engine_->Submit(Req(
+      Saga("g2", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true)));
   EXPECT_EQ(s.code(), Code::kConflict);
   EXPECT_NE(s.message().find("no stock"), std::string::npos);
   EXPECT_EQ(WaitFinal("g2"), core::GlobalStatus::kFailed);
@@ -167,8 +174,8 @@ TEST_F(EngineTest, FailureRollsBackAndWaitResultReportsReason) {
 }
 
 TEST_F(EngineTest, ResubmitRules) {
-  ASSERT_TRUE(Run(engine_->Submit(Saga("g3", {{"http://p/a1", ""}}), true)).ok());
-  Status again = Run(engine_->Submit(Saga("g3", {{"http://p/a1", ""}}), false));
+  ASSERT_TRUE(Run(engine_->Submit(Req(Saga("g3", {{"http://p/a1", ""}}), true))).ok());
+  Status again = Run(engine_->Submit(Req(Saga("g3", {{"http://p/a1", ""}}), false)));
   EXPECT_EQ(again.code(), Code::kConflict);
   EXPECT_EQ(again.message(), "current status 'succeed', cannot sumbmit. FAILURE");
 }
@@ -191,7 +198,7 @@ TEST_F(EngineTest, RecoveryResumesStoredUnfinishedWork) {
 TEST_F(EngineTest, ErrorIsRetriedByRecoveryWithBackoff) {
   engine_->Start();
   net_.answers["http://p/flaky"] = {500, "boom"};
-  ASSERT_TRUE(Run(engine_->Submit(Saga("g5", {{"http://p/flaky", ""}}), false)).ok());
+  ASSERT_TRUE(Run(engine_->Submit(Req(Saga("g5", {{"http://p/flaky", ""}}), false))).ok());
   ASSERT_TRUE([&] {
     for (int i = 0; i < 200; ++i) {
       if (net_.Count("http://p/flaky") >= 2) return true;
@@ -216,8 +223,8 @@ TEST_F(EngineTest, ActiveLimitRefusesBeforePersisting) {
   opts.max_active_transactions = 1;
   Make(opts);
   net_.delay_ms["http://p/slow"] = 500;
-  ASSERT_TRUE(Run(engine_->Submit(Saga("held", {{"http://p/slow", ""}}), false)).ok());
-  Status refused = Run(engine_->Submit(Saga("refused", {{"http://p/slow", ""}}), false));
+  ASSERT_TRUE(Run(engine_->Submit(Req(Saga("held", {{"http://p/slow", ""}}), false))).ok());
+  Status refused = Run(engine_->Submit(Req(Saga("refused", {{"http://p/slow", ""}}), false)));
   EXPECT_EQ(refused.code(), Code::kUnavailable);
   EXPECT_FALSE(Load("refused").has_value());
   EXPECT_EQ(WaitFinal("held"), core::GlobalStatus::kSucceed);
@@ -225,8 +232,8 @@ TEST_F(EngineTest, ActiveLimitRefusesBeforePersisting) {
 
 TEST_F(EngineTest, ForceStopDuringARoundWins) {
   net_.delay_ms["http://p/slow"] = 300;
-  ASSERT_TRUE(Run(engine_->Submit(
-                      Saga("g6", {{"http://p/slow", "http://p/c"}, {"http://p/a2", ""}}), false))
+  ASSERT_TRUE(Run(engine_->Submit(Req(
+                      Saga("g6", {{"http://p/slow", "http://p/c"}, {"http://p/a2", ""}}), false)))
                   .ok());
   Status st = Run(engine_->ForceStop("g6"));
   EXPECT_TRUE(st.ok()) << st.ToString();
