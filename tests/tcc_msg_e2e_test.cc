@@ -1,0 +1,329 @@
+// End-to-end tests of the tcc, xa and msg modes (PROTOCOL.md §1.7-§1.9, §6 TCC-*, XA-*, MSG-*)
+// against the real `dtx server` binary and a scriptable participant.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "tests/support/harness.h"
+
+namespace dtx::testing {
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+using Statuses = std::vector<std::string>;
+
+class ModesE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(TempDir("modes"));
+    server_ = new ServerProcess(*dir_ + "/dtx.db",
+                                {"--retry-interval", "0.3", "--cron-interval", "0.1",
+                                 "--request-timeout", "2", "--timeout-to-fail", "2",
+                                 "--log-level", "warn"});
+    ASSERT_TRUE(server_->Start());
+    busi_ = new Busi();
+  }
+  static void TearDownTestSuite() {
+    EXPECT_EQ(server_->Terminate(), 0);
+    delete busi_;
+    delete server_;
+    delete dir_;
+  }
+  std::string Name() {
+    return ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  std::string Gid() { return Name() + "-" + std::to_string(counter_++); }
+  std::string U(const std::string& path) { return busi_->Url("/" + Name() + path); }
+  std::string P(const std::string& path) { return "/" + Name() + path; }
+  static HttpResult Post(const std::string& op, const json::object& body) {
+    return HttpFetch("POST", server_->Api(op), json::serialize(body));
+  }
+  HttpResult Register(const std::string& gid, const std::string& id, const std::string& confirm,
+                      const std::string& cancel, const std::string& data = "{}") {
+    return Post("registerBranch", {{"gid", gid}, {"trans_type", "tcc"}, {"branch_id", id},
+                                   {"confirm", confirm}, {"cancel", cancel}, {"data", data}});
+  }
+
+  static std::string* dir_;
+  static ServerProcess* server_;
+  static Busi* busi_;
+  static int counter_;
+};
+std::string* ModesE2E::dir_ = nullptr;
+ServerProcess* ModesE2E::server_ = nullptr;
+Busi* ModesE2E::busi_ = nullptr;
+int ModesE2E::counter_ = 0;
+
+TEST_F(ModesE2E, Tcc01ConfirmsInReverseOrder) {
+  std::string gid = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
+  ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1"), "{\"a\":1}").status, 200);
+  ASSERT_EQ(Register(gid, "02", U("/confirm2"), U("/cancel2")).status, 200);
+  auto r = Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  TransView v = QueryTrans(*server_, gid);
+  EXPECT_EQ(v.status, "succeed");
+  EXPECT_EQ(v.branch_ops, (Statuses{"cancel", "confirm", "cancel", "confirm"}));
+  EXPECT_EQ(v.branch_status, (Statuses{"prepared", "succeed", "prepared", "succeed"}));
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].path, P("/confirm2"));
+  EXPECT_EQ(calls[1].path, P("/confirm1"));
+  EXPECT_EQ(calls[1].body, "{\"a\":1}");
+  EXPECT_EQ(calls[1].query["op"], "confirm");
+  EXPECT_EQ(calls[1].query["trans_type"], "tcc");
+}
+
+TEST_F(ModesE2E, Tcc02AbortCancelsEveryBranchInReverse) {
+  std::string gid = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
+  ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
+  ASSERT_EQ(Register(gid, "02", U("/confirm2"), U("/cancel2")).status, 200);
+  auto r = Post("abort", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true},
+                          {"rollback_reason", "try of 02 failed"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  TransView v = QueryTrans(*server_, gid);
+  EXPECT_EQ(v.status, "failed");
+  EXPECT_EQ(v.branch_status, (Statuses{"succeed", "prepared", "succeed", "prepared"}));
+  EXPECT_EQ(v.rollback_reason, "try of 02 failed");
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].path, P("/cancel2"));
+  EXPECT_EQ(calls[1].path, P("/cancel1"));
+}
+
+TEST_F(ModesE2E, Tcc03SilentApplicationTimesOut) {
+  std::string gid = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}, {"timeout_to_fail", 1}}).status, 200);
+  ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
+  TransView v = WaitStatus(*server_, gid, {"failed"}, milliseconds(8000));
+  EXPECT_EQ(v.status, "failed");
+  EXPECT_NE(v.rollback_reason.find("Timeout after 1 seconds"), std::string::npos) << v.rollback_reason;
+  EXPECT_EQ(busi_->CallCount(P("/cancel1")), 1u);
+  EXPECT_EQ(busi_->CallCount(P("/confirm1")), 0u);
+  // The server default (--timeout-to-fail 2) applies without an option.
+  std::string gid2 = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid2}, {"trans_type", "tcc"}}).status, 200);
+  EXPECT_EQ(WaitStatus(*server_, gid2, {"failed"}, milliseconds(8000)).status, "failed");
+}
+
+TEST_F(ModesE2E, Tcc04LateRegistrationIsRefused) {
+  std::string gid = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
+  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status, 200);
+  auto r = Register(gid, "01", U("/confirm1"), U("/cancel1"));
+  EXPECT_EQ(r.status, 409);
+  EXPECT_NE(r.body.find("no trans with gid"), std::string::npos) << r.body;
+  std::string gid2 = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid2}, {"trans_type", "tcc"}}).status, 200);
+  ASSERT_EQ(Post("abort", {{"gid", gid2}, {"trans_type", "tcc"}}).status, 200);
+  EXPECT_EQ(Register(gid2, "01", U("/confirm1"), U("/cancel1")).status, 409);
+  EXPECT_EQ(Register("never-prepared-gid", "01", U("/c"), U("/x")).status, 409);
+}
+
+TEST_F(ModesE2E, Tcc05ConfirmFailureIsRetriedNeverRolledBack) {
+  std::string gid = Gid();
+  busi_->Script(P("/confirm1"), {BusiAnswer::Failure(), BusiAnswer::Error()});
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
+  ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
+  auto r = Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}});
+  EXPECT_EQ(r.status, 409) << "wait_result reports the FAILURE of the confirm: " << r.body;
+  TransView v = WaitStatus(*server_, gid, {"succeed"}, milliseconds(8000));
+  EXPECT_EQ(v.status, "succeed");
+  EXPECT_EQ(busi_->CallCount(P("/confirm1")), 3u);
+  EXPECT_EQ(busi_->CallCount(P("/cancel1")), 0u);
+}
+
+TEST_F(ModesE2E, Tcc06NestedBranchConfirmedBeforeItsParent) {
+  std::string gid = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
+  ASSERT_EQ(Register(gid, "02", U("/confirm02"), U("/cancel02")).status, 200);
+  ASSERT_EQ(Register(gid, "0201", U("/confirm0201"), U("/cancel0201")).status, 200);
+  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status, 200);
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].query["branch_id"], "0201");
+  EXPECT_EQ(calls[1].query["branch_id"], "02");
+}
+
+TEST_F(ModesE2E, Tcc07DuplicateRegistration) {
+  std::string gid = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
+  ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
+  EXPECT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200) << "identical repeat";
+  EXPECT_EQ(Register(gid, "01", U("/other"), U("/cancel1")).status, 409) << "conflicting repeat";
+  EXPECT_EQ(QueryTrans(*server_, gid).branch_status.size(), 2u);
+  // The legacy alias behaves the same (API-08).
+  auto alias = HttpFetch("POST", server_->Api("registerTccBranch"),
+                         json::serialize(json::object{{"gid", gid}, {"trans_type", "tcc"},
+                                                      {"branch_id", "02"}, {"confirm", U("/c2")},
+                                                      {"cancel", U("/x2")}}));
+  EXPECT_EQ(alias.status, 200);
+  // API-07: values must be strings.
+  EXPECT_EQ(HttpFetch("POST", server_->Api("registerBranch"),
+                      R"({"gid":")" + gid + R"(","trans_type":"tcc","branch_id":3})")
+                .status,
+            400);
+}
+
+TEST_F(ModesE2E, Tcc08CancelOngoingLeavesAborting) {
+  std::string gid = Gid();
+  busi_->Script(P("/cancel1"), {BusiAnswer::Ongoing()});
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
+  ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
+  auto r = Post("abort", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}});
+  EXPECT_EQ(r.status, 425) << r.body;
+  EXPECT_EQ(QueryTrans(*server_, gid).status, "aborting");
+  EXPECT_EQ(WaitStatus(*server_, gid, {"failed"}, milliseconds(8000)).status, "failed");
+}
+
+TEST_F(ModesE2E, TccOptionsGivenAtPrepareGovernTheConfirmRound) {
+  std::string gid = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"},
+                             {"branch_headers", json::object{{"x-token", "abc"}}}})
+                .status,
+            200);
+  ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
+  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status, 200);
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].headers["x-token"], "abc");
+}
+
+TEST_F(ModesE2E, Xa01To03) {
+  std::string gid = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "xa"}}).status, 200);
+  for (const char* id : {"01", "02"}) {
+    ASSERT_EQ(Post("registerXaBranch", {{"gid", gid}, {"trans_type", "xa"}, {"branch_id", id},
+                                        {"url", U("/xa")}})
+                  .status,
+              200);
+  }
+  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "xa"}, {"wait_result", true}}).status, 200);
+  TransView v = QueryTrans(*server_, gid);
+  EXPECT_EQ(v.branch_ops, (Statuses{"rollback", "commit", "rollback", "commit"}));
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].query["branch_id"], "01") << "xa commits in registration order";
+  EXPECT_EQ(calls[0].method, "POST");
+  EXPECT_EQ(calls[0].body, "");
+  EXPECT_EQ(calls[0].query["op"], "commit");
+  // XA-03: a prepared XA without branches times out -> failed.
+  std::string gid2 = Gid();
+  ASSERT_EQ(Post("prepare", {{"gid", gid2}, {"trans_type", "xa"}, {"timeout_to_fail", 1}}).status, 200);
+  EXPECT_EQ(WaitStatus(*server_, gid2, {"failed"}, milliseconds(8000)).status, "failed");
+}
+
+json::object MsgBody(const std::string& gid, const std::vector<std::string>& actions,
+                     const json::object& extra = {}) {
+  json::array steps, payloads;
+  for (const auto& a : actions) {
+    steps.push_back(json::object{{"action", a}});
+    payloads.push_back(json::string("{\"n\":1}"));
+  }
+  json::object o{{"gid", gid}, {"trans_type", "msg"}, {"steps", steps}, {"payloads", payloads}};
+  for (const auto& kv : extra) o[kv.key()] = kv.value();
+  return o;
+}
+
+TEST_F(ModesE2E, Msg01And03PlainMsgIsDeliveredInOrderAndFailuresRetried) {
+  std::string gid = Gid();
+  busi_->Script(P("/a2"), {BusiAnswer::Failure(), BusiAnswer::Error()});
+  ASSERT_EQ(Post("submit", MsgBody(gid, {U("/a1"), U("/a2")})).status, 200);
+  TransView v = WaitStatus(*server_, gid, {"succeed"}, milliseconds(8000));
+  EXPECT_EQ(v.status, "succeed");
+  EXPECT_EQ(v.branch_status, (Statuses{"succeed", "succeed"}));
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 4u);
+  EXPECT_EQ(calls[0].path, P("/a1"));
+  EXPECT_EQ(busi_->CallCount(P("/a2")), 3u);
+}
+
+TEST_F(ModesE2E, Msg02ConcurrentCallsInParallel) {
+  std::string gid = Gid();
+  busi_->SetDefault(P("/a1"), BusiAnswer{200, R"({"dtm_result":"SUCCESS"})", 400});
+  busi_->SetDefault(P("/a2"), BusiAnswer{200, R"({"dtm_result":"SUCCESS"})", 400});
+  ASSERT_EQ(Post("submit", MsgBody(gid, {U("/a1"), U("/a2")},
+                                   {{"concurrent", true}, {"wait_result", true}}))
+                .status,
+            200);
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_LT(calls[1].start, calls[0].end);
+}
+
+TEST_F(ModesE2E, Msg04And05PrepareSubmitAbort) {
+  std::string gid = Gid();
+  auto body = MsgBody(gid, {U("/a1")}, {{"query_prepared", U("/qp")}});
+  ASSERT_EQ(Post("prepare", body).status, 200);
+  ASSERT_EQ(Post("prepare", body).status, 200) << "prepare twice";
+  auto sub = Post("submit", {{"gid", gid}, {"trans_type", "msg"}, {"wait_result", true}});
+  ASSERT_EQ(sub.status, 200) << sub.body;
+  EXPECT_EQ(QueryTrans(*server_, gid).status, "succeed");
+  EXPECT_EQ(Post("prepare", body).status, 409);
+  EXPECT_EQ(Post("abort", {{"gid", gid}, {"trans_type", "msg"}}).status, 409);
+  std::string gid2 = Gid();
+  ASSERT_EQ(Post("prepare", MsgBody(gid2, {U("/b1")}, {{"query_prepared", U("/qp")}})).status, 200);
+  ASSERT_EQ(Post("abort", {{"gid", gid2}, {"trans_type", "msg"}}).status, 200);
+  EXPECT_EQ(QueryTrans(*server_, gid2).status, "failed");
+  EXPECT_EQ(busi_->CallCount(P("/b1")), 0u);
+  EXPECT_EQ(Post("prepare", MsgBody(Gid(), {U("/b1")})).status, 400) << "query_prepared required";
+}
+
+TEST_F(ModesE2E, Msg06And07CheckBackAfterTimeout) {
+  // SUCCESS -> delivered; FAILURE -> failed; ONGOING -> stays prepared.
+  std::string ok = Gid(), fail = Gid(), ongoing = Gid();
+  busi_->SetDefault(P("/qp-fail"), BusiAnswer::Failure());
+  busi_->SetDefault(P("/qp-ongoing"), BusiAnswer::Ongoing());
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(Post("prepare", MsgBody(ok, {U("/a")}, {{"query_prepared", U("/qp-ok")}, {"timeout_to_fail", 1}})).status, 200);
+  ASSERT_EQ(Post("prepare", MsgBody(fail, {U("/a")}, {{"query_prepared", U("/qp-fail")}, {"timeout_to_fail", 1}})).status, 200);
+  ASSERT_EQ(Post("prepare", MsgBody(ongoing, {U("/a")}, {{"query_prepared", U("/qp-ongoing")}, {"timeout_to_fail", 1}})).status, 200);
+  EXPECT_EQ(WaitStatus(*server_, ok, {"succeed"}, milliseconds(8000)).status, "succeed");
+  auto qp = busi_->Calls(P("/qp-ok"));
+  ASSERT_GE(qp.size(), 1u);
+  EXPECT_GE(qp[0].start - t0, milliseconds(900)) << "no check-back before timeout_to_fail";
+  EXPECT_EQ(qp[0].method, "GET");
+  EXPECT_EQ(qp[0].query["branch_id"], "00");
+  EXPECT_EQ(qp[0].query["op"], "msg");
+  TransView f = WaitStatus(*server_, fail, {"failed"}, milliseconds(8000));
+  EXPECT_EQ(f.status, "failed");
+  EXPECT_EQ(f.branch_status, (Statuses{"prepared"}));
+  EXPECT_TRUE(WaitFor([&] { return busi_->CallCount(P("/qp-ongoing")) >= 2; }, milliseconds(8000)));
+  EXPECT_EQ(QueryTrans(*server_, ongoing).status, "prepared");
+  ASSERT_EQ(Post("forceStop", {{"gid", ongoing}}).status, 200);
+}
+
+TEST_F(ModesE2E, Msg08GuardedCheckBack) {
+  std::string html = Gid(), exc = Gid();
+  busi_->SetDefault(P("/qp-html"), BusiAnswer{200, "<html><body>Internal error</body></html>", 0});
+  busi_->SetDefault(P("/qp-exc"), BusiAnswer{200, R"({"dtm_result":"Object reference not set to an instance"})", 0});
+  ASSERT_EQ(Post("prepare", MsgBody(html, {U("/a")}, {{"query_prepared", U("/qp-html")}, {"timeout_to_fail", 1}})).status, 200);
+  ASSERT_EQ(Post("prepare", MsgBody(exc, {U("/a")}, {{"query_prepared", U("/qp-exc")}, {"timeout_to_fail", 1}})).status, 200);
+  EXPECT_TRUE(WaitFor([&] { return busi_->CallCount(P("/qp-html")) >= 1 && busi_->CallCount(P("/qp-exc")) >= 1; },
+                      milliseconds(8000)));
+  std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_EQ(QueryTrans(*server_, html).status, "prepared") << "an error page must not commit";
+  EXPECT_EQ(QueryTrans(*server_, exc).status, "prepared");
+  EXPECT_EQ(busi_->CallsFor(html).size(), busi_->CallCount(P("/qp-html"))) << "no action called";
+  std::string empty = Gid();
+  busi_->SetDefault(P("/qp-null"), BusiAnswer{200, "null", 0});
+  ASSERT_EQ(Post("prepare", MsgBody(empty, {U("/a")}, {{"query_prepared", U("/qp-null")}, {"timeout_to_fail", 1}})).status, 200);
+  EXPECT_EQ(WaitStatus(*server_, empty, {"succeed"}, milliseconds(8000)).status, "succeed");
+  Post("forceStop", {{"gid", html}});
+  Post("forceStop", {{"gid", exc}});
+}
+
+TEST_F(ModesE2E, Msg10Delay) {
+  std::string gid = Gid();
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(Post("submit", MsgBody(gid, {U("/a")}, {{"custom_data", R"({"Delay":1})"}})).status, 200);
+  EXPECT_EQ(WaitStatus(*server_, gid, {"succeed"}, milliseconds(8000)).status, "succeed");
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_GE(calls[0].start - t0, milliseconds(950)) << "no action before the delay";
+}
+
+}  // namespace
+}  // namespace dtx::testing
