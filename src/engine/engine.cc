@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -13,6 +15,7 @@
 #include <boost/json.hpp>
 #include <deque>
 #include <functional>
+#include <random>
 #include <utility>
 #include <unordered_map>
 
@@ -116,6 +119,12 @@ Engine::Engine(EngineOptions options, store::Store& store, http::IoPool& pool, C
                ops::Metrics* metrics, CallerFactory caller_factory)
     : options_(std::move(options)), store_(store), pool_(pool), clock_(clock), metrics_(metrics) {
   if (!caller_factory) caller_factory = NewHttpBranchCaller;
+  if (options_.owner.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    std::random_device rd;
+    options_.owner = fmt::format("{}-{}-{:08x}", host, ::getpid(), rd());
+  }
   for (size_t i = 0; i < pool_.size(); ++i) {
     auto shard = std::make_unique<Shard>(pool_.Get(i));
     shard->caller = caller_factory(shard->ioc.get_executor());
@@ -496,10 +505,32 @@ std::shared_ptr<Engine::Active> Engine::StartRound(Shard& shard, core::TransSnap
   return active;
 }
 
+void Engine::ExtendLease(core::TransSnapshot& snap, core::Decision& d) {
+  // While calls are in flight the stored wake-up must lie beyond their deadline (plus a margin for
+  // clock skew between coordinators), or another coordinator sharing the store could claim the
+  // transaction and call the same branch concurrently. The results' own updates then set the real
+  // wake-up (reset, kept or backed off).
+  const int64_t now = clock_.NowMs();
+  const int64_t lease_until =
+      now + core::RequestTimeoutMs(snap.global.options, options_.settings) + kLeaseMarginMs;
+  if (snap.global.next_cron_time_ms >= lease_until) return;
+  if (!d.update) {
+    d.update.emplace();
+    d.update->gid = snap.global.gid;
+    d.update->expected_status = snap.global.status;
+    d.update->update_time_ms = now;
+  } else if (d.update->next_cron_time_ms && *d.update->next_cron_time_ms >= lease_until) {
+    return;
+  }
+  d.update->next_cron_time_ms = lease_until;
+  snap.global.next_cron_time_ms = lease_until;
+}
+
 awaitable<void> Engine::RunRound(Shard* shard, std::shared_ptr<Active> a) {
   const core::Settings& settings = options_.settings;
   core::Decision d = core::Step(a->snap, a->round, core::Event{}, settings, clock_.NowMs());
   for (;;) {
+    if (!d.calls.empty()) ExtendLease(a->snap, d);
     if (d.update) {
       Status st = co_await AwaitStore<Status>(
           [&](auto cb) { store_.Update(std::move(*d.update), std::move(cb)); });

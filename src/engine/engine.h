@@ -34,12 +34,16 @@
 
 namespace dtx::engine {
 
+// Margin added to a call's deadline in the lease written before the call: the clock skew tolerated
+// between coordinators that share a store (they must be NTP-synchronized to well within it).
+inline constexpr int64_t kLeaseMarginMs = 2000;
+
 struct EngineOptions {
   core::Settings settings;
   int64_t cron_interval_ms = 1000;          // idle sleep of the recovery loop
   size_t max_active_transactions = 50'000;  // rounds held in memory at once
   int claim_batch = 512;                    // due transactions claimed per store round trip
-  std::string owner = "dtx";                // lease owner written on claimed rows
+  std::string owner;                        // lease owner written on claimed rows; empty = host-pid-random
 };
 
 using CallerFactory =
@@ -111,6 +115,8 @@ class Engine {
                                                        std::vector<core::BranchRow> rows);
   boost::asio::awaitable<Status> ForceStopOnShard(std::string gid);
   void InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now);
+  // Makes the decision's update push next_cron_time past the deadline of the calls it orders.
+  void ExtendLease(core::TransSnapshot& snap, core::Decision& d);
   // Updates the stored transaction (CAS) and returns the engine's view of it afterwards.
   boost::asio::awaitable<Status> Transition(core::TransUpdate update);
   boost::asio::awaitable<void> ResumeOnShard(std::string gid);
