@@ -14,6 +14,10 @@ Decision Step(TransSnapshot& snap, Round& round, const Event& event, const Setti
         round.in_flight[event.branch_index]) {
       round.in_flight[event.branch_index] = 0;
       round.in_flight_count -= 1;
+    } else if (event.kind == Event::Kind::kResult && event.branch_index == kCheckBackIndex &&
+               round.check_back_in_flight) {
+      round.check_back_in_flight = false;
+      round.in_flight_count -= 1;
     }
     d.round_over = round.in_flight_count == 0;
     return d;

@@ -29,7 +29,10 @@ struct Round {
   // Saga: predecessors of each step, parsed from custom_data at the round's start.
   std::vector<std::vector<size_t>> predecessors;
   bool concurrent = false;
-  size_t in_flight_count = 0;
+  size_t in_flight_count = 0;  // includes the msg check-back
+  // msg: the check-back call (kCheckBackIndex) is outstanding / answered non-SUCCESS this round.
+  bool check_back_in_flight = false;
+  bool check_back_parked = false;
 };
 
 // msg: the check-back call (GET query_prepared?gid&trans_type=msg&branch_id=00&op=msg) has no branch

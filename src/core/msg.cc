@@ -1,12 +1,188 @@
-// The msg state machine (PROTOCOL.md §1.9). Being written; see machine_internal.h.
+// The msg state machine (PROTOCOL.md §1.9): a list of actions that must all eventually succeed.
+// A prepared (two-phase) msg is checked back once timeout_to_fail has passed since its creation:
+// SUCCESS submits it and the actions run in the same round, FAILURE fails it without touching a
+// branch, ONGOING retries at I0, anything else (indeterminate answers included, §3.3) backs off.
+// A submitted msg calls its actions in order, each after the previous one's SUCCESS, or all at
+// once with options.concurrent; every non-SUCCESS answer is retried, so it never fails. The delay
+// of custom_data is the engine's business (it schedules the first round), not this machine's.
+
+#include <vector>
+
 #include "core/machine_internal.h"
+#include "util/assert.h"
 
 namespace dtx::core {
+namespace {
 
-Decision MsgStep(TransSnapshot&, Round& round, const Event&, const Settings&, int64_t) {
-  Decision d;
-  d.round_over = round.in_flight_count == 0;
-  return d;
+class Msg {
+ public:
+  Msg(TransSnapshot& snap, Round& round, const Settings& settings, int64_t now_ms)
+      : snap_(snap), round_(round), settings_(settings), now_ms_(now_ms), w_(snap, now_ms) {}
+
+  Decision Run(const Event& ev) {
+    if (ev.kind == Event::Kind::kStart) {
+      StartRound();
+    } else if (ev.branch_index == kCheckBackIndex) {
+      OnCheckBack(ev);
+    } else {
+      OnResult(ev);
+    }
+    Advance();
+    Decision d;
+    d.calls = std::move(calls_);
+    if (d.calls.empty() && round_.in_flight_count == 0) {
+      d.round_over = true;
+      // A non-final transaction always leaves a round with a wake-up in the future.
+      if (!IsFinal(snap_.global.status) && !w_.has_wakeup() &&
+          snap_.global.next_cron_time_ms <= now_ms_) {
+        w_.SetWakeup(NextWakeup(CallClass::kOngoing, snap_.global.next_cron_interval_ms, I0(),
+                                settings_, snap_.global.gid, now_ms_));
+      }
+    }
+    d.update = w_.Take();
+    return d;
+  }
+
+ private:
+  int64_t I0() const { return InitialIntervalMs(snap_.global.options, settings_); }
+  BranchRow& row(size_t i) { return snap_.branches[i]; }
+  Wakeup Next(CallClass c) const {
+    return NextWakeup(c, snap_.global.next_cron_interval_ms, I0(), settings_, snap_.global.gid,
+                      now_ms_);
+  }
+
+  void StartRound() {
+    size_t n = snap_.branches.size();
+    round_.in_flight.assign(n, 0);
+    round_.parked.assign(n, 0);
+    round_.in_flight_count = 0;
+    round_.check_back_in_flight = false;
+    round_.check_back_parked = false;
+  }
+
+  void OnCheckBack(const Event& ev) {
+    DTX_INVARIANT(round_.check_back_in_flight, "check-back result without a check-back in flight");
+    round_.check_back_in_flight = false;
+    round_.in_flight_count -= 1;
+    // Decided meanwhile (the AP submitted while we asked): the stored decision stands.
+    if (snap_.global.status != GlobalStatus::kPrepared) return;
+    switch (ev.result) {
+      case CallClass::kSuccess:
+        w_.SetStatus(GlobalStatus::kSubmitted);
+        w_.SetWakeup(Next(CallClass::kSuccess));
+        return;
+      case CallClass::kFailure:
+        w_.SetStatus(GlobalStatus::kFailed);  // no branch was called: nothing to undo
+        return;
+      case CallClass::kOngoing:
+        // The local transaction is still open: ask again after I0 (the interval is reset).
+        round_.check_back_parked = true;
+        w_.SetWakeup(Next(CallClass::kSuccess));
+        return;
+      case CallClass::kError:
+        // No answer, or an indeterminate one (§3.3 guarded rule): back off. The answer has no row
+        // to be kept in; the engine logs it and raises the alert.
+        round_.check_back_parked = true;
+        w_.SetWakeup(Next(CallClass::kError));
+        return;
+    }
+  }
+
+  void OnResult(const Event& ev) {
+    size_t i = ev.branch_index;
+    DTX_INVARIANT(i < snap_.branches.size() && round_.in_flight[i],
+                  "result for a call not in flight");
+    round_.in_flight[i] = 0;
+    round_.in_flight_count -= 1;
+    w_.RecordAttempt(i, ev.result, ev.answer);
+    if (ev.result == CallClass::kSuccess) {
+      if (row(i).status == BranchStatus::kPrepared) w_.SetBranchStatus(i, BranchStatus::kSucceed);
+      w_.SetWakeup(Next(CallClass::kSuccess));
+      return;
+    }
+    // FAILURE included: a submitted msg never fails. ONGOING keeps the interval, others back off.
+    round_.parked[i] = 1;
+    w_.SetWakeup(Next(ev.result));
+  }
+
+  void Advance() {
+    switch (snap_.global.status) {
+      case GlobalStatus::kPrepared:
+        MaybeCheckBack();
+        break;
+      case GlobalStatus::kSubmitted:
+        AdvanceActions();
+        break;
+      case GlobalStatus::kAborting:
+        // Not a msg status (abort fails a prepared msg directly), but an operator may set it:
+        // a msg has nothing to undo, so it ends as soon as no call is outstanding.
+        if (round_.in_flight_count == 0) w_.SetStatus(GlobalStatus::kFailed);
+        break;
+      case GlobalStatus::kSucceed:
+      case GlobalStatus::kFailed:
+        break;
+    }
+  }
+
+  // Prepared: check back only once timeout_to_fail has passed since creation; before that the
+  // next round is due exactly then.
+  void MaybeCheckBack() {
+    if (round_.check_back_in_flight || round_.check_back_parked) return;
+    const int64_t timeout_ms = TimeoutToFailMs(snap_.global, settings_);
+    if (timeout_ms <= 0) return;  // never checked back (server default 0)
+    const int64_t due = snap_.global.create_time_ms + timeout_ms;
+    if (now_ms_ >= due) {
+      round_.check_back_in_flight = true;
+      round_.in_flight_count += 1;
+      calls_.push_back(kCheckBackIndex);
+      return;
+    }
+    if (snap_.global.next_cron_time_ms != due) {
+      const int64_t interval =
+          snap_.global.next_cron_interval_ms > 0 ? snap_.global.next_cron_interval_ms : I0();
+      w_.SetWakeup(Wakeup{interval, due});
+    }
+  }
+
+  // Submitted: sequential calls the first prepared action once nothing is outstanding and stops at
+  // a non-SUCCESS answer; concurrent calls every prepared action not yet called this round.
+  void AdvanceActions() {
+    const bool concurrent = snap_.global.options.concurrent;
+    bool pending = false;
+    for (size_t i = 0; i < snap_.branches.size(); ++i) {
+      if (row(i).status != BranchStatus::kPrepared) continue;
+      if (round_.in_flight[i] || round_.parked[i]) {
+        pending = true;
+        if (concurrent) continue;
+        return;
+      }
+      if (!concurrent && round_.in_flight_count > 0) return;
+      if (row(i).url.empty()) {  // empty URL = SUCCESS without a call
+        w_.SetBranchStatus(i, BranchStatus::kSucceed);
+        continue;
+      }
+      pending = true;
+      round_.in_flight[i] = 1;
+      round_.in_flight_count += 1;
+      calls_.push_back(i);
+      if (!concurrent) return;
+    }
+    if (!pending && round_.in_flight_count == 0) w_.SetStatus(GlobalStatus::kSucceed);
+  }
+
+  TransSnapshot& snap_;
+  Round& round_;
+  const Settings& settings_;
+  int64_t now_ms_;
+  Writer w_;
+  std::vector<size_t> calls_;
+};
+
+}  // namespace
+
+Decision MsgStep(TransSnapshot& snap, Round& round, const Event& event, const Settings& settings,
+                 int64_t now_ms) {
+  return Msg(snap, round, settings, now_ms).Run(event);
 }
 
 }  // namespace dtx::core
