@@ -279,11 +279,14 @@ TEST_F(ApiE2E, ModesOfLaterIssuesAnswer501AndSagaPrepareIs400) {
   EXPECT_EQ(Post("prepare", R"({"gid":"p1","trans_type":"saga"})").status, 400);
   EXPECT_EQ(Post("prepare", R"({"gid":"p2","trans_type":"workflow"})").status, 501);
   EXPECT_EQ(Post("prepareWorkflow", R"({"gid":"p2","trans_type":"workflow"})").status, 501);
-  EXPECT_EQ(Post("registerBranch", R"({"gid":"p2","trans_type":"workflow","branch_id":"01"})").status,
-            501);
-  EXPECT_EQ(Post("submit", R"({"gid":"p3","trans_type":"msg","steps":[{"action":"topic://t"}],"payloads":["x"]})")
-                .status,
-            501);
+  EXPECT_EQ(
+      Post("registerBranch", R"({"gid":"p2","trans_type":"workflow","branch_id":"01"})").status,
+      501);
+  EXPECT_EQ(
+      Post("submit",
+           R"({"gid":"p3","trans_type":"msg","steps":[{"action":"topic://t"}],"payloads":["x"]})")
+          .status,
+      501);
   EXPECT_EQ(Post("abort", R"({"gid":"never-there"})").status, 404);
   EXPECT_EQ(Get("nosuchroute").status, 404);
 }
@@ -396,7 +399,6 @@ TEST(ServerCliE2E, BadFlagsFailClearly) {
   ServerProcess bad_config(dir + "/z.db", {"--config", dir + "/bad.toml"});
   EXPECT_FALSE(bad_config.Start(std::chrono::seconds(5)));
 }
-
 
 TEST(ServerCliE2E, ConfigFileAndEnvironment) {
   std::string dir = TempDir("config");

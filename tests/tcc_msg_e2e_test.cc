@@ -17,10 +17,10 @@ class ModesE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(TempDir("modes"));
-    server_ = new ServerProcess(*dir_ + "/dtx.db",
-                                {"--retry-interval", "0.3", "--cron-interval", "0.1",
-                                 "--request-timeout", "2", "--timeout-to-fail", "2",
-                                 "--log-level", "warn"});
+    server_ =
+        new ServerProcess(*dir_ + "/dtx.db",
+                          {"--retry-interval", "0.3", "--cron-interval", "0.1", "--request-timeout",
+                           "2", "--timeout-to-fail", "2", "--log-level", "warn"});
     ASSERT_TRUE(server_->Start());
     busi_ = new Busi();
   }
@@ -30,9 +30,7 @@ class ModesE2E : public ::testing::Test {
     delete server_;
     delete dir_;
   }
-  std::string Name() {
-    return ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  }
+  std::string Name() { return ::testing::UnitTest::GetInstance()->current_test_info()->name(); }
   std::string Gid() { return Name() + "-" + std::to_string(counter_++); }
   std::string U(const std::string& path) { return busi_->Url("/" + Name() + path); }
   std::string P(const std::string& path) { return "/" + Name() + path; }
@@ -41,8 +39,12 @@ class ModesE2E : public ::testing::Test {
   }
   HttpResult Register(const std::string& gid, const std::string& id, const std::string& confirm,
                       const std::string& cancel, const std::string& data = "{}") {
-    return Post("registerBranch", {{"gid", gid}, {"trans_type", "tcc"}, {"branch_id", id},
-                                   {"confirm", confirm}, {"cancel", cancel}, {"data", data}});
+    return Post("registerBranch", {{"gid", gid},
+                                   {"trans_type", "tcc"},
+                                   {"branch_id", id},
+                                   {"confirm", confirm},
+                                   {"cancel", cancel},
+                                   {"data", data}});
   }
 
   static std::string* dir_;
@@ -80,7 +82,9 @@ TEST_F(ModesE2E, Tcc02AbortCancelsEveryBranchInReverse) {
   ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
   ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
   ASSERT_EQ(Register(gid, "02", U("/confirm2"), U("/cancel2")).status, 200);
-  auto r = Post("abort", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true},
+  auto r = Post("abort", {{"gid", gid},
+                          {"trans_type", "tcc"},
+                          {"wait_result", true},
                           {"rollback_reason", "try of 02 failed"}});
   ASSERT_EQ(r.status, 200) << r.body;
   TransView v = QueryTrans(*server_, gid);
@@ -95,11 +99,13 @@ TEST_F(ModesE2E, Tcc02AbortCancelsEveryBranchInReverse) {
 
 TEST_F(ModesE2E, Tcc03SilentApplicationTimesOut) {
   std::string gid = Gid();
-  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}, {"timeout_to_fail", 1}}).status, 200);
+  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}, {"timeout_to_fail", 1}}).status,
+            200);
   ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
   TransView v = WaitStatus(*server_, gid, {"failed"}, milliseconds(8000));
   EXPECT_EQ(v.status, "failed");
-  EXPECT_NE(v.rollback_reason.find("Timeout after 1 seconds"), std::string::npos) << v.rollback_reason;
+  EXPECT_NE(v.rollback_reason.find("Timeout after 1 seconds"), std::string::npos)
+      << v.rollback_reason;
   EXPECT_EQ(busi_->CallCount(P("/cancel1")), 1u);
   EXPECT_EQ(busi_->CallCount(P("/confirm1")), 0u);
   // The server default (--timeout-to-fail 2) applies without an option.
@@ -111,7 +117,8 @@ TEST_F(ModesE2E, Tcc03SilentApplicationTimesOut) {
 TEST_F(ModesE2E, Tcc04LateRegistrationIsRefused) {
   std::string gid = Gid();
   ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
-  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status, 200);
+  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status,
+            200);
   auto r = Register(gid, "01", U("/confirm1"), U("/cancel1"));
   EXPECT_EQ(r.status, 409);
   EXPECT_NE(r.body.find("no trans with gid"), std::string::npos) << r.body;
@@ -140,7 +147,8 @@ TEST_F(ModesE2E, Tcc06NestedBranchConfirmedBeforeItsParent) {
   ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"}}).status, 200);
   ASSERT_EQ(Register(gid, "02", U("/confirm02"), U("/cancel02")).status, 200);
   ASSERT_EQ(Register(gid, "0201", U("/confirm0201"), U("/cancel0201")).status, 200);
-  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status, 200);
+  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status,
+            200);
   auto calls = busi_->CallsFor(gid);
   ASSERT_EQ(calls.size(), 2u);
   EXPECT_EQ(calls[0].query["branch_id"], "0201");
@@ -156,8 +164,10 @@ TEST_F(ModesE2E, Tcc07DuplicateRegistration) {
   EXPECT_EQ(QueryTrans(*server_, gid).branch_status.size(), 2u);
   // The legacy alias behaves the same (API-08).
   auto alias = HttpFetch("POST", server_->Api("registerTccBranch"),
-                         json::serialize(json::object{{"gid", gid}, {"trans_type", "tcc"},
-                                                      {"branch_id", "02"}, {"confirm", U("/c2")},
+                         json::serialize(json::object{{"gid", gid},
+                                                      {"trans_type", "tcc"},
+                                                      {"branch_id", "02"},
+                                                      {"confirm", U("/c2")},
                                                       {"cancel", U("/x2")}}));
   EXPECT_EQ(alias.status, 200);
   // API-07: values must be strings.
@@ -180,12 +190,14 @@ TEST_F(ModesE2E, Tcc08CancelOngoingLeavesAborting) {
 
 TEST_F(ModesE2E, TccOptionsGivenAtPrepareGovernTheConfirmRound) {
   std::string gid = Gid();
-  ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "tcc"},
+  ASSERT_EQ(Post("prepare", {{"gid", gid},
+                             {"trans_type", "tcc"},
                              {"branch_headers", json::object{{"x-token", "abc"}}}})
                 .status,
             200);
   ASSERT_EQ(Register(gid, "01", U("/confirm1"), U("/cancel1")).status, 200);
-  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status, 200);
+  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "tcc"}, {"wait_result", true}}).status,
+            200);
   auto calls = busi_->CallsFor(gid);
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0].headers["x-token"], "abc");
@@ -195,12 +207,13 @@ TEST_F(ModesE2E, Xa01To03) {
   std::string gid = Gid();
   ASSERT_EQ(Post("prepare", {{"gid", gid}, {"trans_type", "xa"}}).status, 200);
   for (const char* id : {"01", "02"}) {
-    ASSERT_EQ(Post("registerXaBranch", {{"gid", gid}, {"trans_type", "xa"}, {"branch_id", id},
-                                        {"url", U("/xa")}})
+    ASSERT_EQ(Post("registerXaBranch",
+                   {{"gid", gid}, {"trans_type", "xa"}, {"branch_id", id}, {"url", U("/xa")}})
                   .status,
               200);
   }
-  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "xa"}, {"wait_result", true}}).status, 200);
+  ASSERT_EQ(Post("submit", {{"gid", gid}, {"trans_type", "xa"}, {"wait_result", true}}).status,
+            200);
   TransView v = QueryTrans(*server_, gid);
   EXPECT_EQ(v.branch_ops, (Statuses{"rollback", "commit", "rollback", "commit"}));
   auto calls = busi_->CallsFor(gid);
@@ -211,7 +224,8 @@ TEST_F(ModesE2E, Xa01To03) {
   EXPECT_EQ(calls[0].query["op"], "commit");
   // XA-03: a prepared XA without branches times out -> failed.
   std::string gid2 = Gid();
-  ASSERT_EQ(Post("prepare", {{"gid", gid2}, {"trans_type", "xa"}, {"timeout_to_fail", 1}}).status, 200);
+  ASSERT_EQ(Post("prepare", {{"gid", gid2}, {"trans_type", "xa"}, {"timeout_to_fail", 1}}).status,
+            200);
   EXPECT_EQ(WaitStatus(*server_, gid2, {"failed"}, milliseconds(8000)).status, "failed");
 }
 
@@ -244,8 +258,8 @@ TEST_F(ModesE2E, Msg02ConcurrentCallsInParallel) {
   std::string gid = Gid();
   busi_->SetDefault(P("/a1"), BusiAnswer{200, R"({"dtm_result":"SUCCESS"})", 400});
   busi_->SetDefault(P("/a2"), BusiAnswer{200, R"({"dtm_result":"SUCCESS"})", 400});
-  ASSERT_EQ(Post("submit", MsgBody(gid, {U("/a1"), U("/a2")},
-                                   {{"concurrent", true}, {"wait_result", true}}))
+  ASSERT_EQ(Post("submit",
+                 MsgBody(gid, {U("/a1"), U("/a2")}, {{"concurrent", true}, {"wait_result", true}}))
                 .status,
             200);
   auto calls = busi_->CallsFor(gid);
@@ -277,9 +291,18 @@ TEST_F(ModesE2E, Msg06And07CheckBackAfterTimeout) {
   busi_->SetDefault(P("/qp-fail"), BusiAnswer::Failure());
   busi_->SetDefault(P("/qp-ongoing"), BusiAnswer::Ongoing());
   auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(Post("prepare", MsgBody(ok, {U("/a")}, {{"query_prepared", U("/qp-ok")}, {"timeout_to_fail", 1}})).status, 200);
-  ASSERT_EQ(Post("prepare", MsgBody(fail, {U("/a")}, {{"query_prepared", U("/qp-fail")}, {"timeout_to_fail", 1}})).status, 200);
-  ASSERT_EQ(Post("prepare", MsgBody(ongoing, {U("/a")}, {{"query_prepared", U("/qp-ongoing")}, {"timeout_to_fail", 1}})).status, 200);
+  ASSERT_EQ(Post("prepare",
+                 MsgBody(ok, {U("/a")}, {{"query_prepared", U("/qp-ok")}, {"timeout_to_fail", 1}}))
+                .status,
+            200);
+  ASSERT_EQ(Post("prepare", MsgBody(fail, {U("/a")},
+                                    {{"query_prepared", U("/qp-fail")}, {"timeout_to_fail", 1}}))
+                .status,
+            200);
+  ASSERT_EQ(Post("prepare", MsgBody(ongoing, {U("/a")},
+                                    {{"query_prepared", U("/qp-ongoing")}, {"timeout_to_fail", 1}}))
+                .status,
+            200);
   EXPECT_EQ(WaitStatus(*server_, ok, {"succeed"}, milliseconds(8000)).status, "succeed");
   auto qp = busi_->Calls(P("/qp-ok"));
   ASSERT_GE(qp.size(), 1u);
@@ -298,18 +321,30 @@ TEST_F(ModesE2E, Msg06And07CheckBackAfterTimeout) {
 TEST_F(ModesE2E, Msg08GuardedCheckBack) {
   std::string html = Gid(), exc = Gid();
   busi_->SetDefault(P("/qp-html"), BusiAnswer{200, "<html><body>Internal error</body></html>", 0});
-  busi_->SetDefault(P("/qp-exc"), BusiAnswer{200, R"({"dtm_result":"Object reference not set to an instance"})", 0});
-  ASSERT_EQ(Post("prepare", MsgBody(html, {U("/a")}, {{"query_prepared", U("/qp-html")}, {"timeout_to_fail", 1}})).status, 200);
-  ASSERT_EQ(Post("prepare", MsgBody(exc, {U("/a")}, {{"query_prepared", U("/qp-exc")}, {"timeout_to_fail", 1}})).status, 200);
-  EXPECT_TRUE(WaitFor([&] { return busi_->CallCount(P("/qp-html")) >= 1 && busi_->CallCount(P("/qp-exc")) >= 1; },
-                      milliseconds(8000)));
+  busi_->SetDefault(
+      P("/qp-exc"),
+      BusiAnswer{200, R"({"dtm_result":"Object reference not set to an instance"})", 0});
+  ASSERT_EQ(Post("prepare", MsgBody(html, {U("/a")},
+                                    {{"query_prepared", U("/qp-html")}, {"timeout_to_fail", 1}}))
+                .status,
+            200);
+  ASSERT_EQ(Post("prepare", MsgBody(exc, {U("/a")},
+                                    {{"query_prepared", U("/qp-exc")}, {"timeout_to_fail", 1}}))
+                .status,
+            200);
+  EXPECT_TRUE(WaitFor(
+      [&] { return busi_->CallCount(P("/qp-html")) >= 1 && busi_->CallCount(P("/qp-exc")) >= 1; },
+      milliseconds(8000)));
   std::this_thread::sleep_for(milliseconds(500));
   EXPECT_EQ(QueryTrans(*server_, html).status, "prepared") << "an error page must not commit";
   EXPECT_EQ(QueryTrans(*server_, exc).status, "prepared");
   EXPECT_EQ(busi_->CallsFor(html).size(), busi_->CallCount(P("/qp-html"))) << "no action called";
   std::string empty = Gid();
   busi_->SetDefault(P("/qp-null"), BusiAnswer{200, "null", 0});
-  ASSERT_EQ(Post("prepare", MsgBody(empty, {U("/a")}, {{"query_prepared", U("/qp-null")}, {"timeout_to_fail", 1}})).status, 200);
+  ASSERT_EQ(Post("prepare", MsgBody(empty, {U("/a")},
+                                    {{"query_prepared", U("/qp-null")}, {"timeout_to_fail", 1}}))
+                .status,
+            200);
   EXPECT_EQ(WaitStatus(*server_, empty, {"succeed"}, milliseconds(8000)).status, "succeed");
   Post("forceStop", {{"gid", html}});
   Post("forceStop", {{"gid", exc}});
@@ -318,11 +353,75 @@ TEST_F(ModesE2E, Msg08GuardedCheckBack) {
 TEST_F(ModesE2E, Msg10Delay) {
   std::string gid = Gid();
   auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(Post("submit", MsgBody(gid, {U("/a")}, {{"custom_data", R"({"Delay":1})"}})).status, 200);
+  ASSERT_EQ(Post("submit", MsgBody(gid, {U("/a")}, {{"custom_data", R"({"Delay":1})"}})).status,
+            200);
   EXPECT_EQ(WaitStatus(*server_, gid, {"succeed"}, milliseconds(8000)).status, "succeed");
   auto calls = busi_->CallsFor(gid);
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_GE(calls[0].start - t0, milliseconds(950)) << "no action before the delay";
+}
+
+TEST(AlertsE2E, Call06WebhookFiresFromTheRetryLimitAndAFailingWebhookIsIgnored) {
+  Busi busi;
+  busi.SetDefault("/alert", BusiAnswer{500, "webhook down", 0});  // a failing webhook
+  busi.Script("/flaky",
+              {BusiAnswer::Error(), BusiAnswer::Error(), BusiAnswer::Error(), BusiAnswer::Error()});
+  busi.SetDefault("/qp-html", BusiAnswer{200, "<html>oops</html>", 0});
+  std::string dir = TempDir("alerts");
+  ServerProcess server(dir + "/dtx.db", {"--retry-interval", "0.1", "--cron-interval", "0.05",
+                                         "--max-retry-interval", "0.2", "--alert-webhook",
+                                         busi.Url("/alert"), "--log-level", "error"});
+  ASSERT_TRUE(server.Start());
+  ASSERT_EQ(HttpFetch("POST", server.Api("submit"),
+                      SagaBody("alert-saga", {{busi.Url("/flaky"), ""}}, {"x"}))
+                .status,
+            200);
+  EXPECT_EQ(WaitStatus(server, "alert-saga", {"succeed"}, milliseconds(10000)).status, "succeed")
+      << "a failing webhook must not stop processing";
+  auto alerts = busi.Calls("/alert");
+  ASSERT_GE(alerts.size(), 2u) << "attempts 3 and 4 failed";
+  json::value first = json::parse(alerts[0].body);
+  EXPECT_EQ(first.at("gid").as_string(), "alert-saga");
+  EXPECT_EQ(first.at("retry_count").to_number<int64_t>(), 3);
+  EXPECT_EQ(first.at("branch").as_string(), busi.Url("/flaky"));
+  EXPECT_EQ(first.at("status").as_string(), "submitted");
+  EXPECT_NE(std::string(first.at("error").as_string()).find("busi error"), std::string::npos);
+  // An indeterminate check-back raises the alert too, with its own kind.
+  json::object msg{{"gid", "alert-msg"},
+                   {"trans_type", "msg"},
+                   {"query_prepared", busi.Url("/qp-html")},
+                   {"timeout_to_fail", 1},
+                   {"steps", json::array{json::object{{"action", busi.Url("/a")}}}},
+                   {"payloads", json::array{"x"}}};
+  ASSERT_EQ(HttpFetch("POST", server.Api("prepare"), json::serialize(msg)).status, 200);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (const auto& c : busi.Calls("/alert")) {
+          if (c.body.find("indeterminate_check_back") != std::string::npos) return true;
+        }
+        return false;
+      },
+      milliseconds(10000)));
+  EXPECT_EQ(QueryTrans(server, "alert-msg").status, "prepared");
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+TEST(CheckBackPolicyE2E, LegacyCommitsOnAny200) {
+  Busi busi;
+  busi.SetDefault("/qp-ok", BusiAnswer{200, "ok", 0});
+  std::string dir = TempDir("legacy");
+  ServerProcess server(dir + "/dtx.db", {"--retry-interval", "0.2", "--cron-interval", "0.05",
+                                         "--check-back-policy", "legacy", "--log-level", "error"});
+  ASSERT_TRUE(server.Start());
+  json::object msg{{"gid", "legacy-msg"},
+                   {"trans_type", "msg"},
+                   {"query_prepared", busi.Url("/qp-ok")},
+                   {"timeout_to_fail", 1},
+                   {"steps", json::array{json::object{{"action", busi.Url("/a")}}}},
+                   {"payloads", json::array{"x"}}};
+  ASSERT_EQ(HttpFetch("POST", server.Api("prepare"), json::serialize(msg)).status, 200);
+  EXPECT_EQ(WaitStatus(server, "legacy-msg", {"succeed"}, milliseconds(8000)).status, "succeed");
+  EXPECT_EQ(server.Terminate(), 0);
 }
 
 }  // namespace

@@ -200,8 +200,9 @@ Status ValidateMsgCustomData(const std::string& custom_data) {
 Result<core::TransSnapshot> BuildMsg(const TransRequest& req) {
   const size_t n = req.steps.size();
   if (req.payloads && req.payloads->size() < n) {
-    return Status::InvalidArgument(fmt::format(
-        "payloads: {} given for {} steps; a msg needs one payload per step", req.payloads->size(), n));
+    return Status::InvalidArgument(
+        fmt::format("payloads: {} given for {} steps; a msg needs one payload per step",
+                    req.payloads->size(), n));
   }
   if (!req.protocol.empty() && req.protocol != "http") {
     return Status::Unimplemented(
@@ -254,7 +255,8 @@ Result<std::vector<core::BranchRow>> BuildRegisteredRows(
   }
   std::string tt = get("trans_type");
   auto parsed = core::ParseTransType(tt);
-  if (!parsed) return Status::InvalidArgument(fmt::format("unknown trans_type '{}'", tt.substr(0, 64)));
+  if (!parsed)
+    return Status::InvalidArgument(fmt::format("unknown trans_type '{}'", tt.substr(0, 64)));
   type = *parsed;
   if (type == core::TransType::kWorkflow) {
     return Status::Unimplemented("workflow is not supported yet");
@@ -287,7 +289,8 @@ Result<std::vector<core::BranchRow>> BuildRegisteredRows(
   }
   for (const auto& r : rows) {
     if (r.url.size() > core::kMaxUrlBytes) {
-      return Status::InvalidArgument(fmt::format("{} url is over {} bytes", r.op, core::kMaxUrlBytes));
+      return Status::InvalidArgument(
+          fmt::format("{} url is over {} bytes", r.op, core::kMaxUrlBytes));
     }
     if (Status s = ValidateUrl(r.op, r.url); !s.ok()) return s;
   }
@@ -431,7 +434,8 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   const bool body_route = api == "prepare" || api == "submit" || api == "abort" ||
                           api == "forceStop" || api == "resetNextCronTime";
   if (!body_route) {
-    co_return Json(404, ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));
+    co_return Json(404,
+                   ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));
   }
   if (!is_post) co_return method_not_allowed();
   Result<TransRequest> decoded = DecodeTransRequest(req.body);

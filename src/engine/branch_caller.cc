@@ -68,8 +68,8 @@ BranchCallSpec BuildBranchCall(const core::GlobalTrans& global, const core::Bran
   BranchCallSpec spec = BaseSpec(global, timeout_ms);
   const bool post = !row.bin_data.empty() || global.trans_type == core::TransType::kXa;
   spec.method = post ? "POST" : "GET";
-  spec.url = WithIdentity(row.url, global.gid, core::ToString(global.trans_type), row.branch_id,
-                          row.op);
+  spec.url =
+      WithIdentity(row.url, global.gid, core::ToString(global.trans_type), row.branch_id, row.op);
   spec.body = row.bin_data;
   return spec;
 }

@@ -1,9 +1,8 @@
 #include "engine/engine.h"
 
-#include <unistd.h>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -16,8 +15,8 @@
 #include <deque>
 #include <functional>
 #include <random>
-#include <utility>
 #include <unordered_map>
+#include <utility>
 
 #include "engine/store_await.h"
 
@@ -64,7 +63,7 @@ struct Engine::Active {
   // The last non-SUCCESS answer of the round, for wait_result answers of tcc/xa/msg (§1.5).
   std::optional<core::CallClass> last_error_class;
   std::string last_error_text;
-  size_t outstanding_calls = 0;  // spawned calls whose result has not been received yet
+  size_t outstanding_calls = 0;              // spawned calls whose result has not been received yet
   std::vector<asio::steady_timer*> waiters;  // wait_result requests
   SteadyClock::time_point started = SteadyClock::now();
 };
@@ -88,7 +87,8 @@ struct Engine::Shard {
 class Engine::GidGuard {
  public:
   GidGuard(Shard* shard, std::string gid) : shard_(shard), gid_(std::move(gid)) {}
-  GidGuard(GidGuard&& o) noexcept : shard_(std::exchange(o.shard_, nullptr)), gid_(std::move(o.gid_)) {}
+  GidGuard(GidGuard&& o) noexcept
+      : shard_(std::exchange(o.shard_, nullptr)), gid_(std::move(o.gid_)) {}
   GidGuard(const GidGuard&) = delete;
   GidGuard& operator=(const GidGuard&) = delete;
   GidGuard& operator=(GidGuard&&) = delete;
@@ -241,9 +241,9 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
       if (loaded->has_value()) {
         core::TransSnapshot& stored = **loaded;
         if (stored.global.trans_type != type) {
-          co_return Status::Conflict(fmt::format(
-              "gid '{}' belongs to a transaction of type '{}', not '{}'. FAILURE", gid,
-              core::ToString(stored.global.trans_type), core::ToString(type)));
+          co_return Status::Conflict(
+              fmt::format("gid '{}' belongs to a transaction of type '{}', not '{}'. FAILURE", gid,
+                          core::ToString(stored.global.trans_type), core::ToString(type)));
         }
         if (stored.global.status == core::GlobalStatus::kPrepared &&
             type != core::TransType::kSaga) {
@@ -286,18 +286,17 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
         }
       } else {
         if (type != core::TransType::kSaga && type != core::TransType::kMsg) {
-          co_return Status::Conflict(fmt::format(
-              "no trans with gid: {} status: prepared found FAILURE", gid));
+          co_return Status::Conflict(
+              fmt::format("no trans with gid: {} status: prepared found FAILURE", gid));
         }
         if (active_count_.load() >= options_.max_active_transactions) {
-          co_return Status::Unavailable(fmt::format(
-              "too many transactions in flight (limit {}); retry later",
-              options_.max_active_transactions));
+          co_return Status::Unavailable(
+              fmt::format("too many transactions in flight (limit {}); retry later",
+                          options_.max_active_transactions));
         }
         InitNew(req.proposed, core::GlobalStatus::kSubmitted, now);
-        int64_t delay_ms = type == core::TransType::kMsg
-                               ? MsgDelayMs(req.proposed.global.custom_data)
-                               : 0;
+        int64_t delay_ms =
+            type == core::TransType::kMsg ? MsgDelayMs(req.proposed.global.custom_data) : 0;
         if (delay_ms > 0) req.proposed.global.next_cron_time_ms = now + delay_ms;
         Status created = co_await AwaitStore<Status>(
             [&](auto cb) { store_.Create(req.proposed, std::move(cb)); });
@@ -311,8 +310,9 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
     }
   }
   if (!req.wait_result) co_return Status::Ok();
-  const int64_t deadline =
-      clock_.NowMs() + core::RequestTimeoutMs(active->snap.global.options, options_.settings) + 2000;
+  const int64_t deadline = clock_.NowMs() +
+                           core::RequestTimeoutMs(active->snap.global.options, options_.settings) +
+                           2000;
   co_return co_await WaitRound(active, deadline, WaitFor::kSubmit);
 }
 
@@ -337,9 +337,9 @@ awaitable<Status> Engine::PrepareOnShard(core::TransSnapshot proposed) {
   if (loaded->has_value()) {
     const core::GlobalTrans& g = (*loaded)->global;
     if (g.trans_type != proposed.global.trans_type) {
-      co_return Status::Conflict(fmt::format(
-          "gid '{}' belongs to a transaction of type '{}', not '{}'. FAILURE", gid,
-          core::ToString(g.trans_type), core::ToString(proposed.global.trans_type)));
+      co_return Status::Conflict(
+          fmt::format("gid '{}' belongs to a transaction of type '{}', not '{}'. FAILURE", gid,
+                      core::ToString(g.trans_type), core::ToString(proposed.global.trans_type)));
     }
     if (g.status == core::GlobalStatus::kPrepared) co_return Status::Ok();
     co_return Status::Conflict(
@@ -378,8 +378,9 @@ awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait
     const core::GlobalTrans& g = stored.global;
     wait = wait_result.value_or(g.options.wait_result);
     auto cannot = [&] {
-      return Status::Conflict(fmt::format("trans type: '{}' current status '{}', cannot abort. FAILURE",
-                                          core::ToString(g.trans_type), core::ToString(g.status)));
+      return Status::Conflict(
+          fmt::format("trans type: '{}' current status '{}', cannot abort. FAILURE",
+                      core::ToString(g.trans_type), core::ToString(g.status)));
     };
     const int64_t now = clock_.NowMs();
     switch (g.trans_type) {
@@ -433,8 +434,9 @@ awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait
     }
   }
   if (!wait) co_return Status::Ok();
-  const int64_t deadline =
-      clock_.NowMs() + core::RequestTimeoutMs(active->snap.global.options, options_.settings) + 2000;
+  const int64_t deadline = clock_.NowMs() +
+                           core::RequestTimeoutMs(active->snap.global.options, options_.settings) +
+                           2000;
   co_return co_await WaitRound(active, deadline, WaitFor::kAbort);
 }
 
@@ -487,9 +489,9 @@ awaitable<Status> Engine::RegisterBranchOnShard(std::string gid, core::TransType
       }
     }
     if (!same) {
-      co_return Status::Conflict(fmt::format(
-          "branch {} of gid {} is already registered with different content. FAILURE",
-          r.branch_id, gid));
+      co_return Status::Conflict(
+          fmt::format("branch {} of gid {} is already registered with different content. FAILURE",
+                      r.branch_id, gid));
     }
   }
   co_return Status::Ok();
@@ -603,7 +605,9 @@ awaitable<void> Engine::CallBranch(Shard* shard, std::shared_ptr<Active> a, size
   ev.result = check_back ? core::ClassifyCheckBack(answer.http_status, answer.body,
                                                    options_.settings.legacy_check_back)
                          : core::ClassifyHttp(answer.http_status, answer.body);
-  if (check_back && ev.result == core::CallClass::kError && answer.http_status == 200) {
+  const bool indeterminate =
+      check_back && ev.result == core::CallClass::kError && answer.http_status == 200;
+  if (indeterminate) {
     // A 200 whose body is not a real answer (an error page): never commit the message on it.
     spdlog::warn("gid {}: indeterminate check-back answer, the message stays prepared: {}",
                  a->snap.global.gid, answer.body.substr(0, 200));
@@ -624,12 +628,53 @@ awaitable<void> Engine::CallBranch(Shard* shard, std::shared_ptr<Active> a, size
       metrics_->RecordBranch(model, row.branch_id, row.op, ok);
     }
   }
+  if (ev.result == core::CallClass::kError && !options_.alert_webhook.empty()) {
+    // §3.6: after an ERROR (not ONGOING) once the retry count reaches the limit. Branch rows count
+    // their attempts; the check-back, which has no row, derives it from the backoff like DTM.
+    int64_t retry_count = 0;
+    std::string branch;
+    if (check_back) {
+      branch = a->snap.global.query_prepared;
+      const int64_t i0 = core::InitialIntervalMs(a->snap.global.options, options_.settings);
+      for (int64_t v = a->snap.global.next_cron_interval_ms; i0 > 0 && v >= 2 * i0; v /= 2) {
+        ++retry_count;
+      }
+    } else {
+      const core::BranchRow& row = a->snap.branches[index];
+      branch = row.url;
+      retry_count = row.attempts + 1;
+    }
+    // An indeterminate check-back answer alerts at once: an operator must look at the producer.
+    if (indeterminate || retry_count >= options_.alert_retry_limit) {
+      BranchCallSpec alert;
+      alert.method = "POST";
+      alert.url = options_.alert_webhook;
+      alert.headers.emplace_back("Content-Type", "application/json");
+      alert.timeout_ms = options_.settings.request_timeout_ms;
+      alert.body = boost::json::serialize(boost::json::object{
+          {"gid", a->snap.global.gid},
+          {"status", core::ToString(a->snap.global.status)},
+          {"branch", branch},
+          {"error", ev.answer.substr(0, 1024)},
+          {"retry_count", retry_count},
+          {"kind", indeterminate ? "indeterminate_check_back"
+                                 : (check_back ? "check_back_error" : "branch_error")}});
+      asio::co_spawn(shard->ioc, SendAlert(shard, std::move(alert)), LogException{"alert"});
+    }
+  }
   a->events.push_back(std::move(ev));
   a->signal.cancel();
 }
 
-awaitable<Status> Engine::WaitRound(std::shared_ptr<Active> a, int64_t deadline_ms,
-                                   WaitFor what) {
+awaitable<void> Engine::SendAlert(Shard* shard, BranchCallSpec alert) {
+  BranchAnswer answer = co_await shard->caller->Call(std::move(alert));
+  if (answer.http_status != 200) {
+    // A failing webhook is logged and ignored (§3.6).
+    spdlog::warn("alert webhook failed: {} {}", answer.http_status, answer.body.substr(0, 200));
+  }
+}
+
+awaitable<Status> Engine::WaitRound(std::shared_ptr<Active> a, int64_t deadline_ms, WaitFor what) {
   if (!a->done) {
     asio::steady_timer timer(co_await asio::this_coro::executor);
     timer.expires_after(

@@ -43,7 +43,9 @@ struct EngineOptions {
   int64_t cron_interval_ms = 1000;          // idle sleep of the recovery loop
   size_t max_active_transactions = 50'000;  // rounds held in memory at once
   int claim_batch = 512;                    // due transactions claimed per store round trip
-  std::string owner;                        // lease owner written on claimed rows; empty = host-pid-random
+  std::string alert_webhook;                // POSTed to when a branch keeps failing (§3.6)
+  int64_t alert_retry_limit = 3;            // retry count from which alerts fire
+  std::string owner;  // lease owner written on claimed rows; empty = host-pid-random
 };
 
 using CallerFactory =
@@ -125,8 +127,9 @@ class Engine {
   boost::asio::awaitable<void> RunRound(Shard* shard, std::shared_ptr<Active> active);
   boost::asio::awaitable<void> CallBranch(Shard* shard, std::shared_ptr<Active> active,
                                           size_t index, BranchCallSpec spec);
+  boost::asio::awaitable<void> SendAlert(Shard* shard, BranchCallSpec alert);
   boost::asio::awaitable<Status> WaitRound(std::shared_ptr<Active> active, int64_t deadline_ms,
-                                          WaitFor what);
+                                           WaitFor what);
   boost::asio::awaitable<void> CronLoop();
 
   EngineOptions options_;

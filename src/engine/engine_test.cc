@@ -150,8 +150,8 @@ class EngineTest : public ::testing::Test {
 };
 
 TEST_F(EngineTest, SubmitWithWaitResultSucceeds) {
-  Status s = Run(engine_->Submit(Req(
-      Saga("g1", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true)));
+  Status s = Run(engine_->Submit(
+      Req(Saga("g1", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true)));
   EXPECT_TRUE(s.ok()) << s.ToString();
   auto snap = Load("g1");
   ASSERT_TRUE(snap);
@@ -164,8 +164,8 @@ TEST_F(EngineTest, SubmitWithWaitResultSucceeds) {
 
 TEST_F(EngineTest, FailureRollsBackAndWaitResultReportsReason) {
   net_.answers["http://p/a2"] = {409, R"({"dtm_result":"FAILURE","message":"no stock"})"};
-  Status s = Run(engine_->Submit(Req(
-      Saga("g2", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true)));
+  Status s = Run(engine_->Submit(
+      Req(Saga("g2", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true)));
   EXPECT_EQ(s.code(), Code::kConflict);
   EXPECT_NE(s.message().find("no stock"), std::string::npos);
   EXPECT_EQ(WaitFinal("g2"), core::GlobalStatus::kFailed);

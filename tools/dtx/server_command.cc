@@ -1,13 +1,13 @@
 #include "tools/dtx/server_command.h"
 
+#include <fmt/format.h>
 #include <pthread.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <csignal>
-#include <fstream>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -35,6 +35,9 @@ struct ServerFlags {
   size_t max_active = 50'000;
   double read_timeout_s = 10;
   size_t io_threads = 0;  // 0 = one per core
+  std::string alert_webhook;
+  int64_t alert_retry_limit = 3;
+  std::string check_back_policy = "guarded";
 };
 
 int64_t ToMs(double seconds) { return static_cast<int64_t>(seconds * 1000.0 + 0.5); }
@@ -98,6 +101,13 @@ int RunServer(const ServerFlags& f) {
   engine_options.settings.max_retry_interval_ms = ToMs(f.max_retry_interval_s);
   engine_options.cron_interval_ms = ToMs(f.cron_interval_s);
   engine_options.max_active_transactions = f.max_active;
+  engine_options.alert_webhook = f.alert_webhook;
+  engine_options.alert_retry_limit = f.alert_retry_limit;
+  if (f.check_back_policy != "guarded" && f.check_back_policy != "legacy") {
+    spdlog::error("--check-back-policy must be guarded or legacy");
+    return 2;
+  }
+  engine_options.settings.legacy_check_back = f.check_back_policy == "legacy";
   engine::Engine engine(engine_options, **store, pool, SystemClock::Instance(), &metrics);
   api::ApiHandler handler(engine, metrics);
   http::Server server(pool, server_options, handler);
@@ -227,6 +237,17 @@ void AddServerCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--io-threads", flags->io_threads, "I/O threads (0 = one per core)")
       ->envname("DTX_IO_THREADS")
+      ->capture_default_str();
+  cmd->add_option("--alert-webhook", flags->alert_webhook,
+                  "URL POSTed {gid,status,branch,error,retry_count,kind} when a call keeps failing")
+      ->envname("DTX_ALERT_WEBHOOK");
+  cmd->add_option("--alert-retry-limit", flags->alert_retry_limit,
+                  "retry count from which the alert webhook fires")
+      ->envname("DTX_ALERT_RETRY_LIMIT")
+      ->capture_default_str();
+  cmd->add_option("--check-back-policy", flags->check_back_policy,
+                  "guarded (an error page never commits a msg) or legacy (DTM: any 200 commits)")
+      ->envname("DTX_CHECK_BACK_POLICY")
       ->capture_default_str();
   cmd->callback([flags] {
     int rc = RunServer(*flags);
