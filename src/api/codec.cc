@@ -8,6 +8,7 @@
 #include <limits>
 #include <utility>
 
+#include "http/server.h"
 #include "util/clock.h"
 
 namespace dtx::api {
@@ -164,23 +165,6 @@ Status GetStringMap(const json::value& v, std::string_view field, core::Headers&
     }
   }
   return Status::Ok();
-}
-
-// RFC 9110 token: the characters allowed in an HTTP header name.
-bool IsToken(std::string_view s) {
-  if (s.empty()) {
-    return false;
-  }
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    bool ok =
-        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-        std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-    if (!ok) {
-      return false;
-    }
-  }
-  return true;
 }
 
 // An HTTP header value: no control characters except horizontal tab (what Go's net/http accepts).
@@ -425,7 +409,7 @@ Status Validate(TransRequest& r, std::string_view trans_type) {
   // branch_headers go on the wire of every call dtx makes: reject what would break or inject
   // headers.
   for (const auto& [name, value] : r.options.branch_headers) {
-    if (!IsToken(name)) {
+    if (!http::IsHttpToken(name)) {
       return Status::InvalidArgument(
           fmt::format("branch_headers: \"{}\" is not a valid header name", Echo(name)));
     }

@@ -51,24 +51,6 @@ bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && beast::iequals(s.substr(0, prefix.size()), prefix);
 }
 
-bool IsToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u >= 0x7F || c == ':' || c == '(' || c == ')' || c == ',' || c == '/' ||
-        c == ';' || c == '<' || c == '=' || c == '>' || c == '?' || c == '@' || c == '[' ||
-        c == '\\' || c == ']' || c == '{' || c == '}' || c == '"') {
-      return false;
-    }
-  }
-  return true;
-}
-
-bool IsFieldValue(std::string_view s) {
-  return s.find_first_of("\r\n") == std::string_view::npos &&
-         s.find('\0') == std::string_view::npos;
-}
-
 // The Host header (and the authority of redirect targets): IPv6 literals in brackets, port when
 // not 80.
 std::string Authority(const ParsedUrl& url) {
@@ -535,11 +517,11 @@ asio::awaitable<Result<ClientResponse>> Client::Impl::Send(std::shared_ptr<Impl>
   const auto timeout = std::clamp(request.timeout, std::chrono::milliseconds(0), kMaxTimeout);
   const auto deadline = SteadyClock::now() + timeout;
 
-  if (!IsToken(request.method)) {
+  if (!IsHttpToken(request.method)) {
     co_return Status::InvalidArgument("bad HTTP method '" + request.method + "'");
   }
   for (const auto& [name, value] : request.headers) {
-    if (!IsToken(name) || !IsFieldValue(value)) {
+    if (!IsHttpToken(name) || !IsHttpFieldValue(value)) {
       co_return Status::InvalidArgument("bad request header '" + name + "'");
     }
   }

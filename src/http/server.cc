@@ -257,7 +257,7 @@ void AppendNumber(std::string& out, uint64_t n) {
   out.append(digits, end);
 }
 
-bool IsToken(std::string_view s) {
+bool IsTokenImpl(std::string_view s) {
   if (s.empty()) return false;
   for (const char c : s) {
     const auto u = static_cast<unsigned char>(c);
@@ -270,7 +270,7 @@ bool IsToken(std::string_view s) {
   return true;
 }
 
-bool IsFieldValue(std::string_view s) {
+bool IsFieldValueImpl(std::string_view s) {
   return s.find_first_of("\r\n", 0) == std::string_view::npos &&
          s.find('\0') == std::string_view::npos;
 }
@@ -306,13 +306,13 @@ bool SerializeHead(std::string& out, const Response& response, bool keep_alive, 
   out += ' ';
   out += reason;
   out += "\r\n";
-  if (!response.content_type.empty() && IsFieldValue(response.content_type)) {
+  if (!response.content_type.empty() && IsHttpFieldValue(response.content_type)) {
     out += "Content-Type: ";
     out += response.content_type;
     out += "\r\n";
   }
   for (const auto& [name, value] : response.headers) {
-    if (!IsToken(name) || !IsFieldValue(value)) {
+    if (!IsHttpToken(name) || !IsHttpFieldValue(value)) {
       spdlog::warn("http server: handler returned an invalid header '{}'; dropped", name);
       continue;
     }
@@ -388,6 +388,9 @@ Response InternalError(std::string_view what) {
 }
 
 }  // namespace
+
+bool IsHttpToken(std::string_view s) { return IsTokenImpl(s); }
+bool IsHttpFieldValue(std::string_view s) { return IsFieldValueImpl(s); }
 
 // ---------------------------------------------------------------------------------------------------
 // Server::Impl

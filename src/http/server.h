@@ -98,6 +98,10 @@ class Server {
 
 // Percent-decoding of a query component ('+' is a space). Used by Request::QueryParam.
 std::string UrlDecode(std::string_view s);
+// RFC 9110: a token (method, header name) and a header field value (no CR, LF or NUL). Used by the
+// server and client to refuse header injection, and by the API to validate branch_headers.
+bool IsHttpToken(std::string_view s);
+bool IsHttpFieldValue(std::string_view s);
 std::string UrlEncode(std::string_view s);
 
 }  // namespace dtx::http
