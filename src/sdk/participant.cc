@@ -273,9 +273,10 @@ struct ParticipantServer::Impl : http::Handler {
     branch->headers = std::move(request.headers);
     branch->body = std::move(request.body);
 
+    RunOnWorker initiation{workers.get(), &route->handler, std::move(branch)};
     BranchResult result =
         co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(BranchResult)>(
-            RunOnWorker{workers.get(), &route->handler, std::move(branch)}, asio::use_awaitable);
+            std::move(initiation), asio::use_awaitable);
     http::Response response;
     response.status = result.status;
     response.body = std::move(result.body);

@@ -1,0 +1,552 @@
+// tcc-payment-example: the TCC payment of seed 002 (Alipay DTS: member, merchant, points) on dtx.
+//
+//   tcc-payment-example serve --service member|merchant|points --db URL [--reset] [--port P]
+//       runs one participant service (its own process and database: sqlite:/path/file.db or
+//       postgres://...) until SIGTERM/SIGINT; prints
+//       "tcc-payment-example ready: service NAME listening on HOST:PORT" when it serves.
+//   tcc-payment-example demo --dtx http://127.0.0.1:36789/api/dtmsvr [--pg-url URL]
+//       [--data-dir DIR]
+//       starts the three services as child processes (member on PostgreSQL when a URL is given by
+//       --pg-url or DTX_TEST_PG_URL, else on SQLite; merchant and points on SQLite), runs three
+//       payments through the TCC SDK (one that goes through, one the member cannot afford, one the
+//       merchant refuses), prints every database, checks the outcome and exits 0 if it is the
+//       expected one, 1 if not. The children are stopped at exit.
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dtx/client.h"
+#include "dtx/participant.h"
+#include "dtx/tcc.h"
+#include "examples/tcc_payment/services.h"
+#include "http/client.h"
+
+namespace tcc_payment {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kReadyPrefix = "tcc-payment-example ready: ";
+
+// ---------------------------------------------------------------------------------------------------
+// serve
+
+struct ServeFlags {
+  std::string service;
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string db;
+  bool reset = false;
+  size_t workers = 8;
+};
+
+int RunServe(const ServeFlags& f) {
+  // SIGTERM/SIGINT are taken by sigwait below; block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto service = Service::Open(f.service, f.db, f.reset);
+  if (!service.ok()) {
+    std::fprintf(stderr, "serve %s: %s\n", f.service.c_str(), service.status().ToString().c_str());
+    return 1;
+  }
+  dtx::ParticipantOptions options;
+  options.host = f.host;
+  options.port = static_cast<uint16_t>(f.port);
+  options.worker_threads = f.workers;
+  dtx::ParticipantServer server(options);
+  (*service)->Register(server);
+  if (dtx::Status s = server.Start(); !s.ok()) {
+    std::fprintf(stderr, "serve: cannot listen on %s:%d: %s\n", f.host.c_str(), f.port,
+                 s.ToString().c_str());
+    return 1;
+  }
+  std::printf("%sservice %s listening on %s:%u\n", kReadyPrefix, f.service.c_str(), f.host.c_str(),
+              static_cast<unsigned>(server.port()));
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  server.Stop();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// demo: child processes
+
+class Children {
+ public:
+  ~Children() { StopAll(); }
+
+  // Starts `serve` with `args` on a free port and returns the port from its ready line.
+  dtx::Result<uint16_t> Spawn(const std::string& service, std::vector<std::string> args) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) return dtx::Status::Internal("cannot find my own executable");
+    self[n] = '\0';
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return dtx::Status::Internal("pipe failed");
+    args.insert(args.begin(),
+                {"tcc-payment-example", "serve", "--service", service, "--port", "0"});
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) return dtx::Status::Internal("fork failed");
+    if (pid == 0) {
+      // Child: stdout is the pipe (only the ready line is written to it); dies with the parent.
+      dup2(fds[1], STDOUT_FILENO);
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(1);
+      std::vector<char*> argv;
+      argv.reserve(args.size() + 1);
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(self, argv.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    children_.push_back({service, pid});
+    std::string line;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (line.find('\n') == std::string::npos) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left <= 0ms) break;
+      pollfd p{fds[0], POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      char buf[256];
+      ssize_t got = read(fds[0], buf, sizeof(buf));
+      if (got <= 0) break;
+      line.append(buf, static_cast<size_t>(got));
+    }
+    close(fds[0]);
+    if (line.rfind(kReadyPrefix, 0) != 0 || line.find('\n') == std::string::npos) {
+      return dtx::Status::Unavailable("service " + service + " did not start (see its log above)");
+    }
+    line.resize(line.find('\n'));
+    try {
+      return static_cast<uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
+    } catch (...) {
+      return dtx::Status::Internal("unexpected ready line: " + line);
+    }
+  }
+
+  // SIGTERM to every child, bounded wait, SIGKILL for those still running.
+  void StopAll() {
+    for (const Child& c : children_) kill(c.pid, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (const Child& c : children_) {
+      for (;;) {
+        pid_t r = waitpid(c.pid, nullptr, WNOHANG);
+        if (r == c.pid || r < 0) break;
+        if (std::chrono::steady_clock::now() > deadline) {
+          kill(c.pid, SIGKILL);
+          waitpid(c.pid, nullptr, 0);
+          break;
+        }
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    children_.clear();
+  }
+
+ private:
+  struct Child {
+    std::string name;
+    pid_t pid;
+  };
+  std::vector<Child> children_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// demo: reading the services' state (GET /state), with dtx's internal async HTTP client on a
+// private io_context. An application would use its own HTTP client here.
+
+boost::asio::awaitable<void> FetchInto(std::string url,
+                                       std::optional<dtx::Result<std::string>>* out) {
+  dtx::http::Client client(co_await boost::asio::this_coro::executor);
+  dtx::http::ClientRequest request;
+  request.url = std::move(url);
+  request.timeout = 5000ms;
+  auto r = co_await client.Send(std::move(request));
+  if (!r.ok()) {
+    out->emplace(r.status());
+  } else if (r->status != 200) {
+    out->emplace(dtx::Status::Internal("HTTP " + std::to_string(r->status) + ": " + r->body));
+  } else {
+    out->emplace(std::move(r->body));
+  }
+}
+
+dtx::Result<json::object> FetchState(uint16_t port) {
+  boost::asio::io_context ioc;
+  std::optional<dtx::Result<std::string>> out;
+  boost::asio::co_spawn(ioc, FetchInto("http://127.0.0.1:" + std::to_string(port) + "/state", &out),
+                        [](const std::exception_ptr&) {});
+  ioc.run();
+  if (!out) return dtx::Status::Internal("state fetch did not complete");
+  if (!out->ok()) return out->status();
+  json::error_code ec;
+  json::value v = json::parse(out->value(), ec);
+  if (ec || !v.is_object()) return dtx::Status::Internal("state is not a JSON object");
+  return v.as_object();
+}
+
+// Lookups in a /state dump.
+const json::object* FindRow(const json::object& state, const char* table, const char* key,
+                            const std::string& value, const char* key2 = nullptr,
+                            const std::string& value2 = {}) {
+  const json::value* t = state.if_contains(table);
+  if (t == nullptr || !t->is_array()) return nullptr;
+  for (const json::value& row : t->as_array()) {
+    const json::object& o = row.as_object();
+    const json::value* k = o.if_contains(key);
+    if (!k || !k->is_string() || k->as_string() != value) continue;
+    if (key2 != nullptr) {
+      const json::value* k2 = o.if_contains(key2);
+      if (!k2 || !k2->is_string() || k2->as_string() != value2) continue;
+    }
+    return &o;
+  }
+  return nullptr;
+}
+int64_t IntOf(const json::object* row, const char* column) {
+  if (row == nullptr) return -1;
+  const json::value* v = row->if_contains(column);
+  return v && v->is_int64() ? v->as_int64() : -1;
+}
+std::string TextOf(const json::object* row, const char* column) {
+  if (row == nullptr) return "<none>";
+  const json::value* v = row->if_contains(column);
+  return v && v->is_string() ? std::string(v->as_string()) : "<none>";
+}
+
+void PrintState(const std::string& service, const json::object& state) {
+  std::printf("  %s:\n", service.c_str());
+  for (const auto& [table, rows] : state) {
+    if (!rows.is_array()) continue;
+    std::printf("    %s (%zu rows)\n", std::string(table).c_str(), rows.as_array().size());
+    for (const json::value& row : rows.as_array()) {
+      std::printf("      %s\n", json::serialize(row).c_str());
+    }
+  }
+}
+
+void PrintTransaction(const dtx::TransactionInfo& t) {
+  std::printf("  transaction %s: %s\n", t.gid.c_str(), t.status.c_str());
+  if (!t.rollback_reason.empty()) std::printf("  rollback_reason: %s\n", t.rollback_reason.c_str());
+  for (const dtx::BranchInfo& b : t.branches) {
+    std::printf("    branch %s %-8s %-9s %s\n", b.branch_id.c_str(), b.op.c_str(), b.status.c_str(),
+                b.url.c_str());
+  }
+}
+
+std::string BranchStatuses(const dtx::TransactionInfo& t) {
+  std::string out;
+  for (const auto& b : t.branches) out += b.op + b.branch_id + "=" + b.status + " ";
+  if (!out.empty()) out.pop_back();
+  return out;
+}
+
+class Checker {
+ public:
+  void Expect(bool ok, const std::string& what) {
+    std::printf("  [%s] %s\n", ok ? "ok" : "WRONG", what.c_str());
+    if (!ok) ++failures_;
+  }
+  int failures() const { return failures_; }
+
+ private:
+  int failures_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// demo: the scenario
+
+struct DemoFlags {
+  std::string dtx;
+  std::string data_dir;
+  std::string pg_url;
+  int wait_s = 60;
+};
+
+struct PaymentRun {
+  std::string gid;
+  dtx::Status outcome;
+  std::optional<dtx::TransactionInfo> final_state;
+};
+
+int RunDemo(DemoFlags f) {
+  if (f.pg_url.empty()) {
+    const char* env = std::getenv("DTX_TEST_PG_URL");
+    if (env != nullptr) f.pg_url = env;
+  }
+  std::string data_dir = f.data_dir;
+  if (data_dir.empty()) {
+    char tmpl[] = "/tmp/tcc-payment-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      std::fprintf(stderr, "demo: mkdtemp failed\n");
+      return 1;
+    }
+    data_dir = tmpl;
+  } else {
+    mkdir(data_dir.c_str(), 0755);
+  }
+  std::printf("== TCC payment demo (seed 002), coordinator %s, data in %s\n", f.dtx.c_str(),
+              data_dir.c_str());
+
+  // member on PostgreSQL when available (a fresh schema tcc_payment_member), the others on SQLite.
+  std::map<std::string, std::string> dbs = {
+      {"member", f.pg_url.empty() ? "sqlite:" + data_dir + "/member.db" : f.pg_url},
+      {"merchant", "sqlite:" + data_dir + "/merchant.db"},
+      {"points", "sqlite:" + data_dir + "/points.db"}};
+  if (f.pg_url.empty()) {
+    std::printf("  (no --pg-url and no DTX_TEST_PG_URL: member runs on SQLite too)\n");
+  }
+  Children children;
+  std::map<std::string, uint16_t> ports;
+  for (const std::string& name : ServiceNames()) {
+    auto port = children.Spawn(name, {"--db", dbs[name], "--reset"});
+    if (!port.ok()) {
+      std::fprintf(stderr, "demo: %s\n", port.status().ToString().c_str());
+      return 1;
+    }
+    ports[name] = *port;
+    std::string where = dbs[name];
+    if (IsPostgresUrl(where)) where += " (schema tcc_payment_member)";
+    std::printf("  service %-8s on 127.0.0.1:%u, db %s\n", name.c_str(),
+                static_cast<unsigned>(*port), where.c_str());
+  }
+  auto url = [&](const std::string& service, const std::string& op) {
+    return "http://127.0.0.1:" + std::to_string(ports[service]) + "/" + service + "/" + op;
+  };
+
+  dtx::Client client(f.dtx);
+  std::map<std::string, json::object> before;
+  for (const std::string& name : ServiceNames()) {
+    auto s = FetchState(ports[name]);
+    if (!s.ok()) {
+      std::fprintf(stderr, "demo: state of %s: %s\n", name.c_str(), s.status().ToString().c_str());
+      return 1;
+    }
+    before[name] = std::move(*s);
+  }
+
+  dtx::TccOptions options;
+  options.wait_result = true;  // submit/abort return after the confirm/cancel round
+  options.request_timeout_s = 3;
+  options.retry_interval_s = 1;
+  options.timeout_to_fail_s = 30;
+
+  // One payment: Try on member (freeze), merchant (pending credit), points (pending points).
+  auto pay = [&](const char* title, const Payment& p) {
+    PaymentRun run;
+    std::printf("\n== %s: %s\n", title, EncodePayment(p).c_str());
+    auto gid = client.NewGid();
+    if (!gid.ok()) {
+      run.outcome = gid.status();
+      std::printf("  newGid: %s\n", gid.status().ToString().c_str());
+      return run;
+    }
+    run.gid = *gid;
+    const std::string payload = EncodePayment(p);
+    run.outcome = dtx::TccGlobalTransaction(client, run.gid, options, [&](dtx::Tcc& tcc) {
+      for (const std::string& service : ServiceNames()) {
+        auto r = tcc.CallBranch(payload, url(service, "try"), url(service, "confirm"),
+                                url(service, "cancel"));
+        std::printf("  try %-8s -> %s\n", service.c_str(),
+                    r.ok() ? "ok" : r.status().ToString().c_str());
+        if (!r.ok()) return r.status();  // abort: the coordinator cancels every registered branch
+      }
+      return dtx::Status::Ok();  // submit: the coordinator confirms every branch
+    });
+    std::printf("  TccGlobalTransaction: %s\n", run.outcome.ToString().c_str());
+    auto final_state = client.WaitFinal(run.gid, std::chrono::seconds(f.wait_s));
+    if (final_state.ok()) {
+      run.final_state = *final_state;
+      PrintTransaction(*final_state);
+    } else {
+      std::printf("  query: %s\n", final_state.status().ToString().c_str());
+    }
+    return run;
+  };
+
+  const Payment pa{"alice", "coffee-shop", 3000, 30};
+  const Payment pb{"bob", "coffee-shop", 8000, 80};
+  const Payment pc{"alice", "closed-shop", 2000, 20};
+  PaymentRun a = pay("(a) alice pays coffee-shop 30.00", pa);
+  PaymentRun b = pay("(b) bob pays coffee-shop 80.00 (he has 5.00)", pb);
+  PaymentRun c = pay("(c) alice pays closed-shop 20.00 (the merchant refuses)", pc);
+
+  std::printf("\n== databases\n");
+  std::map<std::string, json::object> state;
+  for (const std::string& name : ServiceNames()) {
+    auto s = FetchState(ports[name]);
+    if (!s.ok()) {
+      std::fprintf(stderr, "demo: state of %s: %s\n", name.c_str(), s.status().ToString().c_str());
+      return 1;
+    }
+    state[name] = std::move(*s);
+    PrintState(name, state[name]);
+  }
+
+  std::printf("\n== checks\n");
+  Checker k;
+  auto status_of = [](const PaymentRun& r) {
+    return r.final_state ? r.final_state->status : std::string("<unknown>");
+  };
+  auto branches_of = [](const PaymentRun& r) {
+    return r.final_state ? BranchStatuses(*r.final_state) : std::string("<unknown>");
+  };
+  auto reason_has = [](const PaymentRun& r, const char* text) {
+    return r.final_state && r.final_state->rollback_reason.find(text) != std::string::npos;
+  };
+  const auto& m0 = before["member"];
+  const auto& m = state["member"];
+  auto member_col = [](const json::object& s, const char* who, const char* col) {
+    return IntOf(FindRow(s, "accounts", "member", who), col);
+  };
+  const int64_t alice0 = member_col(m0, "alice", "balance");
+  const int64_t bob0 = member_col(m0, "bob", "balance");
+  const int64_t shop0 =
+      IntOf(FindRow(before["merchant"], "merchants", "merchant", "coffee-shop"), "balance");
+  const int64_t points0 =
+      IntOf(FindRow(before["points"], "member_points", "member", "alice"), "points");
+
+  // (a)
+  k.Expect(a.outcome.ok(), "(a) TccGlobalTransaction returned ok (submit with wait_result)");
+  k.Expect(status_of(a) == "succeed", "(a) the transaction succeeded");
+  k.Expect(branches_of(a) ==
+               "cancel01=prepared confirm01=succeed cancel02=prepared confirm02=succeed "
+               "cancel03=prepared confirm03=succeed",
+           "(a) every branch confirmed, none cancelled: " + branches_of(a));
+  k.Expect(TextOf(FindRow(m, "freezes", "gid", a.gid), "status") == "debited",
+           "(a) member: the freeze was debited");
+  k.Expect(TextOf(FindRow(state["merchant"], "credits", "gid", a.gid), "status") == "credited",
+           "(a) merchant: the credit was confirmed");
+  const int64_t shop =
+      IntOf(FindRow(state["merchant"], "merchants", "merchant", "coffee-shop"), "balance");
+  k.Expect(shop == shop0 + pa.amount,
+           "(a) coffee-shop balance " + std::to_string(shop0) + " -> " + std::to_string(shop));
+  const int64_t points =
+      IntOf(FindRow(state["points"], "member_points", "member", "alice"), "points");
+  k.Expect(points == points0 + pa.points,
+           "(a) alice's points " + std::to_string(points0) + " -> " + std::to_string(points));
+
+  // (b)
+  k.Expect(b.outcome.code() == dtx::Code::kConflict,
+           "(b) TccGlobalTransaction returned the member's FAILURE: " + b.outcome.ToString());
+  k.Expect(status_of(b) == "failed", "(b) the transaction failed (rolled back)");
+  k.Expect(reason_has(b, "insufficient balance"), "(b) rollback_reason names the member's refusal");
+  k.Expect(branches_of(b) == "cancel01=succeed confirm01=prepared",
+           "(b) only the member branch was registered, and it was cancelled: " + branches_of(b));
+  k.Expect(FindRow(m, "freezes", "gid", b.gid) == nullptr, "(b) member: nothing was frozen");
+  k.Expect(TextOf(FindRow(m, "barrier", "gid", b.gid, "op", "try"), "reason") == "cancel",
+           "(b) member: the Cancel was a null compensation (barrier row try/reason=cancel)");
+  k.Expect(member_col(m, "bob", "balance") == bob0 && member_col(m, "bob", "frozen") == 0,
+           "(b) bob's balance unchanged (" + std::to_string(bob0) + "), nothing frozen");
+  k.Expect(FindRow(state["merchant"], "credits", "gid", b.gid) == nullptr,
+           "(b) merchant never called");
+
+  // (c)
+  k.Expect(c.outcome.code() == dtx::Code::kConflict,
+           "(c) TccGlobalTransaction returned the merchant's FAILURE: " + c.outcome.ToString());
+  k.Expect(status_of(c) == "failed", "(c) the transaction failed (rolled back)");
+  k.Expect(reason_has(c, "does not accept payments"),
+           "(c) rollback_reason names the merchant's refusal");
+  k.Expect(
+      branches_of(c) == "cancel01=succeed confirm01=prepared cancel02=succeed confirm02=prepared",
+      "(c) member and merchant registered, both cancelled: " + branches_of(c));
+  k.Expect(TextOf(FindRow(m, "freezes", "gid", c.gid), "status") == "released",
+           "(c) member: the freeze was released by the Cancel");
+  k.Expect(TextOf(FindRow(state["merchant"], "barrier", "gid", c.gid, "op", "try"), "reason") ==
+               "cancel",
+           "(c) merchant: the Cancel was a null compensation (its Try had failed)");
+  k.Expect(FindRow(state["merchant"], "credits", "gid", c.gid) == nullptr,
+           "(c) merchant: no credit recorded");
+  k.Expect(FindRow(state["points"], "pending_points", "gid", c.gid) == nullptr,
+           "(c) points never called");
+
+  // Balances overall: only (a) was charged.
+  const int64_t alice = member_col(m, "alice", "balance");
+  k.Expect(alice == alice0 - pa.amount, "alice's balance " + std::to_string(alice0) + " -> " +
+                                            std::to_string(alice) + " (only (a) charged)");
+  k.Expect(member_col(m, "alice", "frozen") == 0, "alice has nothing frozen");
+
+  if (k.failures() == 0) {
+    std::printf(
+        "\nDEMO OK: payment (a) went through; (b) and (c) were rolled back and nothing is "
+        "left frozen.\n");
+    return 0;
+  }
+  std::printf("\nDEMO FAILED: %d check(s) wrong\n", k.failures());
+  return 1;
+}
+
+}  // namespace
+}  // namespace tcc_payment
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "tcc-payment-example: the TCC payment of seed 002 (member, merchant, points) on dtx"};
+  app.require_subcommand(1);
+
+  tcc_payment::ServeFlags serve;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "run one participant service");
+  serve_cmd->add_option("--service", serve.service, "member, merchant or points")
+      ->required()
+      ->check(CLI::IsMember(tcc_payment::ServiceNames()));
+  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
+  serve_cmd->add_option("--port", serve.port, "port (0 = any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  serve_cmd
+      ->add_option("--db", serve.db,
+                   "database: sqlite:/path/file.db or postgres://... (tables in schema "
+                   "tcc_payment_<service>)")
+      ->required();
+  serve_cmd->add_flag("--reset", serve.reset, "drop the service's tables and start afresh");
+  serve_cmd->add_option("--workers", serve.workers, "handler threads")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+
+  tcc_payment::DemoFlags demo;
+  CLI::App* demo_cmd = app.add_subcommand("demo", "start the three services and run 3 payments");
+  demo_cmd
+      ->add_option("--dtx", demo.dtx, "coordinator API URL, e.g. http://127.0.0.1:36789/api/dtmsvr")
+      ->required();
+  demo_cmd->add_option("--pg-url", demo.pg_url,
+                       "PostgreSQL URL for the member service (default: $DTX_TEST_PG_URL; "
+                       "without either, SQLite)");
+  demo_cmd->add_option("--data-dir", demo.data_dir,
+                       "directory of the SQLite databases (default: a new /tmp directory)");
+  demo_cmd->add_option("--wait", demo.wait_s, "how long to wait for each payment to finish, s")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  if (serve_cmd->parsed()) return tcc_payment::RunServe(serve);
+  return tcc_payment::RunDemo(demo);
+}
