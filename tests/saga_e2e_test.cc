@@ -17,13 +17,15 @@ class SagaE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(TempDir("saga"));
-    server_ =
-        new ServerProcess(*dir_ + "/dtx.db", {"--retry-interval", "0.3", "--cron-interval", "0.1",
-                                              "--request-timeout", "2", "--log-level", "warn"});
+    const std::string store = E2EStore(*dir_);
+    if (store.empty()) GTEST_SKIP() << "DTX_E2E_STORE=postgres needs DTX_TEST_PG_URL";
+    server_ = new ServerProcess(store, {"--retry-interval", "0.3", "--cron-interval", "0.1",
+                                        "--request-timeout", "2", "--log-level", "warn"});
     ASSERT_TRUE(server_->Start());
     busi_ = new Busi();
   }
   static void TearDownTestSuite() {
+    if (server_ == nullptr) return;
     EXPECT_EQ(server_->Terminate(), 0) << "dtx must exit cleanly on SIGTERM";
     delete busi_;
     delete server_;

@@ -17,14 +17,16 @@ class ModesE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(TempDir("modes"));
-    server_ =
-        new ServerProcess(*dir_ + "/dtx.db",
-                          {"--retry-interval", "0.3", "--cron-interval", "0.1", "--request-timeout",
-                           "2", "--timeout-to-fail", "2", "--log-level", "warn"});
+    const std::string store = E2EStore(*dir_);
+    if (store.empty()) GTEST_SKIP() << "DTX_E2E_STORE=postgres needs DTX_TEST_PG_URL";
+    server_ = new ServerProcess(
+        store, {"--retry-interval", "0.3", "--cron-interval", "0.1", "--request-timeout", "2",
+                "--timeout-to-fail", "2", "--log-level", "warn"});
     ASSERT_TRUE(server_->Start());
     busi_ = new Busi();
   }
   static void TearDownTestSuite() {
+    if (server_ == nullptr) return;
     EXPECT_EQ(server_->Terminate(), 0);
     delete busi_;
     delete server_;
@@ -348,6 +350,20 @@ TEST_F(ModesE2E, Msg08GuardedCheckBack) {
   EXPECT_EQ(WaitStatus(*server_, empty, {"succeed"}, milliseconds(8000)).status, "succeed");
   Post("forceStop", {{"gid", html}});
   Post("forceStop", {{"gid", exc}});
+}
+
+TEST_F(ModesE2E, SubmitDuringACheckBackRoundWaitsForItAndSucceeds) {
+  std::string gid = Gid();
+  busi_->SetDefault(P("/qp"), BusiAnswer{425, R"({"dtm_result":"ONGOING"})", 1000});
+  ASSERT_EQ(Post("prepare",
+                 MsgBody(gid, {U("/a")}, {{"query_prepared", U("/qp")}, {"timeout_to_fail", 1}}))
+                .status,
+            200);
+  ASSERT_TRUE(WaitFor([&] { return busi_->CallCount(P("/qp")) >= 1; }, milliseconds(5000)));
+  // The check-back is in flight (it answers after 1 s): the submit must not be refused.
+  auto r = Post("submit", {{"gid", gid}, {"trans_type", "msg"}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(WaitStatus(*server_, gid, {"succeed"}, milliseconds(8000)).status, "succeed");
 }
 
 TEST_F(ModesE2E, Msg10Delay) {

@@ -217,6 +217,18 @@ int64_t MsgDelayMs(std::string_view custom_data) {
 
 }  // namespace
 
+awaitable<void> Engine::WaitWhilePrepared(Shard& shard, const std::string& gid) {
+  for (;;) {
+    auto it = shard.active.find(gid);
+    if (it == shard.active.end() ||
+        it->second->snap.global.status != core::GlobalStatus::kPrepared) {
+      co_return;
+    }
+    // Bounded: a check-back round lasts at most its request timeout.
+    co_await WaitRound(it->second, clock_.NowMs() + 60'000, WaitFor::kSubmit);
+  }
+}
+
 awaitable<Status> Engine::Submit(SubmitRequest request) {
   Shard& shard = ShardFor(request.proposed.global.gid);
   co_return co_await asio::co_spawn(shard.ioc, SubmitOnShard(std::move(request)), use_awaitable);
@@ -230,6 +242,9 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
   std::shared_ptr<Active> active;
   {
     GidGuard guard = co_await LockGid(shard, gid);
+    // A round of a prepared transaction (a msg check-back, a tcc timeout check) decides from the
+    // prepared state: let it finish, then judge the submit on what it left.
+    co_await WaitWhilePrepared(shard, gid);
     if (auto it = shard.active.find(gid); it != shard.active.end()) {
       core::GlobalStatus s = it->second->snap.global.status;
       if (s != core::GlobalStatus::kSubmitted) co_return Status::Conflict(CannotSubmitMessage(s));
@@ -369,6 +384,7 @@ awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait
   bool wait = false;
   {
     GidGuard guard = co_await LockGid(shard, gid);
+    co_await WaitWhilePrepared(shard, gid);
     Result<std::optional<core::TransSnapshot>> loaded = co_await LoadOnShard(gid);
     if (!loaded.ok()) co_return loaded.status();
     if (!loaded->has_value()) {

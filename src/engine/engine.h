@@ -108,6 +108,8 @@ class Engine {
   Shard& ShardFor(const std::string& gid);
   boost::asio::awaitable<GidGuard> LockGid(Shard& shard, std::string gid);
   boost::asio::awaitable<Result<std::optional<core::TransSnapshot>>> LoadOnShard(std::string gid);
+  // Waits until no round of `gid` runs from the prepared state (caller holds the gid's lock).
+  boost::asio::awaitable<void> WaitWhilePrepared(Shard& shard, const std::string& gid);
   boost::asio::awaitable<Status> SubmitOnShard(SubmitRequest request);
   boost::asio::awaitable<Status> PrepareOnShard(core::TransSnapshot proposed);
   boost::asio::awaitable<Status> AbortOnShard(std::string gid, std::optional<bool> wait_result,

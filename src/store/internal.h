@@ -1,10 +1,14 @@
-// Checks shared by the Store implementations, so that memory and SQLite refuse the same requests
-// with the same messages. Pure functions; thread-safe.
+// Checks and row decoding shared by the Store implementations, so that memory, SQLite and
+// PostgreSQL refuse the same requests with the same messages. Pure functions; thread-safe.
 #pragma once
 
 #include <cstdint>
 #include <limits>
+#include <set>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "store/store.h"
 
@@ -47,6 +51,10 @@ inline Status TransNotFound(const std::string& gid) {
   return Status::NotFound("transaction " + gid + " not found");
 }
 
+inline Status TransExists(const std::string& gid) {
+  return Status::AlreadyExists("transaction " + gid + " already exists");
+}
+
 inline Status BranchNotFound(const std::string& gid, const std::string& branch_id,
                              const std::string& op) {
   return Status::NotFound("branch (" + branch_id + ", " + op + ") of transaction " + gid +
@@ -57,6 +65,45 @@ inline Status BranchExists(const std::string& gid, const std::string& branch_id,
                            const std::string& op) {
   return Status::AlreadyExists("branch (" + branch_id + ", " + op + ") of transaction " + gid +
                                " already exists");
+}
+
+// The first row whose (branch_id, op) repeats an earlier row's, or nullptr. (branch_id, op) is
+// unique within a gid, so such a Create is refused before anything is written or an id assigned.
+inline const core::BranchRow* FindDuplicateBranch(const std::vector<core::BranchRow>& rows) {
+  std::set<std::pair<std::string_view, std::string_view>> keys;
+  for (const auto& b : rows) {
+    if (!keys.insert({b.branch_id, b.op}).second) return &b;
+  }
+  return nullptr;
+}
+
+inline Status CorruptRow(const std::string& what) {
+  return Status::Internal("corrupt row in dtx database: " + what);
+}
+
+// Decodes the columns of a trans_global row that are stored as wire strings (trans_type, status)
+// or JSON (options; empty = defaults) into `g` (whose gid is already set, for the messages).
+inline Status DecodeGlobalColumns(std::string_view trans_type, std::string_view status,
+                                  std::string_view options, core::GlobalTrans* g) {
+  auto t = core::ParseTransType(trans_type);
+  if (!t) return CorruptRow("trans_type '" + std::string(trans_type) + "' of " + g->gid);
+  auto st = core::ParseGlobalStatus(status);
+  if (!st) return CorruptRow("status '" + std::string(status) + "' of " + g->gid);
+  g->trans_type = *t;
+  g->status = *st;
+  if (!options.empty()) {
+    auto o = core::DecodeOptionsJson(options);
+    if (!o.ok()) return CorruptRow("options of " + g->gid + ": " + o.status().message());
+    g->options = std::move(o).value();
+  }
+  return Status::Ok();
+}
+
+inline Status DecodeBranchStatus(std::string_view status, core::BranchRow* b) {
+  auto st = core::ParseBranchStatus(status);
+  if (!st) return CorruptRow("branch status '" + std::string(status) + "' of " + b->gid);
+  b->status = *st;
+  return Status::Ok();
 }
 
 }  // namespace dtx::store::internal

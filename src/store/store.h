@@ -1,18 +1,23 @@
 // Store: the durable source of truth for global transactions and branch rows.
 //
 // Every operation is asynchronous: it is queued and its callback runs later, on a thread owned by
-// the store (SQLite: the writer thread for writes, a reader thread for reads; memory: inline, on
-// the caller's thread, before the call returns). Callbacks must be short and must not call back
-// into the store synchronously waiting for a result; the engine reposts them onto its own executor.
+// the store (SQLite and PostgreSQL: a writer thread for writes, a reader thread for reads; memory:
+// inline, on the caller's thread, before the call returns). Callbacks must be short and must not
+// call back into the store synchronously waiting for a result; the engine reposts them onto its own
+// executor.
 //
 // Durability contract: a write's callback reports success only after the change is committed to
-// disk (SQLite: WAL + synchronous=FULL, group commit of many operations per fsync). A failed commit
-// fails every operation of its batch with kIoError and the store stops accepting writes (fail
-// loudly, never retry silently).
+// disk (SQLite: WAL + synchronous=FULL, group commit of many operations per fsync; PostgreSQL:
+// synchronous_commit=on, group commit of many operations per COMMIT). SQLite: a failed commit fails
+// every operation of its batch with kIoError and the store stops accepting writes (fail loudly,
+// never retry silently). PostgreSQL: a lost connection fails the operations in flight on it with
+// kUnavailable and the store reconnects; such a kUnavailable means the outcome is unknown (the
+// COMMIT may have reached the server), so the caller must reload before assuming either.
 //
 // A request refused at once (a queue is full: kUnavailable; the store is closed: kUnavailable; the
-// store has failed: kIoError; a limit below is exceeded: kInvalidArgument) has its callback run
-// inline, on the caller's thread, before the call returns.
+// store has failed: kIoError; PostgreSQL with no live writer connection: kUnavailable; a limit
+// below is exceeded: kInvalidArgument) has its callback run inline, on the caller's thread, before
+// the call returns.
 //
 // Each write operation is atomic: all of it is applied or none of it. All methods are thread-safe.
 // Close() must not be called from a store callback.
@@ -54,7 +59,7 @@ struct ListPage {
 };
 
 struct StoreStats {
-  uint64_t commits = 0;        // fsync'd write batches
+  uint64_t commits = 0;        // committed write batches (one fsync / one COMMIT each)
   uint64_t write_ops = 0;      // write operations committed
   uint64_t queued_writes = 0;  // operations waiting for the writer right now
 };
@@ -119,11 +124,39 @@ struct SqliteOptions {
 // opened, is not a dtx database, or has a newer schema version than this binary knows.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
 
+struct PostgresOptions {
+  // libpq connection URI or key=value string: postgres://user:pass@host:port/db?sslmode=require.
+  std::string url;
+  // Every table lives in this schema (created if missing): several dtx clusters, or tests, can
+  // share one database. Lower-case letters, digits and '_', starting with a letter or '_', <= 63.
+  std::string schema = "dtx";
+  int writer_connections = 2;  // writer threads, one connection each (1..64)
+  int reader_connections = 2;  // reader threads serving Load/List, one connection each (1..64)
+  int max_batch_ops = 512;     // write operations per COMMIT (group commit)
+  size_t max_queued_writes = 100000;  // beyond this, writes fail at once with kUnavailable
+  size_t max_queued_reads = 10000;    // beyond this, Load/List fail at once with kUnavailable
+  int connect_timeout_ms = 5000;      // one connection attempt (TCP, TLS, authentication, setup)
+  // Server side, per statement (a lock wait included): exceeded -> that operation gets
+  // kUnavailable.
+  int statement_timeout_ms = 10000;
+  // Client side, per round trip (one batch, one read): a server that does not answer within it is
+  // treated as a lost connection (kUnavailable, reconnect). Must exceed statement_timeout_ms.
+  int io_timeout_ms = 30000;
+};
+
+// Opens a PostgreSQL store: connects every writer and reader connection, creates or migrates the
+// schema (one transaction under an advisory lock, so coordinators starting together do not race).
+// Fails with kInvalidArgument for bad options or a schema that is newer than this binary or not a
+// dtx schema, kUnavailable if the server cannot be reached.
+Result<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& options);
+
 // An in-memory store for tests and simulation. Callbacks run inline. Same semantics as SQLite
 // except durability.
 std::unique_ptr<Store> NewMemoryStore();
 
-// Parses --store: "sqlite:PATH" or "memory:". (postgres:// comes with its own issue.)
+// Parses --store: "sqlite:PATH", "memory:", or a PostgreSQL URL "postgres://user:pass@host:port/db"
+// (also "postgresql://"); the URL may carry "schema=NAME" among its query parameters (default dtx),
+// which dtx removes before handing the URL to libpq.
 Result<std::unique_ptr<Store>> OpenStore(const std::string& spec);
 
 }  // namespace dtx::store

@@ -1,10 +1,19 @@
-// Store tests: one suite run against both implementations (memory and SQLite on a temp file), then
-// SQLite-only tests for durability, group commit, limits, failure and schema versioning.
+// Store tests: one suite run against every implementation (memory, SQLite on a temp file, and
+// PostgreSQL in a fresh schema when DTX_TEST_PG_URL is set — scripts/test.sh starts a private
+// cluster and exports it; without it the PostgreSQL instances are skipped), then SQLite-only tests
+// (durability, group commit, limits, failure, schema versioning) and PostgreSQL-only tests
+// (migrations, several coordinators, reconnects, group commit, per-operation rollback).
 #include "store/store.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -12,11 +21,16 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "store/postgres/postgres_store.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace dtx::store {
@@ -172,24 +186,228 @@ std::unique_ptr<Store> MustOpenSqlite(const SqliteOptions& o) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// PostgreSQL test support.
+
+// The test cluster's URL, or "" when PostgreSQL tests are to be skipped.
+std::string PgUrl() {
+  const char* url = std::getenv("DTX_TEST_PG_URL");
+  return url == nullptr ? std::string() : std::string(url);
+}
+
+constexpr const char* kNoPgMessage =
+    "DTX_TEST_PG_URL is not set: PostgreSQL store tests skipped (scripts/test.sh starts a private "
+    "cluster and sets it)";
+
+// A schema name no other test uses.
+std::string FreshSchema() {
+  static std::mt19937_64 rng(std::random_device{}());
+  static std::mutex mu;
+  std::lock_guard lock(mu);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "t_%016llx", static_cast<unsigned long long>(rng()));
+  return buf;
+}
+
+// A plain, blocking libpq connection for test setup and inspection (not the code under test).
+class PgAdmin {
+ public:
+  explicit PgAdmin(const std::string& url) {
+    const char* keys[] = {"dbname", "connect_timeout", nullptr};
+    const char* values[] = {url.c_str(), "10", nullptr};
+    c_ = PQconnectdbParams(keys, values, 1);
+    EXPECT_EQ(PQstatus(c_), CONNECTION_OK) << PQerrorMessage(c_);
+    Exec("SET client_min_messages TO warning");  // no NOTICE chatter from DROP ... CASCADE
+  }
+  ~PgAdmin() { PQfinish(c_); }
+  PgAdmin(const PgAdmin&) = delete;
+  PgAdmin& operator=(const PgAdmin&) = delete;
+
+  // Runs `sql` (one or more statements); returns the first column of the first row of the last
+  // one, or "" if it returned no rows. A failure is a test failure.
+  std::string Exec(const std::string& sql) {
+    PGresult* r = PQexec(c_, sql.c_str());
+    ExecStatusType st = PQresultStatus(r);
+    EXPECT_TRUE(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        << sql << ": " << PQresultErrorMessage(r);
+    std::string out;
+    if (st == PGRES_TUPLES_OK && PQntuples(r) > 0 && PQnfields(r) > 0) out = PQgetvalue(r, 0, 0);
+    PQclear(r);
+    return out;
+  }
+  void DropSchema(const std::string& schema) {
+    Exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
+  }
+
+  // Terminates the backends of one role of a store ("dtx writer <schema>" or "dtx reader ...") and
+  // waits (bounded) until they are gone. Returns how many were terminated.
+  int Terminate(const std::string& app_name) {
+    std::string where = " FROM pg_stat_activity WHERE application_name = '" + app_name + "'";
+    int n = std::stoi(Exec("SELECT count(pg_terminate_backend(pid))" + where));
+    auto until = std::chrono::steady_clock::now() + kWait;
+    while (std::stoi(Exec("SELECT count(*)" + where)) > 0 &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(10ms);
+    }
+    // The backend leaves pg_stat_activity just before its socket closes.
+    std::this_thread::sleep_for(200ms);
+    return n;
+  }
+
+ private:
+  PGconn* c_ = nullptr;
+};
+
+// A TCP proxy on 127.0.0.1 in front of the test cluster that the test can take down (every
+// connection cut, new ones refused) and bring back on the same port: PostgreSQL "restarting"
+// without touching the shared cluster.
+class TcpProxy {
+ public:
+  explicit TcpProxy(int target_port) : target_port_(target_port) { Start(); }
+  ~TcpProxy() { Stop(); }
+  TcpProxy(const TcpProxy&) = delete;
+  TcpProxy& operator=(const TcpProxy&) = delete;
+
+  int port() const { return port_; }
+
+  void Start() {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    ASSERT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    ASSERT_EQ(::listen(listen_fd_, 64), 0);
+    socklen_t len = sizeof(a);
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    stop_ = false;
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+
+  void Stop() {
+    if (listen_fd_ < 0) return;
+    stop_ = true;
+    acceptor_.join();
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+    for (auto& t : pumps_) t.join();
+    pumps_.clear();
+  }
+
+ private:
+  void Accept() {
+    while (!stop_) {
+      pollfd p{.fd = listen_fd_, .events = POLLIN, .revents = 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      int client = ::accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) continue;
+      int server = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<uint16_t>(target_port_));
+      if (::connect(server, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+        ::close(client);
+        ::close(server);
+        continue;
+      }
+      pumps_.emplace_back([this, client, server] { Pump(client, server); });
+    }
+  }
+
+  // Copies bytes both ways until one side closes or the proxy stops; then closes both.
+  void Pump(int a, int b) {
+    char buf[16384];
+    while (!stop_) {
+      pollfd p[2] = {{.fd = a, .events = POLLIN, .revents = 0},
+                     {.fd = b, .events = POLLIN, .revents = 0}};
+      if (::poll(p, 2, 20) <= 0) continue;
+      bool closed = false;
+      for (int i = 0; i < 2 && !closed; ++i) {
+        if (p[i].revents == 0) continue;
+        ssize_t n = ::read(p[i].fd, buf, sizeof(buf));
+        if (n <= 0) {
+          closed = true;
+          break;
+        }
+        for (ssize_t off = 0; off < n;) {
+          ssize_t w = ::write(p[1 - i].fd, buf + off, static_cast<size_t>(n - off));
+          if (w <= 0) {
+            closed = true;
+            break;
+          }
+          off += w;
+        }
+      }
+      if (closed) break;
+    }
+    ::close(a);
+    ::close(b);
+  }
+
+  const int target_port_;
+  int port_ = 0;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;  // touched by the acceptor, joined after it
+};
+
+// The test cluster's URL with its host and port replaced by 127.0.0.1:`port` (key=value form).
+std::string PgConninfoVia(int port, int* target_port) {
+  PQconninfoOption* opts = PQconninfoParse(PgUrl().c_str(), nullptr);
+  EXPECT_NE(opts, nullptr);
+  std::string out = "host=127.0.0.1 port=" + std::to_string(port);
+  *target_port = 5432;
+  for (PQconninfoOption* o = opts; o != nullptr && o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    std::string k = o->keyword;
+    if (k == "port") *target_port = std::stoi(o->val);
+    if (k == "user" || k == "dbname" || k == "password") out += " " + k + "=" + o->val;
+  }
+  PQconninfoFree(opts);
+  return out;
+}
+
+PostgresOptions PgOptions(const std::string& schema) {
+  PostgresOptions o;
+  o.url = PgUrl();
+  o.schema = schema;
+  return o;
+}
+
+std::unique_ptr<Store> MustOpenPostgres(const PostgresOptions& o) {
+  auto r = OpenPostgresStore(o);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? std::move(r).value() : nullptr;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // The shared suite.
 
-enum class Impl { kMemory, kSqlite };
+enum class Impl { kMemory, kSqlite, kPostgres };
 
 class StoreTest : public ::testing::TestWithParam<Impl> {
  protected:
   void SetUp() override {
     if (GetParam() == Impl::kMemory) {
       store_ = NewMemoryStore();
-    } else {
+    } else if (GetParam() == Impl::kSqlite) {
       SqliteOptions o;
       o.path = (dir_.path() / "dtx.db").string();
       store_ = MustOpenSqlite(o);
+    } else {
+      if (PgUrl().empty()) GTEST_SKIP() << kNoPgMessage;
+      schema_ = FreshSchema();
+      store_ = MustOpenPostgres(PgOptions(schema_));
     }
     ASSERT_NE(store_, nullptr);
   }
   void TearDown() override {
     if (store_) store_->Close();
+    if (!schema_.empty()) PgAdmin(PgUrl()).DropSchema(schema_);
   }
 
   core::GlobalTrans MustLoadGlobal(const std::string& gid) {
@@ -212,6 +430,7 @@ class StoreTest : public ::testing::TestWithParam<Impl> {
   }
 
   TempDir dir_;
+  std::string schema_;  // PostgreSQL: this test's schema, dropped at the end
   std::unique_ptr<Store> store_;
 };
 
@@ -599,9 +818,18 @@ TEST_P(StoreTest, ClosedStoreRefusesWork) {
   EXPECT_EQ(Claim(*store_, 1, 1, 2, "x").status().code(), Code::kUnavailable);
 }
 
-INSTANTIATE_TEST_SUITE_P(Impls, StoreTest, ::testing::Values(Impl::kMemory, Impl::kSqlite),
+INSTANTIATE_TEST_SUITE_P(Impls, StoreTest,
+                         ::testing::Values(Impl::kMemory, Impl::kSqlite, Impl::kPostgres),
                          [](const ::testing::TestParamInfo<Impl>& i) {
-                           return i.param == Impl::kMemory ? "Memory" : "Sqlite";
+                           switch (i.param) {
+                             case Impl::kMemory:
+                               return "Memory";
+                             case Impl::kSqlite:
+                               return "Sqlite";
+                             case Impl::kPostgres:
+                               return "Postgres";
+                           }
+                           return "Unknown";
                          });
 
 // ---------------------------------------------------------------------------------------------------
@@ -614,12 +842,35 @@ TEST(OpenStoreTest, ParsesSpecs) {
   auto sql = OpenStore("sqlite:" + (dir.path() / "sub" / "x.db").string());
   ASSERT_TRUE(sql.ok()) << sql.status().ToString();
   (*sql)->Close();
-  auto pg = OpenStore("postgres://u:p@localhost/db");
-  EXPECT_EQ(pg.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(pg.status().message().find("postgres"), std::string::npos);
+  // Nothing listens on port 1: refused at once, and the message does not show the password.
+  auto pg = OpenStore("postgres://u:secret@127.0.0.1:1/db");
+  EXPECT_EQ(pg.status().code(), Code::kUnavailable) << pg.status().ToString();
+  EXPECT_NE(pg.status().message().find("u@127.0.0.1:1/db"), std::string::npos)
+      << pg.status().ToString();
+  EXPECT_EQ(pg.status().message().find("secret"), std::string::npos) << pg.status().ToString();
+  EXPECT_EQ(OpenStore("postgresql://127.0.0.1:1/db?bogus=1").status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(OpenStore("postgres://127.0.0.1:1/db?schema=").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(OpenStore("postgres://127.0.0.1:1/db?schema=Bad-Name").status().code(),
+            Code::kInvalidArgument);
   EXPECT_EQ(OpenStore("mysql://x").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(OpenStore("sqlite:").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(OpenStore("sqlite::memory:").status().code(), Code::kInvalidArgument);
+}
+
+TEST(OpenStoreTest, OpensPostgresUrlWithSchemaParameter) {
+  if (PgUrl().empty()) GTEST_SKIP() << kNoPgMessage;
+  const std::string schema = FreshSchema();
+  std::string url = PgUrl();
+  url += url.find('?') == std::string::npos ? "?" : "&";
+  url += "schema=" + schema + "&connect_timeout=5";
+  auto r = OpenStore(url);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(Create(**r, Trans("via-url")).ok());
+  (*r)->Close();
+  PgAdmin admin(PgUrl());
+  EXPECT_EQ(admin.Exec("SELECT count(*) FROM " + schema + ".trans_global"), "1");
+  admin.DropSchema(schema);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -915,6 +1166,526 @@ TEST_F(SqliteStoreTest, RejectsBadOptions) {
   o = Options();
   o.reader_threads = 0;
   EXPECT_EQ(OpenSqliteStore(o).status().code(), Code::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// PostgreSQL only. Each test works in its own fresh schema(s), dropped at the end.
+
+class PostgresStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (PgUrl().empty()) GTEST_SKIP() << kNoPgMessage;
+    admin_ = std::make_unique<PgAdmin>(PgUrl());
+    schema_ = FreshSchema();
+  }
+  void TearDown() override {
+    if (admin_ != nullptr) admin_->DropSchema(schema_);
+  }
+  PostgresOptions Options() const { return PgOptions(schema_); }
+  std::string Table(const std::string& name) const { return schema_ + "." + name; }
+
+  std::string schema_;
+  std::unique_ptr<PgAdmin> admin_;
+};
+
+GlobalStatus MustLoadStatus(Store& s, const std::string& gid) {
+  auto r = Load(s, gid);
+  EXPECT_TRUE(r.ok() && r.value().has_value()) << gid;
+  return r.ok() && r.value().has_value() ? r.value()->global.status : GlobalStatus::kFailed;
+}
+
+// Runs `n` asynchronous Creates and waits (bounded) for all of them; returns how many succeeded.
+int CreateMany(Store& s, const std::string& prefix, int n, int64_t first_next_cron_ms = 1000) {
+  std::atomic<int> ok{0}, done{0};
+  std::promise<void> all;
+  for (int i = 0; i < n; ++i) {
+    s.Create(Trans(prefix + std::to_string(i), GlobalStatus::kSubmitted, first_next_cron_ms + i),
+             [&, n](const Status& st) {
+               if (st.ok()) ok.fetch_add(1);
+               if (done.fetch_add(1) + 1 == n) all.set_value();
+             });
+  }
+  EXPECT_EQ(all.get_future().wait_for(60s), std::future_status::ready);
+  return ok.load();
+}
+
+TEST_F(PostgresStoreTest, SchemaMigrationIsIdempotentAcrossOpens) {
+  {
+    auto s = MustOpenPostgres(Options());
+    ASSERT_NE(s, nullptr);
+    ASSERT_TRUE(Create(*s, Trans("kept")).ok());
+    s->Close();
+  }
+  auto s = MustOpenPostgres(Options());
+  ASSERT_NE(s, nullptr);
+  auto r = Load(*s, "kept");
+  ASSERT_TRUE(r.ok() && r.value().has_value());
+  EXPECT_EQ(admin_->Exec("SELECT count(*) FROM " + Table("dtx_schema_version")),
+            std::to_string(kPostgresSchemaVersion));
+  EXPECT_EQ(admin_->Exec("SELECT max(version) FROM " + Table("dtx_schema_version")),
+            std::to_string(kPostgresSchemaVersion));
+  // Ids continue after the reopen.
+  ASSERT_TRUE(Create(*s, Trans("second")).ok());
+  EXPECT_GT(Load(*s, "second").value()->global.id, r.value()->global.id);
+  s->Close();
+}
+
+TEST_F(PostgresStoreTest, ConcurrentOpensOfANewSchemaMigrateOnce) {
+  constexpr int kOpeners = 6;
+  std::vector<std::unique_ptr<Store>> stores(kOpeners);
+  std::vector<Status> results(kOpeners);
+  std::promise<void> go;
+  std::shared_future<void> start = go.get_future().share();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kOpeners; ++i) {
+    threads.emplace_back([&, i] {
+      start.wait();
+      PostgresOptions o = Options();
+      o.writer_connections = 1;
+      o.reader_connections = 1;
+      auto r = OpenPostgresStore(o);
+      if (r.ok()) {
+        stores[i] = std::move(r).value();
+      } else {
+        results[i] = r.status();
+      }
+    });
+  }
+  go.set_value();
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kOpeners; ++i) {
+    ASSERT_TRUE(results[i].ok()) << "opener " << i << ": " << results[i].ToString();
+    ASSERT_NE(stores[i], nullptr);
+  }
+  EXPECT_EQ(admin_->Exec("SELECT count(*) FROM " + Table("dtx_schema_version")),
+            std::to_string(kPostgresSchemaVersion));
+  // All of them use the same tables.
+  for (int i = 0; i < kOpeners; ++i) {
+    ASSERT_TRUE(Create(*stores[i], Trans("from" + std::to_string(i))).ok());
+  }
+  for (int i = 0; i < kOpeners; ++i) {
+    auto page = List(*stores[i], {.limit = 100});
+    ASSERT_TRUE(page.ok());
+    EXPECT_EQ(page->transactions.size(), static_cast<size_t>(kOpeners));
+  }
+  for (auto& s : stores) s->Close();
+}
+
+TEST_F(PostgresStoreTest, RefusesNewerSchemaVersion) {
+  {
+    auto s = MustOpenPostgres(Options());
+    ASSERT_NE(s, nullptr);
+  }
+  admin_->Exec("INSERT INTO " + Table("dtx_schema_version") + " VALUES (" +
+               std::to_string(kPostgresSchemaVersion + 1) + ", 0, 'a newer dtx')");
+  auto r = OpenPostgresStore(Options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("newer"), std::string::npos) << r.status().ToString();
+}
+
+TEST_F(PostgresStoreTest, RefusesASchemaThatIsNotDtx) {
+  admin_->Exec("CREATE SCHEMA " + schema_ + "; CREATE TABLE " + Table("users") + " (id int)");
+  auto r = OpenPostgresStore(Options());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not a dtx schema"), std::string::npos)
+      << r.status().ToString();
+  // Untouched: still only the one table.
+  EXPECT_EQ(admin_->Exec("SELECT count(*) FROM pg_tables WHERE schemaname = '" + schema_ + "'"),
+            "1");
+}
+
+TEST_F(PostgresStoreTest, RejectsBadOptions) {
+  PostgresOptions o = Options();
+  o.schema = "Bad-Name";
+  EXPECT_EQ(OpenPostgresStore(o).status().code(), Code::kInvalidArgument);
+  o = Options();
+  o.schema = "pg_catalog";
+  EXPECT_EQ(OpenPostgresStore(o).status().code(), Code::kInvalidArgument);
+  o = Options();
+  o.writer_connections = 0;
+  EXPECT_EQ(OpenPostgresStore(o).status().code(), Code::kInvalidArgument);
+  o = Options();
+  o.io_timeout_ms = o.statement_timeout_ms;
+  EXPECT_EQ(OpenPostgresStore(o).status().code(), Code::kInvalidArgument);
+  o = Options();
+  o.url = "postgres://127.0.0.1:1/db";
+  o.connect_timeout_ms = 2000;
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(OpenPostgresStore(o).status().code(), Code::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// Four coordinators claim in parallel from 2000 due rows: every row is claimed exactly once, by
+// the coordinator that recorded it as owner, with the lease it asked for.
+TEST_F(PostgresStoreTest, FourCoordinatorsNeverClaimTheSameGidTwice) {
+  constexpr int kRows = 2000;
+  constexpr int kStores = 4;
+  constexpr int kWorkersPerStore = 2;
+  constexpr int64_t kLease = 1'000'000'000;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kStores; ++i) {
+    stores.push_back(MustOpenPostgres(Options()));
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  ASSERT_EQ(CreateMany(*stores[0], "due", kRows), kRows);
+
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> claims;  // (gid, owner)
+  std::atomic<int> errors{0};
+  std::vector<std::thread> workers;
+  for (int s = 0; s < kStores; ++s) {
+    for (int w = 0; w < kWorkersPerStore; ++w) {
+      workers.emplace_back([&, s] {
+        const std::string owner = "node-" + std::to_string(s);
+        // Empty twice in a row: what is left is locked or leased by the others.
+        for (int empty = 0; empty < 2;) {
+          auto r = Claim(*stores[s], 1'000'000, 25, kLease, owner);
+          if (!r.ok()) {
+            errors.fetch_add(1);
+            return;
+          }
+          if (r->empty()) {
+            ++empty;
+            continue;
+          }
+          empty = 0;
+          std::lock_guard lock(mu);
+          for (auto& g : *r) claims.emplace_back(std::move(g), owner);
+        }
+      });
+    }
+  }
+  for (auto& t : workers) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::map<std::string, std::string> owner_of;
+  for (const auto& [gid, owner] : claims) {
+    EXPECT_TRUE(owner_of.emplace(gid, owner).second) << gid << " claimed twice";
+  }
+  EXPECT_EQ(owner_of.size(), static_cast<size_t>(kRows));
+  std::set<std::string> owners;
+  for (const auto& [gid, owner] : owner_of) owners.insert(owner);
+  EXPECT_GT(owners.size(), 1u) << "the claims were not spread over coordinators";
+  // The stored owner and lease agree with who claimed what.
+  ListQuery q{.limit = kMaxListLimit};
+  size_t checked = 0;
+  for (;;) {
+    auto page = List(*stores[1], q);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    for (const auto& g : page->transactions) {
+      EXPECT_EQ(g.owner, owner_of[g.gid]) << g.gid;
+      EXPECT_EQ(g.next_cron_time_ms, kLease) << g.gid;
+      ++checked;
+    }
+    if (page->next_before_id == 0) break;
+    q.before_id = page->next_before_id;
+  }
+  EXPECT_EQ(checked, static_cast<size_t>(kRows));
+  // Nothing is due while the leases hold.
+  auto again = Claim(*stores[2], 1'000'000, 100, kLease, "late");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+  for (auto& s : stores) s->Close();
+}
+
+// Several coordinators move the same transaction at once: the compare-and-set lets exactly one win.
+TEST_F(PostgresStoreTest, CompareAndSetAcrossCoordinatorsHasOneWinner) {
+  constexpr int kStores = 4;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kStores; ++i) {
+    stores.push_back(MustOpenPostgres(Options()));
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  for (int round = 0; round < 20; ++round) {
+    const std::string gid = "race" + std::to_string(round);
+    ASSERT_TRUE(Create(*stores[0], Trans(gid)).ok());
+    std::vector<Status> results(kStores);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kStores; ++i) {
+      threads.emplace_back([&, i] {
+        TransUpdate u{.gid = gid,
+                      .expected_status = GlobalStatus::kSubmitted,
+                      .new_status = i % 2 == 0 ? GlobalStatus::kSucceed : GlobalStatus::kAborting,
+                      .custom_data = "winner-" + std::to_string(i),
+                      .update_time_ms = 5};
+        u.branches.push_back({.branch_id = "01", .op = "action", .attempts = i + 1});
+        results[i] = Update(*stores[i], u);
+      });
+    }
+    for (auto& t : threads) t.join();
+    int winners = 0;
+    int winner = -1;
+    for (int i = 0; i < kStores; ++i) {
+      if (results[i].ok()) {
+        ++winners;
+        winner = i;
+      } else {
+        EXPECT_EQ(results[i].code(), Code::kConflict) << results[i].ToString();
+      }
+    }
+    ASSERT_EQ(winners, 1);
+    auto t = Load(*stores[1], gid);
+    ASSERT_TRUE(t.ok() && t.value().has_value());
+    EXPECT_EQ(t.value()->global.custom_data, "winner-" + std::to_string(winner));
+    EXPECT_EQ(t.value()->branches[1].attempts, winner + 1);
+  }
+  for (auto& s : stores) s->Close();
+}
+
+TEST_F(PostgresStoreTest, GroupCommitUnderConcurrency) {
+  auto s = MustOpenPostgres(Options());
+  ASSERT_NE(s, nullptr);
+  constexpr int kClients = 16;
+  constexpr int kPerClient = 50;
+  std::atomic<int> errors{0};
+  auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kPerClient; ++i) {
+        if (!Create(*s, Trans("g" + std::to_string(c) + "-" + std::to_string(i))).ok()) {
+          errors.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(errors.load(), 0);
+  StoreStats st = s->Stats();
+  EXPECT_EQ(st.write_ops, static_cast<uint64_t>(kClients * kPerClient));
+  EXPECT_LT(st.commits, st.write_ops);  // more than one operation per COMMIT
+  std::printf(
+      "[ group commit ] postgres, %d closed-loop clients: %.0f creates/s, %.1f ops/commit\n",
+      kClients, kClients * kPerClient / secs,
+      static_cast<double>(st.write_ops) / static_cast<double>(st.commits));
+  s->Close();
+}
+
+// A statement error (bad UTF-8, NUL, a lock wait past statement_timeout) fails only its own
+// operation; the others of the batch commit.
+TEST_F(PostgresStoreTest, AFailingStatementRollsBackOnlyItsOperation) {
+  PostgresOptions o = Options();
+  o.writer_connections = 1;  // one pipeline at a time: the burst below shares batches
+  o.statement_timeout_ms = 300;
+  auto s = MustOpenPostgres(o);
+  ASSERT_NE(s, nullptr);
+  ASSERT_TRUE(Create(*s, Trans("locked")).ok());
+  // Another session holds the row lock of "locked": its Update waits past statement_timeout.
+  PgAdmin locker(PgUrl());
+  locker.Exec("BEGIN; SELECT 1 FROM " + Table("trans_global") + " WHERE gid = 'locked' FOR UPDATE");
+
+  constexpr int kOps = 40;
+  std::vector<std::future<Status>> results;
+  for (int i = 0; i < kOps; ++i) {
+    auto p = std::make_shared<std::promise<Status>>();
+    results.push_back(p->get_future());
+    auto cb = [p](Status st) { p->set_value(std::move(st)); };
+    if (i == 10) {
+      auto t = Trans("bad-utf8");
+      t.global.custom_data = "\xff\xfe";
+      s->Create(t, cb);
+    } else if (i == 20) {
+      auto t = Trans("nul");
+      t.branches[0].url = std::string("a\0b", 3);
+      s->Create(t, cb);
+    } else if (i == 30) {
+      s->Update(TransUpdate{.gid = "locked", .new_status = GlobalStatus::kSucceed}, cb);
+    } else {
+      s->Create(Trans("ok" + std::to_string(i)), cb);
+    }
+  }
+  for (int i = 0; i < kOps; ++i) {
+    ASSERT_EQ(results[i].wait_for(kWait), std::future_status::ready);
+    Status st = results[i].get();
+    if (i == 10 || i == 20) {
+      EXPECT_EQ(st.code(), Code::kInvalidArgument) << i << ": " << st.ToString();
+    } else if (i == 30) {
+      EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+      EXPECT_NE(st.message().find("57014"), std::string::npos) << st.ToString();
+    } else {
+      EXPECT_TRUE(st.ok()) << i << ": " << st.ToString();
+    }
+  }
+  locker.Exec("ROLLBACK");
+  for (const char* gid : {"bad-utf8", "nul"}) {
+    auto r = Load(*s, gid);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r.value().has_value()) << gid;
+  }
+  EXPECT_EQ(MustLoadStatus(*s, "locked"), GlobalStatus::kSubmitted);
+  auto page = List(*s, {.limit = 100});
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->transactions.size(), static_cast<size_t>(kOps - 3 + 1));
+  // The update goes through once the lock is gone.
+  EXPECT_TRUE(Update(*s, TransUpdate{.gid = "locked", .new_status = GlobalStatus::kSucceed}).ok());
+  s->Close();
+}
+
+// The server kills the store's connections: while idle (the next write reconnects first and
+// succeeds), and in the middle of a stream of writes (each write either succeeds or fails with
+// kUnavailable; every acknowledged write is durable; writing resumes).
+TEST_F(PostgresStoreTest, ReconnectsAfterTerminateBackend) {
+  auto s = MustOpenPostgres(Options());
+  ASSERT_NE(s, nullptr);
+  const std::string writers = std::string(kPostgresWriterAppName) + schema_;
+  const std::string readers = std::string(kPostgresReaderAppName) + schema_;
+  ASSERT_TRUE(Create(*s, Trans("before")).ok());
+
+  EXPECT_EQ(admin_->Terminate(writers), 2);
+  EXPECT_EQ(admin_->Terminate(readers), 2);
+  Status after = Create(*s, Trans("after-idle"));
+  EXPECT_TRUE(after.ok()) << after.ToString();
+  auto loaded = Load(*s, "before");
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_TRUE(loaded.value().has_value());
+
+  // Kill the writers repeatedly under load.
+  std::atomic<bool> stop{false};
+  std::atomic<int> unexpected{0}, unavailable{0};
+  std::mutex mu;
+  std::vector<std::string> acknowledged;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; !stop.load(); ++i) {
+        std::string gid = "w" + std::to_string(c) + "-" + std::to_string(i);
+        Status st = Create(*s, Trans(gid));
+        if (st.ok()) {
+          std::lock_guard lock(mu);
+          acknowledged.push_back(gid);
+        } else if (st.code() == Code::kUnavailable) {
+          unavailable.fetch_add(1);
+          std::this_thread::sleep_for(5ms);
+        } else {
+          // Not even kAlreadyExists: each gid is written once, and a failed batch is not retried.
+          unexpected.fetch_add(1);
+          ADD_FAILURE() << st.ToString();
+        }
+      }
+    });
+  }
+  for (int k = 0; k < 5; ++k) {
+    std::this_thread::sleep_for(150ms);
+    std::string where = " FROM pg_stat_activity WHERE application_name = '" + writers + "'";
+    admin_->Exec("SELECT count(pg_terminate_backend(pid))" + where);
+  }
+  std::this_thread::sleep_for(300ms);
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  std::printf("[ reconnect ] %zu writes acknowledged, %d failed with UNAVAILABLE\n",
+              acknowledged.size(), unavailable.load());
+  EXPECT_GT(acknowledged.size(), 0u);
+  // Writing works again (bounded retries while the writers reconnect).
+  Status last;
+  for (int i = 0; i < 100; ++i) {
+    last = Create(*s, Trans("final" + std::to_string(i)));
+    if (last.ok()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(last.ok()) << last.ToString();
+  // Every acknowledged write is there.
+  int missing = 0;
+  for (const auto& gid : acknowledged) {
+    auto r = Load(*s, gid);
+    if (!r.ok() || !r.value().has_value()) ++missing;
+  }
+  EXPECT_EQ(missing, 0);
+  s->Close();
+}
+
+// The server goes away (every connection cut, new ones refused) and comes back: writes and reads
+// fail fast with kUnavailable while it is away — never hang — and work again once it is back.
+TEST_F(PostgresStoreTest, ServerDownFailsFastAndRecovers) {
+  int target_port = 0;
+  (void)PgConninfoVia(0, &target_port);  // only for the cluster's port
+  TcpProxy proxy(target_port);
+  PostgresOptions o = Options();
+  o.url = PgConninfoVia(proxy.port(), &target_port);
+  o.connect_timeout_ms = 2000;
+  auto s = MustOpenPostgres(o);
+  ASSERT_NE(s, nullptr);
+  ASSERT_TRUE(Create(*s, Trans("before")).ok());
+
+  proxy.Stop();
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) {
+    Status st = Create(*s, Trans("down" + std::to_string(i)));
+    EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+    auto r = Load(*s, "before");
+    EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  EXPECT_EQ(s->Stats().queued_writes, 0u);
+
+  proxy.Start();
+  Status last;
+  for (int i = 0; i < 200; ++i) {  // writers retry with backoff capped at 5 s
+    last = Create(*s, Trans("after"));
+    if (last.ok()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(last.ok()) << last.ToString();
+  Result<std::optional<core::TransSnapshot>> r = Status::Unavailable("not tried");
+  for (int i = 0; i < 200; ++i) {
+    r = Load(*s, "before");
+    if (r.ok()) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r.value().has_value());
+  for (int i = 0; i < 20; ++i) {
+    auto gone = Load(*s, "down" + std::to_string(i));
+    ASSERT_TRUE(gone.ok());
+    EXPECT_FALSE(gone.value().has_value());
+  }
+  s->Close();
+}
+
+TEST_F(PostgresStoreTest, ClaimDueUsesThePartialIndex) {
+  auto s = MustOpenPostgres(Options());
+  ASSERT_NE(s, nullptr);
+  ASSERT_EQ(CreateMany(*s, "p", 300), 300);
+  // Most of them finished, as in a long-running system.
+  for (int i = 0; i < 300; i += 1) {
+    if (i % 10 == 0) continue;
+    ASSERT_TRUE(Update(*s, TransUpdate{.gid = "p" + std::to_string(i),
+                                       .new_status = GlobalStatus::kSucceed,
+                                       .update_time_ms = 2})
+                    .ok());
+  }
+  admin_->Exec("ANALYZE " + Table("trans_global"));
+  // The due-rows subquery of ClaimDue (postgres_store.cc), with its plan read line by line.
+  PGconn* c = PQconnectdb(PgUrl().c_str());
+  std::string sql = "EXPLAIN SELECT id FROM " + Table("trans_global") +
+                    " WHERE status IN ('prepared', 'submitted', 'aborting') AND next_cron_time <= "
+                    "5000 ORDER BY next_cron_time, id LIMIT 10 FOR UPDATE SKIP LOCKED";
+  PGresult* r = PQexec(c, sql.c_str());
+  ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQresultErrorMessage(r);
+  std::string plan;
+  for (int i = 0; i < PQntuples(r); ++i) plan += std::string(PQgetvalue(r, i, 0)) + "\n";
+  PQclear(r);
+  PQfinish(c);
+  EXPECT_NE(plan.find("trans_global_due"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("Sort"), std::string::npos) << plan;
+  s->Close();
+}
+
+TEST_F(PostgresStoreTest, TimesAreStoredAsUtcEpochMilliseconds) {
+  auto s = MustOpenPostgres(Options());
+  ASSERT_NE(s, nullptr);
+  auto t = Trans("utc", GlobalStatus::kSubmitted, 1'700'000'020'001, 1'700'000'000'001);
+  ASSERT_TRUE(Create(*s, t).ok());
+  EXPECT_EQ(admin_->Exec("SET TIME ZONE 'Asia/Shanghai'; SELECT create_time FROM " +
+                         Table("trans_global") + " WHERE gid = 'utc'"),
+            "1700000000001");
+  EXPECT_EQ(admin_->Exec("SELECT data_type FROM information_schema.columns WHERE table_schema = '" +
+                         schema_ +
+                         "' AND table_name = 'trans_global' AND column_name = "
+                         "'next_cron_time'"),
+            "bigint");
+  s->Close();
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <random>
 #include <regex>
 #include <thread>
 
@@ -80,6 +81,25 @@ HttpResult HttpFetch(const std::string& method, const std::string& url, const st
 
 std::string DtxBinary() { return DTX_BINARY_PATH; }
 
+bool E2EOnPostgres() {
+  const char* v = std::getenv("DTX_E2E_STORE");
+  return v != nullptr && std::string(v) == "postgres";
+}
+
+std::string FreshPostgresStore() {
+  const char* url = std::getenv("DTX_TEST_PG_URL");
+  if (url == nullptr || *url == 0) return {};
+  std::random_device rd;
+  std::string base = url;
+  return base + (base.find('?') == std::string::npos ? "?" : "&") + "schema=e2e_" +
+         std::to_string(::getpid()) + "_" + std::to_string(rd() % 1000000);
+}
+
+std::string E2EStore(const std::string& dir) {
+  if (!E2EOnPostgres()) return dir + "/dtx.db";
+  return FreshPostgresStore();
+}
+
 std::string TempDir(const std::string& name) {
   static std::atomic<int> counter{0};
   auto dir = std::filesystem::temp_directory_path() /
@@ -97,9 +117,12 @@ ServerProcess::~ServerProcess() { Kill(); }
 
 bool ServerProcess::Start(std::chrono::milliseconds timeout) {
   static std::atomic<int> counter{0};
-  log_path_ = store_path_ + ".log" + std::to_string(counter.fetch_add(1));
-  std::vector<std::string> argv_s = {DtxBinary(),   "server",  "--listen",
-                                     "127.0.0.1:0", "--store", "sqlite:" + store_path_};
+  const bool postgres = store_path_.rfind("postgres", 0) == 0;
+  log_path_ = (postgres ? TempDir("pglog") + "/server" : store_path_) + ".log" +
+              std::to_string(counter.fetch_add(1));
+  std::vector<std::string> argv_s = {DtxBinary(), "server",
+                                     "--listen",  "127.0.0.1:0",
+                                     "--store",   postgres ? store_path_ : "sqlite:" + store_path_};
   for (const auto& a : args_) argv_s.push_back(a);
   int out_fd = ::open(log_path_.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
   if (out_fd < 0) return false;

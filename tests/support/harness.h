@@ -35,7 +35,8 @@ HttpResult HttpFetch(const std::string& method, const std::string& url,
 
 class ServerProcess {
  public:
-  // `args` are appended to `dtx server --listen 127.0.0.1:0 --store sqlite:<store_path>`.
+  // `args` are appended to `dtx server --listen 127.0.0.1:0 --store <store>`, where `store` is a
+  // SQLite file path (sqlite:<path>) or a postgres:// URL (passed verbatim).
   ServerProcess(std::string store_path, std::vector<std::string> args = {});
   ~ServerProcess();  // SIGKILL if still running
 
@@ -58,6 +59,14 @@ class ServerProcess {
   uint16_t port_ = 0;
   std::string log_path_;
 };
+
+// The store an end-to-end suite runs on: a SQLite file in `dir`, or — when DTX_E2E_STORE=postgres —
+// a fresh schema in the PostgreSQL of DTX_TEST_PG_URL. Empty when postgres is asked for but
+// DTX_TEST_PG_URL is not set (the suite should skip).
+std::string E2EStore(const std::string& dir);
+bool E2EOnPostgres();
+// A postgres:// URL with a fresh schema in DTX_TEST_PG_URL's database; empty if it is unset.
+std::string FreshPostgresStore();
 
 // Path of the dtx binary under test (set by CMake).
 std::string DtxBinary();

@@ -41,6 +41,16 @@ struct ServerFlags {
   std::string check_back_policy = "guarded";
 };
 
+// The store spec for logs: a postgres:// password is replaced by "***".
+std::string RedactStore(const std::string& spec) {
+  auto scheme = spec.find("://");
+  auto at = spec.find('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return spec;
+  auto colon = spec.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return spec;
+  return spec.substr(0, colon + 1) + "***" + spec.substr(at);
+}
+
 int64_t ToMs(double seconds) { return static_cast<int64_t>(seconds * 1000.0 + 0.5); }
 
 int RunServer(const ServerFlags& f) {
@@ -96,7 +106,7 @@ int RunServer(const ServerFlags& f) {
 
   auto store = store::OpenStore(f.store);
   if (!store.ok()) {
-    spdlog::error("cannot open store '{}': {}", f.store, store.status().ToString());
+    spdlog::error("cannot open store '{}': {}", RedactStore(f.store), store.status().ToString());
     return 1;
   }
   size_t threads = f.io_threads ? f.io_threads : std::max(1u, std::thread::hardware_concurrency());
@@ -130,7 +140,7 @@ int RunServer(const ServerFlags& f) {
   engine.Start();
   // The one ready line (tests wait for it and read the port from it).
   std::printf("dtx server ready: listening on %s:%u, store %s\n", server_options.host.c_str(),
-              static_cast<unsigned>(server.port()), f.store.c_str());
+              static_cast<unsigned>(server.port()), RedactStore(f.store).c_str());
   std::fflush(stdout);
 
   int sig = 0;

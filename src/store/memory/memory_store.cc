@@ -43,14 +43,11 @@ void MemoryStore::CountWriteLocked(const Status& s) {
 
 Status MemoryStore::CreateLocked(core::TransSnapshot& trans) {
   const std::string& gid = trans.global.gid;
-  if (by_gid_.contains(gid)) return Status::AlreadyExists("transaction " + gid + " already exists");
+  if (by_gid_.contains(gid)) return internal::TransExists(gid);
   // (branch_id, op) is unique within a gid; check before anything is assigned, so a refused Create
   // consumes no id (as SQLite's savepoint rollback also restores the AUTOINCREMENT sequence).
-  std::set<std::pair<std::string, std::string>> keys;
-  for (const auto& b : trans.branches) {
-    if (!keys.insert({b.branch_id, b.op}).second) {
-      return internal::BranchExists(gid, b.branch_id, b.op);
-    }
+  if (const core::BranchRow* dup = internal::FindDuplicateBranch(trans.branches)) {
+    return internal::BranchExists(gid, dup->branch_id, dup->op);
   }
   trans.global.id = next_trans_id_++;
   for (auto& b : trans.branches) {

@@ -269,34 +269,22 @@ Result<Db> OpenDb(const std::string& path, int flags, int busy_timeout_ms) {
 // ---------------------------------------------------------------------------------------------------
 // Row decoding.
 
-Status Corrupt(const std::string& what) {
-  return Status::Internal("corrupt row in dtx database: " + what);
-}
+Status Corrupt(const std::string& what) { return internal::CorruptRow(what); }
 
 Result<core::GlobalTrans> ReadGlobal(const Use& q) {
   core::GlobalTrans g;
   g.id = q.ColInt(0);
   g.gid = q.ColText(1);
-  std::string type = q.ColText(2);
-  std::string status = q.ColText(3);
-  auto t = core::ParseTransType(type);
-  if (!t) return Corrupt("trans_type '" + type + "' of " + g.gid);
-  auto st = core::ParseGlobalStatus(status);
-  if (!st) return Corrupt("status '" + status + "' of " + g.gid);
-  g.trans_type = *t;
-  g.status = *st;
+  if (Status s = internal::DecodeGlobalColumns(q.ColText(2), q.ColText(3), q.ColText(10), &g);
+      !s.ok()) {
+    return s;
+  }
   g.protocol = q.ColText(4);
   g.query_prepared = q.ColText(5);
   g.custom_data = q.ColText(6);
   g.rollback_reason = q.ColText(7);
   g.result = q.ColText(8);
   g.owner = q.ColText(9);
-  std::string options = q.ColText(10);
-  if (!options.empty()) {
-    auto o = core::DecodeOptionsJson(options);
-    if (!o.ok()) return Corrupt("options of " + g.gid + ": " + o.status().message());
-    g.options = std::move(o).value();
-  }
   g.create_time_ms = q.ColInt(11);
   g.update_time_ms = q.ColInt(12);
   g.finish_time_ms = q.ColInt(13);
@@ -315,10 +303,7 @@ Result<core::BranchRow> ReadBranch(const Use& q) {
   b.bin_data = q.ColBlob(3);
   b.branch_id = q.ColText(4);
   b.op = q.ColText(5);
-  std::string status = q.ColText(6);
-  auto st = core::ParseBranchStatus(status);
-  if (!st) return Corrupt("branch status '" + status + "' of " + b.gid);
-  b.status = *st;
+  if (Status s = internal::DecodeBranchStatus(q.ColText(6), &b); !s.ok()) return s;
   b.create_time_ms = q.ColInt(7);
   b.update_time_ms = q.ColInt(8);
   b.finish_time_ms = q.ColInt(9);
@@ -558,8 +543,7 @@ Status WriterConn::Create(const core::TransSnapshot& t) {
         .Int(16, g.next_cron_time_ms)
         .Int(17, g.retry_count);
     int rc = q.Step();
-    if (IsUniqueViolation(rc))
-      return Status::AlreadyExists("transaction " + g.gid + " already exists");
+    if (IsUniqueViolation(rc)) return internal::TransExists(g.gid);
     if (rc != SQLITE_DONE) return SqlError(db(), rc, "insert transaction");
   }
   for (const auto& b : t.branches) {

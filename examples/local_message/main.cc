@@ -1,0 +1,318 @@
+// local-message-example: seed 000 §1.1 (本地消息表, the local message table) on dtx messages.
+//
+//   local-message-example serve --service order|stock --db URL --dtx URL --peer-url URL [--port P]
+//       runs system A (order) or B (stock) until SIGTERM/SIGINT; prints
+//       "local-message-example ready: service NAME listening on HOST:PORT" when it serves.
+//   local-message-example demo --dtx URL [--data-dir DIR]
+//       starts both systems as child processes, places three orders (reserved; out of stock ->
+//       compensation message back to A; invalid -> no message), checks the outcome, exits 0 if it
+//       is the expected one.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dtx/client.h"
+#include "dtx/participant.h"
+#include "examples/local_message/services.h"
+#include "examples/msg_ebay/demo_support.h"
+
+namespace local_message {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+using msg_examples::Checker;
+using msg_examples::Children;
+
+constexpr const char* kReadyPrefix = "local-message-example ready: ";
+
+struct ServeFlags {
+  std::string service;
+  std::string host = "127.0.0.1";
+  int port = 0;
+  std::string db;
+  std::string dtx;
+  std::string peer_url;
+  int64_t retry_interval_s = 0;
+  size_t workers = 8;
+};
+
+int RunServe(const ServeFlags& f) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  dtx::ParticipantOptions options;
+  options.host = f.host;
+  options.port = static_cast<uint16_t>(f.port);
+  options.worker_threads = f.workers;
+  dtx::ParticipantServer server(options);
+  const Endpoints endpoints{f.dtx, f.peer_url, f.retry_interval_s};
+  std::unique_ptr<OrderService> order;
+  std::unique_ptr<StockService> stock;
+  if (f.service == "order") {
+    auto s = OrderService::Open(f.db, endpoints);
+    if (!s.ok()) {
+      std::fprintf(stderr, "serve: %s\n", s.status().ToString().c_str());
+      return 1;
+    }
+    order = std::move(*s);
+    order->Register(server);
+  } else {
+    auto s = StockService::Open(f.db, endpoints);
+    if (!s.ok()) {
+      std::fprintf(stderr, "serve: %s\n", s.status().ToString().c_str());
+      return 1;
+    }
+    stock = std::move(*s);
+    stock->Register(server);
+  }
+  if (dtx::Status s = server.Start(); !s.ok()) {
+    std::fprintf(stderr, "serve: cannot listen on %s:%d: %s\n", f.host.c_str(), f.port,
+                 s.ToString().c_str());
+    return 1;
+  }
+  if (order) order->SetSelfUrl(server.base_url());
+  if (stock) stock->SetSelfUrl(server.base_url());
+  std::printf("%sservice %s listening on %s:%u\n", kReadyPrefix, f.service.c_str(), f.host.c_str(),
+              static_cast<unsigned>(server.port()));
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  server.Stop();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// demo
+
+struct DemoFlags {
+  std::string dtx;
+  std::string data_dir;
+  int wait_s = 60;
+};
+
+std::string Describe(const dtx::Result<msg_examples::HttpAnswer>& a) {
+  return a.ok() ? std::to_string(a->status) + " " + a->body : a.status().ToString();
+}
+std::string GidOf(const dtx::Result<msg_examples::HttpAnswer>& a) {
+  if (!a.ok()) return {};
+  json::error_code ec;
+  json::value v = json::parse(a->body, ec);
+  if (ec || !v.is_object()) return {};
+  const json::value* g = v.as_object().if_contains("gid");
+  return g && g->is_string() ? std::string(g->as_string()) : std::string();
+}
+std::string Text(const json::object& row, const char* column) {
+  const json::value* v = row.if_contains(column);
+  return v && v->is_string() ? std::string(v->as_string()) : std::string("<none>");
+}
+void PrintTransaction(const char* what, const dtx::Result<dtx::TransactionInfo>& t) {
+  if (!t.ok()) {
+    std::printf("  %s: %s\n", what, t.status().ToString().c_str());
+    return;
+  }
+  std::printf("  %s %s: %s\n", what, t->gid.c_str(), t->status.c_str());
+  for (const dtx::BranchInfo& b : t->branches) {
+    std::printf("    branch %s %-6s %-8s %s\n", b.branch_id.c_str(), b.op.c_str(), b.status.c_str(),
+                b.url.c_str());
+  }
+}
+
+int RunDemo(const DemoFlags& f) {
+  namespace fs = std::filesystem;
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::string dir = f.data_dir;
+  if (dir.empty()) {
+    char tmpl[] = "/tmp/local-message-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      std::fprintf(stderr, "demo: mkdtemp failed\n");
+      return 1;
+    }
+    dir = tmpl;
+  }
+  fs::create_directories(dir);
+  for (const char* name : {"orders.db", "orders.db-wal", "orders.db-shm", "stock.db",
+                           "stock.db-wal", "stock.db-shm"}) {
+    std::error_code ec;
+    fs::remove(fs::path(dir) / name, ec);  // the demo owns these files: start from scratch
+  }
+  std::printf("== local message table demo (seed 000 §1.1), coordinator %s, data in %s\n",
+              f.dtx.c_str(), dir.c_str());
+
+  // B first: A sends its messages to B. B needs no address of A: every message carries reply_to.
+  Children children;
+  auto stock_line =
+      children.Spawn({"serve", "--service", "stock", "--db", "sqlite:" + dir + "/stock.db", "--dtx",
+                      f.dtx, "--retry-interval", "1"},
+                     kReadyPrefix);
+  if (!stock_line.ok()) {
+    std::fprintf(stderr, "demo: %s\n", stock_line.status().ToString().c_str());
+    return 1;
+  }
+  const std::string stock_url =
+      "http://127.0.0.1:" + std::to_string(*msg_examples::PortOfReadyLine(*stock_line));
+  auto order_line =
+      children.Spawn({"serve", "--service", "order", "--db", "sqlite:" + dir + "/orders.db",
+                      "--dtx", f.dtx, "--peer-url", stock_url, "--retry-interval", "1"},
+                     kReadyPrefix);
+  if (!order_line.ok()) {
+    std::fprintf(stderr, "demo: %s\n", order_line.status().ToString().c_str());
+    return 1;
+  }
+  const std::string order_url =
+      "http://127.0.0.1:" + std::to_string(*msg_examples::PortOfReadyLine(*order_line));
+  std::printf("  system A (orders) %s, db %s/orders.db\n  system B (stock)  %s, db %s/stock.db\n",
+              order_url.c_str(), dir.c_str(), stock_url.c_str(), dir.c_str());
+
+  dtx::Client client(f.dtx);
+  auto place = [&](const Order& o) {
+    return msg_examples::HttpCall("POST", order_url + "/order", EncodeOrder(o), 30s);
+  };
+
+  // 1. Enough stock: A commits the order and its message; B takes the message and reserves.
+  std::printf("\n== 1. order o1: 2 widgets (5 in stock)\n");
+  auto r1 = place({"o1", "widget", 2, ""});
+  std::printf("  A: POST /order -> %s\n", Describe(r1).c_str());
+  const std::string gid1 = GidOf(r1);
+  auto m1 = gid1.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
+                         : client.WaitFinal(gid1, std::chrono::seconds(f.wait_s));
+  PrintTransaction("message A->B", m1);
+
+  // 2. Not enough stock: B cannot apply the message (a business failure, not a temporary error),
+  // records it as rejected and sends a compensation message back to A, which cancels the order.
+  std::printf("\n== 2. order o2: 10 widgets (3 left): B rejects it and compensates A\n");
+  auto r2 = place({"o2", "widget", 10, ""});
+  std::printf("  A: POST /order -> %s\n", Describe(r2).c_str());
+  const std::string gid2 = GidOf(r2);
+  auto m2 = gid2.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
+                         : client.WaitFinal(gid2, std::chrono::seconds(f.wait_s));
+  PrintTransaction("message A->B", m2);
+  std::string comp_gid;
+  if (auto b = msg_examples::FetchJson(stock_url + "/state"); b.ok()) {
+    auto rows = msg_examples::RowsWhere(*b, "message_applied", "msg_id", gid2 + "/01");
+    if (!rows.empty()) comp_gid = Text(rows[0], "compensation_gid");
+  }
+  auto mc = comp_gid.empty() || comp_gid == "<none>"
+                ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no compensation"))
+                : client.WaitFinal(comp_gid, std::chrono::seconds(f.wait_s));
+  PrintTransaction("compensation B->A", mc);
+
+  // 3. A's own local transaction fails (qty 0 violates a CHECK): no message at all.
+  std::printf("\n== 3. order o3: 0 widgets: A's local transaction fails\n");
+  auto r3 = place({"o3", "widget", 0, ""});
+  std::printf("  A: POST /order -> %s\n", Describe(r3).c_str());
+  const std::string gid3 = GidOf(r3);
+  auto m3 = gid3.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
+                         : client.WaitFinal(gid3, std::chrono::seconds(f.wait_s));
+  PrintTransaction("message A->B", m3);
+
+  std::printf("\n== databases\n");
+  auto a = msg_examples::FetchJson(order_url + "/state");
+  auto b = msg_examples::FetchJson(stock_url + "/state");
+  if (!a.ok() || !b.ok()) {
+    std::fprintf(stderr, "demo: cannot read the systems' state\n");
+    return 1;
+  }
+  msg_examples::PrintState("system A (orders)", *a);
+  msg_examples::PrintState("system B (stock)", *b);
+
+  std::printf("\n== checks\n");
+  Checker k;
+  auto order_row = [&](const std::string& id) {
+    auto rows = msg_examples::RowsWhere(*a, "orders", "order_id", id);
+    return rows.empty() ? json::object() : rows[0];
+  };
+  auto b_row = [&](const std::string& gid) {
+    auto rows = msg_examples::RowsWhere(*b, "message_applied", "msg_id", gid + "/01");
+    return rows.empty() ? json::object() : rows[0];
+  };
+  auto widgets = msg_examples::RowsWhere(*b, "stock", "item", "widget");
+  k.Expect(r1.ok() && r1->status == 200 && m1.ok() && m1->status == "succeed",
+           "1. A committed o1 with its message; delivered (succeed)");
+  k.Expect(Text(order_row("o1"), "status") == "placed", "1. o1 is placed");
+  k.Expect(!msg_examples::RowsWhere(*b, "reservations", "order_id", "o1").empty() &&
+               Text(b_row(gid1), "outcome") == "reserved",
+           "1. B took the message once and reserved 2 widgets");
+  k.Expect(!widgets.empty() && Text(widgets[0], "available") == "3", "widget stock 5 -> 3");
+  k.Expect(r2.ok() && r2->status == 200 && m2.ok() && m2->status == "succeed",
+           "2. A committed o2 with its message; delivered (B took it)");
+  k.Expect(Text(b_row(gid2), "outcome") == "rejected" && mc.ok() && mc->status == "succeed",
+           "2. B recorded the rejection and its compensation message was delivered");
+  k.Expect(Text(order_row("o2"), "status") == "cancelled" &&
+               Text(order_row("o2"), "reason").find("out of stock") != std::string::npos,
+           "2. A cancelled o2: " + Text(order_row("o2"), "reason"));
+  k.Expect(msg_examples::RowsWhere(*b, "reservations", "order_id", "o2").empty(),
+           "2. nothing reserved for o2");
+  k.Expect(!msg_examples::RowsWhere(*a, "message_applied", "msg_id", comp_gid + "/01").empty(),
+           "2. A applied the compensation once (its message_applied)");
+  k.Expect(r3.ok() && r3->status == 409 && m3.ok() && m3->status == "failed",
+           "3. A's local transaction failed: message aborted");
+  k.Expect(order_row("o3").empty() && b_row(gid3).empty(), "3. no o3 in A, nothing reached B");
+  if (k.failures() == 0) {
+    std::printf(
+        "\nDEMO OK: the order and its message committed together; B's business failure "
+        "came back to A as a compensation message.\n");
+    return 0;
+  }
+  std::printf("\nDEMO FAILED: %d check(s) wrong\n", k.failures());
+  return 1;
+}
+
+}  // namespace
+}  // namespace local_message
+
+int main(int argc, char** argv) {
+  CLI::App app{"local-message-example: the local message table (seed 000 §1.1) on dtx"};
+  app.require_subcommand(1);
+
+  local_message::ServeFlags serve;
+  CLI::App* serve_cmd = app.add_subcommand("serve", "run system A (order) or B (stock)");
+  serve_cmd->add_option("--service", serve.service, "order (A) or stock (B)")
+      ->required()
+      ->check(CLI::IsMember({"order", "stock"}));
+  serve_cmd->add_option("--db", serve.db, "sqlite:PATH or postgres://...")->required();
+  serve_cmd->add_option("--dtx", serve.dtx, "coordinator API URL")->required();
+  serve_cmd->add_option("--peer-url", serve.peer_url, "order: base URL of the stock service");
+  serve_cmd->add_option("--retry-interval", serve.retry_interval_s,
+                        "retry_interval of the messages sent, s (0 = coordinator default)");
+  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
+  serve_cmd->add_option("--port", serve.port, "port (0 = any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  serve_cmd->add_option("--workers", serve.workers, "handler threads")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+
+  local_message::DemoFlags demo;
+  CLI::App* demo_cmd = app.add_subcommand("demo", "start both systems and place three orders");
+  demo_cmd
+      ->add_option("--dtx", demo.dtx, "coordinator API URL, e.g. http://127.0.0.1:36789/api/dtmsvr")
+      ->required();
+  demo_cmd->add_option("--data-dir", demo.data_dir,
+                       "directory of the SQLite databases (default: a new /tmp directory)");
+  demo_cmd->add_option("--wait", demo.wait_s, "how long to wait for each message, s")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  if (serve_cmd->parsed()) {
+    if (serve.service == "order" && serve.peer_url.empty()) {
+      std::fprintf(stderr, "serve: the order service needs --peer-url\n");
+      return 2;
+    }
+    return local_message::RunServe(serve);
+  }
+  return local_message::RunDemo(demo);
+}

@@ -1,0 +1,69 @@
+// What the message examples' `demo` subcommands share: child processes of the example's own binary
+// with a ready line, a blocking HTTP call, and a checker that prints [ok]/[WRONG] lines.
+//
+// Thread-safety: none; a demo drives everything from its main thread. How it fails: Status values;
+// children are stopped (SIGTERM, then SIGKILL after 5 s) when the Children object goes, and die
+// with the demo (PR_SET_PDEATHSIG) if it is killed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace msg_examples {
+
+class Children {
+ public:
+  ~Children() { StopAll(); }
+
+  // Runs this executable with `args`, stdout on a pipe, and waits (bounded) for a line starting
+  // with `ready_prefix`; returns that line without the prefix. Other output goes to stderr.
+  dtx::Result<std::string> Spawn(const std::vector<std::string>& args,
+                                 const std::string& ready_prefix,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  // Runs this executable with `args` to completion (bounded) and returns its wait status.
+  dtx::Result<int> Run(const std::vector<std::string>& args,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // SIGTERM to every child, bounded wait, SIGKILL for those still running.
+  void StopAll();
+
+ private:
+  std::vector<pid_t> children_;
+};
+
+// The port at the end of a ready line "... listening on HOST:PORT".
+dtx::Result<uint16_t> PortOfReadyLine(const std::string& line);
+
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+};
+// One blocking HTTP exchange (dtx's internal client on a private io_context).
+dtx::Result<HttpAnswer> HttpCall(const std::string& method, const std::string& url,
+                                 const std::string& body = {},
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// GET url, expecting 200 with a JSON object.
+dtx::Result<boost::json::object> FetchJson(const std::string& url);
+
+// Rows of table `table` in a /state dump whose column `key` equals `value`.
+std::vector<boost::json::object> RowsWhere(const boost::json::object& state, const char* table,
+                                           const char* key, const std::string& value);
+int64_t IntOf(const boost::json::object& row, const char* column);  // -1 when absent
+void PrintState(const std::string& title, const boost::json::object& state);
+
+class Checker {
+ public:
+  void Expect(bool ok, const std::string& what);
+  int failures() const { return failures_; }
+
+ private:
+  int failures_ = 0;
+};
+
+}  // namespace msg_examples
