@@ -377,6 +377,190 @@ TEST_F(ModesE2E, Msg10Delay) {
   EXPECT_GE(calls[0].start - t0, milliseconds(950)) << "no action before the delay";
 }
 
+// Topics (PROTOCOL.md §2.3, §6 API-15): subscribe creates the topic; errors keep DTM's messages;
+// scanKV/queryKV show v as a JSON string and the version grows with every change.
+TEST_F(ModesE2E, Api15TopicsSubscribeUnsubscribeDeleteAndKv) {
+  const std::string topic = Name();
+  auto sub = [&](const std::string& t, const std::string& url, const std::string& remark = "") {
+    return HttpFetch("GET",
+                     server_->Api("subscribe?topic=" + t + "&url=" + url + "&remark=" + remark));
+  };
+  auto unsub = [&](const std::string& t, const std::string& url) {
+    return HttpFetch("GET", server_->Api("unsubscribe?topic=" + t + "&url=" + url));
+  };
+  auto message = [](const HttpResult& r) {
+    boost::system::error_code ec;
+    json::value v = json::parse(r.body, ec);
+    if (ec || !v.is_object() || !v.get_object().contains("message")) return std::string();
+    return json::value_to<std::string>(v.get_object().at("message"));
+  };
+  auto r = sub(topic, "http://h1/a", "first");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"dtm_result":"SUCCESS"})");
+  ASSERT_EQ(sub(topic, "http://h2/b").status, 200);
+  r = sub(topic, "http://h1/a");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(message(r), "this url exists");
+  r = sub("", "http://h1/a");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(message(r), "empty topic");
+  r = sub(topic, "");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(message(r), "empty url");
+  r = unsub(topic + "-none", "http://h1/a");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(message(r), "no such a topic");
+  r = unsub(topic, "http://h9/z");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(message(r), "no such an url");
+  r = HttpFetch("DELETE", server_->Api("topic/" + topic + "-none"));
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(message(r), "storage: NotFound");
+
+  // queryKV: v is a JSON string; two subscribes -> version 2.
+  r = HttpFetch("GET", server_->Api("queryKV?cat=topics&key=" + topic));
+  ASSERT_EQ(r.status, 200) << r.body;
+  json::object q = json::parse(r.body).as_object();
+  ASSERT_EQ(q.at("kv").as_array().size(), 1u);
+  json::object kv = q.at("kv").as_array()[0].as_object();
+  EXPECT_EQ(json::value_to<std::string>(kv.at("cat")), "topics");
+  EXPECT_EQ(json::value_to<std::string>(kv.at("k")), topic);
+  EXPECT_EQ(json::value_to<std::string>(kv.at("v")),
+            R"([{"url":"http://h1/a","remark":"first"},{"url":"http://h2/b","remark":""}])");
+  EXPECT_EQ(kv.at("version").as_int64(), 2);
+  for (const char* key : {"id", "create_time", "update_time"}) EXPECT_TRUE(kv.contains(key)) << key;
+  EXPECT_NE(json::value_to<std::string>(kv.at("create_time")).find('Z'), std::string::npos);
+  EXPECT_FALSE(q.contains("next_position"));
+  r = HttpFetch("GET", server_->Api("queryKV?cat=topics&key=" + topic + "-none"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"kv":[]})");
+
+  // unsubscribe -> version 3; the topic stays (empty list) until deleted.
+  ASSERT_EQ(unsub(topic, "http://h1/a").status, 200);
+  ASSERT_EQ(unsub(topic, "http://h2/b").status, 200);
+  r = HttpFetch("GET", server_->Api("scanKV?cat=topics&limit=1000"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  json::object scan = json::parse(r.body).as_object();
+  EXPECT_EQ(json::value_to<std::string>(scan.at("next_position")), "");
+  bool found = false;
+  for (const auto& e : scan.at("kv").as_array()) {
+    if (json::value_to<std::string>(e.at("k")) != topic) continue;
+    found = true;
+    EXPECT_EQ(json::value_to<std::string>(e.at("v")), "[]");
+    EXPECT_EQ(e.at("version").as_int64(), 4);
+  }
+  EXPECT_TRUE(found) << r.body;
+  // scanKV pages with the cursor rules of `all`.
+  ASSERT_EQ(sub(topic + "-p1", "http://h1/a").status, 200);
+  ASSERT_EQ(sub(topic + "-p2", "http://h1/a").status, 200);
+  r = HttpFetch("GET", server_->Api("scanKV?cat=topics&limit=1"));
+  ASSERT_EQ(r.status, 200);
+  scan = json::parse(r.body).as_object();
+  ASSERT_EQ(scan.at("kv").as_array().size(), 1u);
+  EXPECT_EQ(json::value_to<std::string>(scan.at("kv").as_array()[0].at("k")), topic + "-p2");
+  std::string next = json::value_to<std::string>(scan.at("next_position"));
+  ASSERT_FALSE(next.empty());
+  r = HttpFetch("GET", server_->Api("scanKV?cat=topics&limit=1&position=" + next));
+  scan = json::parse(r.body).as_object();
+  EXPECT_EQ(json::value_to<std::string>(scan.at("kv").as_array()[0].at("k")), topic + "-p1");
+
+  r = HttpFetch("DELETE", server_->Api("topic/" + topic));
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = HttpFetch("GET", server_->Api("queryKV?cat=topics&key=" + topic));
+  EXPECT_EQ(r.body, R"({"kv":[]})");
+  r = unsub(topic, "http://h1/a");
+  EXPECT_EQ(message(r), "no such a topic");
+}
+
+// MSG-09: a topic:// action is expanded at creation into one row per current subscriber.
+TEST_F(ModesE2E, Msg09TopicExpandsIntoOneBranchPerSubscriber) {
+  const std::string two = Name() + "-two", one = Name() + "-one";
+  auto sub = [&](const std::string& t, const std::string& url) {
+    return HttpFetch("GET", server_->Api("subscribe?topic=" + t + "&url=" + url)).status;
+  };
+  ASSERT_EQ(sub(two, U("/s1")), 200);
+  ASSERT_EQ(sub(two, U("/s2")), 200);
+  ASSERT_EQ(sub(one, U("/only")), 200);
+
+  std::string gid = Gid();
+  auto r = Post("submit", MsgBody(gid, {"topic://" + two, U("/after")}, {{"wait_result", true}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  TransView v = WaitStatus(*server_, gid, {"succeed"}, milliseconds(8000));
+  ASSERT_EQ(v.status, "succeed");
+  std::vector<std::string> ids;
+  for (const auto& b : v.raw.at("branches").as_array()) {
+    ids.push_back(json::value_to<std::string>(b.at("branch_id")));
+  }
+  EXPECT_EQ(ids, (Statuses{"01-01", "01-02", "02"}));
+  EXPECT_EQ(busi_->CallCount(P("/s1")), 1u);
+  EXPECT_EQ(busi_->CallCount(P("/s2")), 1u);
+  auto calls = busi_->CallsFor(gid);
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0].query["branch_id"], "01-01");
+  EXPECT_EQ(calls[1].query["branch_id"], "01-02");
+  EXPECT_EQ(calls[0].body, "{\"n\":1}");
+
+  // One subscriber -> plain 01; also through prepare + submit.
+  std::string gid1 = Gid();
+  ASSERT_EQ(
+      Post("prepare", MsgBody(gid1, {"topic://" + one}, {{"query_prepared", U("/qp")}})).status,
+      200);
+  r = Post("submit", MsgBody(gid1, {"topic://" + one}, {{"wait_result", true}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  v = WaitStatus(*server_, gid1, {"succeed"}, milliseconds(8000));
+  ASSERT_EQ(v.status, "succeed");
+  ASSERT_EQ(v.raw.at("branches").as_array().size(), 1u);
+  EXPECT_EQ(json::value_to<std::string>(v.raw.at("branches").as_array()[0].at("branch_id")), "01");
+  EXPECT_EQ(busi_->CallCount(P("/only")), 1u);
+
+  // Unknown topic (or one without subscribers): 400 topic not found, nothing stored.
+  for (const std::string& t : {Name() + "-unknown", std::string()}) {
+    std::string bad = Gid();
+    r = Post("submit", MsgBody(bad, {U("/a"), "topic://" + t}));
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_NE(r.body.find("topic not found"), std::string::npos) << r.body;
+    EXPECT_FALSE(QueryTrans(*server_, bad).found);
+    r = Post("prepare", MsgBody(bad, {"topic://" + t}, {{"query_prepared", U("/qp")}}));
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_FALSE(QueryTrans(*server_, bad).found);
+  }
+}
+
+// §5 #17: a subscription change applies to messages created after it, not to earlier ones.
+TEST_F(ModesE2E, TopicChangeAffectsOnlyLaterMessages) {
+  const std::string topic = Name();
+  auto get = [&](const std::string& op) { return HttpFetch("GET", server_->Api(op)).status; };
+  ASSERT_EQ(get("subscribe?topic=" + topic + "&url=" + U("/old")), 200);
+  // Created (prepared) before the change: keeps its one row to /old.
+  std::string before = Gid();
+  ASSERT_EQ(
+      Post("prepare", MsgBody(before, {"topic://" + topic}, {{"query_prepared", U("/qp")}})).status,
+      200);
+  ASSERT_EQ(get("subscribe?topic=" + topic + "&url=" + U("/new")), 200);
+  ASSERT_EQ(get("unsubscribe?topic=" + topic + "&url=" + U("/old")), 200);
+  auto r = Post("submit", MsgBody(before, {"topic://" + topic}, {{"wait_result", true}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(WaitStatus(*server_, before, {"succeed"}, milliseconds(8000)).status, "succeed");
+  EXPECT_EQ(busi_->CallCount(P("/old")), 1u);
+  EXPECT_EQ(busi_->CallCount(P("/new")), 0u);
+  // Created after: goes to /new only.
+  std::string after = Gid();
+  r = Post("submit", MsgBody(after, {"topic://" + topic}, {{"wait_result", true}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(WaitStatus(*server_, after, {"succeed"}, milliseconds(8000)).status, "succeed");
+  EXPECT_EQ(busi_->CallCount(P("/old")), 1u);
+  EXPECT_EQ(busi_->CallCount(P("/new")), 1u);
+  // The prepared msg's submit still works once the topic has no subscriber at all.
+  std::string prepared = Gid();
+  ASSERT_EQ(Post("prepare", MsgBody(prepared, {"topic://" + topic}, {{"query_prepared", U("/qp")}}))
+                .status,
+            200);
+  ASSERT_EQ(get("unsubscribe?topic=" + topic + "&url=" + U("/new")), 200);
+  r = Post("submit", MsgBody(prepared, {"topic://" + topic}, {{"wait_result", true}}));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(busi_->CallCount(P("/new")), 2u);
+}
+
 TEST(AlertsE2E, Call06WebhookFiresFromTheRetryLimitAndAFailingWebhookIsIgnored) {
   Busi busi;
   busi.SetDefault("/alert", BusiAnswer{500, "webhook down", 0});  // a failing webhook

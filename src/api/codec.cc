@@ -738,6 +738,27 @@ std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot) {
   return Serialize(o);
 }
 
+std::string EncodeKvAnswer(const std::vector<store::KvRow>& rows,
+                           const std::string* next_position) {
+  json::array kv;
+  kv.reserve(rows.size());
+  for (const store::KvRow& r : rows) {
+    json::object o;
+    o.emplace("id", r.id);
+    o.emplace("create_time", Time(r.create_time_ms));
+    o.emplace("update_time", Time(r.update_time_ms));
+    o.emplace("cat", r.cat);
+    o.emplace("k", r.k);
+    o.emplace("v", r.v);
+    o.emplace("version", r.version);
+    kv.emplace_back(std::move(o));
+  }
+  json::object o;
+  o.emplace("kv", std::move(kv));
+  if (next_position != nullptr) o.emplace("next_position", *next_position);
+  return Serialize(o);
+}
+
 std::string EncodeAllAnswer(const std::vector<core::GlobalTrans>& list,
                             std::string_view next_position) {
   json::array transactions;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "store/store.h"
 #include "util/status.h"
 
 namespace dtx::api {
@@ -84,6 +85,9 @@ std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot);
 // {"transactions":[...],"next_position":"..."}
 std::string EncodeAllAnswer(const std::vector<core::GlobalTrans>& list,
                             std::string_view next_position);
+// scanKV / queryKV: {"kv":[{"id","create_time","update_time","cat","k","v","version"},...]} plus
+// "next_position" when `next_position` is non-null (scanKV).
+std::string EncodeKvAnswer(const std::vector<store::KvRow>& rows, const std::string* next_position);
 
 // The envelope of §2.1.
 std::string SuccessBody();                          // {"dtm_result":"SUCCESS"}

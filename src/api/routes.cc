@@ -6,6 +6,7 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
+#include <map>
 #include <random>
 
 #include "api/codec.h"
@@ -197,7 +198,12 @@ Status ValidateMsgCustomData(const std::string& custom_data) {
   return Status::Ok();
 }
 
-Result<core::TransSnapshot> BuildMsg(const TransRequest& req) {
+// The subscribers of every topic named by a topic:// action of a request, read from the store.
+using TopicMap = std::map<std::string, std::vector<engine::Engine::Subscriber>>;
+
+constexpr std::string_view kTopicScheme = "topic://";
+
+Result<core::TransSnapshot> BuildMsg(const TransRequest& req, const TopicMap& topics) {
   const size_t n = req.steps.size();
   if (req.payloads && req.payloads->size() < n) {
     return Status::InvalidArgument(
@@ -221,15 +227,38 @@ Result<core::TransSnapshot> BuildMsg(const TransRequest& req) {
   g.options.wait_result = false;
   for (size_t i = 0; i < n; ++i) {
     const StepSpec& step = req.steps[i];
-    if (step.action.rfind("topic://", 0) == 0) {
-      return Status::Unimplemented("topics (topic:// actions) are not supported yet");
+    std::string payload =
+        req.payloads ? (*req.payloads)[i] : (step.data ? *step.data : std::string());
+    const std::string id = fmt::format("{:02d}", i + 1);
+    if (step.action.starts_with(kTopicScheme)) {
+      // Expanded now, at creation, into one row per current subscriber (§1.9): 01-01, 01-02, ...
+      // for two or more, plain 01 for exactly one.
+      auto it = topics.find(step.action.substr(kTopicScheme.size()));
+      if (it == topics.end() || it->second.empty()) {
+        return Status::InvalidArgument("topic not found");
+      }
+      const auto& subs = it->second;
+      for (size_t j = 0; j < subs.size(); ++j) {
+        if (Status s = ValidateUrl(fmt::format("steps[{}].action ({}) subscriber", i, step.action),
+                                   subs[j].url);
+            !s.ok()) {
+          return s;
+        }
+        core::BranchRow row;
+        row.branch_id = subs.size() == 1 ? id : fmt::format("{}-{:02d}", id, j + 1);
+        row.op = "action";
+        row.url = subs[j].url;
+        row.bin_data = payload;
+        snap.branches.push_back(std::move(row));
+      }
+      continue;
     }
     if (Status s = ValidateUrl(fmt::format("steps[{}].action", i), step.action); !s.ok()) return s;
     core::BranchRow row;
-    row.branch_id = fmt::format("{:02d}", i + 1);
+    row.branch_id = id;
     row.op = "action";
     row.url = step.action;
-    row.bin_data = req.payloads ? (*req.payloads)[i] : (step.data ? *step.data : std::string());
+    row.bin_data = std::move(payload);
     snap.branches.push_back(std::move(row));
   }
   return snap;
@@ -409,16 +438,62 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
         200, json::serialize(json::object{{"has_remaining", *r == limit}, {"succeed_count", *r}}));
   }
 
-  // The remaining routes take a JSON body.
-  static constexpr std::string_view kLater[] = {"prepareWorkflow", "subscribe", "unsubscribe",
-                                                "scanKV", "queryKV"};
-  for (std::string_view later : kLater) {
-    if (api == later) {
-      co_return ErrorResponse(Status::Unimplemented(fmt::format("{} is not supported yet", api)));
+  if (api == "subscribe" || api == "unsubscribe") {
+    if (!is_get) co_return method_not_allowed();
+    std::string topic = QueryOr(req, "topic");
+    std::string url = QueryOr(req, "url");
+    std::string remark = QueryOr(req, "remark");
+    Status s = Status::Ok();
+    if (api == "subscribe") {
+      s = co_await engine_.Subscribe(std::move(topic), std::move(url), std::move(remark));
+    } else {
+      s = co_await engine_.Unsubscribe(std::move(topic), std::move(url));
     }
+    co_return s.ok() ? Ok() : ErrorResponse(s);
   }
   if (api.rfind("topic/", 0) == 0) {
-    co_return ErrorResponse(Status::Unimplemented("topics are not supported yet"));
+    if (req.method != "DELETE") co_return method_not_allowed();
+    std::string topic = http::UrlDecode(std::string_view(api).substr(6));
+    Status s = co_await engine_.DeleteTopic(std::move(topic));
+    co_return s.ok() ? Ok() : ErrorResponse(s);
+  }
+  if (api == "scanKV") {
+    if (!is_get) co_return method_not_allowed();
+    int64_t before_id = 0;
+    int limit = 100;
+    if (std::string p = QueryOr(req, "position"); !p.empty()) {
+      auto v = ParseInt("position", p);
+      if (!v.ok() || *v <= 0) {
+        co_return ErrorResponse(
+            Status::InvalidArgument("position: not a cursor returned by scanKV"));
+      }
+      before_id = *v;
+    }
+    if (std::string l = QueryOr(req, "limit"); !l.empty()) {
+      auto v = ParseInt("limit", l);
+      if (!v.ok()) co_return ErrorResponse(v.status());
+      if (*v < 1 || *v > 1000)
+        co_return ErrorResponse(Status::InvalidArgument("limit must be in [1, 1000]"));
+      limit = static_cast<int>(*v);
+    }
+    std::string cat = QueryOr(req, "cat");
+    auto r = co_await engine_.ScanKv(std::move(cat), before_id, limit);
+    if (!r.ok()) co_return ErrorResponse(r.status());
+    std::string next = r->next_before_id > 0 ? std::to_string(r->next_before_id) : std::string();
+    co_return Json(200, EncodeKvAnswer(r->rows, &next));
+  }
+  if (api == "queryKV") {
+    if (!is_get) co_return method_not_allowed();
+    std::string cat = QueryOr(req, "cat");
+    std::string key = QueryOr(req, "key");
+    auto r = co_await engine_.QueryKv(std::move(cat), std::move(key));
+    if (!r.ok()) co_return ErrorResponse(r.status());
+    co_return Json(200, EncodeKvAnswer(*r, nullptr));
+  }
+
+  // The remaining routes take a JSON body.
+  if (api == "prepareWorkflow") {
+    co_return ErrorResponse(Status::Unimplemented(fmt::format("{} is not supported yet", api)));
   }
   if (api == "registerBranch" || api == "registerTccBranch" || api == "registerXaBranch") {
     if (!is_post) co_return method_not_allowed();
@@ -468,7 +543,28 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   if (type == core::TransType::kSaga) {
     proposed = BuildSaga(tr);
   } else if (type == core::TransType::kMsg) {
-    proposed = BuildMsg(tr);
+    // Topics are read from the store (not a cache) so that a subscription change applies to the
+    // next message created on every coordinator (§5 #17).
+    TopicMap topics;
+    for (const StepSpec& step : tr.steps) {
+      if (!step.action.starts_with(kTopicScheme)) continue;
+      std::string name = step.action.substr(kTopicScheme.size());
+      if (topics.contains(name)) continue;
+      auto subs = co_await engine_.TopicSubscribers(name);
+      if (!subs.ok()) co_return ErrorResponse(subs.status(), tr.gid);
+      topics.emplace(std::move(name), std::move(subs).value());
+    }
+    proposed = BuildMsg(tr, topics);
+    if (!proposed.ok() && api == "submit" && proposed.status().message() == "topic not found") {
+      // The SDKs resend the steps with the submit of a prepared msg, whose rows were expanded at
+      // prepare and are what runs: a topic emptied since then must not refuse that submit.
+      auto existing = co_await engine_.Query(tr.gid);
+      if (existing.ok() && existing->has_value()) {
+        tr.steps.clear();
+        tr.payloads.reset();
+        proposed = BuildMsg(tr, topics);
+      }
+    }
   } else {
     core::TransSnapshot snap;
     snap.global.gid = tr.gid;

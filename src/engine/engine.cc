@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -44,6 +45,15 @@ struct LogException {
 };
 
 using SteadyClock = std::chrono::steady_clock;
+
+// The completion token for work hopped onto a shard. The empty cancellation slot cuts the link to
+// the caller's cancellation: when the HTTP server cancels a request's coroutine (e.g. at shutdown),
+// Asio 1.81 would otherwise post a terminal cancellation to the shard coroutine, which may already
+// have finished and been freed (seen as a SIGSEGV in cancellation_signal::emit under load at
+// SIGTERM). A shard operation, once started, runs to its end; its state change is durable anyway.
+inline auto OnShardToken() {
+  return asio::bind_cancellation_slot(asio::cancellation_slot(), use_awaitable);
+}
 
 }  // namespace
 
@@ -150,6 +160,16 @@ void Engine::Stop() {
   asio::post(cron->timer.get_executor(), [cron] { cron->timer.cancel(); });
 }
 
+void Engine::Shutdown() {
+  Stop();
+  for (auto& shard : shards_) {
+    shard->active.clear();
+    shard->locks.clear();
+    shard->caller.reset();
+  }
+  cron_.reset();
+}
+
 Engine::Shard& Engine::ShardFor(const std::string& gid) {
   return *shards_[std::hash<std::string>{}(gid) % shards_.size()];
 }
@@ -231,7 +251,7 @@ awaitable<void> Engine::WaitWhilePrepared(Shard& shard, const std::string& gid) 
 
 awaitable<Status> Engine::Submit(SubmitRequest request) {
   Shard& shard = ShardFor(request.proposed.global.gid);
-  co_return co_await asio::co_spawn(shard.ioc, SubmitOnShard(std::move(request)), use_awaitable);
+  co_return co_await asio::co_spawn(shard.ioc, SubmitOnShard(std::move(request)), OnShardToken());
 }
 
 awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
@@ -339,7 +359,7 @@ awaitable<Status> Engine::Prepare(core::TransSnapshot proposed) {
     co_return Status::Unimplemented("workflow is not supported yet");
   }
   Shard& shard = ShardFor(proposed.global.gid);
-  co_return co_await asio::co_spawn(shard.ioc, PrepareOnShard(std::move(proposed)), use_awaitable);
+  co_return co_await asio::co_spawn(shard.ioc, PrepareOnShard(std::move(proposed)), OnShardToken());
 }
 
 awaitable<Status> Engine::PrepareOnShard(core::TransSnapshot proposed) {
@@ -373,7 +393,7 @@ awaitable<Status> Engine::Abort(std::string gid, std::optional<bool> wait_result
   co_return co_await asio::co_spawn(
       shard.ioc,
       AbortOnShard(std::move(gid), wait_result, std::move(rollback_reason), std::move(patch)),
-      use_awaitable);
+      OnShardToken());
 }
 
 awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait_result,
@@ -460,7 +480,7 @@ awaitable<Status> Engine::RegisterBranch(std::string gid, core::TransType type,
                                          std::vector<core::BranchRow> rows) {
   Shard& shard = ShardFor(gid);
   co_return co_await asio::co_spawn(
-      shard.ioc, RegisterBranchOnShard(std::move(gid), type, std::move(rows)), use_awaitable);
+      shard.ioc, RegisterBranchOnShard(std::move(gid), type, std::move(rows)), OnShardToken());
 }
 
 awaitable<Status> Engine::RegisterBranchOnShard(std::string gid, core::TransType type,
@@ -727,7 +747,7 @@ awaitable<Status> Engine::WaitRound(std::shared_ptr<Active> a, int64_t deadline_
 
 awaitable<Status> Engine::ForceStop(std::string gid) {
   Shard& shard = ShardFor(gid);
-  co_return co_await asio::co_spawn(shard.ioc, ForceStopOnShard(std::move(gid)), use_awaitable);
+  co_return co_await asio::co_spawn(shard.ioc, ForceStopOnShard(std::move(gid)), OnShardToken());
 }
 
 awaitable<Status> Engine::ForceStopOnShard(std::string gid) {
@@ -783,6 +803,122 @@ awaitable<Result<std::optional<core::TransSnapshot>>> Engine::Query(std::string 
 awaitable<Result<store::ListPage>> Engine::List(store::ListQuery query) {
   co_return co_await AwaitStore<Result<store::ListPage>>(
       [&](auto cb) { store_.List(std::move(query), std::move(cb)); });
+}
+
+namespace {
+
+constexpr const char* kTopicsCat = "topics";
+constexpr int kTopicCasAttempts = 8;
+
+std::string EncodeSubscribers(const std::vector<Engine::Subscriber>& subs) {
+  boost::json::array a;
+  for (const auto& s : subs) a.push_back(boost::json::object{{"url", s.url}, {"remark", s.remark}});
+  return boost::json::serialize(a);
+}
+
+Result<std::vector<Engine::Subscriber>> DecodeSubscribers(const std::string& topic,
+                                                          const std::string& v) {
+  auto corrupt = [&] {
+    return Status::Internal("topic " + topic + ": stored value is not a list");
+  };
+  boost::system::error_code ec;
+  boost::json::value parsed = boost::json::parse(v, ec);
+  if (ec || !parsed.is_array()) return corrupt();
+  std::vector<Engine::Subscriber> subs;
+  for (const auto& e : parsed.get_array()) {
+    if (!e.is_object()) return corrupt();
+    Engine::Subscriber s;
+    const auto& o = e.get_object();
+    if (const auto* u = o.if_contains("url"); u != nullptr && u->is_string()) {
+      s.url = std::string(u->get_string());
+    }
+    if (const auto* r = o.if_contains("remark"); r != nullptr && r->is_string()) {
+      s.remark = std::string(r->get_string());
+    }
+    subs.push_back(std::move(s));
+  }
+  return subs;
+}
+
+}  // namespace
+
+awaitable<Result<std::vector<Engine::Subscriber>>> Engine::TopicSubscribers(std::string topic) {
+  auto row = co_await AwaitStore<Result<std::optional<store::KvRow>>>(
+      [&](auto cb) { store_.KvGet(kTopicsCat, topic, std::move(cb)); });
+  if (!row.ok()) co_return row.status();
+  if (!row->has_value()) co_return std::vector<Subscriber>();
+  co_return DecodeSubscribers(topic, (*row)->v);
+}
+
+awaitable<Status> Engine::ChangeTopic(
+    const std::string& topic, bool create,
+    const std::function<Status(std::vector<Subscriber>&)>& change) {
+  for (int attempt = 0; attempt < kTopicCasAttempts; ++attempt) {
+    auto row = co_await AwaitStore<Result<std::optional<store::KvRow>>>(
+        [&](auto cb) { store_.KvGet(kTopicsCat, topic, std::move(cb)); });
+    if (!row.ok()) co_return row.status();
+    std::vector<Subscriber> subs;
+    int64_t version = 0;
+    if (row->has_value()) {
+      auto decoded = DecodeSubscribers(topic, (*row)->v);
+      if (!decoded.ok()) co_return decoded.status();
+      subs = std::move(decoded).value();
+      version = (*row)->version;
+    } else if (!create) {
+      co_return Status::NotFound("no such a topic");
+    }
+    if (Status s = change(subs); !s.ok()) co_return s;
+    std::string v = EncodeSubscribers(subs);
+    const int64_t now = clock_.NowMs();
+    Status put = co_await AwaitStore<Status>([&](auto cb) {
+      store_.KvPut(kTopicsCat, topic, std::move(v), version, now, std::move(cb));
+    });
+    if (put.code() != Code::kConflict) co_return put;
+  }
+  co_return Status::Unavailable("topic " + topic + " keeps changing concurrently; retry");
+}
+
+awaitable<Status> Engine::Subscribe(std::string topic, std::string url, std::string remark) {
+  if (topic.empty()) co_return Status::InvalidArgument("empty topic");
+  if (url.empty()) co_return Status::InvalidArgument("empty url");
+  Status s = co_await ChangeTopic(topic, /*create=*/true, [&](std::vector<Subscriber>& subs) {
+    for (const auto& sub : subs) {
+      if (sub.url == url) return Status::AlreadyExists("this url exists");
+    }
+    subs.push_back(Subscriber{url, remark});
+    return Status::Ok();
+  });
+  co_return s;
+}
+
+awaitable<Status> Engine::Unsubscribe(std::string topic, std::string url) {
+  if (topic.empty()) co_return Status::InvalidArgument("empty topic");
+  if (url.empty()) co_return Status::InvalidArgument("empty url");
+  Status s = co_await ChangeTopic(topic, /*create=*/false, [&](std::vector<Subscriber>& subs) {
+    auto it = std::find_if(subs.begin(), subs.end(),
+                           [&](const Subscriber& sub) { return sub.url == url; });
+    if (it == subs.end()) return Status::NotFound("no such an url");
+    subs.erase(it);
+    return Status::Ok();
+  });
+  co_return s;
+}
+
+awaitable<Status> Engine::DeleteTopic(std::string topic) {
+  Status s = co_await AwaitStore<Status>(
+      [&](auto cb) { store_.KvDelete(kTopicsCat, topic, std::move(cb)); });
+  if (s.code() == Code::kNotFound) co_return Status::NotFound("storage: NotFound");
+  co_return s;
+}
+
+awaitable<Result<store::KvPage>> Engine::ScanKv(std::string cat, int64_t before_id, int limit) {
+  co_return co_await AwaitStore<Result<store::KvPage>>(
+      [&](auto cb) { store_.KvScan(cat, before_id, limit, std::move(cb)); });
+}
+
+awaitable<Result<std::vector<store::KvRow>>> Engine::QueryKv(std::string cat, std::string key) {
+  co_return co_await AwaitStore<Result<std::vector<store::KvRow>>>(
+      [&](auto cb) { store_.KvQuery(cat, key, std::move(cb)); });
 }
 
 awaitable<void> Engine::ResumeOnShard(std::string gid) {

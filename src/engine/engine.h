@@ -66,6 +66,12 @@ class Engine {
   // Stops the recovery loop and refuses new work; rounds in progress are abandoned at their next
   // step (their state is durable and is resumed by the next process). Idempotent.
   void Stop();
+  // After Stop() and after the IoPool's threads have been joined, but BEFORE the IoPool (its
+  // io_contexts) is destroyed: drops every I/O object the engine owns (participant clients, round
+  // state, the recovery timer), so that destroying the io_contexts — which destroys suspended
+  // coroutines that still point into the engine — happens while the engine is alive, and nothing
+  // the engine keeps outlives its io_context.
+  void Shutdown();
 
   // submit (PROTOCOL.md §1.12, §1.5). An absent gid is created from `proposed` (saga, plain msg);
   // a prepared tcc/xa/msg moves to submitted with `patch` applied to its stored options (and, for
@@ -94,6 +100,29 @@ class Engine {
   boost::asio::awaitable<Result<int64_t>> ResetCronTime(int64_t timeout_ms, int limit);
   boost::asio::awaitable<Result<std::optional<core::TransSnapshot>>> Query(std::string gid);
   boost::asio::awaitable<Result<store::ListPage>> List(store::ListQuery query);
+
+  // Topics (PROTOCOL.md §2.3): the KV row (cat "topics", k = name) whose v is the JSON array
+  // [{"url","remark"}]. Changes are read-modify-compare-and-set on the row's version, retried a few
+  // times, so coordinators sharing a store agree; every read goes to the store (no cache), so a
+  // change applies to the next transaction created on every instance (§5 #17).
+  struct Subscriber {
+    std::string url;
+    std::string remark;
+  };
+  // The current subscribers in subscription order; empty for an unknown topic.
+  boost::asio::awaitable<Result<std::vector<Subscriber>>> TopicSubscribers(std::string topic);
+  // Creates the topic if missing. kInvalidArgument "empty topic" / "empty url"; kAlreadyExists
+  // "this url exists".
+  boost::asio::awaitable<Status> Subscribe(std::string topic, std::string url, std::string remark);
+  // kNotFound "no such a topic" / "no such an url". The topic row stays, with an empty list, when
+  // its last subscriber leaves (as in DTM).
+  boost::asio::awaitable<Status> Unsubscribe(std::string topic, std::string url);
+  // kNotFound "storage: NotFound" for an unknown topic.
+  boost::asio::awaitable<Status> DeleteTopic(std::string topic);
+  boost::asio::awaitable<Result<store::KvPage>> ScanKv(std::string cat, int64_t before_id,
+                                                       int limit);
+  boost::asio::awaitable<Result<std::vector<store::KvRow>>> QueryKv(std::string cat,
+                                                                    std::string key);
 
   size_t active_transactions() const { return active_count_.load(std::memory_order_relaxed); }
   const EngineOptions& options() const { return options_; }
@@ -133,6 +162,11 @@ class Engine {
   boost::asio::awaitable<Status> WaitRound(std::shared_ptr<Active> active, int64_t deadline_ms,
                                            WaitFor what);
   boost::asio::awaitable<void> CronLoop();
+  // Reads the topic, applies `change` to its subscriber list and writes it back with a
+  // compare-and-set on the version, retrying on a lost race. `change` returns an error to stop.
+  boost::asio::awaitable<Status> ChangeTopic(
+      const std::string& topic, bool create,
+      const std::function<Status(std::vector<Subscriber>&)>& change);
 
   EngineOptions options_;
   store::Store& store_;

@@ -32,6 +32,34 @@ inline Status ValidateListQuery(const ListQuery& q) {
   return Status::Ok();
 }
 
+inline Status ValidateKvScan(int64_t before_id, int limit) {
+  if (limit < 1 || limit > kMaxListLimit) {
+    return Status::InvalidArgument("kv scan limit must be 1.." + std::to_string(kMaxListLimit) +
+                                   ", got " + std::to_string(limit));
+  }
+  if (before_id < 0) return Status::InvalidArgument("kv scan before_id must be >= 0");
+  return Status::Ok();
+}
+
+inline Status ValidateKvPut(const std::string& cat, const std::string& k, int64_t expected) {
+  if (cat.empty() || k.empty()) return Status::InvalidArgument("kv put needs a cat and a key");
+  if (expected < 0) return Status::InvalidArgument("kv expected_version must be >= 0");
+  return Status::Ok();
+}
+
+inline Status KvExists(const std::string& cat, const std::string& k) {
+  return Status::Conflict("kv " + cat + "/" + k + " already exists");
+}
+
+inline Status KvVersionMismatch(const std::string& cat, const std::string& k, int64_t expected) {
+  return Status::Conflict("kv " + cat + "/" + k + " is not at version " + std::to_string(expected) +
+                          " (changed concurrently or deleted)");
+}
+
+inline Status KvNotFound(const std::string& cat, const std::string& k) {
+  return Status::NotFound("kv " + cat + "/" + k + " not found");
+}
+
 inline Status ValidateClaimLimit(const char* what, int limit) {
   if (limit < 1 || limit > kMaxClaimLimit) {
     return Status::InvalidArgument(std::string(what) + " limit must be 1.." +

@@ -58,6 +58,23 @@ struct ListPage {
   int64_t next_before_id = 0;  // 0 = no more pages (the page held fewer than limit rows)
 };
 
+// One row of the key-value table (topics live there: cat "topics", k = topic name). Times are epoch
+// ms; version starts at 1 and grows by one on every KvPut.
+struct KvRow {
+  int64_t id = 0;
+  std::string cat;
+  std::string k;
+  std::string v;
+  int64_t version = 0;
+  int64_t create_time_ms = 0;
+  int64_t update_time_ms = 0;
+};
+
+struct KvPage {
+  std::vector<KvRow> rows;     // descending id
+  int64_t next_before_id = 0;  // 0 = no more pages (the page held fewer than limit rows)
+};
+
 struct StoreStats {
   uint64_t commits = 0;        // committed write batches (one fsync / one COMMIT each)
   uint64_t write_ops = 0;      // write operations committed
@@ -99,6 +116,23 @@ class Store {
   // is later than now_ms + timeout_ms; returns how many were changed.
   virtual void ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit,
                              Callback<int64_t> done) = 0;
+
+  // Key-value table (UNIQUE (cat, k)). Reads run like Load/List, writes like Update (durable,
+  // atomic, group-committed).
+  // The row (cat, k), or nullopt.
+  virtual void KvGet(std::string cat, std::string k, Callback<std::optional<KvRow>> done) = 0;
+  // Every row matching cat and k in ascending id order; an empty argument does not filter.
+  virtual void KvQuery(std::string cat, std::string k, Callback<std::vector<KvRow>> done) = 0;
+  // Rows of `cat` by descending id with ids < before_id (0 = from the newest); limit 1..1000.
+  virtual void KvScan(std::string cat, int64_t before_id, int limit, Callback<KvPage> done) = 0;
+  // expected_version == 0: inserts (cat, k) with version 1 (kConflict if it exists); otherwise
+  // compare-and-set: sets v and version = expected_version + 1 only if the stored version equals
+  // expected_version (kConflict if it differs or the row is absent). update_time = now_ms (and
+  // create_time on insert).
+  virtual void KvPut(std::string cat, std::string k, std::string v, int64_t expected_version,
+                     int64_t now_ms, DoneCallback done) = 0;
+  // Deletes (cat, k); kNotFound if absent.
+  virtual void KvDelete(std::string cat, std::string k, DoneCallback done) = 0;
 
   // Counters; cheap, thread-safe.
   virtual StoreStats Stats() const = 0;

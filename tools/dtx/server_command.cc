@@ -110,7 +110,10 @@ int RunServer(const ServerFlags& f) {
     return 1;
   }
   size_t threads = f.io_threads ? f.io_threads : std::max(1u, std::thread::hardware_concurrency());
-  http::IoPool pool(threads);
+  // Destruction order matters (see Engine::Shutdown): the pool's io_contexts must be destroyed
+  // after everything that owns I/O objects on them and before the engine.
+  auto pool_owner = std::make_unique<http::IoPool>(threads);
+  http::IoPool& pool = *pool_owner;
   ops::Metrics metrics;
   engine::EngineOptions engine_options;
   engine_options.settings.retry_interval_ms = ToMs(f.retry_interval_s);
@@ -126,15 +129,21 @@ int RunServer(const ServerFlags& f) {
     return 2;
   }
   engine_options.settings.legacy_check_back = f.check_back_policy == "legacy";
-  engine::Engine engine(engine_options, **store, pool, SystemClock::Instance(), &metrics);
+  auto engine_owner = std::make_unique<engine::Engine>(engine_options, **store, pool,
+                                                       SystemClock::Instance(), &metrics);
+  engine::Engine& engine = *engine_owner;
   api::ApiHandler handler(engine, metrics);
-  http::Server server(pool, server_options, handler);
+  auto server_owner = std::make_unique<http::Server>(pool, server_options, handler);
+  http::Server& server = *server_owner;
   pool.Start();
   if (Status s = server.Start(); !s.ok()) {
     spdlog::error("cannot listen on {}: {}", f.listen, s.ToString());
     pool.Stop();
     pool.Join();
     (*store)->Close();
+    server_owner.reset();
+    engine.Shutdown();
+    pool_owner.reset();
     return 1;
   }
   engine.Start();
@@ -150,7 +159,11 @@ int RunServer(const ServerFlags& f) {
   engine.Stop();
   pool.Stop();
   pool.Join();
-  (*store)->Close();
+  (*store)->Close();  // drains queued writes; their callbacks post to the stopped contexts
+  server_owner.reset();
+  engine.Shutdown();
+  pool_owner.reset();  // destroys suspended coroutines while the engine is still alive
+  engine_owner.reset();
   spdlog::info("stopped");
   return 0;
 }

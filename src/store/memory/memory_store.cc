@@ -275,6 +275,109 @@ void MemoryStore::ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit,
   done(changed);
 }
 
+void MemoryStore::KvGet(std::string cat, std::string k, Callback<std::optional<KvRow>> done) {
+  std::optional<KvRow> row;
+  bool closed = false;
+  {
+    std::lock_guard lock(mu_);
+    closed = closed_;
+    for (const auto& [id, r] : kv_) {
+      if (r.cat == cat && r.k == k) row = r;
+    }
+  }
+  if (closed) return done(Status::Unavailable("store closed"));
+  done(std::move(row));
+}
+
+void MemoryStore::KvQuery(std::string cat, std::string k, Callback<std::vector<KvRow>> done) {
+  std::vector<KvRow> rows;
+  bool closed = false;
+  {
+    std::lock_guard lock(mu_);
+    closed = closed_;
+    for (const auto& [id, r] : kv_) {
+      if ((cat.empty() || r.cat == cat) && (k.empty() || r.k == k)) rows.push_back(r);
+    }
+  }
+  if (closed) return done(Status::Unavailable("store closed"));
+  done(std::move(rows));
+}
+
+void MemoryStore::KvScan(std::string cat, int64_t before_id, int limit, Callback<KvPage> done) {
+  if (Status s = internal::ValidateKvScan(before_id, limit); !s.ok()) return done(std::move(s));
+  KvPage page;
+  bool closed = false;
+  {
+    std::lock_guard lock(mu_);
+    closed = closed_;
+    auto end = before_id > 0 ? kv_.lower_bound(before_id) : kv_.end();
+    for (auto it = std::make_reverse_iterator(end); !closed && it != kv_.rend(); ++it) {
+      if (it->second.cat != cat) continue;
+      page.rows.push_back(it->second);
+      if (static_cast<int>(page.rows.size()) == limit) break;
+    }
+  }
+  if (closed) return done(Status::Unavailable("store closed"));
+  if (static_cast<int>(page.rows.size()) == limit) page.next_before_id = page.rows.back().id;
+  done(std::move(page));
+}
+
+Status MemoryStore::KvPutLocked(const std::string& cat, const std::string& k, std::string v,
+                                int64_t expected_version, int64_t now_ms) {
+  auto it = std::find_if(kv_.begin(), kv_.end(),
+                         [&](const auto& e) { return e.second.cat == cat && e.second.k == k; });
+  if (expected_version == 0) {
+    if (it != kv_.end()) return internal::KvExists(cat, k);
+    const int64_t id = next_kv_id_++;
+    kv_.emplace(id, KvRow{.id = id,
+                          .cat = cat,
+                          .k = k,
+                          .v = std::move(v),
+                          .version = 1,
+                          .create_time_ms = now_ms,
+                          .update_time_ms = now_ms});
+    return Status::Ok();
+  }
+  if (it == kv_.end() || it->second.version != expected_version) {
+    return internal::KvVersionMismatch(cat, k, expected_version);
+  }
+  it->second.v = std::move(v);
+  it->second.version = expected_version + 1;
+  it->second.update_time_ms = now_ms;
+  return Status::Ok();
+}
+
+void MemoryStore::KvPut(std::string cat, std::string k, std::string v, int64_t expected_version,
+                        int64_t now_ms, DoneCallback done) {
+  Status s = internal::ValidateKvPut(cat, k, expected_version);
+  if (s.ok()) {
+    std::lock_guard lock(mu_);
+    s = CheckOpenLocked();
+    if (s.ok()) s = KvPutLocked(cat, k, std::move(v), expected_version, now_ms);
+    CountWriteLocked(s);
+  }
+  done(std::move(s));
+}
+
+void MemoryStore::KvDelete(std::string cat, std::string k, DoneCallback done) {
+  Status s;
+  {
+    std::lock_guard lock(mu_);
+    s = CheckOpenLocked();
+    if (s.ok()) {
+      auto it = std::find_if(kv_.begin(), kv_.end(),
+                             [&](const auto& e) { return e.second.cat == cat && e.second.k == k; });
+      if (it == kv_.end()) {
+        s = internal::KvNotFound(cat, k);
+      } else {
+        kv_.erase(it);
+      }
+    }
+    CountWriteLocked(s);
+  }
+  done(std::move(s));
+}
+
 StoreStats MemoryStore::Stats() const {
   std::lock_guard lock(mu_);
   return StoreStats{.commits = commits_, .write_ops = write_ops_, .queued_writes = 0};

@@ -39,6 +39,12 @@ class MemoryStore final : public Store {
   void ResetNextCronTime(std::string gid, int64_t now_ms, DoneCallback done) override;
   void ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit,
                      Callback<int64_t> done) override;
+  void KvGet(std::string cat, std::string k, Callback<std::optional<KvRow>> done) override;
+  void KvQuery(std::string cat, std::string k, Callback<std::vector<KvRow>> done) override;
+  void KvScan(std::string cat, int64_t before_id, int limit, Callback<KvPage> done) override;
+  void KvPut(std::string cat, std::string k, std::string v, int64_t expected_version,
+             int64_t now_ms, DoneCallback done) override;
+  void KvDelete(std::string cat, std::string k, DoneCallback done) override;
   StoreStats Stats() const override;
   void Close() override;
 
@@ -52,6 +58,8 @@ class MemoryStore final : public Store {
   Status UpdateLocked(const TransUpdate& u);
   Status AddBranchesLocked(const std::string& gid, core::GlobalStatus expected,
                            std::vector<core::BranchRow>& rows);
+  Status KvPutLocked(const std::string& cat, const std::string& k, std::string v,
+                     int64_t expected_version, int64_t now_ms);
   void Unindex(const core::GlobalTrans& g);
   void Index(const core::GlobalTrans& g);
   void CountWriteLocked(const Status& s);
@@ -63,6 +71,8 @@ class MemoryStore final : public Store {
   std::unordered_map<std::string, core::TransSnapshot> by_gid_;
   std::map<int64_t, core::TransSnapshot*> by_id_;  // points into by_gid_ (node-stable)
   std::set<DueKey> due_;
+  int64_t next_kv_id_ = 1;
+  std::map<int64_t, KvRow> kv_;  // by id
   uint64_t commits_ = 0;
   uint64_t write_ops_ = 0;
 };

@@ -46,7 +46,7 @@
 namespace dtx::store {
 
 // The newest schema version this binary knows (and creates).
-inline constexpr int kPostgresSchemaVersion = 1;
+inline constexpr int kPostgresSchemaVersion = 2;
 
 // application_name of the store's connections: "dtx writer <schema>" / "dtx reader <schema>" (so
 // an operator, or a test, can find them in pg_stat_activity).

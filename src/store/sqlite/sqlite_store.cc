@@ -75,6 +75,19 @@ CREATE TABLE trans_branch_op (
   UNIQUE (gid, branch_id, op)
 );
 )sql",
+    // v2: the key-value table (topics: cat 'topics', k = topic name, v = JSON of subscribers).
+    R"sql(
+CREATE TABLE kv (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  cat         TEXT    NOT NULL,
+  k           TEXT    NOT NULL,
+  v           TEXT    NOT NULL DEFAULT '',
+  version     INTEGER NOT NULL DEFAULT 1,
+  create_time INTEGER NOT NULL DEFAULT 0,
+  update_time INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (cat, k)
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must equal the number of migration steps");
@@ -87,6 +100,7 @@ constexpr const char* kBranchColumns =
     "id, gid, url, bin_data, branch_id, op, status, create_time, update_time, finish_time, "
     "attempts, "
     "last_error";
+constexpr const char* kKvColumns = "id, cat, k, v, version, create_time, update_time";
 
 // ---------------------------------------------------------------------------------------------------
 // Thin RAII over the C API.
@@ -329,6 +343,9 @@ class WriterConn {
                   std::vector<std::string>* gids);
   Status ResetNextCronTime(const std::string& gid, int64_t now_ms);
   Status ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit, int64_t* changed);
+  Status KvPut(const std::string& cat, const std::string& k, const std::string& v,
+               int64_t expected_version, int64_t now_ms);
+  Status KvDelete(const std::string& cat, const std::string& k);
 
   // Transaction control; each returns the SQLite result code.
   int Begin() { return Use(begin_).Step(); }
@@ -352,6 +369,7 @@ class WriterConn {
   Stmt begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
   Stmt insert_global_, insert_branch_, update_global_, select_status_, update_branch_;
   Stmt claim_select_, claim_update_, reset_next_, reset_cron_;
+  Stmt kv_insert_, kv_update_, kv_delete_;
 };
 
 Result<std::unique_ptr<WriterConn>> WriterConn::Open(const SqliteOptions& o) {
@@ -479,6 +497,13 @@ Status WriterConn::PrepareAll() {
        "UPDATE trans_global SET next_cron_time = ?2 "
        "WHERE gid = ?1 AND status IN ('prepared','submitted','aborting')"},
       {&reset_cron_, std::string(kSqliteResetCronTimeSql)},
+      {&kv_insert_,
+       "INSERT INTO kv (cat, k, v, version, create_time, update_time) "
+       "VALUES (?1, ?2, ?3, 1, ?4, ?4)"},
+      {&kv_update_,
+       "UPDATE kv SET v = ?3, version = version + 1, update_time = ?5 "
+       "WHERE cat = ?1 AND k = ?2 AND version = ?4"},
+      {&kv_delete_, "DELETE FROM kv WHERE cat = ?1 AND k = ?2"},
   };
   for (const auto& [stmt, sql] : stmts) {
     if (Status s = Stmt::Prepare(db(), sql, stmt); !s.ok()) return s;
@@ -655,6 +680,45 @@ Status WriterConn::ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit, 
   return Status::Ok();
 }
 
+Status WriterConn::KvPut(const std::string& cat, const std::string& k, const std::string& v,
+                         int64_t expected_version, int64_t now_ms) {
+  if (expected_version == 0) {
+    Use q(kv_insert_);
+    q.Text(1, cat).Text(2, k).Text(3, v).Int(4, now_ms);
+    int rc = q.Step();
+    if (IsUniqueViolation(rc)) return internal::KvExists(cat, k);
+    if (rc != SQLITE_DONE) return SqlError(db(), rc, "insert kv");
+    return Status::Ok();
+  }
+  Use q(kv_update_);
+  q.Text(1, cat).Text(2, k).Text(3, v).Int(4, expected_version).Int(5, now_ms);
+  int rc = q.Step();
+  if (rc != SQLITE_DONE) return SqlError(db(), rc, "update kv");
+  if (sqlite3_changes(db()) == 0) return internal::KvVersionMismatch(cat, k, expected_version);
+  return Status::Ok();
+}
+
+Status WriterConn::KvDelete(const std::string& cat, const std::string& k) {
+  Use q(kv_delete_);
+  q.Text(1, cat).Text(2, k);
+  int rc = q.Step();
+  if (rc != SQLITE_DONE) return SqlError(db(), rc, "delete kv");
+  if (sqlite3_changes(db()) == 0) return internal::KvNotFound(cat, k);
+  return Status::Ok();
+}
+
+KvRow ReadKv(const Use& q) {
+  KvRow r;
+  r.id = q.ColInt(0);
+  r.cat = q.ColText(1);
+  r.k = q.ColText(2);
+  r.v = q.ColText(3);
+  r.version = q.ColInt(4);
+  r.create_time_ms = q.ColInt(5);
+  r.update_time_ms = q.ColInt(6);
+  return r;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // A reader's connection (read-only). Used by one reader thread.
 
@@ -673,6 +737,13 @@ class ReaderConn {
          std::string("SELECT ") + kGlobalColumns + " FROM trans_global WHERE gid = ?1"},
         {&r->load_branches_, std::string("SELECT ") + kBranchColumns +
                                  " FROM trans_branch_op WHERE gid = ?1 ORDER BY id"},
+        {&r->kv_get_, std::string("SELECT ") + kKvColumns + " FROM kv WHERE cat = ?1 AND k = ?2"},
+        {&r->kv_query_, std::string("SELECT ") + kKvColumns +
+                            " FROM kv WHERE (?1 = '' OR cat = ?1) AND (?2 = '' OR k = ?2) "
+                            "ORDER BY id"},
+        {&r->kv_scan_, std::string("SELECT ") + kKvColumns +
+                           " FROM kv WHERE cat = ?1 AND (?2 = 0 OR id < ?2) "
+                           "ORDER BY id DESC LIMIT ?3"},
     };
     for (const auto& [stmt, sql] : stmts) {
       if (Status s = Stmt::Prepare(r->db(), sql, stmt); !s.ok()) return s;
@@ -714,6 +785,36 @@ class ReaderConn {
     if (static_cast<int>(page.transactions.size()) == lq.limit) {
       page.next_before_id = page.transactions.back().id;
     }
+    return page;
+  }
+
+  Result<std::optional<KvRow>> KvGet(const std::string& cat, const std::string& k) {
+    Use q(kv_get_);
+    q.Text(1, cat).Text(2, k);
+    int rc = q.Step();
+    if (rc == SQLITE_DONE) return std::optional<KvRow>();
+    if (rc != SQLITE_ROW) return SqlError(db(), rc, "kv get");
+    return std::optional<KvRow>(ReadKv(q));
+  }
+
+  Result<std::vector<KvRow>> KvQuery(const std::string& cat, const std::string& k) {
+    Use q(kv_query_);
+    q.Text(1, cat).Text(2, k);
+    std::vector<KvRow> rows;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) rows.push_back(ReadKv(q));
+    if (rc != SQLITE_DONE) return SqlError(db(), rc, "kv query");
+    return rows;
+  }
+
+  Result<KvPage> KvScan(const std::string& cat, int64_t before_id, int limit) {
+    Use q(kv_scan_);
+    q.Text(1, cat).Int(2, before_id).Int(3, limit);
+    KvPage page;
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) page.rows.push_back(ReadKv(q));
+    if (rc != SQLITE_DONE) return SqlError(db(), rc, "kv scan");
+    if (static_cast<int>(page.rows.size()) == limit) page.next_before_id = page.rows.back().id;
     return page;
   }
 
@@ -767,6 +868,7 @@ class ReaderConn {
 
   Db db_;  // declared first: destroyed after the statements
   Stmt begin_, commit_, rollback_, load_global_, load_branches_;
+  Stmt kv_get_, kv_query_, kv_scan_;
   std::map<unsigned, Stmt> list_;
 };
 
@@ -851,6 +953,41 @@ class SqliteStore final : public Store {
     if (Status s = internal::ValidateListQuery(query); !s.ok()) return done(std::move(s));
     SubmitRead<ListPage>(std::move(done),
                          [q = std::move(query)](ReaderConn& r) { return r.List(q); });
+  }
+
+  void KvGet(std::string cat, std::string k, Callback<std::optional<KvRow>> done) override {
+    SubmitRead<std::optional<KvRow>>(
+        std::move(done),
+        [cat = std::move(cat), k = std::move(k)](ReaderConn& r) { return r.KvGet(cat, k); });
+  }
+
+  void KvQuery(std::string cat, std::string k, Callback<std::vector<KvRow>> done) override {
+    SubmitRead<std::vector<KvRow>>(
+        std::move(done),
+        [cat = std::move(cat), k = std::move(k)](ReaderConn& r) { return r.KvQuery(cat, k); });
+  }
+
+  void KvScan(std::string cat, int64_t before_id, int limit, Callback<KvPage> done) override {
+    if (Status s = internal::ValidateKvScan(before_id, limit); !s.ok()) return done(std::move(s));
+    SubmitRead<KvPage>(std::move(done), [cat = std::move(cat), before_id, limit](ReaderConn& r) {
+      return r.KvScan(cat, before_id, limit);
+    });
+  }
+
+  void KvPut(std::string cat, std::string k, std::string v, int64_t expected_version,
+             int64_t now_ms, DoneCallback done) override {
+    if (Status s = internal::ValidateKvPut(cat, k, expected_version); !s.ok()) {
+      return done(std::move(s));
+    }
+    SubmitWrite([cat = std::move(cat), k = std::move(k), v = std::move(v), expected_version,
+                 now_ms](WriterConn& w) { return w.KvPut(cat, k, v, expected_version, now_ms); },
+                done, done);
+  }
+
+  void KvDelete(std::string cat, std::string k, DoneCallback done) override {
+    SubmitWrite(
+        [cat = std::move(cat), k = std::move(k)](WriterConn& w) { return w.KvDelete(cat, k); },
+        done, done);
   }
 
   StoreStats Stats() const override {
