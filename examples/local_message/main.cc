@@ -22,16 +22,16 @@
 
 #include "dtx/client.h"
 #include "dtx/participant.h"
+#include "examples/common/demo_support.h"
 #include "examples/local_message/services.h"
-#include "examples/msg_ebay/demo_support.h"
 
 namespace local_message {
 namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
-using msg_examples::Checker;
-using msg_examples::Children;
+using dtx_examples::Checker;
+using dtx_examples::Children;
 
 constexpr const char* kReadyPrefix = "local-message-example ready: ";
 
@@ -103,10 +103,10 @@ struct DemoFlags {
   int wait_s = 60;
 };
 
-std::string Describe(const dtx::Result<msg_examples::HttpAnswer>& a) {
+std::string Describe(const dtx::Result<dtx_examples::HttpAnswer>& a) {
   return a.ok() ? std::to_string(a->status) + " " + a->body : a.status().ToString();
 }
-std::string GidOf(const dtx::Result<msg_examples::HttpAnswer>& a) {
+std::string GidOf(const dtx::Result<dtx_examples::HttpAnswer>& a) {
   if (!a.ok()) return {};
   json::error_code ec;
   json::value v = json::parse(a->body, ec);
@@ -162,7 +162,7 @@ int RunDemo(const DemoFlags& f) {
     return 1;
   }
   const std::string stock_url =
-      "http://127.0.0.1:" + std::to_string(*msg_examples::PortOfReadyLine(*stock_line));
+      "http://127.0.0.1:" + std::to_string(*dtx_examples::PortOfReadyLine(*stock_line));
   auto order_line =
       children.Spawn({"serve", "--service", "order", "--db", "sqlite:" + dir + "/orders.db",
                       "--dtx", f.dtx, "--peer-url", stock_url, "--retry-interval", "1"},
@@ -172,13 +172,13 @@ int RunDemo(const DemoFlags& f) {
     return 1;
   }
   const std::string order_url =
-      "http://127.0.0.1:" + std::to_string(*msg_examples::PortOfReadyLine(*order_line));
+      "http://127.0.0.1:" + std::to_string(*dtx_examples::PortOfReadyLine(*order_line));
   std::printf("  system A (orders) %s, db %s/orders.db\n  system B (stock)  %s, db %s/stock.db\n",
               order_url.c_str(), dir.c_str(), stock_url.c_str(), dir.c_str());
 
   dtx::Client client(f.dtx);
   auto place = [&](const Order& o) {
-    return msg_examples::HttpCall("POST", order_url + "/order", EncodeOrder(o), 30s);
+    return dtx_examples::HttpCall("POST", order_url + "/order", EncodeOrder(o), 30s);
   };
 
   // 1. Enough stock: A commits the order and its message; B takes the message and reserves.
@@ -200,8 +200,8 @@ int RunDemo(const DemoFlags& f) {
                          : client.WaitFinal(gid2, std::chrono::seconds(f.wait_s));
   PrintTransaction("message A->B", m2);
   std::string comp_gid;
-  if (auto b = msg_examples::FetchJson(stock_url + "/state"); b.ok()) {
-    auto rows = msg_examples::RowsWhere(*b, "message_applied", "msg_id", gid2 + "/01");
+  if (auto b = dtx_examples::FetchJson(stock_url + "/state"); b.ok()) {
+    auto rows = dtx_examples::RowsWhere(*b, "message_applied", "msg_id", gid2 + "/01");
     if (!rows.empty()) comp_gid = Text(rows[0], "compensation_gid");
   }
   auto mc = comp_gid.empty() || comp_gid == "<none>"
@@ -219,30 +219,30 @@ int RunDemo(const DemoFlags& f) {
   PrintTransaction("message A->B", m3);
 
   std::printf("\n== databases\n");
-  auto a = msg_examples::FetchJson(order_url + "/state");
-  auto b = msg_examples::FetchJson(stock_url + "/state");
+  auto a = dtx_examples::FetchJson(order_url + "/state");
+  auto b = dtx_examples::FetchJson(stock_url + "/state");
   if (!a.ok() || !b.ok()) {
     std::fprintf(stderr, "demo: cannot read the systems' state\n");
     return 1;
   }
-  msg_examples::PrintState("system A (orders)", *a);
-  msg_examples::PrintState("system B (stock)", *b);
+  dtx_examples::PrintState("system A (orders)", *a);
+  dtx_examples::PrintState("system B (stock)", *b);
 
   std::printf("\n== checks\n");
   Checker k;
   auto order_row = [&](const std::string& id) {
-    auto rows = msg_examples::RowsWhere(*a, "orders", "order_id", id);
+    auto rows = dtx_examples::RowsWhere(*a, "orders", "order_id", id);
     return rows.empty() ? json::object() : rows[0];
   };
   auto b_row = [&](const std::string& gid) {
-    auto rows = msg_examples::RowsWhere(*b, "message_applied", "msg_id", gid + "/01");
+    auto rows = dtx_examples::RowsWhere(*b, "message_applied", "msg_id", gid + "/01");
     return rows.empty() ? json::object() : rows[0];
   };
-  auto widgets = msg_examples::RowsWhere(*b, "stock", "item", "widget");
+  auto widgets = dtx_examples::RowsWhere(*b, "stock", "item", "widget");
   k.Expect(r1.ok() && r1->status == 200 && m1.ok() && m1->status == "succeed",
            "1. A committed o1 with its message; delivered (succeed)");
   k.Expect(Text(order_row("o1"), "status") == "placed", "1. o1 is placed");
-  k.Expect(!msg_examples::RowsWhere(*b, "reservations", "order_id", "o1").empty() &&
+  k.Expect(!dtx_examples::RowsWhere(*b, "reservations", "order_id", "o1").empty() &&
                Text(b_row(gid1), "outcome") == "reserved",
            "1. B took the message once and reserved 2 widgets");
   k.Expect(!widgets.empty() && Text(widgets[0], "available") == "3", "widget stock 5 -> 3");
@@ -253,9 +253,9 @@ int RunDemo(const DemoFlags& f) {
   k.Expect(Text(order_row("o2"), "status") == "cancelled" &&
                Text(order_row("o2"), "reason").find("out of stock") != std::string::npos,
            "2. A cancelled o2: " + Text(order_row("o2"), "reason"));
-  k.Expect(msg_examples::RowsWhere(*b, "reservations", "order_id", "o2").empty(),
+  k.Expect(dtx_examples::RowsWhere(*b, "reservations", "order_id", "o2").empty(),
            "2. nothing reserved for o2");
-  k.Expect(!msg_examples::RowsWhere(*a, "message_applied", "msg_id", comp_gid + "/01").empty(),
+  k.Expect(!dtx_examples::RowsWhere(*a, "message_applied", "msg_id", comp_gid + "/01").empty(),
            "2. A applied the compensation once (its message_applied)");
   k.Expect(r3.ok() && r3->status == 409 && m3.ok() && m3->status == "failed",
            "3. A's local transaction failed: message aborted");

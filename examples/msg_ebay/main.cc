@@ -29,7 +29,7 @@
 #include "dtx/client.h"
 #include "dtx/msg.h"
 #include "dtx/participant.h"
-#include "examples/msg_ebay/demo_support.h"
+#include "examples/common/demo_support.h"
 #include "examples/msg_ebay/services.h"
 
 namespace msg_ebay {
@@ -37,8 +37,8 @@ namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
-using msg_examples::Checker;
-using msg_examples::Children;
+using dtx_examples::Checker;
+using dtx_examples::Children;
 
 constexpr const char* kReadyPrefix = "msg-ebay-example ready: ";
 constexpr const char* kPausedPrefix = "msg-ebay-example paused: ";
@@ -223,19 +223,19 @@ std::map<int64_t, Amounts> UserAmounts(const json::object& state) {
   if (const json::value* users = state.if_contains("user"); users && users->is_array()) {
     for (const json::value& u : users->as_array()) {
       const json::object& o = u.as_object();
-      out[msg_examples::IntOf(o, "id")] = {msg_examples::IntOf(o, "amt_sold"),
-                                           msg_examples::IntOf(o, "amt_bought")};
+      out[dtx_examples::IntOf(o, "id")] = {dtx_examples::IntOf(o, "amt_sold"),
+                                           dtx_examples::IntOf(o, "amt_bought")};
     }
   }
   return out;
 }
 
 int64_t Deliveries(const json::object& user_state, const std::string& gid) {
-  auto rows = msg_examples::RowsWhere(user_state, "delivery_log", "msg_id", gid + "/01");
-  return rows.empty() ? 0 : msg_examples::IntOf(rows[0], "deliveries");
+  auto rows = dtx_examples::RowsWhere(user_state, "delivery_log", "msg_id", gid + "/01");
+  return rows.empty() ? 0 : dtx_examples::IntOf(rows[0], "deliveries");
 }
 bool Applied(const json::object& user_state, const std::string& gid) {
-  return !msg_examples::RowsWhere(user_state, "message_applied", "msg_id", gid + "/01").empty();
+  return !dtx_examples::RowsWhere(user_state, "message_applied", "msg_id", gid + "/01").empty();
 }
 std::string GidOf(const std::string& body) {
   json::error_code ec;
@@ -279,7 +279,7 @@ int RunDemo(const DemoFlags& f) {
     return 1;
   }
   const std::string user_url =
-      "http://127.0.0.1:" + std::to_string(*msg_examples::PortOfReadyLine(*user_line));
+      "http://127.0.0.1:" + std::to_string(*dtx_examples::PortOfReadyLine(*user_line));
   auto trade_line = children.Spawn({"serve", "--service", "trade", "--db", trade_db, "--dtx", f.dtx,
                                     "--user-url", user_url, "--retry-interval", "1"},
                                    kReadyPrefix);
@@ -288,11 +288,11 @@ int RunDemo(const DemoFlags& f) {
     return 1;
   }
   const std::string trade_url =
-      "http://127.0.0.1:" + std::to_string(*msg_examples::PortOfReadyLine(*trade_line));
+      "http://127.0.0.1:" + std::to_string(*dtx_examples::PortOfReadyLine(*trade_line));
   std::printf("  user service  %s\n  trade service %s\n", user_url.c_str(), trade_url.c_str());
 
   dtx::Client client(f.dtx);
-  auto before = msg_examples::FetchJson(user_url + "/state");
+  auto before = dtx_examples::FetchJson(user_url + "/state");
   if (!before.ok()) {
     std::fprintf(stderr, "demo: %s\n", before.status().ToString().c_str());
     return 1;
@@ -302,7 +302,7 @@ int RunDemo(const DemoFlags& f) {
                                              std::chrono::system_clock::now().time_since_epoch())
                                              .count());
   auto post_trade = [&](const Trade& t) {
-    return msg_examples::HttpCall("POST", trade_url + "/trade", EncodeTrade(t), 30s);
+    return dtx_examples::HttpCall("POST", trade_url + "/trade", EncodeTrade(t), 30s);
   };
 
   // (a) A trade that commits; the first delivery's answer is lost, so the user service gets the
@@ -310,7 +310,7 @@ int RunDemo(const DemoFlags& f) {
   std::printf(
       "\n== (a) trade T1001: alice (1) sells to bob (2) for 30; the user service loses "
       "its first answer\n");
-  (void)msg_examples::HttpCall("POST", user_url + "/admin/lose-answers?count=1");
+  (void)dtx_examples::HttpCall("POST", user_url + "/admin/lose-answers?count=1");
   const Trade a{"T1001", 1, 2, 30};
   auto ra = post_trade(a);
   std::printf("  POST /trade -> %s\n", ra.ok()
@@ -387,14 +387,14 @@ int RunDemo(const DemoFlags& f) {
   auto final_d = crash("(d)", d, gid_d, "before-commit");
 
   std::printf("\n== databases\n");
-  auto trade_state = msg_examples::FetchJson(trade_url + "/state");
-  auto user_state = msg_examples::FetchJson(user_url + "/state");
+  auto trade_state = dtx_examples::FetchJson(trade_url + "/state");
+  auto user_state = dtx_examples::FetchJson(user_url + "/state");
   if (!trade_state.ok() || !user_state.ok()) {
     std::fprintf(stderr, "demo: cannot read the services' state\n");
     return 1;
   }
-  msg_examples::PrintState("trade service", *trade_state);
-  msg_examples::PrintState("user service", *user_state);
+  dtx_examples::PrintState("trade service", *trade_state);
+  dtx_examples::PrintState("user service", *user_state);
   auto amounts = UserAmounts(*user_state);
   auto delta = [&](int64_t id) {
     return Amounts{amounts[id].sold - amounts0.at(id).sold,
@@ -404,7 +404,7 @@ int RunDemo(const DemoFlags& f) {
   std::printf("\n== checks\n");
   Checker k;
   auto has_trade = [&](const std::string& xid) {
-    return msg_examples::RowsWhere(*trade_state, "transaction", "xid", xid).size();
+    return dtx_examples::RowsWhere(*trade_state, "transaction", "xid", xid).size();
   };
   k.Expect(ra.ok() && ra->status == 200, "(a) the trade was recorded and its message submitted");
   k.Expect(final_a.ok() && final_a->status == "succeed", "(a) the message was delivered (succeed)");

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "dtx/barrier.h"
+#include "examples/common/sql_support.h"
 #include "util/status.h"
 
 namespace msg_examples {
@@ -39,7 +40,7 @@ using dtx::Result;
 using dtx::Status;
 using Row = std::vector<std::string>;  // NULL reads as ""
 
-bool IsPostgresUrl(std::string_view url);
+using dtx_examples::IsPostgresUrl;
 
 class SqlConn {
  public:
@@ -73,41 +74,11 @@ Result<std::unique_ptr<SqlConn>> OpenSql(const std::string& url, const std::stri
 // CREATE SCHEMA IF NOT EXISTS (after DROP ... CASCADE when `drop_first`); a no-op for SQLite.
 Status CreatePgSchema(const std::string& url, const std::string& pg_schema, bool drop_first);
 
-class ConnPool {
+// The shared pool (examples/common/sql_support.h) over this layer's connections.
+class ConnPool : public dtx_examples::ConnPool<SqlConn> {
  public:
+  // At most `max_connections` open connections; they are opened on demand.
   ConnPool(std::string url, std::string pg_schema, size_t max_connections = 16);
-  ~ConnPool();
-  ConnPool(const ConnPool&) = delete;
-  ConnPool& operator=(const ConnPool&) = delete;
-
-  class Lease {
-   public:
-    Lease(ConnPool* pool, std::unique_ptr<SqlConn> conn) : pool_(pool), conn_(std::move(conn)) {}
-    Lease(Lease&& other) noexcept = default;
-    Lease& operator=(Lease&&) = delete;
-    ~Lease();
-    SqlConn* operator->() const { return conn_.get(); }
-    SqlConn& operator*() const { return *conn_; }
-
-   private:
-    ConnPool* pool_;
-    std::unique_ptr<SqlConn> conn_;
-  };
-
-  // An idle connection, a new one under the limit, or waits up to `wait` (then kUnavailable).
-  Result<Lease> Acquire(std::chrono::milliseconds wait = std::chrono::seconds(10));
-  const std::string& url() const { return url_; }
-
- private:
-  void Release(std::unique_ptr<SqlConn> conn);
-
-  const std::string url_;
-  const std::string pg_schema_;
-  const size_t max_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<SqlConn>> idle_;
-  size_t open_ = 0;
 };
 
 }  // namespace msg_examples

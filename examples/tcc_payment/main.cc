@@ -11,19 +11,12 @@
 //       payments through the TCC SDK (one that goes through, one the member cannot afford, one the
 //       merchant refuses), prints every database, checks the outcome and exits 0 if it is the
 //       expected one, 1 if not. The children are stopped at exit.
-#include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <csignal>
@@ -38,14 +31,16 @@
 #include "dtx/client.h"
 #include "dtx/participant.h"
 #include "dtx/tcc.h"
+#include "examples/common/demo_support.h"
 #include "examples/tcc_payment/services.h"
-#include "http/client.h"
 
 namespace tcc_payment {
 namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
+using dtx_examples::Checker;
+using dtx_examples::Children;
 
 constexpr const char* kReadyPrefix = "tcc-payment-example ready: ";
 
@@ -95,123 +90,10 @@ int RunServe(const ServeFlags& f) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// demo: child processes
-
-class Children {
- public:
-  ~Children() { StopAll(); }
-
-  // Starts `serve` with `args` on a free port and returns the port from its ready line.
-  dtx::Result<uint16_t> Spawn(const std::string& service, std::vector<std::string> args) {
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0) return dtx::Status::Internal("cannot find my own executable");
-    self[n] = '\0';
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) return dtx::Status::Internal("pipe failed");
-    args.insert(args.begin(),
-                {"tcc-payment-example", "serve", "--service", service, "--port", "0"});
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid < 0) return dtx::Status::Internal("fork failed");
-    if (pid == 0) {
-      // Child: stdout is the pipe (only the ready line is written to it); dies with the parent.
-      dup2(fds[1], STDOUT_FILENO);
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(1);
-      std::vector<char*> argv;
-      argv.reserve(args.size() + 1);
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(self, argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    children_.push_back({service, pid});
-    std::string line;
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (line.find('\n') == std::string::npos) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left <= 0ms) break;
-      pollfd p{fds[0], POLLIN, 0};
-      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
-      char buf[256];
-      ssize_t got = read(fds[0], buf, sizeof(buf));
-      if (got <= 0) break;
-      line.append(buf, static_cast<size_t>(got));
-    }
-    close(fds[0]);
-    if (line.rfind(kReadyPrefix, 0) != 0 || line.find('\n') == std::string::npos) {
-      return dtx::Status::Unavailable("service " + service + " did not start (see its log above)");
-    }
-    line.resize(line.find('\n'));
-    try {
-      return static_cast<uint16_t>(std::stoi(line.substr(line.rfind(':') + 1)));
-    } catch (...) {
-      return dtx::Status::Internal("unexpected ready line: " + line);
-    }
-  }
-
-  // SIGTERM to every child, bounded wait, SIGKILL for those still running.
-  void StopAll() {
-    for (const Child& c : children_) kill(c.pid, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    for (const Child& c : children_) {
-      for (;;) {
-        pid_t r = waitpid(c.pid, nullptr, WNOHANG);
-        if (r == c.pid || r < 0) break;
-        if (std::chrono::steady_clock::now() > deadline) {
-          kill(c.pid, SIGKILL);
-          waitpid(c.pid, nullptr, 0);
-          break;
-        }
-        std::this_thread::sleep_for(10ms);
-      }
-    }
-    children_.clear();
-  }
-
- private:
-  struct Child {
-    std::string name;
-    pid_t pid;
-  };
-  std::vector<Child> children_;
-};
-
-// ---------------------------------------------------------------------------------------------------
-// demo: reading the services' state (GET /state), with dtx's internal async HTTP client on a
-// private io_context. An application would use its own HTTP client here.
-
-boost::asio::awaitable<void> FetchInto(std::string url,
-                                       std::optional<dtx::Result<std::string>>* out) {
-  dtx::http::Client client(co_await boost::asio::this_coro::executor);
-  dtx::http::ClientRequest request;
-  request.url = std::move(url);
-  request.timeout = 5000ms;
-  auto r = co_await client.Send(std::move(request));
-  if (!r.ok()) {
-    out->emplace(r.status());
-  } else if (r->status != 200) {
-    out->emplace(dtx::Status::Internal("HTTP " + std::to_string(r->status) + ": " + r->body));
-  } else {
-    out->emplace(std::move(r->body));
-  }
-}
+// demo: child processes and their state (GET /state), see examples/common/demo_support.h
 
 dtx::Result<json::object> FetchState(uint16_t port) {
-  boost::asio::io_context ioc;
-  std::optional<dtx::Result<std::string>> out;
-  boost::asio::co_spawn(ioc, FetchInto("http://127.0.0.1:" + std::to_string(port) + "/state", &out),
-                        [](const std::exception_ptr&) {});
-  ioc.run();
-  if (!out) return dtx::Status::Internal("state fetch did not complete");
-  if (!out->ok()) return out->status();
-  json::error_code ec;
-  json::value v = json::parse(out->value(), ec);
-  if (ec || !v.is_object()) return dtx::Status::Internal("state is not a JSON object");
-  return v.as_object();
+  return dtx_examples::FetchJson("http://127.0.0.1:" + std::to_string(port) + "/state");
 }
 
 // Lookups in a /state dump.
@@ -270,18 +152,6 @@ std::string BranchStatuses(const dtx::TransactionInfo& t) {
   return out;
 }
 
-class Checker {
- public:
-  void Expect(bool ok, const std::string& what) {
-    std::printf("  [%s] %s\n", ok ? "ok" : "WRONG", what.c_str());
-    if (!ok) ++failures_;
-  }
-  int failures() const { return failures_; }
-
- private:
-  int failures_ = 0;
-};
-
 // ---------------------------------------------------------------------------------------------------
 // demo: the scenario
 
@@ -328,7 +198,9 @@ int RunDemo(DemoFlags f) {
   Children children;
   std::map<std::string, uint16_t> ports;
   for (const std::string& name : ServiceNames()) {
-    auto port = children.Spawn(name, {"--db", dbs[name], "--reset"});
+    auto port = children.SpawnListening(
+        {"serve", "--service", name, "--port", "0", "--db", dbs[name], "--reset"}, kReadyPrefix,
+        20s);
     if (!port.ok()) {
       std::fprintf(stderr, "demo: %s\n", port.status().ToString().c_str());
       return 1;

@@ -108,17 +108,10 @@ class SqliteConn final : public SqlConn {
 };
 
 Result<std::unique_ptr<SqlConn>> OpenSqlite(const std::string& path) {
-  sqlite3* raw = nullptr;
-  int rc =
-      sqlite3_open_v2(path.c_str(), &raw,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
-    sqlite3_close(raw);
-    return Status::IoError("open " + path + ": " + msg);
-  }
-  auto conn = std::make_unique<SqliteConn>(raw);
-  sqlite3_busy_timeout(raw, 10'000);
+  auto raw = dtx_examples::OpenSqliteFile(path);
+  if (!raw.ok()) return raw.status();
+  auto conn = std::make_unique<SqliteConn>(*raw);
+  sqlite3_busy_timeout(*raw, 10'000);
   // WAL + FULL: a committed write survives a crash of the process or the machine.
   if (Status s = conn->ExecScript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"); !s.ok()) {
     return s;
@@ -129,42 +122,7 @@ Result<std::unique_ptr<SqlConn>> OpenSqlite(const std::string& path) {
 // ---------------------------------------------------------------------------------------------------
 // PostgreSQL
 
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
-
-std::string Trimmed(const char* text) {
-  std::string s = text != nullptr ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-// '?' -> $1, $2, ... (the example's statements have no '?' inside literals).
-std::string Numbered(const std::string& sql) {
-  std::string out;
-  out.reserve(sql.size() + 8);
-  int n = 0;
-  for (char c : sql) {
-    if (c == '?') {
-      out += '$';
-      out += std::to_string(++n);
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-bool IsIdentifier(std::string_view s) {
-  if (s.empty() || s.size() > 50) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    const bool ok = (c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
+using dtx_examples::PgResult;
 
 class PgConn final : public SqlConn {
  public:
@@ -249,8 +207,9 @@ class PgConn final : public SqlConn {
         values[i] = s->c_str();
       }
     }
-    PgResult res(PQexecParams(conn_, Numbered(sql).c_str(), static_cast<int>(params.size()),
-                              nullptr, values.data(), nullptr, nullptr, 0));
+    PgResult res(PQexecParams(conn_, dtx_examples::PgNumbered(sql).c_str(),
+                              static_cast<int>(params.size()), nullptr, values.data(), nullptr,
+                              nullptr, 0));
     if (!res || (PQresultStatus(res.get()) != PGRES_COMMAND_OK &&
                  PQresultStatus(res.get()) != PGRES_TUPLES_OK)) {
       return Error(res.get(), "'" + sql + "'");
@@ -259,33 +218,12 @@ class PgConn final : public SqlConn {
   }
 
   Status Error(const PGresult* res, const std::string& what) const {
-    std::string msg =
-        what + ": " + Trimmed(res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(conn_));
-    const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-    std::string_view code = state != nullptr ? state : "";
-    if (res == nullptr || PQstatus(conn_) == CONNECTION_BAD || code.empty() ||
-        code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") ||
-        code == "40001" || code == "40P01") {
-      return Status::Unavailable(msg);
-    }
-    if (code == "55P03") return Status::Timeout(msg);
-    return Status::Internal(msg + " [SQLSTATE " + std::string(code) + "]");
+    return dtx_examples::PgError(conn_, res, what, false);
   }
 
   PGconn* conn_;
   std::string schema_;
 };
-
-Result<PGconn*> ConnectPg(const std::string& url) {
-  PGconn* conn = PQconnectdb(url.c_str());
-  if (conn == nullptr) return Status::Unavailable("postgres: out of memory");
-  if (PQstatus(conn) != CONNECTION_OK) {
-    std::string msg = Trimmed(PQerrorMessage(conn));
-    PQfinish(conn);
-    return Status::Unavailable("postgres: connect: " + msg);
-  }
-  return conn;
-}
 
 }  // namespace
 
@@ -299,21 +237,17 @@ std::string AsText(const Value& v) {
   return s ? *s : std::string();
 }
 
-bool IsPostgresUrl(std::string_view url) {
-  return url.starts_with("postgres://") || url.starts_with("postgresql://");
-}
-
 Result<std::unique_ptr<SqlConn>> OpenSql(const std::string& url, const std::string& pg_schema) {
   if (url.starts_with("sqlite:")) return OpenSqlite(url.substr(7));
   if (!IsPostgresUrl(url)) {
     return Status::InvalidArgument("database URL '" + url +
                                    "': use sqlite:/path/file.db or postgres://...");
   }
-  if (!IsIdentifier(pg_schema)) {
+  if (!dtx_examples::IsPgIdentifier(pg_schema)) {
     return Status::InvalidArgument("PostgreSQL schema '" + pg_schema +
                                    "' is not a plain identifier");
   }
-  auto conn = ConnectPg(url);
+  auto conn = dtx_examples::ConnectPg(url);
   if (!conn.ok()) return conn.status();
   auto pg = std::make_unique<PgConn>(*conn, pg_schema);
   if (Status s = pg->ExecScript("SET search_path TO " + pg_schema); !s.ok()) return s;
@@ -334,52 +268,7 @@ Status CreatePgSchema(const std::string& url, const std::string& pg_schema, bool
 // ConnPool
 
 ConnPool::ConnPool(std::string url, std::string pg_schema, size_t max_connections)
-    : url_(std::move(url)),
-      pg_schema_(std::move(pg_schema)),
-      max_(max_connections == 0 ? 1 : max_connections) {}
-
-ConnPool::~ConnPool() = default;
-
-ConnPool::Lease::~Lease() {
-  if (pool_ != nullptr && conn_ != nullptr) pool_->Release(std::move(conn_));
-}
-
-Result<ConnPool::Lease> ConnPool::Acquire(std::chrono::milliseconds wait) {
-  std::unique_lock lock(mu_);
-  const auto deadline = std::chrono::steady_clock::now() + wait;
-  for (;;) {
-    if (!idle_.empty()) {
-      std::unique_ptr<SqlConn> conn = std::move(idle_.back());
-      idle_.pop_back();
-      return Lease(this, std::move(conn));
-    }
-    if (open_ < max_) {
-      ++open_;
-      lock.unlock();
-      auto conn = OpenSql(url_, pg_schema_);
-      if (!conn.ok()) {
-        lock.lock();
-        --open_;
-        cv_.notify_one();
-        return conn.status();
-      }
-      return Lease(this, std::move(*conn));
-    }
-    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
-        open_ >= max_) {
-      return Status::Unavailable("all " + std::to_string(max_) + " database connections busy");
-    }
-  }
-}
-
-void ConnPool::Release(std::unique_ptr<SqlConn> conn) {
-  std::lock_guard lock(mu_);
-  if (conn->healthy()) {
-    idle_.push_back(std::move(conn));
-  } else {
-    --open_;  // dropped; the next Acquire opens a new one
-  }
-  cv_.notify_one();
-}
+    : dtx_examples::ConnPool<SqlConn>(OpenSql, std::move(url), std::move(pg_schema),
+                                      max_connections) {}
 
 }  // namespace tcc_payment

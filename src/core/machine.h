@@ -35,8 +35,8 @@ struct Round {
   bool check_back_parked = false;
 };
 
-// msg: the check-back call (GET query_prepared?gid&trans_type=msg&branch_id=00&op=msg) has no branch
-// row; its calls and results use this pseudo index.
+// msg: the check-back call (GET query_prepared?gid&trans_type=msg&branch_id=00&op=msg) has no
+// branch row; its calls and results use this pseudo index.
 inline constexpr size_t kCheckBackIndex = static_cast<size_t>(-2);
 
 struct Event {

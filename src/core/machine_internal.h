@@ -2,11 +2,13 @@
 // core::Step dispatches to. Same contract as machine.h.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <string>
 #include <string_view>
-
-#include <fmt/format.h>
+#include <utility>
+#include <vector>
 
 #include "core/machine.h"
 
@@ -103,6 +105,25 @@ class Writer {
   bool touched_ = false;
 };
 
+// The end of one machine decision: hands over the calls to make, ends the round when nothing is
+// left in flight (a non-final transaction always leaves a round with a wake-up in the future), and
+// takes the update.
+inline Decision EndDecision(const TransSnapshot& snap, const Round& round, const Settings& settings,
+                            int64_t now_ms, Writer& w, std::vector<size_t>& calls) {
+  Decision d;
+  d.calls = std::move(calls);
+  if (d.calls.empty() && round.in_flight_count == 0) {
+    d.round_over = true;
+    if (!IsFinal(snap.global.status) && !w.has_wakeup() &&
+        snap.global.next_cron_time_ms <= now_ms) {
+      w.SetWakeup(NextWakeup(CallClass::kOngoing, snap.global.next_cron_interval_ms,
+                             InitialIntervalMs(snap.global.options, settings), settings,
+                             snap.global.gid, now_ms));
+    }
+  }
+  d.update = w.Take();
+  return d;
+}
 
 Decision SagaStep(TransSnapshot& snap, Round& round, const Event& event, const Settings& settings,
                   int64_t now_ms);

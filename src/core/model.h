@@ -46,8 +46,8 @@ struct TransOptions {
   bool operator==(const TransOptions&) const = default;
 };
 
-// Option keys present in a later request (submit/abort of a prepared transaction): they override the
-// stored options (§1.7, §5 #21). Absent keys keep the stored values.
+// Option keys present in a later request (submit/abort of a prepared transaction): they override
+// the stored options (§1.7, §5 #21). Absent keys keep the stored values.
 struct OptionsPatch {
   std::optional<int64_t> timeout_to_fail_s;
   std::optional<int64_t> request_timeout_s;

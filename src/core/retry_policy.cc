@@ -1,7 +1,6 @@
 #include "core/retry_policy.h"
 
 #include <algorithm>
-
 #include <boost/json.hpp>
 
 namespace dtx::core {

@@ -29,19 +29,7 @@ class Tcc {
       OnResult(ev);
     }
     Advance();
-    Decision d;
-    d.calls = std::move(calls_);
-    if (d.calls.empty() && round_.in_flight_count == 0) {
-      d.round_over = true;
-      // A non-final transaction always leaves a round with a wake-up in the future.
-      if (!IsFinal(snap_.global.status) && !w_.has_wakeup() &&
-          snap_.global.next_cron_time_ms <= now_ms_) {
-        w_.SetWakeup(NextWakeup(CallClass::kOngoing, snap_.global.next_cron_interval_ms, I0(),
-                                settings_, snap_.global.gid, now_ms_));
-      }
-    }
-    d.update = w_.Take();
-    return d;
+    return EndDecision(snap_, round_, settings_, now_ms_, w_, calls_);
   }
 
  private:

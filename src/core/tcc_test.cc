@@ -16,21 +16,16 @@
 #include <vector>
 
 #include "core/machine.h"
+#include "core/machine_test_util.h"
 #include "core/model.h"
 #include "core/retry_policy.h"
 
 namespace dtx::core {
 namespace {
 
-constexpr int64_t kT0 = 1'700'000'000'000;  // creation time of every transaction built here
-constexpr int64_t kI0 = 10'000;             // I0 with default options and settings
-constexpr int64_t kTimeout = 35'000;        // server default timeout_to_fail
-constexpr int64_t kAnswerDelayMs = 10;      // time each call takes in the harness
+using namespace test_util;  // NOLINT(google-build-using-namespace)
 
-const std::string kP = "prepared";
-const std::string kS = "succeed";
-using Statuses = std::vector<std::string>;
-using Calls = std::vector<size_t>;
+constexpr int64_t kTimeout = 35'000;  // server default timeout_to_fail
 
 // Rows of branch k (0-based, in registration order): branches[2k] = cancel (xa: rollback),
 // branches[2k+1] = confirm (xa: commit).
@@ -89,29 +84,6 @@ TransSnapshot MakeXa(const std::vector<std::string>& ids, GlobalStatus status,
   return MakeTrans(TransType::kXa, ids, status, std::move(options));
 }
 
-std::string DefaultAnswer(CallClass c) {
-  switch (c) {
-    case CallClass::kSuccess:
-      return R"({"dtm_result":"SUCCESS"})";
-    case CallClass::kFailure:
-      return R"({"dtm_result":"FAILURE"})";
-    case CallClass::kOngoing:
-      return R"({"dtm_result":"ONGOING"})";
-    case CallClass::kError:
-      return "HTTP 500: internal error";
-  }
-  return "";
-}
-
-// Expects `u` to schedule the next wake-up `interval_ms` after `now_ms`, jittered by at most ±10 %.
-void ExpectWakeup(const TransUpdate& u, int64_t now_ms, int64_t interval_ms) {
-  ASSERT_TRUE(u.next_cron_interval_ms.has_value());
-  ASSERT_TRUE(u.next_cron_time_ms.has_value());
-  EXPECT_EQ(*u.next_cron_interval_ms, interval_ms);
-  EXPECT_GE(*u.next_cron_time_ms, now_ms + interval_ms * 9 / 10);
-  EXPECT_LE(*u.next_cron_time_ms, now_ms + interval_ms * 11 / 10);
-}
-
 const TransUpdate::BranchUpdate* FindBranchUpdate(const TransUpdate& u, const std::string& id,
                                                   const std::string& op) {
   for (const auto& b : u.branches) {
@@ -120,170 +92,26 @@ const TransUpdate::BranchUpdate* FindBranchUpdate(const TransUpdate& u, const st
   return nullptr;
 }
 
-// The engine stand-in. Not thread-safe; one per test.
-class TccRun {
+// The engine stand-in (see machine_test_util.h).
+class TccRun : public test_util::MachineRun<TccRun> {
  public:
-  explicit TccRun(TransSnapshot snap, Settings settings = {})
-      : snap_(snap), stored_(std::move(snap)), settings_(settings) {}
+  using MachineRun::MachineRun;
 
-  int64_t now = kT0;
-
-  Decision Start() {
-    EXPECT_TRUE(pending_.empty()) << "a round is still running";
-    round_ = Round{};
-    return Drive(Event{});
-  }
-
-  // Answers the outstanding call to `branch` after kAnswerDelayMs.
-  Decision Answer(size_t branch, CallClass c, std::optional<std::string> answer = std::nullopt) {
-    auto it = std::find(pending_.begin(), pending_.end(), branch);
-    if (it == pending_.end()) {
-      ADD_FAILURE() << "branch " << branch << " was not called";
-      return Decision{};
-    }
-    pending_.erase(it);
-    now += kAnswerDelayMs;
-    Event ev;
-    ev.kind = Event::Kind::kResult;
-    ev.branch_index = branch;
-    ev.result = c;
-    ev.answer = answer ? *answer : DefaultAnswer(c);
-    return Drive(ev);
-  }
-
-  // Answers outstanding calls in call order with `answer_for(branch)` until the round is over.
-  void Finish(const std::function<CallClass(size_t)>& answer_for) {
-    for (int guard = 0; !pending_.empty(); ++guard) {
-      ASSERT_LT(guard, 1000) << "round does not end";
-      size_t b = pending_.front();
-      Answer(b, answer_for(b));
-    }
-  }
-  void FinishAll(CallClass c) {
-    Finish([c](size_t) { return c; });
-  }
-
-  // A new round on what the store holds, at `now`.
-  Decision Restart() {
-    EXPECT_TRUE(pending_.empty());
-    snap_ = stored_;
-    return Start();
-  }
-  // Recovery: a new round at the stored wake-up time.
-  Decision StartDueRound() {
-    now = std::max(now, stored_.global.next_cron_time_ms);
-    return Restart();
-  }
-
-  // An external change (abort request, forceStop) that the engine reloaded while calls were in
-  // flight.
-  void SetStatusExternally(GlobalStatus s) {
-    snap_.global.status = s;
-    stored_.global.status = s;
-  }
-
-  Statuses BranchStatuses() const {
-    Statuses out;
-    for (const auto& b : stored_.branches) out.emplace_back(ToString(b.status));
-    return out;
-  }
-  GlobalStatus status() const { return stored_.global.status; }
-  const GlobalTrans& global() const { return stored_.global; }
-  const BranchRow& row(size_t i) const { return stored_.branches[i]; }
-  const Calls& pending() const { return pending_; }
-  const Calls& call_log() const { return call_log_; }
   // The (branch_id, op) of every call made, in order.
   std::vector<std::string> CalledRows() const {
     std::vector<std::string> out;
-    for (size_t i : call_log_)
-      out.push_back(stored_.branches[i].branch_id + "/" + stored_.branches[i].op);
+    for (size_t i : call_log()) out.push_back(row(i).branch_id + "/" + row(i).op);
     return out;
   }
-  size_t max_in_flight() const { return max_in_flight_; }
-  size_t updates() const { return updates_; }
 
- private:
-  Decision Drive(const Event& ev) {
-    Decision d = Step(snap_, round_, ev, settings_, now);
-    if (d.update) Apply(*d.update);
-    for (size_t i : d.calls) {
-      EXPECT_LT(i, snap_.branches.size());
-      if (i >= snap_.branches.size()) continue;
-      EXPECT_EQ(std::count(pending_.begin(), pending_.end(), i), 0)
-          << "branch " << i << " called while its call is in flight";
-      EXPECT_FALSE(snap_.branches[i].url.empty()) << "a call for an empty URL";
-      EXPECT_EQ(snap_.branches[i].status, BranchStatus::kPrepared) << "a call for a finished row";
-      pending_.push_back(i);
-      call_log_.push_back(i);
-    }
-    max_in_flight_ = std::max(max_in_flight_, pending_.size());
-    EXPECT_EQ(d.round_over, pending_.empty());
-    if (d.round_over && !IsFinal(stored_.global.status)) {
-      EXPECT_GT(stored_.global.next_cron_time_ms, now)
-          << "a non-final round must leave a wake-up in the future";
-    }
-    ExpectStoredMatchesMachine();
-    return d;
+  bool CheckCall(size_t i, GlobalStatus /*before*/) const {
+    EXPECT_LT(i, machine().branches.size());
+    if (i >= machine().branches.size()) return false;
+    ExpectNotInFlight(i);
+    EXPECT_FALSE(machine().branches[i].url.empty()) << "a call for an empty URL";
+    EXPECT_EQ(machine().branches[i].status, BranchStatus::kPrepared) << "a call for a finished row";
+    return true;
   }
-
-  // What the store does with a TransUpdate.
-  void Apply(const TransUpdate& u) {
-    ++updates_;
-    EXPECT_EQ(u.gid, stored_.global.gid);
-    EXPECT_EQ(u.expected_status, stored_.global.status) << "compare-and-set on the wrong status";
-    EXPECT_EQ(u.update_time_ms, now);
-    GlobalTrans& g = stored_.global;
-    if (u.new_status) g.status = *u.new_status;
-    if (u.rollback_reason) g.rollback_reason = *u.rollback_reason;
-    if (u.custom_data) g.custom_data = *u.custom_data;
-    if (u.options) g.options = *u.options;
-    if (u.next_cron_time_ms) g.next_cron_time_ms = *u.next_cron_time_ms;
-    if (u.next_cron_interval_ms) g.next_cron_interval_ms = *u.next_cron_interval_ms;
-    if (u.retry_count) g.retry_count = *u.retry_count;
-    if (u.finish_time_ms) g.finish_time_ms = *u.finish_time_ms;
-    if (u.rollback_time_ms) g.rollback_time_ms = *u.rollback_time_ms;
-    g.update_time_ms = u.update_time_ms;
-    for (const auto& bu : u.branches) {
-      auto it = std::find_if(stored_.branches.begin(), stored_.branches.end(), [&](const auto& r) {
-        return r.branch_id == bu.branch_id && r.op == bu.op;
-      });
-      EXPECT_NE(it, stored_.branches.end()) << bu.branch_id << "/" << bu.op;
-      if (it == stored_.branches.end()) continue;
-      if (bu.status) it->status = *bu.status;
-      if (bu.attempts) it->attempts = *bu.attempts;
-      if (bu.last_error) it->last_error = *bu.last_error;
-      if (bu.finish_time_ms) it->finish_time_ms = *bu.finish_time_ms;
-      it->update_time_ms = u.update_time_ms;
-    }
-  }
-
-  void ExpectStoredMatchesMachine() {
-    const GlobalTrans& a = stored_.global;
-    const GlobalTrans& b = snap_.global;
-    EXPECT_EQ(a.status, b.status);
-    EXPECT_EQ(a.rollback_reason, b.rollback_reason);
-    EXPECT_EQ(a.next_cron_time_ms, b.next_cron_time_ms);
-    EXPECT_EQ(a.next_cron_interval_ms, b.next_cron_interval_ms);
-    EXPECT_EQ(a.finish_time_ms, b.finish_time_ms);
-    EXPECT_EQ(a.rollback_time_ms, b.rollback_time_ms);
-    ASSERT_EQ(stored_.branches.size(), snap_.branches.size());
-    for (size_t i = 0; i < snap_.branches.size(); ++i) {
-      EXPECT_EQ(stored_.branches[i].status, snap_.branches[i].status) << "branch " << i;
-      EXPECT_EQ(stored_.branches[i].attempts, snap_.branches[i].attempts) << "branch " << i;
-      EXPECT_EQ(stored_.branches[i].last_error, snap_.branches[i].last_error) << "branch " << i;
-      EXPECT_EQ(stored_.branches[i].finish_time_ms, snap_.branches[i].finish_time_ms)
-          << "branch " << i;
-    }
-  }
-
-  TransSnapshot snap_;    // the machine's copy
-  TransSnapshot stored_;  // what the updates made of the stored row
-  Settings settings_;
-  Round round_;
-  Calls pending_;
-  Calls call_log_;
-  size_t max_in_flight_ = 0;
-  size_t updates_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-// What the message examples' `demo` subcommands share: child processes of the example's own binary
-// with a ready line, a blocking HTTP call, and a checker that prints [ok]/[WRONG] lines.
+// What the examples' `demo` subcommands share: child processes of the example's own binary with
+// a ready line, a blocking HTTP call, and a checker that prints [ok]/[WRONG] lines.
 //
 // Thread-safety: none; a demo drives everything from its main thread. How it fails: Status values;
 // children are stopped (SIGTERM, then SIGKILL after 5 s) when the Children object goes, and die
@@ -16,7 +16,7 @@
 
 #include "util/status.h"
 
-namespace msg_examples {
+namespace dtx_examples {
 
 class Children {
  public:
@@ -27,6 +27,10 @@ class Children {
   dtx::Result<std::string> Spawn(const std::vector<std::string>& args,
                                  const std::string& ready_prefix,
                                  std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  // Spawn, then the port at the end of the ready line ("... listening on HOST:PORT").
+  dtx::Result<uint16_t> SpawnListening(
+      const std::vector<std::string>& args, const std::string& ready_prefix,
+      std::chrono::milliseconds timeout = std::chrono::seconds(15));
   // Runs this executable with `args` to completion (bounded) and returns its wait status.
   dtx::Result<int> Run(const std::vector<std::string>& args,
                        std::chrono::milliseconds timeout = std::chrono::seconds(60));
@@ -66,4 +70,4 @@ class Checker {
   int failures_ = 0;
 };
 
-}  // namespace msg_examples
+}  // namespace dtx_examples

@@ -1,4 +1,4 @@
-#include "examples/msg_ebay/demo_support.h"
+#include "examples/common/demo_support.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -16,7 +16,7 @@
 
 #include "http/client.h"
 
-namespace msg_examples {
+namespace dtx_examples {
 namespace {
 
 namespace json = boost::json;
@@ -107,6 +107,14 @@ dtx::Result<std::string> Children::Spawn(const std::vector<std::string>& args,
   close(fds[0]);
   return dtx::Status::Unavailable("child '" + (args.empty() ? std::string() : args[0]) +
                                   "' printed no ready line (see its log above)");
+}
+
+dtx::Result<uint16_t> Children::SpawnListening(const std::vector<std::string>& args,
+                                               const std::string& ready_prefix,
+                                               std::chrono::milliseconds timeout) {
+  auto line = Spawn(args, ready_prefix, timeout);
+  if (!line.ok()) return line.status();
+  return PortOfReadyLine(*line);
 }
 
 dtx::Result<int> Children::Run(const std::vector<std::string>& args,
@@ -226,4 +234,4 @@ void Checker::Expect(bool ok, const std::string& what) {
   if (!ok) ++failures_;
 }
 
-}  // namespace msg_examples
+}  // namespace dtx_examples
