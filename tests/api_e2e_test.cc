@@ -259,6 +259,26 @@ TEST_F(ApiE2E, Api13And14CronResets) {
       << "a final transaction: 200 without change";
 }
 
+// Time arguments near the int64 limit saturate (they used to overflow: UB, and in practice a
+// negative createTimeEnd that matched nothing and a resetCronTime that reset every transaction).
+TEST_F(ApiE2E, Api11And13HugeTimeArgumentsSaturate) {
+  std::string gid = Gid("huge");
+  busi_->Script("/huge/a", {BusiAnswer::Error()});
+  ASSERT_NE(Post("submit", SagaBody(gid, {{busi_->Url("/huge/a"), ""}}, {"x"},
+                                    {{"retry_interval", 300}, {"wait_result", true}}))
+                .status,
+            200);
+  auto all = Get("all?gid=" + gid + "&createTimeEnd=9223372036854775807");
+  ASSERT_EQ(all.status, 200) << all.body;
+  EXPECT_EQ(json::parse(all.body).at("transactions").as_array().size(), 1u) << all.body;
+  // Due in ~600 s, not after the end of time: nothing to reset.
+  auto r = Get("resetCronTime?timeout=9223372036854775807&limit=1000");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("succeed_count").to_number<int64_t>(), 0);
+  EXPECT_EQ(QueryTrans(*server_, gid).status, "submitted");
+  Post("forceStop", json::serialize(json::object{{"gid", gid}}));
+}
+
 TEST_F(ApiE2E, Api16PingVersionMetrics) {
   auto ping = HttpFetch("GET", server_->Base() + "/api/ping");
   EXPECT_EQ(ping.status, 200);

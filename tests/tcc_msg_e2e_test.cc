@@ -377,6 +377,20 @@ TEST_F(ModesE2E, Msg10Delay) {
   EXPECT_GE(calls[0].start - t0, milliseconds(950)) << "no action before the delay";
 }
 
+// A delay near the int64 limit is capped (delay * 1000 used to overflow: UB, in practice a
+// negative delay and an immediate delivery).
+TEST_F(ModesE2E, Msg10HugeDelayIsNotImmediate) {
+  std::string gid = Gid();
+  ASSERT_EQ(
+      Post("submit", MsgBody(gid, {U("/a")}, {{"custom_data", R"({"delay":9223372036854775807})"}}))
+          .status,
+      200);
+  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_EQ(QueryTrans(*server_, gid).status, "submitted");
+  EXPECT_TRUE(busi_->CallsFor(gid).empty()) << "no action before the delay";
+  Post("forceStop", {{"gid", gid}});
+}
+
 // Topics (PROTOCOL.md §2.3, §6 API-15): subscribe creates the topic; errors keep DTM's messages;
 // scanKV/queryKV show v as a JSON string and the version grows with every change.
 TEST_F(ModesE2E, Api15TopicsSubscribeUnsubscribeDeleteAndKv) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <random>
 
@@ -407,8 +408,11 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
       if (std::string t = QueryOr(req, name); !t.empty()) {
         auto v = ParseInt(name, t);
         if (!v.ok()) co_return ErrorResponse(v.status());
-        // Compared at second precision, like DTM.
-        *field = (*v / 1000) * 1000 + (std::string_view(name) == "createTimeEnd" ? 999 : 0);
+        // Compared at second precision, like DTM (saturating near the int64 maximum).
+        constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+        *field = (*v / 1000) * 1000;
+        if (std::string_view(name) == "createTimeEnd")
+          *field = *field > kMax - 999 ? kMax : *field + 999;
       }
     }
     auto r = co_await engine_.List(std::move(q));
@@ -432,7 +436,11 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
         co_return ErrorResponse(Status::InvalidArgument("limit must be in [1, 10000]"));
       limit = *v;
     }
-    auto r = co_await engine_.ResetCronTime(timeout_s * 1000, static_cast<int>(limit));
+    // Saturating: any timeout beyond int64 milliseconds means "never" (the store adds it to now).
+    const int64_t timeout_ms = timeout_s > std::numeric_limits<int64_t>::max() / 1000
+                                   ? std::numeric_limits<int64_t>::max()
+                                   : timeout_s * 1000;
+    auto r = co_await engine_.ResetCronTime(timeout_ms, static_cast<int>(limit));
     if (!r.ok()) co_return ErrorResponse(r.status());
     co_return Json(
         200, json::serialize(json::object{{"has_remaining", *r == limit}, {"succeed_count", *r}}));

@@ -229,7 +229,9 @@ int64_t MsgDelayMs(std::string_view custom_data) {
     std::string k(kv.key());
     for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (k == "delay" && kv.value().is_int64() && kv.value().get_int64() > 0) {
-      return kv.value().get_int64() * 1000;
+      // Capped at 100 years (like the other durations), so that "* 1000" and "now + delay" fit.
+      constexpr int64_t kMaxDelayS = int64_t{100} * 365 * 24 * 3600;
+      return std::min(kv.value().get_int64(), kMaxDelayS) * 1000;
     }
   }
   return 0;

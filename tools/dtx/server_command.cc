@@ -6,6 +6,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -51,7 +53,12 @@ std::string RedactStore(const std::string& spec) {
   return spec.substr(0, colon + 1) + "***" + spec.substr(at);
 }
 
-int64_t ToMs(double seconds) { return static_cast<int64_t>(seconds * 1000.0 + 0.5); }
+// Clamped to +-100 years: converting a double beyond int64 (1e300, inf) is undefined behaviour.
+int64_t ToMs(double seconds) {
+  constexpr double kMaxS = 100.0 * 365 * 24 * 3600;
+  if (std::isnan(seconds)) return 0;
+  return static_cast<int64_t>(std::clamp(seconds, -kMaxS, kMaxS) * 1000.0 + 0.5);
+}
 
 int RunServer(const ServerFlags& f) {
   auto level = spdlog::level::from_str(f.log_level);
