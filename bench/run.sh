@@ -9,7 +9,7 @@ DIR=$(mktemp -d /tmp/dtx-bench.XXXXXX)
   >"$DIR/server.log" 2>&1 &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 1 100); do grep -q "ready" "$DIR/server.log" && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -qs "ready" "$DIR/server.log" && break; sleep 0.1; done
 PORT=$(grep -o 'listening on [0-9.]*:[0-9]*' "$DIR/server.log" | sed 's/.*://')
 [ -n "$PORT" ] || { cat "$DIR/server.log"; exit 1; }
 "$BUILD/bench/dtx-bench" --server "http://127.0.0.1:$PORT/api/dtmsvr" --server-pid "$PID" "$@"
