@@ -14,8 +14,8 @@ void AddServerCommand(CLI::App& app);
 
 // Applies `--config FILE` (found in argv) as the defaults of the server's options, before parsing,
 // so that the environment and the command line override it. Lines are `name = value` with the flag
-// names (`retry-interval = 0.5`); '#' comments and [section] lines are ignored; an unknown name or a
-// malformed line is an error.
+// names (`retry-interval = 0.5`); '#' comments and [section] lines are ignored; an unknown name or
+// a malformed line is an error.
 Status LoadConfigFile(CLI::App& app, int argc, char** argv);
 
 }  // namespace dtx::tools
