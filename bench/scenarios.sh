@@ -37,8 +37,12 @@ WORK=$(mktemp -d /tmp/dtx-scenarios.XXXXXX)
 chmod 755 "$WORK"  # the PostgreSQL cluster's user must reach its data directory
 PIDS=()
 PG_DIR=""
+LOG_DIR=${LOG_DIR:-/tmp/dtx-scenarios-logs}
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # Keep the logs (servers, load generator, PostgreSQL) for a look at any failed run.
+  rm -rf "$LOG_DIR" && mkdir -p "$LOG_DIR" && cp "$WORK"/*.log "$LOG_DIR"/ 2>/dev/null || true
+  [ -n "$PG_DIR" ] && cp "$PG_DIR/server.log" "$LOG_DIR/postgres.log" 2>/dev/null || true
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -n "$PG_DIR" ] && "$ROOT/scripts/pg-cluster.sh" stop "$PG_DIR" || true
   rm -rf "$WORK"
@@ -145,12 +149,18 @@ saga_run() {
     wait_quiet
     bench --servers "$(IFS=,; echo "${urls[*]}")" --server-pid "$(IFS=,; echo "${pids[*]}")" \
       --clients "$clients" --fail-ratio "$fail" --seconds "$SECS" "${extra[@]}" "$@" >>"$out" ||
-      log "  run $r: errors (see $WORK/bench.log)"
-    for i in "${pids[@]}"; do stop_server "$i"; done
+      log "  run $r: errors (logs kept in $LOG_DIR at exit: bench.log, server-N.log)"
+    for i in "${pids[@]}"; do
+      kill -0 "$i" 2>/dev/null || log "  run $r: server $i exited during the run (server logs kept in $LOG_DIR)"
+      stop_server "$i"
+    done
     if [ "$store" = sqlite ]; then rm -rf "${spec#sqlite:}" "$(dirname "${spec#sqlite:}")"; else pg_drop "bench_$SCHEMA_N"; fi
     log "  $store c=$clients fail=$fail coords=$coords run $r: $(tail -1 "$out" | jq -r '"\(.sagas_per_s|floor)/s p99 \(.p99_ms)ms cpu \(.server_cpu_us_per_saga)us"')"
   done
-  RESULT=$(best_by "${BEST_KEY:-sagas_per_s}" "${BEST_DIR:-max}" <"$out")
+  # The best run, plus how many of the REPS runs had errors (shown next to its error count).
+  RESULT=$(best_by "${BEST_KEY:-sagas_per_s}" "${BEST_DIR:-max}" <"$out" |
+    jq -c --argjson bad "$(jq -s '[.[] | select(.errors > 0)] | length' <"$out")" --argjson reps "$REPS" \
+      '. + {runs_with_errors: $bad, reps: $reps}')
 }
 
 saga_row() {  # saga_row SCENARIO STORE JSON
@@ -393,7 +403,9 @@ jq -r '
      "\(.server_cpu_us_per_saga | round) µs",
      (if .store == "postgres" then "\(.store_cpu_us_per_saga | round) µs" else "(in process)" end),
      (if .store == "postgres" then "(in PostgreSQL)" elif (.server_disk_kib_per_saga // -1) >= 0 then "\(.server_disk_kib_per_saga * 10 | round / 10) KiB" else "" end),
-     (.server_peak_rss_kib | mib), .errors, (.other_cpu_s / .seconds * 100 | round / 100)] | row
+     (.server_peak_rss_kib | mib),
+     "\(.errors)" + (if (.runs_with_errors // 0) > 0 then " (\(.runs_with_errors) of \(.reps) runs had errors)" else "" end),
+     (.other_cpu_s / .seconds * 100 | round / 100)] | row
   elif .kind == "recovery" and .variant == "due" then
     ["\(.n / 1000 | floor)k unfinished (submitted, due) sagas at start", "sqlite", "—", "0%",
      "all final in **\(.seconds) s**", "", "", "", "",
