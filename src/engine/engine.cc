@@ -272,6 +272,22 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
       if (s != core::GlobalStatus::kSubmitted) co_return Status::Conflict(CannotSubmitMessage(s));
       active = it->second;
     } else {
+      // A saga submit almost always names a new gid: try to create it first, and read what is
+      // stored only when the gid exists (a re-submit). This saves a store read per saga; the
+      // refused insert of a re-submit costs one savepoint in a group commit.
+      if (type == core::TransType::kSaga &&
+          active_count_.load() < options_.max_active_transactions) {
+        InitNew(req.proposed, core::GlobalStatus::kSubmitted, clock_.NowMs());
+        Status created = co_await AwaitStore<Status>(
+            [&](auto cb) { store_.Create(req.proposed, std::move(cb)); });
+        if (created.ok()) {
+          active = StartRound(shard, std::move(req.proposed));
+        } else if (created.code() != Code::kAlreadyExists) {
+          co_return created;
+        }
+      }
+    }
+    if (!active) {
       Result<std::optional<core::TransSnapshot>> loaded = co_await LoadOnShard(gid);
       if (!loaded.ok()) co_return loaded.status();
       const int64_t now = clock_.NowMs();
@@ -545,35 +561,114 @@ std::shared_ptr<Engine::Active> Engine::StartRound(Shard& shard, core::TransSnap
   return active;
 }
 
-void Engine::ExtendLease(core::TransSnapshot& snap, core::Decision& d) {
+namespace {
+
+// A decision's update may wait for the round's next one when it records only branch successes and
+// the wake-up that follows them — no status, option or retry change — and the wake-up already
+// stored covers every call in flight (`lease_needed`: their deadline plus the skew margin). Losing
+// it in a crash only means the branch is called again when the transaction resumes, at the stored
+// (earlier) wake-up — and every call is at-least-once anyway. Nothing is acknowledged on it: every
+// status change, and so every answer to a client, comes after a commit that includes it.
+bool CanDefer(const core::TransUpdate& u, int64_t stored_wakeup_ms, int64_t lease_needed_ms) {
+  if (u.new_status || u.rollback_reason || u.custom_data || u.options || u.retry_count ||
+      u.finish_time_ms || u.rollback_time_ms) {
+    return false;
+  }
+  if (u.branches.empty() || stored_wakeup_ms < lease_needed_ms) return false;
+  for (const auto& b : u.branches) {
+    if (b.status != core::BranchStatus::kSucceed) return false;
+  }
+  return true;
+}
+
+// Folds `later` into `into`, as if applied one after the other: branch updates are appended (the
+// store applies them in order, so a later update of the same row wins) and a global field set in
+// `later` replaces the held one.
+void MergeInto(std::optional<core::TransUpdate>& into, core::TransUpdate later) {
+  if (!into) {
+    into = std::move(later);
+    return;
+  }
+  core::TransUpdate& u = *into;
+  u.expected_status = later.expected_status;
+  auto take = [](auto& mine, auto& theirs) {
+    if (theirs) mine = std::move(theirs);
+  };
+  take(u.new_status, later.new_status);
+  take(u.rollback_reason, later.rollback_reason);
+  take(u.custom_data, later.custom_data);
+  take(u.options, later.options);
+  take(u.next_cron_time_ms, later.next_cron_time_ms);
+  take(u.next_cron_interval_ms, later.next_cron_interval_ms);
+  take(u.retry_count, later.retry_count);
+  take(u.finish_time_ms, later.finish_time_ms);
+  take(u.rollback_time_ms, later.rollback_time_ms);
+  u.update_time_ms = later.update_time_ms;
+  u.branches.insert(u.branches.end(), std::make_move_iterator(later.branches.begin()),
+                    std::make_move_iterator(later.branches.end()));
+}
+
+}  // namespace
+
+int64_t Engine::LeaseUntil(const core::TransSnapshot& snap) const {
+  return clock_.NowMs() + core::RequestTimeoutMs(snap.global.options, options_.settings) +
+         kLeaseMarginMs;
+}
+
+void Engine::ExtendLease(core::TransSnapshot& snap, std::optional<core::TransUpdate>& update,
+                         int64_t stored_wakeup_ms, int64_t lease_needed_ms) {
   // While calls are in flight the stored wake-up must lie beyond their deadline (plus a margin for
   // clock skew between coordinators), or another coordinator sharing the store could claim the
   // transaction and call the same branch concurrently. The results' own updates then set the real
-  // wake-up (reset, kept or backed off).
-  const int64_t now = clock_.NowMs();
-  const int64_t lease_until =
-      now + core::RequestTimeoutMs(snap.global.options, options_.settings) + kLeaseMarginMs;
-  if (snap.global.next_cron_time_ms >= lease_until) return;
-  if (!d.update) {
-    d.update.emplace();
-    d.update->gid = snap.global.gid;
-    d.update->expected_status = snap.global.status;
-    d.update->update_time_ms = now;
-  } else if (d.update->next_cron_time_ms && *d.update->next_cron_time_ms >= lease_until) {
-    return;
+  // wake-up (reset, kept or backed off) once nothing is in flight.
+  const int64_t effective =
+      update && update->next_cron_time_ms ? *update->next_cron_time_ms : stored_wakeup_ms;
+  if (effective >= lease_needed_ms) return;
+  if (!update) {
+    update.emplace();
+    update->gid = snap.global.gid;
+    update->expected_status = snap.global.status;
+    update->update_time_ms = clock_.NowMs();
   }
-  d.update->next_cron_time_ms = lease_until;
-  snap.global.next_cron_time_ms = lease_until;
+  update->next_cron_time_ms = lease_needed_ms;
+  snap.global.next_cron_time_ms = lease_needed_ms;
 }
 
 awaitable<void> Engine::RunRound(Shard* shard, std::shared_ptr<Active> a) {
   const core::Settings& settings = options_.settings;
   core::Decision d = core::Step(a->snap, a->round, core::Event{}, settings, clock_.NowMs());
+  // Branch successes that change nothing else are written with the round's next update instead of
+  // in a commit of their own (see CanDefer). The round's snapshot is committed when it starts.
+  std::optional<core::TransUpdate> deferred;
+  int64_t stored_wakeup = a->snap.global.next_cron_time_ms;
+  int64_t lease_needed = 0;  // the wake-up that covers every call made so far, plus the margin
   for (;;) {
-    if (!d.calls.empty()) ExtendLease(a->snap, d);
+    if (!d.calls.empty()) lease_needed = std::max(lease_needed, LeaseUntil(a->snap));
+    const bool in_flight = !d.calls.empty() || a->outstanding_calls > 0;
+    const int64_t need = in_flight ? lease_needed : 0;
+    if (d.update && !d.round_over && !stopped_ && CanDefer(*d.update, stored_wakeup, need)) {
+      MergeInto(deferred, std::move(*d.update));
+      d.update.reset();
+    } else {
+      if (deferred && (d.update || d.round_over)) {
+        if (d.update) MergeInto(deferred, std::move(*d.update));
+        d.update = std::move(deferred);
+        deferred.reset();
+      }
+      if (need > 0) {
+        ExtendLease(a->snap, d.update, stored_wakeup, need);
+        if (d.update && deferred) {  // a lease-only update: take what is held along
+          MergeInto(deferred, std::move(*d.update));
+          d.update = std::move(deferred);
+          deferred.reset();
+        }
+      }
+    }
     if (d.update) {
+      const std::optional<int64_t> wakeup = d.update->next_cron_time_ms;
       Status st = co_await AwaitStore<Status>(
           [&](auto cb) { store_.Update(std::move(*d.update), std::move(cb)); });
+      if (st.ok() && wakeup) stored_wakeup = *wakeup;
       if (!st.ok()) {
         // A lost compare-and-set (an operator changed the state) or a store failure: abandon the
         // round; the stored state is the truth and a later round resumes from it.

@@ -7,7 +7,8 @@
 // Public awaitables may be awaited from any executor; they hop to the shard and back.
 //
 // Durability: every decision's update is committed (Store callback) before the calls it orders are
-// made and before an API call that changed state answers success.
+// made and before an API call that changed state answers success — except an update that only
+// records branch successes, which rides with the round's next update (engine.cc: CanDefer).
 //
 // Limits: at most max_active_transactions rounds in memory; a submit beyond it answers kUnavailable
 // (503, retryable) before anything is persisted, and recovery claims only as many as there is room
@@ -148,8 +149,13 @@ class Engine {
                                                        std::vector<core::BranchRow> rows);
   boost::asio::awaitable<Status> ForceStopOnShard(std::string gid);
   void InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now);
-  // Makes the decision's update push next_cron_time past the deadline of the calls it orders.
-  void ExtendLease(core::TransSnapshot& snap, core::Decision& d);
+  // now + the request timeout + kLeaseMarginMs: how far the stored wake-up must lie for a call made
+  // now.
+  int64_t LeaseUntil(const core::TransSnapshot& snap) const;
+  // Makes `update` (created if absent) push next_cron_time to `lease_needed_ms` unless its own
+  // wake-up, or else the stored one, already reaches it.
+  void ExtendLease(core::TransSnapshot& snap, std::optional<core::TransUpdate>& update,
+                   int64_t stored_wakeup_ms, int64_t lease_needed_ms);
   // Updates the stored transaction (CAS) and returns the engine's view of it afterwards.
   boost::asio::awaitable<Status> Transition(core::TransUpdate update);
   boost::asio::awaitable<void> ResumeOnShard(std::string gid);

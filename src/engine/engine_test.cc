@@ -96,14 +96,14 @@ class EngineTest : public ::testing::Test {
     store_ = store::NewMemoryStore();
     Make({});
   }
-  void Make(EngineOptions opts) {
+  void Make(EngineOptions opts, int64_t retry_interval_ms = 200) {
     engine_.reset();
     if (pool_) {
       pool_->Stop();
       pool_->Join();
     }
     pool_ = std::make_unique<http::IoPool>(2);
-    opts.settings.retry_interval_ms = 200;
+    opts.settings.retry_interval_ms = retry_interval_ms;
     opts.cron_interval_ms = 50;
     engine_ = std::make_unique<Engine>(
         opts, *store_, *pool_, SystemClock::Instance(), nullptr,
@@ -244,6 +244,161 @@ TEST_F(EngineTest, ForceStopDuringARoundWins) {
   EXPECT_EQ(net_.Count("http://p/a2"), 0u) << "the abandoned round must not go on";
   EXPECT_EQ(Run(engine_->ForceStop("g6")).code(), Code::kConflict);
   EXPECT_EQ(Run(engine_->ForceStop("nope")).code(), Code::kNotFound);
+}
+
+// Submits a 2-step saga whose step 2 takes 300 ms; returns the stored snapshot and the number of
+// store writes so far, taken while step 2 is in flight, and the writes at the end.
+struct TwoStepRun {
+  core::TransSnapshot mid;
+  uint64_t writes_mid = 0;
+  uint64_t writes_end = 0;
+  core::TransSnapshot end;
+};
+
+// With the default retry interval (10 s) the stored wake-up already covers step 2's call (3 s
+// timeout + 2 s margin), so step 1's success is held in memory and written with the final update:
+// a 2-step saga costs two store writes. Losing the held success in a crash only re-calls step 1.
+TEST_F(EngineTest, TwoStepSagaCommitsTwiceAndStepSuccessRidesWithTheNextUpdate) {
+  Make({}, 10'000);
+  net_.delay_ms["http://p/a2"] = 300;
+  const uint64_t before = store_->Stats().write_ops;
+  auto p = std::make_shared<std::promise<Status>>();
+  auto fut = p->get_future();
+  asio::co_spawn(
+      pool_->Get(0),
+      Deliver(engine_->Submit(
+                  Req(Saga("w2", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", ""}}), true)),
+              p),
+      asio::detached);
+  for (int i = 0; i < 200 && net_.Count("http://p/a1") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // step 2 is in flight (300 ms)
+  ASSERT_EQ(net_.Count("http://p/a1"), 1u);
+  ASSERT_EQ(net_.Count("http://p/a2"), 0u);
+  auto mid = Load("w2");
+  ASSERT_TRUE(mid);
+  EXPECT_EQ(mid->global.status, core::GlobalStatus::kSubmitted);
+  EXPECT_EQ(mid->branches[1].op, "action");
+  EXPECT_EQ(mid->branches[1].status, core::BranchStatus::kPrepared) << "held in memory";
+  EXPECT_EQ(store_->Stats().write_ops - before, 1u) << "only the create so far";
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(fut.get().ok());
+  EXPECT_EQ(store_->Stats().write_ops - before, 2u) << "create + final update";
+  auto done = Load("w2");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->global.status, core::GlobalStatus::kSucceed);
+  for (size_t i : {1u, 3u}) {
+    EXPECT_EQ(done->branches[i].status, core::BranchStatus::kSucceed) << i;
+    EXPECT_EQ(done->branches[i].attempts, 1) << i;
+    EXPECT_GT(done->branches[i].finish_time_ms, 0) << i;
+  }
+}
+
+// When the stored wake-up does not cover the next call (a 200 ms retry interval here: the create
+// stores now + 200 ms, step 1's call writes the lease now + 3 s + margin, and step 1 takes 50 ms,
+// so step 2's deadline lies beyond it), the lease must be written before that call, and step 1's
+// success goes with it.
+TEST_F(EngineTest, ShortLeaseWritesStepSuccessBeforeTheNextCall) {
+  net_.delay_ms["http://p/a1"] = 50;
+  net_.delay_ms["http://p/a2"] = 300;
+  auto p = std::make_shared<std::promise<Status>>();
+  auto fut = p->get_future();
+  asio::co_spawn(
+      pool_->Get(0),
+      Deliver(engine_->Submit(
+                  Req(Saga("w1", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", ""}}), true)),
+              p),
+      asio::detached);
+  for (int i = 0; i < 200 && net_.Count("http://p/a1") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto mid = Load("w1");
+  ASSERT_TRUE(mid);
+  EXPECT_EQ(mid->branches[1].status, core::BranchStatus::kSucceed);
+  EXPECT_GE(mid->global.next_cron_time_ms,
+            SystemClock::Instance().NowMs() + 3000 + kLeaseMarginMs - 200)
+      << "the lease covers step 2's deadline plus the margin";
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(fut.get().ok());
+}
+
+// Concurrent steps: a fast step's success (whose reset wake-up, 200 ms away, is sooner than the
+// slow step's deadline) must not pull the stored wake-up in front of the lease of the call still in
+// flight; otherwise another coordinator could claim the transaction and call that step again.
+TEST_F(EngineTest, StepSuccessNeverShortensTheLeaseOfACallInFlight) {
+  net_.delay_ms["http://p/a1"] = 30;
+  net_.delay_ms["http://p/slow"] = 400;
+  core::TransSnapshot saga = Saga("w6", {{"http://p/a1", ""}, {"http://p/slow", ""}});
+  saga.global.custom_data = R"({"concurrent":true})";
+  const int64_t t0 = SystemClock::Instance().NowMs();
+  auto p = std::make_shared<std::promise<Status>>();
+  auto fut = p->get_future();
+  asio::co_spawn(pool_->Get(0), Deliver(engine_->Submit(Req(saga, true)), p), asio::detached);
+  for (int i = 0; i < 200 && net_.Count("http://p/a1") == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the slow call is in flight
+  ASSERT_EQ(net_.Count("http://p/slow"), 0u);
+  auto mid = Load("w6");
+  ASSERT_TRUE(mid);
+  EXPECT_GE(mid->global.next_cron_time_ms, t0 + 3000 + kLeaseMarginMs)
+      << "the stored wake-up covers the slow call's deadline plus the margin";
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(fut.get().ok());
+
+  // The same with an error answer, which is written at once (with its backed-off wake-up, 400 ms
+  // away): the lease is raised in that same write.
+  net_.answers["http://p/a1"] = {500, "boom"};
+  saga.global.gid = "w7";
+  const int64_t t1 = SystemClock::Instance().NowMs();
+  ASSERT_TRUE(Run(engine_->Submit(Req(saga, false))).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  auto err = Load("w7");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->branches[1].attempts, 1) << "the error was written";
+  EXPECT_GE(err->global.next_cron_time_ms, t1 + 3000 + kLeaseMarginMs);
+}
+
+// A held success is written with the failure that follows it: step 1 is stored as succeeded and is
+// compensated.
+TEST_F(EngineTest, HeldSuccessIsWrittenWithTheFollowingFailure) {
+  net_.answers["http://p/a2"] = {409, R"({"dtm_result":"FAILURE"})"};
+  Status s = Run(engine_->Submit(
+      Req(Saga("w3", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", "http://p/c2"}}), true)));
+  EXPECT_EQ(s.code(), Code::kConflict);
+  auto snap = Load("w3");
+  ASSERT_TRUE(snap);
+  EXPECT_EQ(snap->global.status, core::GlobalStatus::kFailed);
+  EXPECT_EQ(snap->branches[1].status, core::BranchStatus::kSucceed) << "action 01";
+  EXPECT_EQ(snap->branches[0].status, core::BranchStatus::kSucceed) << "compensate 01";
+  EXPECT_EQ(snap->branches[3].status, core::BranchStatus::kFailed) << "action 02";
+  EXPECT_EQ(net_.Count("http://p/c1"), 1u);
+}
+
+// Submit tries the insert first; a gid that is stored already goes through the stored-state rules.
+TEST_F(EngineTest, SubmitOfAStoredGidFollowsTheStoredState) {
+  // Stored as submitted by a previous process, not due yet: the submit resumes it at once.
+  core::TransSnapshot snap = Saga("w4", {{"http://p/a1", ""}});
+  snap.global.status = core::GlobalStatus::kSubmitted;
+  snap.global.next_cron_time_ms = SystemClock::Instance().NowMs() + 60'000;
+  snap.global.next_cron_interval_ms = 10'000;
+  std::promise<Status> created;
+  store_->Create(snap, [&](Status st) { created.set_value(st); });
+  ASSERT_TRUE(created.get_future().get().ok());
+  EXPECT_TRUE(Run(engine_->Submit(Req(Saga("w4", {{"http://p/other", ""}}), true))).ok());
+  EXPECT_EQ(Load("w4")->global.status, core::GlobalStatus::kSucceed);
+  EXPECT_EQ(net_.Count("http://p/a1"), 1u) << "the stored steps run, not the re-submitted ones";
+  EXPECT_EQ(net_.Count("http://p/other"), 0u);
+  // A gid of another type.
+  core::TransSnapshot tcc;
+  tcc.global.gid = "w5";
+  tcc.global.trans_type = core::TransType::kTcc;
+  ASSERT_TRUE(Run(engine_->Prepare(tcc)).ok());
+  Status wrong = Run(engine_->Submit(Req(Saga("w5", {{"http://p/a1", ""}}), false)));
+  EXPECT_EQ(wrong.code(), Code::kConflict);
+  EXPECT_NE(wrong.message().find("type 'tcc'"), std::string::npos) << wrong.message();
 }
 
 TEST(BranchCallTest, BuildsDtmCallShape) {

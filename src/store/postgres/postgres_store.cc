@@ -1115,6 +1115,11 @@ void PostgresStore::RunBatch(PgConn& c, std::vector<WriteOp>& batch) {
   cmds.reserve(todo.size() * 3 + 3);
   size_t next = 0;      // index in `todo` of the first op not yet applied
   bool resume = false;  // a transaction is open after a failed op: roll back to its savepoint
+  // The first attempt sends the statements bare: each decides its own outcome and raises no error
+  // in the normal course, and a savepoint per operation costs two more statements and a
+  // subtransaction each. If one does raise an error, the whole transaction is rolled back, that
+  // operation alone fails, and the others are sent again, each in its own savepoint.
+  bool savepoints = false;
   while (!todo.empty()) {
     cmds.clear();
     if (resume) {
@@ -1126,9 +1131,9 @@ void PostgresStore::RunBatch(PgConn& c, std::vector<WriteOp>& batch) {
     const size_t header = cmds.size();
     for (size_t k = next; k < todo.size(); ++k) {
       const WriteOp& op = batch[todo[k]];
-      cmds.push_back(Command::Exec(kSavepoint));
+      if (savepoints) cmds.push_back(Command::Exec(kSavepoint));
       cmds.push_back(Command::Exec(op.stmt, &op.params));
-      cmds.push_back(Command::Exec(kRelease));
+      if (savepoints) cmds.push_back(Command::Exec(kRelease));
     }
     cmds.push_back(Command::Exec(kCommit));
     auto r = c.Run(cmds, IoDeadline());
@@ -1148,18 +1153,20 @@ void PostgresStore::RunBatch(PgConn& c, std::vector<WriteOp>& batch) {
       if (!pg::ResultOk(res[i].get())) fail(i, resume ? "ROLLBACK TO SAVEPOINT" : "BEGIN");
     }
     if (!batch_error.ok()) break;
+    const size_t stride = savepoints ? 3 : 1;
+    const size_t stmt_at = savepoints ? 1 : 0;
     size_t failed = todo.size();  // none
     size_t pos = header;
-    for (size_t k = next; k < todo.size(); ++k, pos += 3) {
+    for (size_t k = next; k < todo.size(); ++k, pos += stride) {
       const size_t i = todo[k];
-      if (!pg::ResultOk(res[pos].get())) {
+      if (savepoints && !pg::ResultOk(res[pos].get())) {
         fail(pos, "SAVEPOINT");
         break;
       }
-      const PGresult* st = res[pos + 1].get();
+      const PGresult* st = res[pos + stmt_at].get();
       if (!pg::ResultOk(st)) {
         if (PQresultStatus(st) != PGRES_FATAL_ERROR) {
-          fail(pos + 1, batch[i].stmt);
+          fail(pos + stmt_at, batch[i].stmt);
           break;
         }
         // This op's statement raised an error: the pipeline stopped here. Only this op fails.
@@ -1177,15 +1184,29 @@ void PostgresStore::RunBatch(PgConn& c, std::vector<WriteOp>& batch) {
       } catch (const std::exception& e) {
         results[i] = Status::Internal(std::string("store operation threw: ") + e.what());
       }
-      if (!pg::ResultOk(res[pos + 2].get())) {
+      if (savepoints && !pg::ResultOk(res[pos + 2].get())) {
         fail(pos + 2, "RELEASE SAVEPOINT");
         break;
       }
     }
     if (!batch_error.ok()) break;
     if (failed != todo.size()) {
-      resume = true;
-      next = failed + 1;
+      if (savepoints) {
+        resume = true;
+        next = failed + 1;
+        continue;
+      }
+      // No savepoints: the transaction is lost. Roll it back and run the others again, each in a
+      // savepoint; their results of this attempt were never committed.
+      std::vector<Command> rb = {Command::Exec(kRollback)};
+      auto rolled = c.Run(rb, IoDeadline());
+      if (!rolled.ok() || !pg::ResultOk((*rolled)[0].get())) {
+        batch_error =
+            rolled.ok() ? pg::ErrorStatus((*rolled)[0].get(), "ROLLBACK") : rolled.status();
+        break;
+      }
+      todo.erase(todo.begin() + static_cast<std::ptrdiff_t>(failed));
+      savepoints = true;
       continue;
     }
     const PGresult* commit = res.back().get();

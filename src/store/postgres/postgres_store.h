@@ -3,13 +3,14 @@
 //
 // Threads: `writer_connections` writer threads, each owning one connection, take turns on one
 // bounded write queue. A writer pops up to max_batch_ops operations and sends them as ONE libpq
-// pipeline (one round trip): BEGIN, then per operation SAVEPOINT / its single statement / RELEASE,
-// then COMMIT. Each operation is one statement (data-modifying CTEs) that decides its own outcome
-// inside the database — a lost compare-and-set, an existing gid, an unknown gid or branch changes
-// nothing and reports its status as a row, so it needs no error and no rollback. A statement that
-// does raise an error (bad UTF-8, a concurrent duplicate, a deadlock, a statement timeout) aborts
-// the rest of that pipeline; the writer then rolls back to that operation's savepoint (only it is
-// undone), and sends the remaining operations and the COMMIT again. Callbacks run on the writer
+// pipeline (one round trip): BEGIN, the operations' statements, COMMIT. Each operation is one
+// statement (data-modifying CTEs) that decides its own outcome inside the database — a lost
+// compare-and-set, an existing gid, an unknown gid or branch changes nothing and reports its status
+// as a row, so it needs no error, no rollback and no savepoint. A statement that does raise an
+// error (bad UTF-8, a concurrent duplicate, a deadlock, a statement timeout) aborts the
+// transaction; the writer rolls it back, fails only that operation, and sends the others again with
+// a SAVEPOINT / RELEASE around each, so that a further error is undone alone (ROLLBACK TO its
+// savepoint, then the remaining operations and the COMMIT are re-sent). Callbacks run on the writer
 // thread after the COMMIT returned (synchronous_commit=on: the WAL is flushed).
 // `reader_connections` reader threads serve Load (one REPEATABLE READ, READ ONLY transaction: a
 // transaction and its branches are consistent) and List. Both queues are bounded; a full queue
