@@ -16,7 +16,7 @@ def load(stream):
     for line in stream:
         if not line.strip():
             continue
-        if not line[0].isspace():
+        if not line[0].isspace() or re.match(r"^\s*\d+\s*$", line):  # the sample's tid line
             cur = []
             samples.append(cur)
             continue

@@ -1154,6 +1154,98 @@ TEST_F(SqliteStoreTest, FailedCommitFailsBatchAndStore) {
   s.Close();
 }
 
+// A version-2 database (AUTOINCREMENT ids) is rebuilt at open into version 3 with every row, id,
+// branch order and index kept; new rows continue after the highest id.
+TEST_F(SqliteStoreTest, MigratesVersion2DatabaseKeepingRowsAndIds) {
+  const SqliteOptions o = Options();
+  std::filesystem::create_directories(std::filesystem::path(o.path).parent_path());
+  auto exec = [](sqlite3* db, const std::string& sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << "\n" << sql;
+    sqlite3_free(err);
+  };
+  auto query = [](sqlite3* db, const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+    std::string out;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(st, 0);
+      out += (t ? reinterpret_cast<const char*>(t) : "NULL");
+      out += ";";
+    }
+    sqlite3_finalize(st);
+    return out;
+  };
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+    exec(db, std::string(SqliteMigrationSql(1)));
+    exec(db, std::string(SqliteMigrationSql(2)));
+    exec(db,
+         "PRAGMA user_version=2; PRAGMA application_id=" + std::to_string(kSqliteApplicationId));
+    // Ids with gaps, branch rows out of gid order: what a long-lived database looks like.
+    exec(db,
+         "INSERT INTO trans_global (id, gid, trans_type, status, create_time, next_cron_time) "
+         "VALUES (7, 'old-a', 'saga', 'succeed', 100, 0), (42, 'old-b', 'saga', 'submitted', 200, "
+         "5000);"
+         "INSERT INTO trans_branch_op (id, gid, url, bin_data, branch_id, op, status) VALUES "
+         "(10, 'old-b', 'http://b/c1', x'00ff', '01', 'compensate', 'prepared'),"
+         "(11, 'old-a', 'http://a/a1', x'', '01', 'action', 'succeed'),"
+         "(12, 'old-b', 'http://b/a1', x'', '01', 'action', 'succeed'),"
+         "(90, 'old-b', 'http://b/a2', x'', '02', 'action', 'prepared');");
+    ASSERT_NE(query(db, "SELECT sql FROM sqlite_schema WHERE name = 'trans_global'")
+                  .find("AUTOINCREMENT"),
+              std::string::npos);
+    sqlite3_close(db);
+  }
+  {
+    auto s = MustOpenSqlite(o);
+    ASSERT_NE(s, nullptr);
+    auto b = Load(*s, "old-b");
+    ASSERT_TRUE(b.ok() && b.value().has_value());
+    EXPECT_EQ(b.value()->global.id, 42);
+    EXPECT_EQ(b.value()->global.status, GlobalStatus::kSubmitted);
+    ASSERT_EQ(b.value()->branches.size(), 3u);
+    EXPECT_EQ(b.value()->branches[0].url, "http://b/c1");
+    EXPECT_EQ(b.value()->branches[0].bin_data, std::string("\0\xff", 2));
+    EXPECT_EQ(b.value()->branches[1].url, "http://b/a1");
+    EXPECT_EQ(b.value()->branches[2].branch_id, "02");
+    auto a = Load(*s, "old-a");
+    ASSERT_TRUE(a.ok() && a.value().has_value());
+    EXPECT_EQ(a.value()->global.status, GlobalStatus::kSucceed);
+    EXPECT_EQ(a.value()->branches.size(), 1u);
+    // Still due work (the partial index was rebuilt), and new rows continue after id 42.
+    auto due = Claim(*s, 10'000, 10, 20'000, "me");
+    ASSERT_TRUE(due.ok());
+    EXPECT_EQ(due.value(), std::vector<std::string>{"old-b"});
+    ASSERT_TRUE(Create(*s, Trans("new")).ok());
+    auto n = Load(*s, "new");
+    ASSERT_TRUE(n.ok() && n.value().has_value());
+    EXPECT_EQ(n.value()->global.id, 43);
+    s->Close();
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(query(db, "PRAGMA user_version"), std::to_string(kSqliteSchemaVersion) + ";");
+  EXPECT_EQ(query(db,
+                  "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%AUTOINCREMENT%' AND "
+                  "name IN ('trans_global', 'trans_branch_op')"),
+            "0;");
+  // The UNIQUE constraints' automatic indexes and the three named ones.
+  EXPECT_EQ(query(db,
+                  "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name IN "
+                  "('trans_global', 'trans_branch_op') AND name LIKE 'sqlite_autoindex%'"),
+            "2;");
+  EXPECT_EQ(query(db,
+                  "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name IN "
+                  "('trans_global', 'trans_branch_op') AND name NOT LIKE 'sqlite_autoindex%' "
+                  "ORDER BY name"),
+            "trans_global_create_time;trans_global_due;trans_global_status;");
+  EXPECT_EQ(query(db, "PRAGMA integrity_check"), "ok;");
+  sqlite3_close(db);
+}
+
 TEST_F(SqliteStoreTest, RefusesNewerSchemaVersion) {
   {
     auto s = MustOpenSqlite(Options());

@@ -88,6 +88,69 @@ CREATE TABLE kv (
   UNIQUE (cat, k)
 );
 )sql",
+    // v3: trans_global and trans_branch_op without AUTOINCREMENT. AUTOINCREMENT makes every insert
+    // also update sqlite_sequence; a plain INTEGER PRIMARY KEY takes max(id) + 1, which is as
+    // monotonic here because dtx never deletes rows (a retention job that deletes old rows keeps
+    // the newest). It cost ~15 % of the coordinator's CPU per saga (docs/benchmarks.md). SQLite
+    // cannot drop AUTOINCREMENT in place: each table is rebuilt (rows, ids and indexes kept).
+    R"sql(
+CREATE TABLE trans_global_v3 (
+  id                 INTEGER PRIMARY KEY,
+  gid                TEXT    NOT NULL UNIQUE,
+  trans_type         TEXT    NOT NULL,
+  status             TEXT    NOT NULL,
+  protocol           TEXT    NOT NULL DEFAULT '',
+  query_prepared     TEXT    NOT NULL DEFAULT '',
+  custom_data        TEXT    NOT NULL DEFAULT '',
+  rollback_reason    TEXT    NOT NULL DEFAULT '',
+  result             TEXT    NOT NULL DEFAULT '',
+  owner              TEXT    NOT NULL DEFAULT '',
+  options            TEXT    NOT NULL DEFAULT '',
+  create_time        INTEGER NOT NULL DEFAULT 0,
+  update_time        INTEGER NOT NULL DEFAULT 0,
+  finish_time        INTEGER NOT NULL DEFAULT 0,
+  rollback_time      INTEGER NOT NULL DEFAULT 0,
+  next_cron_interval INTEGER NOT NULL DEFAULT 0,
+  next_cron_time     INTEGER NOT NULL DEFAULT 0,
+  retry_count        INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO trans_global_v3 (id, gid, trans_type, status, protocol, query_prepared, custom_data,
+  rollback_reason, result, owner, options, create_time, update_time, finish_time, rollback_time,
+  next_cron_interval, next_cron_time, retry_count)
+SELECT id, gid, trans_type, status, protocol, query_prepared, custom_data, rollback_reason, result,
+  owner, options, create_time, update_time, finish_time, rollback_time, next_cron_interval,
+  next_cron_time, retry_count FROM trans_global ORDER BY id;
+DROP TABLE trans_global;
+ALTER TABLE trans_global_v3 RENAME TO trans_global;
+-- The same rows as v1's due index; the predicate is written with OR because SQLite evaluates a
+-- partial index's IN (...) list through a temporary b-tree for every row written.
+CREATE INDEX trans_global_due ON trans_global(next_cron_time)
+  WHERE status = 'prepared' OR status = 'submitted' OR status = 'aborting';
+CREATE INDEX trans_global_status ON trans_global(status);
+CREATE INDEX trans_global_create_time ON trans_global(create_time);
+CREATE TABLE trans_branch_op_v3 (
+  id          INTEGER PRIMARY KEY,
+  gid         TEXT    NOT NULL,
+  url         TEXT    NOT NULL DEFAULT '',
+  bin_data    BLOB    NOT NULL DEFAULT x'',
+  branch_id   TEXT    NOT NULL,
+  op          TEXT    NOT NULL,
+  status      TEXT    NOT NULL,
+  create_time INTEGER NOT NULL DEFAULT 0,
+  update_time INTEGER NOT NULL DEFAULT 0,
+  finish_time INTEGER NOT NULL DEFAULT 0,
+  attempts    INTEGER NOT NULL DEFAULT 0,
+  last_error  TEXT    NOT NULL DEFAULT '',
+  UNIQUE (gid, branch_id, op)
+);
+INSERT INTO trans_branch_op_v3 (id, gid, url, bin_data, branch_id, op, status, create_time,
+  update_time, finish_time, attempts, last_error)
+SELECT id, gid, url, bin_data, branch_id, op, status, create_time, update_time, finish_time,
+  attempts, last_error FROM trans_branch_op ORDER BY id;
+DROP TABLE trans_branch_op;
+ALTER TABLE trans_branch_op_v3 RENAME TO trans_branch_op;
+DELETE FROM sqlite_sequence WHERE name IN ('trans_global', 'trans_branch_op');
+)sql",
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must equal the number of migration steps");
@@ -1294,6 +1357,11 @@ Status ValidateOptions(const SqliteOptions& o) {
 }
 
 }  // namespace
+
+std::string_view SqliteMigrationSql(int version) {
+  DTX_INVARIANT(version >= 1 && version <= kSqliteSchemaVersion, "no such schema version");
+  return kMigrations[version - 1];
+}
 
 Result<std::unique_ptr<Store>> OpenSqliteStoreWithHooks(const SqliteOptions& options,
                                                         SqliteTestHooks hooks) {

@@ -34,7 +34,7 @@
 namespace dtx::store {
 
 // The newest schema version this binary knows (and creates).
-inline constexpr int kSqliteSchemaVersion = 2;
+inline constexpr int kSqliteSchemaVersion = 3;
 
 // PRAGMA application_id of a dtx database ("dtx1" in ASCII).
 inline constexpr int kSqliteApplicationId = 0x64747831;
@@ -45,12 +45,14 @@ inline constexpr int kSqliteApplicationId = 0x64747831;
 // loudly if the index were ever missing).
 inline constexpr std::string_view kSqliteClaimDueSql =
     "SELECT id, gid FROM trans_global INDEXED BY trans_global_due "
-    "WHERE status IN ('prepared','submitted','aborting') AND next_cron_time <= ?1 "
+    "WHERE (status = 'prepared' OR status = 'submitted' OR status = 'aborting') "
+    "AND next_cron_time <= ?1 "
     "ORDER BY next_cron_time, id LIMIT ?2";
 inline constexpr std::string_view kSqliteResetCronTimeSql =
     "UPDATE trans_global SET next_cron_time = ?1 WHERE id IN ("
     "SELECT id FROM trans_global INDEXED BY trans_global_due "
-    "WHERE status IN ('prepared','submitted','aborting') AND next_cron_time > ?2 "
+    "WHERE (status = 'prepared' OR status = 'submitted' OR status = 'aborting') "
+    "AND next_cron_time > ?2 "
     "ORDER BY next_cron_time, id LIMIT ?3)";
 
 // Test seams. Production code uses OpenSqliteStore.
@@ -62,5 +64,9 @@ struct SqliteTestHooks {
 
 Result<std::unique_ptr<Store>> OpenSqliteStoreWithHooks(const SqliteOptions& options,
                                                         SqliteTestHooks hooks);
+
+// The SQL that migrates a database from `version` - 1 to `version` (1..kSqliteSchemaVersion), so a
+// test can build a database of an older version.
+std::string_view SqliteMigrationSql(int version);
 
 }  // namespace dtx::store
