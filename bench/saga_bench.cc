@@ -8,7 +8,7 @@
 // Usage:
 //   dtx-bench --server http://127.0.0.1:36789/api/dtmsvr [--clients 64] [--seconds 10 | --count N]
 //             [--wait-result 1] [--fail-ratio 0] [--rate 0] [--server-pid PID[,PID...]]
-//             [--store-pid PID[,PID...]] [--json] [--latency-log FILE]
+//             [--store-pid PID[,PID...]] [--json] [--latency-log FILE] [--gids ordered|random]
 //   dtx-bench --servers URL1,URL2,...   (the clients are spread round-robin over the coordinators)
 //   dtx-bench --participant-only PORT   (only serve the fast participant until SIGINT/SIGTERM)
 //
@@ -91,6 +91,10 @@ struct Config {
   int participant_only_port = -1;
   bool json = false;
   std::string latency_log;  // one "seconds_since_start latency_ms" line per saga
+  // "ordered": ascending gids, as from the coordinator's newGid (time-ordered, which is how DTM
+  // clients get gids); "random": 22 random base62 characters, as client-side UUIDs — every insert
+  // lands on a different page of the gid indexes.
+  std::string gids = "ordered";
 };
 
 // Shared by the client coroutines: tickets hand out saga numbers (count mode, pacing).
@@ -100,9 +104,18 @@ struct Plan {
   std::atomic<uint64_t> next_ticket{0};
 };
 
+std::string RandomGid(std::mt19937& rng) {
+  static constexpr char kAlphabet[] =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  std::uniform_int_distribution<int> pick(0, 61);
+  std::string out(22, '0');
+  for (char& c : out) c = kAlphabet[pick(rng)];
+  return out;
+}
+
 asio::awaitable<void> ClientLoop(dtx::http::Client* client, const Config* cfg, std::string server,
                                  std::string part, int id, Plan* plan, Stats* stats) {
-  std::mt19937 rng(static_cast<unsigned>(id));
+  std::mt19937 rng(static_cast<unsigned>(id) ^ static_cast<unsigned>(::getpid()) << 8);
   std::uniform_real_distribution<double> u(0, 1);
   asio::steady_timer timer(co_await asio::this_coro::executor);
   const std::string url = server + "/submit";
@@ -123,7 +136,8 @@ asio::awaitable<void> ClientLoop(dtx::http::Client* client, const Config* cfg, s
       break;
     }
     const bool fail = u(rng) < cfg->fail_ratio;
-    std::string gid = fmt::format("bench-{}-{}-{}", ::getpid(), id, ticket);
+    std::string gid = cfg->gids == "random" ? RandomGid(rng)
+                                            : fmt::format("bench-{}-{:012d}", ::getpid(), ticket);
     std::string second = fail ? part + "/fail" : part + "/ok";
     std::string body = fmt::format(
         R"({{"gid":"{}","trans_type":"saga","wait_result":{},"steps":[{{"action":"{}/ok","compensate":"{}/ok"}},{{"action":"{}","compensate":"{}/ok"}}],"payloads":["{{\"amount\":30}}","{{\"amount\":30}}"]}})",
@@ -298,6 +312,10 @@ int main(int argc, char** argv) {
   app.add_option("--participant-only", cfg.participant_only_port,
                  "only serve the fast participant on this port until killed");
   app.add_flag("--json", cfg.json, "one JSON object on stdout (report on stderr)");
+  app.add_option("--gids", cfg.gids,
+                 "ordered (ascending, like newGid's) or random (like client-side UUIDs)")
+      ->check(CLI::IsMember({"ordered", "random"}))
+      ->capture_default_str();
   app.add_option("--latency-log", cfg.latency_log,
                  "write 'seconds_since_start latency_ms' per saga to this file");
   CLI11_PARSE(app, argc, argv);
@@ -386,8 +404,10 @@ int main(int argc, char** argv) {
   }
 
   std::fprintf(report,
-               "dtx-bench: %d clients, %zu server(s), %.1f s, wait_result=%d, fail_ratio=%.2f%s\n",
+               "dtx-bench: %d clients, %zu server(s), %.1f s, wait_result=%d, fail_ratio=%.2f, "
+               "%s gids%s\n",
                cfg.clients, cfg.servers.size(), elapsed, cfg.wait_result ? 1 : 0, cfg.fail_ratio,
+               cfg.gids.c_str(),
                cfg.rate > 0 ? fmt::format(", paced at {:.0f}/s", cfg.rate).c_str() : "");
   std::fprintf(
       report, "  completed      %llu sagas (%llu succeeded, %llu rolled back), %llu errors\n",
@@ -429,14 +449,15 @@ int main(int argc, char** argv) {
   }
   if (cfg.json) {
     std::printf(
-        "{\"clients\":%d,\"servers\":%zu,\"wait_result\":%s,\"fail_ratio\":%.3f,\"rate\":%.1f,"
+        "{\"clients\":%d,\"servers\":%zu,\"gids\":\"%s\",\"wait_result\":%s,\"fail_ratio\":%.3f,"
+        "\"rate\":%.1f,"
         "\"seconds\":%.3f,\"completed\":%llu,\"succeeded\":%llu,\"rolled_back\":%llu,"
         "\"errors\":%llu,\"sagas_per_s\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
         "\"max_ms\":%.3f,\"server_cpu_us_per_saga\":%.1f,\"server_peak_rss_kib\":%ld,"
         "\"server_rss_kib\":%ld,\"store_cpu_us_per_saga\":%.1f,\"bench_cpu_us_per_saga\":%.1f,"
         "\"other_cpu_s\":%.2f,\"server_disk_kib_per_saga\":%.2f,\"participant_calls\":%llu}\n",
-        cfg.clients, cfg.servers.size(), cfg.wait_result ? "true" : "false", cfg.fail_ratio,
-        cfg.rate, elapsed, static_cast<unsigned long long>(completed),
+        cfg.clients, cfg.servers.size(), cfg.gids.c_str(), cfg.wait_result ? "true" : "false",
+        cfg.fail_ratio, cfg.rate, elapsed, static_cast<unsigned long long>(completed),
         static_cast<unsigned long long>(stats.ok),
         static_cast<unsigned long long>(stats.rolled_back),
         static_cast<unsigned long long>(stats.errors), throughput, p50, p90, p99, max,

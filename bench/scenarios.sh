@@ -207,6 +207,9 @@ if want sqlite; then
       if [ "$clients" = 64 ] && [ "$fail" = 0 ]; then MAX64=$(jq -r '.sagas_per_s|floor' <<<"$RESULT"); fi
     done
   done
+  log "sqlite: 64 clients, random gids (client-side UUIDs)"
+  saga_run sqlite 64 0 1 --gids random
+  saga_row "empty store, random gids" sqlite "$RESULT"
 fi
 
 if want paced; then
@@ -345,6 +348,9 @@ if [ "$PG" = 1 ] && want pg; then
       if [ "$clients" = 64 ] && [ "$fail" = 0 ]; then PGMAX64=$(jq -r '.sagas_per_s|floor' <<<"$RESULT"); fi
     done
   done
+  log "postgres: 64 clients, random gids (client-side UUIDs)"
+  saga_run postgres 64 0 1 --gids random
+  saga_row "1 coordinator, random gids" postgres "$RESULT"
   for fail in 0 0.1; do
     log "postgres: 3 coordinators, 64 clients, rollback $fail"
     saga_run postgres 64 "$fail" 3
@@ -371,7 +377,8 @@ echo
 echo "$(nproc) × $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(free -g | awk '/Mem:/ {print $2}') GiB," \
   "$(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r). 2-step sagas, wait_result," \
   "${SECS} s runs, best of $REPS (fresh server and store each). Noise = CPU used by other processes" \
-  "during the best run (cores)."
+  "during the best run (cores). Gids are ascending (as from newGid) unless the row says random gids" \
+  "(22 random characters, like client-side UUIDs)."
 echo
 echo "| Scenario | Store | Clients | Rollback | Throughput | p50 ms | p90 ms | p99 ms | max ms | Coordinator CPU/saga | Store CPU/saga | Disk writes/saga | Peak RSS | Errors | Noise |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -429,7 +436,9 @@ jq -rs '
   def r0: (. | round | tostring);
   def yes(c): if c then "yes" else "**no**" end;
   (map(select(.kind == "saga" and .store == "sqlite" and .clients == 64 and .fail_ratio == 0 and .rate == 0 and .scenario == "empty store")) | first) as $s64 |
-  (map(select(.kind == "saga" and .store == "postgres" and .clients == 64 and .fail_ratio == 0 and .rate == 0 and .servers == 1)) | first) as $p64 |
+  (map(select(.kind == "saga" and .store == "sqlite" and .scenario == "empty store, random gids")) | first) as $s64r |
+  (map(select(.kind == "saga" and .store == "postgres" and .clients == 64 and .fail_ratio == 0 and .rate == 0 and .servers == 1 and .gids != "random")) | first) as $p64 |
+  (map(select(.kind == "saga" and .store == "postgres" and .gids == "random")) | first) as $p64r |
   (map(select(.kind == "saga" and .store == "sqlite" and .rate > 0)) | first) as $paced |
   (map(select(.kind == "saga" and .scenario == "empty store (interleaved with the next)")) | first) as $pe |
   (map(select(.kind == "saga" and (.scenario | test("finished sagas stored")))) | first) as $pf |
@@ -437,8 +446,11 @@ jq -rs '
   (map(select(.kind == "recovery" and .variant == "kill9")) | first) as $kill |
   (map(select(.kind == "rss")) | first) as $rss |
   (if $s64 then "| Coordinator CPU ≤ 150 µs/saga (SQLite, 64 clients) | \($s64.server_cpu_us_per_saga | r0) µs | \(yes($s64.server_cpu_us_per_saga <= 150)) |" else empty end),
+  (if $s64r then "| Coordinator CPU ≤ 150 µs/saga (SQLite, 64 clients, random gids) | \($s64r.server_cpu_us_per_saga | r0) µs | \(yes($s64r.server_cpu_us_per_saga <= 150)) |" else empty end),
   (if $s64 then "| ≥ 5,000 sagas/s, SQLite synchronous=FULL, 64 clients | \($s64.sagas_per_s | r0)/s | \(yes($s64.sagas_per_s >= 5000)) |" else empty end),
+  (if $s64r then "| ≥ 5,000 sagas/s, SQLite synchronous=FULL, 64 clients, random gids | \($s64r.sagas_per_s | r0)/s | \(yes($s64r.sagas_per_s >= 5000)) |" else empty end),
   (if $p64 then "| ≥ 3,000 sagas/s, PostgreSQL synchronous commit, 64 clients | \($p64.sagas_per_s | r0)/s | \(yes($p64.sagas_per_s >= 3000)) |" else empty end),
+  (if $p64r then "| ≥ 3,000 sagas/s, PostgreSQL synchronous commit, 64 clients, random gids | \($p64r.sagas_per_s | r0)/s | \(yes($p64r.sagas_per_s >= 3000)) |" else empty end),
   (if $paced then "| p99 ≤ 10 ms at half the max throughput (SQLite) | \($paced.p99_ms * 100 | round / 100) ms at \($paced.sagas_per_s | r0)/s | \(yes($paced.p99_ms <= 10)) |" else empty end),
   (if $pe and $pf then "| \($pf.scenario): throughput within 10 % of empty | \($pf.sagas_per_s | r0) vs \($pe.sagas_per_s | r0)/s (\(($pf.sagas_per_s / $pe.sagas_per_s - 1) * 1000 | round / 10) %) | \(yes($pf.sagas_per_s >= 0.9 * $pe.sagas_per_s)) |" else empty end),
   (if $rec then "| \($rec.n) unfinished resumed within 30 s | \($rec.seconds) s (due at start)\(if $kill then "; \($kill.seconds) s after a real kill -9 mid-recovery" else "" end) | \(yes(($rec.seconds | type) == "number" and $rec.seconds <= 30)) |" else empty end),
