@@ -97,12 +97,15 @@ int RunServer(const ServerFlags& f) {
     }
   }
 
-  // glibc's allocator by default returns freed heap top to the kernel and re-faults it moments
-  // later; under load that costs ~20 % of the coordinator's CPU (measured with dtx-bench: 265-280
-  // -> 208-215 us/saga). Keep freed memory for reuse instead.
+#ifndef DTX_WITH_JEMALLOC
+  // Built without jemalloc (-DDTX_JEMALLOC=OFF, sanitizers): glibc's allocator by default returns
+  // freed heap top to the kernel and re-faults it moments later; under load that costs ~20 % of the
+  // coordinator's CPU (measured with dtx-bench: 265-280 -> 208-215 us/saga). Keep freed memory for
+  // reuse instead.
   mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
   mallopt(M_TOP_PAD, 16 * 1024 * 1024);
   mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+#endif
 
   // Signals are handled by this thread only (sigwait below); block them before threads start.
   sigset_t signals;
