@@ -70,11 +70,11 @@ WITH RECURSIVE n(i) AS (SELECT $first UNION ALL SELECT i + 1 FROM n WHERE i < $f
      g(i, gid, t) AS (SELECT i, printf('prefill-$KIND-%09d', i), $t0 + i - $first FROM n),
      b(k, branch_id, op) AS (VALUES (1, '01', 'compensate'), (2, '01', 'action'),
                                     (3, '02', 'compensate'), (4, '02', 'action'))
-INSERT INTO trans_branch_op (gid, url, bin_data, branch_id, op, status, create_time, update_time,
-                             finish_time, attempts, last_error)
-SELECT g.gid, '$PART/ok', CAST('{"amount":30}' AS BLOB), b.branch_id, b.op, $bstatus, t, $bupdate,
-       $bfinish, $battempts, ''
-FROM g CROSS JOIN b ORDER BY g.i, b.k;
+INSERT INTO trans_branch_op (trans_id, gid, url, bin_data, branch_id, op, status, create_time,
+                             update_time, finish_time, attempts, last_error)
+SELECT tg.id, g.gid, '$PART/ok', CAST('{"amount":30}' AS BLOB), b.branch_id, b.op, $bstatus, t,
+       $bupdate, $bfinish, $battempts, ''
+FROM g JOIN trans_global tg ON tg.gid = g.gid CROSS JOIN b ORDER BY g.i, b.k;
 COMMIT;
 PRAGMA journal_mode=WAL;
 SQL

@@ -1165,12 +1165,12 @@ TEST_F(SqliteStoreTest, MigratesVersion2DatabaseKeepingRowsAndIds) {
     EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << "\n" << sql;
     sqlite3_free(err);
   };
-  auto query = [](sqlite3* db, const std::string& sql) {
+  auto query = [](sqlite3* db, const std::string& sql, int column = 0) {
     sqlite3_stmt* st = nullptr;
     EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
     std::string out;
     while (sqlite3_step(st) == SQLITE_ROW) {
-      const unsigned char* t = sqlite3_column_text(st, 0);
+      const unsigned char* t = sqlite3_column_text(st, column);
       out += (t ? reinterpret_cast<const char*>(t) : "NULL");
       out += ";";
     }
@@ -1243,6 +1243,17 @@ TEST_F(SqliteStoreTest, MigratesVersion2DatabaseKeepingRowsAndIds) {
                   "ORDER BY name"),
             "trans_global_create_time;trans_global_due;trans_global_status;");
   EXPECT_EQ(query(db, "PRAGMA integrity_check"), "ok;");
+  // Branch rows now carry their transaction's id, and are found through it.
+  EXPECT_EQ(query(db, "SELECT trans_id FROM trans_branch_op WHERE id IN (10, 11, 90) ORDER BY id"),
+            "42;7;42;");
+  const std::string plan =
+      query(db,
+            "EXPLAIN QUERY PLAN UPDATE trans_branch_op SET status = 'succeed' WHERE trans_id = "
+            "(SELECT id FROM trans_global WHERE gid = 'old-b') AND branch_id = '01' AND op = "
+            "'action'",
+            /*column=*/3);  // EXPLAIN QUERY PLAN: id, parent, notused, detail
+  EXPECT_NE(plan.find("SEARCH trans_branch_op USING INDEX"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
   sqlite3_close(db);
 }
 

@@ -91,8 +91,11 @@ CREATE TABLE kv (
     // v3: trans_global and trans_branch_op without AUTOINCREMENT. AUTOINCREMENT makes every insert
     // also update sqlite_sequence; a plain INTEGER PRIMARY KEY takes max(id) + 1, which is as
     // monotonic here because dtx never deletes rows (a retention job that deletes old rows keeps
-    // the newest). It cost ~15 % of the coordinator's CPU per saga (docs/benchmarks.md). SQLite
-    // cannot drop AUTOINCREMENT in place: each table is rebuilt (rows, ids and indexes kept).
+    // the newest). It cost ~15 % of the coordinator's CPU per saga (docs/benchmarks.md). Branch
+    // rows are keyed by their transaction's id (trans_id) instead of its gid: ids ascend, so new
+    // rows append to that index even when gids are random (client-side UUIDs), where a gid key
+    // dirtied one more random page per transaction. SQLite cannot change a table in place: each
+    // table is rebuilt (rows, ids and indexes kept).
     R"sql(
 CREATE TABLE trans_global_v3 (
   id                 INTEGER PRIMARY KEY,
@@ -130,6 +133,7 @@ CREATE INDEX trans_global_status ON trans_global(status);
 CREATE INDEX trans_global_create_time ON trans_global(create_time);
 CREATE TABLE trans_branch_op_v3 (
   id          INTEGER PRIMARY KEY,
+  trans_id    INTEGER NOT NULL,
   gid         TEXT    NOT NULL,
   url         TEXT    NOT NULL DEFAULT '',
   bin_data    BLOB    NOT NULL DEFAULT x'',
@@ -141,12 +145,13 @@ CREATE TABLE trans_branch_op_v3 (
   finish_time INTEGER NOT NULL DEFAULT 0,
   attempts    INTEGER NOT NULL DEFAULT 0,
   last_error  TEXT    NOT NULL DEFAULT '',
-  UNIQUE (gid, branch_id, op)
+  UNIQUE (trans_id, branch_id, op)
 );
-INSERT INTO trans_branch_op_v3 (id, gid, url, bin_data, branch_id, op, status, create_time,
-  update_time, finish_time, attempts, last_error)
-SELECT id, gid, url, bin_data, branch_id, op, status, create_time, update_time, finish_time,
-  attempts, last_error FROM trans_branch_op ORDER BY id;
+INSERT INTO trans_branch_op_v3 (id, trans_id, gid, url, bin_data, branch_id, op, status,
+  create_time, update_time, finish_time, attempts, last_error)
+SELECT b.id, g.id, b.gid, b.url, b.bin_data, b.branch_id, b.op, b.status, b.create_time,
+  b.update_time, b.finish_time, b.attempts, b.last_error
+FROM trans_branch_op b JOIN trans_global g ON g.gid = b.gid ORDER BY b.id;
 DROP TABLE trans_branch_op;
 ALTER TABLE trans_branch_op_v3 RENAME TO trans_branch_op;
 DELETE FROM sqlite_sequence WHERE name IN ('trans_global', 'trans_branch_op');
@@ -425,8 +430,10 @@ class WriterConn {
   Status Migrate(const std::string& path);
   Status PrepareAll();
   // The status of gid, or nullopt if it does not exist.
-  Status LookupStatus(const std::string& gid, std::optional<core::GlobalStatus>* out);
-  Status InsertBranch(const std::string& gid, const core::BranchRow& b);
+  // `id_out`, if given, receives the row's id when it exists.
+  Status LookupStatus(const std::string& gid, std::optional<core::GlobalStatus>* out,
+                      int64_t* id_out = nullptr);
+  Status InsertBranch(int64_t trans_id, const std::string& gid, const core::BranchRow& b);
 
   Db db_;  // declared first: destroyed after the statements
   Stmt begin_, commit_, rollback_, savepoint_, release_, rollback_to_;
@@ -537,8 +544,8 @@ Status WriterConn::PrepareAll() {
        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"},
       {&insert_branch_,
        "INSERT INTO trans_branch_op (gid, url, bin_data, branch_id, op, status, create_time, "
-       "update_time, finish_time, attempts, last_error) "
-       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"},
+       "update_time, finish_time, attempts, last_error, trans_id) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"},
       // A NULL parameter keeps the column (every column is NOT NULL, so NULL means "absent").
       {&update_global_,
        "UPDATE trans_global SET status = COALESCE(?3, status), "
@@ -548,12 +555,13 @@ Status WriterConn::PrepareAll() {
        "retry_count = COALESCE(?9, retry_count), finish_time = COALESCE(?10, finish_time), "
        "rollback_time = COALESCE(?11, rollback_time), update_time = ?12 "
        "WHERE gid = ?1 AND status = ?2"},
-      {&select_status_, "SELECT status FROM trans_global WHERE gid = ?1"},
+      {&select_status_, "SELECT status, id FROM trans_global WHERE gid = ?1"},
       {&update_branch_,
        "UPDATE trans_branch_op SET status = COALESCE(?4, status), "
        "attempts = COALESCE(?5, attempts), last_error = COALESCE(?6, last_error), "
        "finish_time = COALESCE(?7, finish_time), update_time = ?8 "
-       "WHERE gid = ?1 AND branch_id = ?2 AND op = ?3"},
+       "WHERE trans_id = (SELECT id FROM trans_global WHERE gid = ?1) AND branch_id = ?2 AND "
+       "op = ?3"},
       {&claim_select_, std::string(kSqliteClaimDueSql)},
       {&claim_update_, "UPDATE trans_global SET next_cron_time = ?2, owner = ?3 WHERE id = ?1"},
       {&reset_next_,
@@ -574,7 +582,8 @@ Status WriterConn::PrepareAll() {
   return Status::Ok();
 }
 
-Status WriterConn::LookupStatus(const std::string& gid, std::optional<core::GlobalStatus>* out) {
+Status WriterConn::LookupStatus(const std::string& gid, std::optional<core::GlobalStatus>* out,
+                                int64_t* id_out) {
   Use q(select_status_);
   q.Text(1, gid);
   int rc = q.Step();
@@ -584,12 +593,14 @@ Status WriterConn::LookupStatus(const std::string& gid, std::optional<core::Glob
   }
   if (rc != SQLITE_ROW) return SqlError(db(), rc, "select status");
   std::string s = q.ColText(0);
+  if (id_out != nullptr) *id_out = q.ColInt(1);
   *out = core::ParseGlobalStatus(s);
   if (!*out) return Corrupt("status '" + s + "' of " + gid);
   return Status::Ok();
 }
 
-Status WriterConn::InsertBranch(const std::string& gid, const core::BranchRow& b) {
+Status WriterConn::InsertBranch(int64_t trans_id, const std::string& gid,
+                                const core::BranchRow& b) {
   Use q(insert_branch_);
   q.Text(1, gid)
       .Text(2, b.url)
@@ -601,7 +612,8 @@ Status WriterConn::InsertBranch(const std::string& gid, const core::BranchRow& b
       .Int(8, b.update_time_ms)
       .Int(9, b.finish_time_ms)
       .Int(10, b.attempts)
-      .Text(11, b.last_error);
+      .Text(11, b.last_error)
+      .Int(12, trans_id);
   int rc = q.Step();
   if (rc == SQLITE_DONE) return Status::Ok();
   if (IsUniqueViolation(rc)) return internal::BranchExists(gid, b.branch_id, b.op);
@@ -634,8 +646,9 @@ Status WriterConn::Create(const core::TransSnapshot& t) {
     if (IsUniqueViolation(rc)) return internal::TransExists(g.gid);
     if (rc != SQLITE_DONE) return SqlError(db(), rc, "insert transaction");
   }
+  const int64_t trans_id = sqlite3_last_insert_rowid(db());
   for (const auto& b : t.branches) {
-    if (Status s = InsertBranch(g.gid, b); !s.ok()) return s;
+    if (Status s = InsertBranch(trans_id, g.gid, b); !s.ok()) return s;
   }
   return Status::Ok();
 }
@@ -689,11 +702,12 @@ Status WriterConn::Update(const TransUpdate& u) {
 Status WriterConn::AddBranches(const std::string& gid, core::GlobalStatus expected,
                                const std::vector<core::BranchRow>& rows) {
   std::optional<core::GlobalStatus> actual;
-  if (Status s = LookupStatus(gid, &actual); !s.ok()) return s;
+  int64_t trans_id = 0;
+  if (Status s = LookupStatus(gid, &actual, &trans_id); !s.ok()) return s;
   if (!actual) return internal::TransNotFound(gid);
   if (*actual != expected) return internal::ConflictStatus(gid, expected, *actual);
   for (const auto& b : rows) {
-    if (Status s = InsertBranch(gid, b); !s.ok()) return s;
+    if (Status s = InsertBranch(trans_id, gid, b); !s.ok()) return s;
   }
   return Status::Ok();
 }
@@ -799,7 +813,7 @@ class ReaderConn {
         {&r->load_global_,
          std::string("SELECT ") + kGlobalColumns + " FROM trans_global WHERE gid = ?1"},
         {&r->load_branches_, std::string("SELECT ") + kBranchColumns +
-                                 " FROM trans_branch_op WHERE gid = ?1 ORDER BY id"},
+                                 " FROM trans_branch_op WHERE trans_id = ?1 ORDER BY id"},
         {&r->kv_get_, std::string("SELECT ") + kKvColumns + " FROM kv WHERE cat = ?1 AND k = ?2"},
         {&r->kv_query_, std::string("SELECT ") + kKvColumns +
                             " FROM kv WHERE (?1 = '' OR cat = ?1) AND (?2 = '' OR k = ?2) "
@@ -895,7 +909,7 @@ class ReaderConn {
       t.global = std::move(g).value();
     }
     Use q(load_branches_);
-    q.Text(1, gid);
+    q.Int(1, t.global.id);
     int rc;
     while ((rc = q.Step()) == SQLITE_ROW) {
       auto b = ReadBranch(q);
