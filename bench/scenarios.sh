@@ -396,7 +396,7 @@ jq -r '
     ["fsync (pwrite 4 KiB + fdatasync)", "disk", "1", "—", "p50 \(.fsync_p50_us) µs, p99 \(.fsync_p99_us) µs",
      "", "", "", "", "", "", "", "", "", ""] | row
   elif .kind == "store" then
-    ["store alone, " + (if .workload == "saga" then "3 commits per saga (create + 2 updates)" else "Create (1 global + 4 branch rows)" end),
+    ["store alone, " + (if .workload == "saga" then "2 commits per saga (create + final update)" else "Create (1 global + 4 branch rows)" end),
      .store, "\(.writers) writers", "—",
      "\(.items_per_s | n0) \(if .workload == "saga" then "sagas" else "creates" end)/s (\(.ops_per_commit) ops/commit)",
      "", "", "", "",
