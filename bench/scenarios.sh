@@ -112,8 +112,7 @@ PG_URL=""
 STORE_PIDS=""
 pg_start() {
   PG_DIR=$WORK/pg
-  local port=$((30000 + RANDOM % 10000))
-  PG_URL=$("$ROOT/scripts/pg-cluster.sh" start "$PG_DIR" "$port")
+  PG_URL=$("$ROOT/scripts/pg-cluster.sh" start "$PG_DIR")  # picks a free port
   log "PostgreSQL cluster at $PG_URL"
 }
 pg_store_pids() {  # the postmaster and its children (backends, WAL writer, ...), comma-separated

@@ -17,7 +17,6 @@ as_pg() {
 }
 case "$cmd" in
   start)
-    port=${3:-$((20000 + RANDOM % 20000))}
     mkdir -p "$dir"
     if [ "$(id -u)" = 0 ]; then
       chown postgres:postgres "$dir"
@@ -28,9 +27,22 @@ case "$cmd" in
       as_pg "$bindir/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >"$dir.initdb.log" 2>&1 \
         || { cat "$dir.initdb.log" >&2; exit 1; }
     fi
-    as_pg "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k /tmp -c fsync=on -c synchronous_commit=on -c max_connections=300" \
-      start >/dev/null
+    # Without a PORT, pick one below the kernel's ephemeral range (32768+), where outgoing
+    # connections cannot hold it, and try another if it is taken anyway.
+    for attempt in 1 2 3 4 5; do
+      port=${3:-$((20000 + RANDOM % 12000))}
+      if as_pg "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k /tmp -c fsync=on -c synchronous_commit=on -c max_connections=300" \
+        start >/dev/null; then
+        break
+      fi
+      if [ -n "${3:-}" ] || [ "$attempt" = 5 ]; then
+        echo "pg-cluster: could not start PostgreSQL on port $port:" >&2
+        tail -5 "$dir/server.log" >&2
+        exit 1
+      fi
+      echo "pg-cluster: port $port unavailable, trying another" >&2
+    done
     as_pg "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -qAt \
       -c "select 1 from pg_database where datname='dtx_test'" | grep -q 1 \
       || as_pg "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres dtx_test
