@@ -1019,6 +1019,11 @@ awaitable<Result<std::vector<store::KvRow>>> Engine::QueryKv(std::string cat, st
 }
 
 awaitable<void> Engine::ResumeOnShard(std::string gid) {
+  // Counted by CronLoop when claimed; from here on the round (if any) counts in active_count_.
+  struct Resumed {
+    std::atomic<size_t>& n;
+    ~Resumed() { n.fetch_sub(1, std::memory_order_relaxed); }
+  } resumed{resuming_};
   Shard& shard = ShardFor(gid);
   if (stopped_ || shard.active.count(gid)) co_return;
   GidGuard guard = co_await LockGid(shard, gid);
@@ -1038,9 +1043,11 @@ awaitable<void> Engine::CronLoop() {
   auto cron = cron_;
   const int64_t lease_ms = std::max(options_.settings.retry_interval_ms, options_.cron_interval_ms);
   while (!stopped_) {
-    size_t active = active_count_.load();
+    // Claimed transactions whose round has not started yet count too: the claim loop runs ahead
+    // of the loads, and without them it would claim everything due at once.
+    const size_t busy = active_count_.load() + resuming_.load();
     size_t room =
-        active < options_.max_active_transactions ? options_.max_active_transactions - active : 0;
+        busy < options_.max_active_transactions ? options_.max_active_transactions - busy : 0;
     int limit = static_cast<int>(std::min<size_t>(room, static_cast<size_t>(options_.claim_batch)));
     size_t claimed = 0;
     if (limit > 0) {
@@ -1053,6 +1060,7 @@ awaitable<void> Engine::CronLoop() {
         spdlog::error("recovery: claiming due transactions failed: {}", due.status().ToString());
       } else {
         claimed = due->size();
+        resuming_.fetch_add(claimed, std::memory_order_relaxed);
         for (std::string& gid : *due) {
           Shard& shard = ShardFor(gid);
           asio::co_spawn(shard.ioc, ResumeOnShard(std::move(gid)), LogException{"resume"});

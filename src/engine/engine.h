@@ -181,6 +181,7 @@ class Engine {
   ops::Metrics* metrics_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::atomic<size_t> active_count_{0};
+  std::atomic<size_t> resuming_{0};  // claimed by recovery, round not started yet
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};
   struct CronState;

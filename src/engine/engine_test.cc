@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -24,6 +25,8 @@ struct FakeNet {
   std::map<std::string, BranchAnswer> answers;  // by URL prefix (without query)
   std::map<std::string, int> delay_ms;
   std::vector<std::string> calls;  // "url"
+  std::atomic<int> in_flight{0};
+  std::atomic<int> peak_in_flight{0};
   BranchAnswer For(const std::string& url) {
     std::lock_guard<std::mutex> lock(mu);
     calls.push_back(url);
@@ -48,10 +51,15 @@ class FakeCaller final : public BranchCaller {
  public:
   FakeCaller(asio::any_io_executor ex, FakeNet& net) : ex_(ex), net_(net) {}
   asio::awaitable<BranchAnswer> Call(BranchCallSpec spec) override {
+    const int now = net_.in_flight.fetch_add(1) + 1;
+    for (int peak = net_.peak_in_flight.load(); now > peak;) {
+      if (net_.peak_in_flight.compare_exchange_weak(peak, now)) break;
+    }
     if (int d = net_.DelayFor(spec.url); d > 0) {
       asio::steady_timer t(ex_, std::chrono::milliseconds(d));
       co_await t.async_wait(asio::use_awaitable);
     }
+    net_.in_flight.fetch_sub(1);
     co_return net_.For(spec.url);
   }
 
@@ -193,6 +201,32 @@ TEST_F(EngineTest, RecoveryResumesStoredUnfinishedWork) {
   engine_->Start();
   EXPECT_EQ(WaitFinal("g4"), core::GlobalStatus::kSucceed);
   EXPECT_EQ(net_.Count("http://p/a1"), 1u);
+}
+
+// Recovery claims only what fits under max_active_transactions, counting the transactions it has
+// claimed whose rounds have not started yet (the claim loop runs ahead of the loads).
+TEST_F(EngineTest, RecoveryNeverRunsMoreRoundsThanTheLimit) {
+  EngineOptions opts;
+  opts.max_active_transactions = 5;
+  Make(opts);
+  net_.delay_ms["http://p/slow"] = 100;
+  const int64_t now = SystemClock::Instance().NowMs();
+  for (int i = 0; i < 40; ++i) {
+    core::TransSnapshot snap = Saga("due-" + std::to_string(i), {{"http://p/slow", ""}});
+    snap.global.status = core::GlobalStatus::kSubmitted;
+    snap.global.next_cron_time_ms = now - 1000;
+    snap.global.next_cron_interval_ms = 200;
+    std::promise<Status> p;
+    store_->Create(snap, [&](Status s) { p.set_value(s); });
+    ASSERT_TRUE(p.get_future().get().ok());
+  }
+  engine_->Start();
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(WaitFinal("due-" + std::to_string(i)), core::GlobalStatus::kSucceed) << i;
+  }
+  EXPECT_EQ(net_.Count("http://p/slow"), 40u);
+  EXPECT_GE(net_.peak_in_flight.load(), 2) << "rounds did run in parallel";
+  EXPECT_LE(net_.peak_in_flight.load(), 5) << "never more rounds than max_active_transactions";
 }
 
 TEST_F(EngineTest, ErrorIsRetriedByRecoveryWithBackoff) {
