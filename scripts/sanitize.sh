@@ -27,7 +27,9 @@ case "$mode" in
 esac
 ./scripts/install-deps.sh
 build="build-$mode"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTX_WERROR=ON \
+# Without -Werror: at -O1 with instrumentation GCC reports false maybe-uninitialized warnings inside
+# Boost's headers; warnings on our code are enforced by the regular build (scripts/build.sh).
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDTX_WERROR=OFF \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 ninja -C "$build"
 pg_dir=$(mktemp -d /tmp/dtx-sanitize-pg.XXXXXX)
