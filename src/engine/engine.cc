@@ -650,18 +650,17 @@ awaitable<void> Engine::RunRound(Shard* shard, std::shared_ptr<Active> a) {
       MergeInto(deferred, std::move(*d.update));
       d.update.reset();
     } else {
-      if (deferred && (d.update || d.round_over)) {
+      // What is held goes with the next write (or at the round's end).
+      auto take_held = [&] {
+        if (!deferred) return;
         if (d.update) MergeInto(deferred, std::move(*d.update));
         d.update = std::move(deferred);
         deferred.reset();
-      }
+      };
+      if (d.update || d.round_over) take_held();
       if (need > 0) {
         ExtendLease(a->snap, d.update, stored_wakeup, need);
-        if (d.update && deferred) {  // a lease-only update: take what is held along
-          MergeInto(deferred, std::move(*d.update));
-          d.update = std::move(deferred);
-          deferred.reset();
-        }
+        if (d.update) take_held();  // a lease-only update takes what is held along
       }
     }
     if (d.update) {

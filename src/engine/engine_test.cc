@@ -137,6 +137,19 @@ class EngineTest : public ::testing::Test {
     EXPECT_EQ(fut.wait_for(std::chrono::seconds(10)), std::future_status::ready);
     return fut.get();
   }
+  // Submits on the pool without waiting for the answer, then waits until `first_call` has been
+  // made and 100 ms more (so that a slower call ordered after it is in flight).
+  std::future<Status> SubmitUntilCalled(core::TransSnapshot saga, const std::string& first_call) {
+    auto p = std::make_shared<std::promise<Status>>();
+    auto fut = p->get_future();
+    asio::co_spawn(pool_->Get(0), Deliver(engine_->Submit(Req(std::move(saga), true)), p),
+                   asio::detached);
+    for (int i = 0; i < 200 && net_.Count(first_call) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return fut;
+  }
   std::optional<core::TransSnapshot> Load(const std::string& gid) {
     auto r = Run(engine_->Query(gid));
     EXPECT_TRUE(r.ok());
@@ -296,18 +309,9 @@ TEST_F(EngineTest, TwoStepSagaCommitsTwiceAndStepSuccessRidesWithTheNextUpdate) 
   Make({}, 10'000);
   net_.delay_ms["http://p/a2"] = 300;
   const uint64_t before = store_->Stats().write_ops;
-  auto p = std::make_shared<std::promise<Status>>();
-  auto fut = p->get_future();
-  asio::co_spawn(
-      pool_->Get(0),
-      Deliver(engine_->Submit(
-                  Req(Saga("w2", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", ""}}), true)),
-              p),
-      asio::detached);
-  for (int i = 0; i < 200 && net_.Count("http://p/a1") == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // step 2 is in flight (300 ms)
+  std::future<Status> fut =
+      SubmitUntilCalled(Saga("w2", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", ""}}),
+                        "http://p/a1");  // step 2 is in flight (300 ms)
   ASSERT_EQ(net_.Count("http://p/a1"), 1u);
   ASSERT_EQ(net_.Count("http://p/a2"), 0u);
   auto mid = Load("w2");
@@ -336,18 +340,8 @@ TEST_F(EngineTest, TwoStepSagaCommitsTwiceAndStepSuccessRidesWithTheNextUpdate) 
 TEST_F(EngineTest, ShortLeaseWritesStepSuccessBeforeTheNextCall) {
   net_.delay_ms["http://p/a1"] = 50;
   net_.delay_ms["http://p/a2"] = 300;
-  auto p = std::make_shared<std::promise<Status>>();
-  auto fut = p->get_future();
-  asio::co_spawn(
-      pool_->Get(0),
-      Deliver(engine_->Submit(
-                  Req(Saga("w1", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", ""}}), true)),
-              p),
-      asio::detached);
-  for (int i = 0; i < 200 && net_.Count("http://p/a1") == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::future<Status> fut = SubmitUntilCalled(
+      Saga("w1", {{"http://p/a1", "http://p/c1"}, {"http://p/a2", ""}}), "http://p/a1");
   auto mid = Load("w1");
   ASSERT_TRUE(mid);
   EXPECT_EQ(mid->branches[1].status, core::BranchStatus::kSucceed);
@@ -367,13 +361,7 @@ TEST_F(EngineTest, StepSuccessNeverShortensTheLeaseOfACallInFlight) {
   core::TransSnapshot saga = Saga("w6", {{"http://p/a1", ""}, {"http://p/slow", ""}});
   saga.global.custom_data = R"({"concurrent":true})";
   const int64_t t0 = SystemClock::Instance().NowMs();
-  auto p = std::make_shared<std::promise<Status>>();
-  auto fut = p->get_future();
-  asio::co_spawn(pool_->Get(0), Deliver(engine_->Submit(Req(saga, true)), p), asio::detached);
-  for (int i = 0; i < 200 && net_.Count("http://p/a1") == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the slow call is in flight
+  std::future<Status> fut = SubmitUntilCalled(saga, "http://p/a1");  // the slow call is in flight
   ASSERT_EQ(net_.Count("http://p/slow"), 0u);
   auto mid = Load("w6");
   ASSERT_TRUE(mid);
