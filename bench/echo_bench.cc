@@ -30,7 +30,7 @@
 #include <thread>
 
 #include "http/client.h"
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 #include "http/server.h"
 
 namespace {
@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  dtx::http::IoPool server_pool(1);
+  dtx::runtime::IoPool server_pool(1);
   server_pool.Start();
   EchoHandler handler;
   dtx::http::Server server(server_pool, {}, handler);
@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  dtx::http::IoPool load_pool(1);
+  dtx::runtime::IoPool load_pool(1);
   dtx::http::ClientOptions client_options;
   client_options.max_connections_per_host = static_cast<size_t>(connections);
   client_options.max_idle_per_host = static_cast<size_t>(connections);

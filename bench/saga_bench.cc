@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "http/client.h"
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 #include "http/server.h"
 
 namespace {
@@ -282,7 +282,7 @@ double Percentile(std::vector<double>& v, double p) {
 
 // --participant-only: serve the participant on a fixed port until SIGINT/SIGTERM.
 int RunParticipantOnly(const Config& cfg) {
-  dtx::http::IoPool pool(static_cast<size_t>(cfg.participant_threads));
+  dtx::runtime::IoPool pool(static_cast<size_t>(cfg.participant_threads));
   FastParticipant participant;
   dtx::http::ServerOptions so;
   so.port = static_cast<uint16_t>(cfg.participant_only_port);
@@ -359,7 +359,7 @@ int main(int argc, char** argv) {
   }
   FILE* report = cfg.json ? stderr : stdout;
 
-  dtx::http::IoPool part_pool(static_cast<size_t>(cfg.participant_threads));
+  dtx::runtime::IoPool part_pool(static_cast<size_t>(cfg.participant_threads));
   FastParticipant participant;
   dtx::http::ServerOptions so;
   so.port = 0;
@@ -371,7 +371,7 @@ int main(int argc, char** argv) {
   }
   std::string part = fmt::format("http://127.0.0.1:{}/busi", part_server.port());
 
-  dtx::http::IoPool client_pool(static_cast<size_t>(cfg.client_threads));
+  dtx::runtime::IoPool client_pool(static_cast<size_t>(cfg.client_threads));
   std::vector<std::unique_ptr<dtx::http::Client>> clients;
   dtx::http::ClientOptions co;
   co.max_connections_per_host = static_cast<size_t>(cfg.clients);

@@ -74,8 +74,7 @@ struct Engine::Active {
   std::optional<core::CallClass> last_error_class;
   std::string last_error_text;
   size_t outstanding_calls = 0;              // spawned calls whose result has not been received yet
-  std::vector<asio::steady_timer*> waiters;  // wait_result requests
-  SteadyClock::time_point started = SteadyClock::now();
+  std::vector<Timer*> waiters;     // wait_result requests
 };
 
 struct Engine::Shard {
@@ -121,14 +120,18 @@ class Engine::GidGuard {
 };
 
 struct Engine::CronState {
-  explicit CronState(asio::any_io_executor ex) : timer(ex) {}
-  asio::steady_timer timer;
+  std::unique_ptr<Timer> timer;
 };
 
-Engine::Engine(EngineOptions options, store::Store& store, http::IoPool& pool, Clock& clock,
-               ops::Metrics* metrics, CallerFactory caller_factory)
+Engine::Engine(EngineOptions options, store::Store& store, runtime::IoPool& pool, Clock& clock,
+               ops::Metrics* metrics, CallerFactory caller_factory, TimerFactory* timers)
     : options_(std::move(options)), store_(store), pool_(pool), clock_(clock), metrics_(metrics) {
   if (!caller_factory) caller_factory = NewHttpBranchCaller;
+  if (timers == nullptr) {
+    own_timers_ = NewAsioTimerFactory(clock_);
+    timers = own_timers_.get();
+  }
+  timers_ = timers;
   if (options_.owner.empty()) {
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
@@ -140,7 +143,8 @@ Engine::Engine(EngineOptions options, store::Store& store, http::IoPool& pool, C
     shard->caller = caller_factory(shard->ioc.get_executor());
     shards_.push_back(std::move(shard));
   }
-  cron_ = std::make_shared<CronState>(pool_.Get(0).get_executor());
+  cron_ = std::make_shared<CronState>();
+  cron_->timer = timers_->NewTimer(pool_.Get(0).get_executor());
   if (metrics_) {
     metrics_->AddGauge("dtx_active_transactions", "Transactions with a processing round in memory",
                        [this] { return static_cast<double>(active_transactions()); });
@@ -157,7 +161,7 @@ void Engine::Start() {
 void Engine::Stop() {
   if (stopped_.exchange(true)) return;
   auto cron = cron_;
-  asio::post(cron->timer.get_executor(), [cron] { cron->timer.cancel(); });
+  asio::post(pool_.Get(0), [cron] { cron->timer->Cancel(); });
 }
 
 void Engine::Shutdown() {
@@ -718,7 +722,7 @@ awaitable<void> Engine::RunRound(Shard* shard, std::shared_ptr<Active> a) {
     metrics_->RecordTransaction(std::string(core::ToString(a->snap.global.trans_type)),
                                 a->snap.global.status == core::GlobalStatus::kSucceed, seconds);
   }
-  for (asio::steady_timer* w : a->waiters) w->cancel();
+  for (Timer* w : a->waiters) w->Cancel();
   a->waiters.clear();
   if (auto it = shard->active.find(a->snap.global.gid);
       it != shard->active.end() && it->second == a) {
@@ -808,12 +812,10 @@ awaitable<void> Engine::SendAlert(Shard* shard, BranchCallSpec alert) {
 
 awaitable<Status> Engine::WaitRound(std::shared_ptr<Active> a, int64_t deadline_ms, WaitFor what) {
   if (!a->done) {
-    asio::steady_timer timer(co_await asio::this_coro::executor);
-    timer.expires_after(
-        std::chrono::milliseconds(std::max<int64_t>(0, deadline_ms - clock_.NowMs())));
-    a->waiters.push_back(&timer);
-    co_await timer.async_wait(asio::as_tuple(use_awaitable));
-    std::erase(a->waiters, &timer);
+    std::unique_ptr<Timer> timer = timers_->NewTimer(co_await asio::this_coro::executor);
+    a->waiters.push_back(timer.get());
+    co_await timer->WaitUntil(deadline_ms);
+    std::erase(a->waiters, timer.get());
   }
   if (!a->done) co_return Status::Conflict("wait result not return success");
   if (!a->outcome.ok() && a->outcome.code() != Code::kConflict) co_return a->outcome;
@@ -1068,8 +1070,7 @@ awaitable<void> Engine::CronLoop() {
     }
     if (stopped_) break;
     if (limit > 0 && claimed == static_cast<size_t>(limit)) continue;  // more may be due at once
-    cron->timer.expires_after(std::chrono::milliseconds(options_.cron_interval_ms));
-    co_await cron->timer.async_wait(asio::as_tuple(use_awaitable));
+    co_await cron->timer->WaitUntil(clock_.NowMs() + options_.cron_interval_ms);
   }
 }
 

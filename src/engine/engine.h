@@ -28,8 +28,8 @@
 #include "core/machine.h"
 #include "core/model.h"
 #include "engine/branch_caller.h"
-#include "http/io_pool.h"
 #include "ops/metrics.h"
+#include "runtime/io_pool.h"
 #include "store/store.h"
 #include "util/clock.h"
 
@@ -54,10 +54,10 @@ using CallerFactory =
 
 class Engine {
  public:
-  // `caller_factory` defaults to NewHttpBranchCaller. Store, pool, clock and metrics must outlive
-  // the engine. `metrics` may be null.
-  Engine(EngineOptions options, store::Store& store, http::IoPool& pool, Clock& clock,
-         ops::Metrics* metrics, CallerFactory caller_factory = {});
+  // `caller_factory` defaults to NewHttpBranchCaller, `timers` (null) to Asio timers on `clock`.
+  // Store, pool, clock, metrics and timers must outlive the engine. `metrics` may be null.
+  Engine(EngineOptions options, store::Store& store, runtime::IoPool& pool, Clock& clock,
+         ops::Metrics* metrics, CallerFactory caller_factory = {}, TimerFactory* timers = nullptr);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -176,9 +176,11 @@ class Engine {
 
   EngineOptions options_;
   store::Store& store_;
-  http::IoPool& pool_;
+  runtime::IoPool& pool_;
   Clock& clock_;
   ops::Metrics* metrics_;
+  std::unique_ptr<TimerFactory> own_timers_;
+  TimerFactory* timers_ = nullptr;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::atomic<size_t> active_count_{0};
   std::atomic<size_t> resuming_{0};  // claimed by recovery, round not started yet

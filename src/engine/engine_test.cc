@@ -110,7 +110,7 @@ class EngineTest : public ::testing::Test {
       pool_->Stop();
       pool_->Join();
     }
-    pool_ = std::make_unique<http::IoPool>(2);
+    pool_ = std::make_unique<runtime::IoPool>(2);
     opts.settings.retry_interval_ms = retry_interval_ms;
     opts.cron_interval_ms = 50;
     engine_ = std::make_unique<Engine>(
@@ -166,7 +166,7 @@ class EngineTest : public ::testing::Test {
 
   FakeNet net_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<http::IoPool> pool_;
+  std::unique_ptr<runtime::IoPool> pool_;
   std::unique_ptr<Engine> engine_;
 };
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "http/http_test_util.h"
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 
 namespace dtx::http {
 namespace {
@@ -28,9 +28,9 @@ boost::asio::awaitable<std::optional<Result<ClientResponse>>> SendWrapped(Client
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_pool_ = std::make_unique<IoPool>(1);
+    server_pool_ = std::make_unique<runtime::IoPool>(1);
     server_pool_->Start();
-    client_pool_ = std::make_unique<IoPool>(1);
+    client_pool_ = std::make_unique<runtime::IoPool>(1);
     client_pool_->Start();
   }
 
@@ -96,8 +96,8 @@ class ClientTest : public ::testing::Test {
   }
 
   TestHandler handler_;
-  std::unique_ptr<IoPool> server_pool_;
-  std::unique_ptr<IoPool> client_pool_;
+  std::unique_ptr<runtime::IoPool> server_pool_;
+  std::unique_ptr<runtime::IoPool> client_pool_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<Client> client_;
   std::string base_;

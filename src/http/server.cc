@@ -396,7 +396,7 @@ bool IsHttpFieldValue(std::string_view s) { return IsFieldValueImpl(s); }
 // Server::Impl
 
 struct Server::Impl : std::enable_shared_from_this<Impl> {
-  Impl(IoPool& pool, ServerOptions options, Handler& handler)
+  Impl(runtime::IoPool& pool, ServerOptions options, Handler& handler)
       : pool_(pool), options_(std::move(options)), handler_(handler) {}
 
   Status Start();
@@ -454,7 +454,7 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
                                             std::string body, bool linger);
   static asio::awaitable<void> CloseGracefully(std::shared_ptr<Connection> conn);
 
-  IoPool& pool_;
+  runtime::IoPool& pool_;
   const ServerOptions options_;
   Handler& handler_;
 
@@ -813,7 +813,7 @@ void Server::Impl::Stop() {
 // ---------------------------------------------------------------------------------------------------
 // Server
 
-Server::Server(IoPool& pool, ServerOptions options, Handler& handler)
+Server::Server(runtime::IoPool& pool, ServerOptions options, Handler& handler)
     : impl_(std::make_shared<Impl>(pool, std::move(options), handler)) {}
 
 Server::~Server() { Stop(); }

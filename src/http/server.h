@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 #include "util/status.h"
 
 namespace dtx::http {
@@ -73,7 +73,7 @@ struct ServerOptions {
 
 class Server {
  public:
-  Server(IoPool& pool, ServerOptions options, Handler& handler);
+  Server(runtime::IoPool& pool, ServerOptions options, Handler& handler);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -21,7 +21,7 @@
 #include <thread>
 
 #include "http/client.h"
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 #include "http/server.h"
 
 namespace {
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
   const int seconds = argc > 3 ? std::atoi(argv[3]) : 5;
   const size_t server_threads = argc > 4 ? std::strtoul(argv[4], nullptr, 10) : 1;
 
-  dtx::http::IoPool server_pool(server_threads);
+  dtx::runtime::IoPool server_pool(server_threads);
   server_pool.Start();
   OkHandler handler;
   dtx::http::Server server(server_pool, {}, handler);
@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  dtx::http::IoPool load_pool(1);
+  dtx::runtime::IoPool load_pool(1);
   dtx::http::ClientOptions client_options;
   client_options.max_connections_per_host = static_cast<size_t>(connections);
   Client client(load_pool.Get(0).get_executor(), client_options);

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "http/http_test_util.h"
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 
 namespace dtx::http {
 namespace {
@@ -32,7 +32,7 @@ std::string Post(std::string_view target, std::string_view body,
 class ServerTest : public ::testing::Test {
  protected:
   void StartServer(ServerOptions options = {}, size_t threads = 2) {
-    pool_ = std::make_unique<IoPool>(threads);
+    pool_ = std::make_unique<runtime::IoPool>(threads);
     pool_->Start();
     server_ = std::make_unique<Server>(*pool_, std::move(options), handler_);
     handler_.server = server_.get();
@@ -55,7 +55,7 @@ class ServerTest : public ::testing::Test {
   }
 
   TestHandler handler_;
-  std::unique_ptr<IoPool> pool_;
+  std::unique_ptr<runtime::IoPool> pool_;
   std::unique_ptr<Server> server_;
   uint16_t port_ = 0;
 };
@@ -423,7 +423,7 @@ TEST_F(ServerTest, StartFailsWhenPortIsTaken) {
 }
 
 TEST_F(ServerTest, StartFailsOnBadAddress) {
-  pool_ = std::make_unique<IoPool>(1);
+  pool_ = std::make_unique<runtime::IoPool>(1);
   ServerOptions options;
   options.host = "not an address";
   Server server(*pool_, options, handler_);

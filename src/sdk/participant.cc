@@ -18,7 +18,7 @@
 #include <thread>
 #include <utility>
 
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 #include "http/server.h"
 
 namespace dtx {
@@ -287,7 +287,7 @@ struct ParticipantServer::Impl : http::Handler {
   ParticipantOptions options;
   std::map<std::string, std::vector<Route>> routes;  // by path; read-only once started
   // Destruction order matters: server first (no new requests), then workers, then the I/O threads.
-  std::unique_ptr<http::IoPool> pool;
+  std::unique_ptr<runtime::IoPool> pool;
   std::unique_ptr<WorkerPool> workers;
   std::unique_ptr<http::Server> server;
   bool started = false;
@@ -319,7 +319,7 @@ Status ParticipantServer::Start() {
   so.port = o.port;
   so.max_body_bytes = o.max_body_bytes;
   so.read_timeout = o.read_timeout;
-  impl_->pool = std::make_unique<http::IoPool>(o.io_threads == 0 ? 1 : o.io_threads);
+  impl_->pool = std::make_unique<runtime::IoPool>(o.io_threads == 0 ? 1 : o.io_threads);
   impl_->workers = std::make_unique<WorkerPool>(o.worker_threads, o.max_queued);
   impl_->server = std::make_unique<http::Server>(*impl_->pool, so, *impl_);
   impl_->pool->Start();

@@ -42,7 +42,7 @@ asio::awaitable<HttpResult> DoFetch(http::Client* client, http::ClientRequest re
 }
 
 struct FetchContext {
-  http::IoPool pool{1};
+  runtime::IoPool pool{1};
   std::unique_ptr<http::Client> client;
   FetchContext() {
     pool.Start();

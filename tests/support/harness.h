@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 #include "http/server.h"
 
 namespace dtx::testing {
@@ -121,7 +121,7 @@ class Busi final : public http::Handler {
   std::vector<BusiCall> calls_;
   int in_flight_ = 0;
   int max_in_flight_ = 0;
-  http::IoPool pool_{2};
+  runtime::IoPool pool_{2};
   std::unique_ptr<http::Server> server_;
 };
 

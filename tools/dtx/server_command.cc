@@ -16,7 +16,7 @@
 
 #include "api/routes.h"
 #include "engine/engine.h"
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 #include "http/server.h"
 #include "ops/metrics.h"
 #include "store/store.h"
@@ -122,8 +122,8 @@ int RunServer(const ServerFlags& f) {
   size_t threads = f.io_threads ? f.io_threads : std::max(1u, std::thread::hardware_concurrency());
   // Destruction order matters (see Engine::Shutdown): the pool's io_contexts must be destroyed
   // after everything that owns I/O objects on them and before the engine.
-  auto pool_owner = std::make_unique<http::IoPool>(threads);
-  http::IoPool& pool = *pool_owner;
+  auto pool_owner = std::make_unique<runtime::IoPool>(threads);
+  runtime::IoPool& pool = *pool_owner;
   ops::Metrics metrics;
   engine::EngineOptions engine_options;
   engine_options.settings.retry_interval_ms = ToMs(f.retry_interval_s);

@@ -1,4 +1,4 @@
-// IoPool: the I/O threads of a process, one io_context per thread (DESIGN.md "Threading"). Work for
+// IoPool (the runtime): the I/O threads of a process, one io_context per thread (DESIGN.md "Threading"). Work for
 // one transaction is sent to one context (a shard), so it never runs on two threads at once.
 //
 // Thread-safety: construction, Start, Stop and Join from one controlling thread; Get/Next/running/
@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-namespace dtx::http {
+namespace dtx::runtime {
 
 class IoPool {
  public:
@@ -47,4 +47,4 @@ class IoPool {
   std::atomic<bool> running_{false};
 };
 
-}  // namespace dtx::http
+}  // namespace dtx::runtime

@@ -1,4 +1,4 @@
-#include "http/io_pool.h"
+#include "runtime/io_pool.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,7 +7,7 @@
 
 #include "util/assert.h"
 
-namespace dtx::http {
+namespace dtx::runtime {
 namespace {
 
 // Runs one context until it is stopped. An exception escaping a handler is a bug somewhere else; it
@@ -80,4 +80,4 @@ bool IoPool::InPoolThread() const {
   return false;
 }
 
-}  // namespace dtx::http
+}  // namespace dtx::runtime
