@@ -10,6 +10,7 @@ PKGS=(
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql
+  libhiredis-dev redis-server
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,126 @@
+// Test broker processes: see broker_process.h.
+#include "brokers/broker_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+namespace dtx::brokers::testing {
+namespace {
+
+bool CanConnect(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+bool WaitExit(int pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int st = 0;
+    if (::waitpid(pid, &st, WNOHANG) == pid) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+BrokerProcess::BrokerProcess(std::string kind, std::string dir)
+    : kind_(std::move(kind)), dir_(std::move(dir)) {
+  std::filesystem::create_directories(dir_);
+}
+
+BrokerProcess::~BrokerProcess() { Kill(); }
+
+std::vector<std::string> BrokerProcess::Argv() const {
+  // appendonly + appendfsync always: an acknowledged XADD survives a kill -9 of the server.
+  return {"/usr/bin/redis-server",
+          "--port",
+          std::to_string(port_),
+          "--bind",
+          "127.0.0.1",
+          "--dir",
+          dir_,
+          "--save",
+          "",
+          "--appendonly",
+          "yes",
+          "--appendfsync",
+          "always",
+          "--daemonize",
+          "no"};
+}
+
+std::string BrokerProcess::Url() const { return kind_ + "://127.0.0.1:" + std::to_string(port_); }
+
+bool BrokerProcess::Start(std::chrono::milliseconds timeout) {
+  if (pid_ > 0) return true;
+  if (port_ == 0) port_ = FreePort();
+  std::vector<std::string> args = Argv();
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string log = log_path();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  pid_ = pid;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (CanConnect(port_)) return true;
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Kill();
+  return false;
+}
+
+void BrokerProcess::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  WaitExit(pid_, std::chrono::seconds(10));
+  pid_ = -1;
+}
+
+void BrokerProcess::Stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  if (!WaitExit(pid_, std::chrono::seconds(10))) {
+    ::kill(pid_, SIGKILL);
+    WaitExit(pid_, std::chrono::seconds(10));
+  }
+  pid_ = -1;
+}
+
+}  // namespace dtx::brokers::testing

@@ -1,0 +1,42 @@
+// Real broker servers for tests: starts redis-server (the Debian package) privately on 127.0.0.1 on
+// a free port with its data in a temporary directory, and stops, kills (-9) or restarts it. Every
+// wait is bounded. Not thread-safe; one object per server.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace dtx::brokers::testing {
+
+// A free TCP port on 127.0.0.1 (bound and released; a race with other processes is possible but
+// rare, and Start fails visibly then).
+int FreePort();
+
+class BrokerProcess {
+ public:
+  // kind: "redis". `dir` holds data and log (created).
+  BrokerProcess(std::string kind, std::string dir);
+  ~BrokerProcess();  // SIGKILL if running
+  BrokerProcess(const BrokerProcess&) = delete;
+  BrokerProcess& operator=(const BrokerProcess&) = delete;
+
+  // Starts (on the same port after the first start) and waits until it accepts connections.
+  bool Start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  void Kill();  // SIGKILL and reap
+  void Stop();  // SIGTERM and reap (bounded; SIGKILL after 10 s)
+  bool running() const { return pid_ > 0; }
+  int port() const { return port_; }
+  std::string Url() const;  // redis://127.0.0.1:PORT
+  std::string log_path() const { return dir_ + "/server.log"; }
+
+ private:
+  std::vector<std::string> Argv() const;
+
+  std::string kind_;
+  std::string dir_;
+  int port_ = 0;
+  int pid_ = -1;
+};
+
+}  // namespace dtx::brokers::testing
