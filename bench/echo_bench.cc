@@ -30,8 +30,8 @@
 #include <thread>
 
 #include "http/client.h"
-#include "runtime/io_pool.h"
 #include "http/server.h"
+#include "runtime/io_pool.h"
 
 namespace {
 

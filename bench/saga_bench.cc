@@ -40,8 +40,8 @@
 #include <vector>
 
 #include "http/client.h"
-#include "runtime/io_pool.h"
 #include "http/server.h"
+#include "runtime/io_pool.h"
 
 namespace {
 

@@ -73,8 +73,8 @@ struct Engine::Active {
   // The last non-SUCCESS answer of the round, for wait_result answers of tcc/xa/msg (§1.5).
   std::optional<core::CallClass> last_error_class;
   std::string last_error_text;
-  size_t outstanding_calls = 0;              // spawned calls whose result has not been received yet
-  std::vector<Timer*> waiters;     // wait_result requests
+  size_t outstanding_calls = 0;  // spawned calls whose result has not been received yet
+  std::vector<Timer*> waiters;   // wait_result requests
 };
 
 struct Engine::Shard {

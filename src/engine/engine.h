@@ -28,6 +28,7 @@
 #include "core/machine.h"
 #include "core/model.h"
 #include "engine/branch_caller.h"
+#include "engine/timer.h"
 #include "ops/metrics.h"
 #include "runtime/io_pool.h"
 #include "store/store.h"

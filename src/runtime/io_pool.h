@@ -1,5 +1,6 @@
-// IoPool (the runtime): the I/O threads of a process, one io_context per thread (DESIGN.md "Threading"). Work for
-// one transaction is sent to one context (a shard), so it never runs on two threads at once.
+// IoPool (the runtime): the I/O threads of a process, one io_context per thread (DESIGN.md
+// "Threading"). Work for one transaction is sent to one context (a shard), so it never runs on two
+// threads at once.
 //
 // Thread-safety: construction, Start, Stop and Join from one controlling thread; Get/Next/running/
 // InPoolThread from any. The destructor stops and joins. Objects bound to a context (sockets,

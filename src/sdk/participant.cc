@@ -18,8 +18,8 @@
 #include <thread>
 #include <utility>
 
-#include "runtime/io_pool.h"
 #include "http/server.h"
+#include "runtime/io_pool.h"
 
 namespace dtx {
 namespace {

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "runtime/io_pool.h"
 #include "http/server.h"
+#include "runtime/io_pool.h"
 
 namespace dtx::testing {
 

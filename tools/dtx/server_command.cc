@@ -16,9 +16,9 @@
 
 #include "api/routes.h"
 #include "engine/engine.h"
-#include "runtime/io_pool.h"
 #include "http/server.h"
 #include "ops/metrics.h"
+#include "runtime/io_pool.h"
 #include "store/store.h"
 
 namespace dtx::tools {
