@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "util/status.h"
+#include "dtx/status.h"
 
 namespace dtx_examples {
 
@@ -48,7 +48,8 @@ struct HttpAnswer {
   int status = 0;
   std::string body;
 };
-// One blocking HTTP exchange (dtx's internal client on a private io_context).
+// One blocking HTTP exchange on a private io_context (Boost.Beast; a new connection per call).
+// kInvalidArgument for a URL that is not http://, kTimeout / kUnavailable for network failures.
 dtx::Result<HttpAnswer> HttpCall(const std::string& method, const std::string& url,
                                  const std::string& body = {},
                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
