@@ -1,7 +1,7 @@
 # The installable libdtx, built from the objects of the in-tree SDK and the private modules it uses
 # (util, runtime, http): the shared libdtx.so (SONAME libdtx.so.MAJOR.MINOR; -fvisibility=hidden, so
 # only what include/dtx/ marks DTX_EXPORT is exported) and the static libdtx.a, plus the optional
-# PostgreSQL part libdtx_pg (dtx/barrier_pg.h). Consumers see include/ only.
+# PostgreSQL part libdtx_pg (dtx/barrier_pg.h, dtx/xa_pg.h). Consumers see include/ only.
 # packaging/ installs them and writes dtxConfig.cmake and dtx.pc.
 #
 # Whatever objects dtx_sdk gets, their external libraries must be in DTX_SDK_LIBS (CMakeLists.txt):
