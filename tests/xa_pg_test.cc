@@ -1,7 +1,8 @@
 // End-to-end tests of XA on PostgreSQL (include/dtx/xa.h, include/dtx/xa_pg.h) with the real
-// `dtx server` binary: a transfer between two banks, each a schema of the test database with its
-// own connection (two resource managers, each with its own prepared transactions), served by an
-// in-process ParticipantServer. Commit, rollback (a refused credit), duplicate commit/rollback,
+// `dtx server` binary: a transfer between two banks in two databases of the test cluster (bank A in
+// DTX_TEST_PG_URL's database, bank B in dtx_xa_bank_b, created when missing): two resource
+// managers, each with its own connection and prepared transactions, served by an in-process
+// ParticipantServer. Commit, rollback (a refused credit), duplicate commit/rollback,
 // null rollback with its fence against a late action, a participant crash between prepare and
 // commit (its server stopped and its connections closed: the prepared transactions survive, the
 // coordinator's retries commit them after the restart; in-doubt recovery with RecoverPreparedXa),
@@ -36,8 +37,18 @@ std::string PgUrl() {
   return url != nullptr ? url : "";
 }
 
-PGconn* Connect() {
-  PGconn* c = PQconnectdb(PgUrl().c_str());
+// DTX_TEST_PG_URL with its database replaced by `db` (an empty `db` keeps it).
+std::string DbUrl(const std::string& db) {
+  std::string url = PgUrl();
+  if (db.empty()) return url;
+  const size_t query = url.find('?');
+  const std::string tail = query == std::string::npos ? "" : url.substr(query);
+  url = url.substr(0, query);
+  return url.substr(0, url.rfind('/') + 1) + db + tail;
+}
+
+PGconn* Connect(const std::string& db = {}) {
+  PGconn* c = PQconnectdb(DbUrl(db).c_str());
   EXPECT_EQ(PQstatus(c), CONNECTION_OK) << PQerrorMessage(c);
   return c;
 }
@@ -60,10 +71,12 @@ void Exec(PGconn* c, const std::string& sql) {
 // One bank: a schema with one account and the barrier table, behind one connection.
 class Bank {
  public:
-  explicit Bank(std::string schema) : schema_(std::move(schema)) { Reopen(); }
+  Bank(std::string schema, std::string db) : schema_(std::move(schema)), db_(std::move(db)) {
+    Reopen();
+  }
   ~Bank() { Close(); }
   void Reopen() {
-    conn_ = Connect();
+    conn_ = Connect(db_);
     options_.barrier.table = schema_ + ".barrier";
     options_.barrier.lock_timeout = 2s;
   }
@@ -108,6 +121,7 @@ class Bank {
 
  private:
   std::string schema_;
+  std::string db_;
   std::mutex mu_;
   PGconn* conn_ = nullptr;
   PgXaOptions options_;
@@ -121,8 +135,13 @@ class XaPg : public ::testing::Test {
     if (std::stoi(Scalar(observer_, "show max_prepared_transactions")) == 0) {
       GTEST_SKIP() << "max_prepared_transactions = 0 on the test PostgreSQL";
     }
-    a_ = std::make_unique<Bank>("xa_bank_a");
-    b_ = std::make_unique<Bank>("xa_bank_b");
+    if (Scalar(observer_, "select count(*) from pg_database where datname = 'dtx_xa_bank_b'") ==
+        "0") {
+      Exec(observer_, "create database dtx_xa_bank_b");
+    }
+    observer_b_ = Connect("dtx_xa_bank_b");
+    a_ = std::make_unique<Bank>("xa_bank_a", "");
+    b_ = std::make_unique<Bank>("xa_bank_b", "dtx_xa_bank_b");
     a_->Create(100);
     b_->Create(0);
     server_ = std::make_unique<ServerProcess>(TempDir("xa") + "/dtx.db",
@@ -139,6 +158,7 @@ class XaPg : public ::testing::Test {
                 "0");
       PQfinish(observer_);
     }
+    if (observer_b_ != nullptr) PQfinish(observer_b_);
   }
   void StartParticipant(uint16_t port) {
     participant_ = std::make_unique<ParticipantServer>(ParticipantOptions{.port = port});
@@ -162,13 +182,20 @@ class XaPg : public ::testing::Test {
   }
   void ExpectBalances(int64_t a, int64_t b) {
     EXPECT_EQ(a_->Balance(observer_), a);
-    EXPECT_EQ(b_->Balance(observer_), b);
+    EXPECT_EQ(b_->Balance(observer_b_), b);
+  }
+  // Polls (bounded) until `count` branches of these tests are prepared; the last count seen.
+  std::string WaitPrepared(const std::string& count) {
+    std::string seen;
+    for (int i = 0; i < 100 && (seen = Prepared()) != count; ++i) std::this_thread::sleep_for(50ms);
+    return seen;
   }
   std::string Prepared() {
     return Scalar(observer_, "select count(*) from pg_prepared_xacts where gid like 'xa-%'");
   }
 
-  PGconn* observer_ = nullptr;
+  PGconn* observer_ = nullptr;    // bank A's database; pg_prepared_xacts covers the cluster
+  PGconn* observer_b_ = nullptr;  // bank B's database
   std::unique_ptr<Bank> a_, b_;
   std::unique_ptr<ServerProcess> server_;
   std::unique_ptr<Client> client_;
@@ -251,8 +278,7 @@ TEST_F(XaPg, ParticipantCrashBetweenPrepareAndCommit) {
 TEST_F(XaPg, InDoubtRecoveryAsksTheCoordinator) {
   fail_commits_ = true;  // bank B's commits fail: its branch stays prepared (in doubt)
   ASSERT_TRUE(Transfer("xa-doubt", /*wait_result=*/false).ok());
-  std::this_thread::sleep_for(500ms);
-  EXPECT_EQ(Prepared(), "1");
+  EXPECT_EQ(WaitPrepared("1"), "1");  // bank A committed, bank B's commit keeps failing
   auto report = RecoverPreparedXa(b_->conn(), *client_, 0s, b_->options());
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_EQ(report->committed, 1);
