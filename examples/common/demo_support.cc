@@ -178,6 +178,16 @@ dtx::Result<int> Children::Run(const std::vector<std::string>& args,
   }
 }
 
+void Children::Kill9(pid_t pid) {
+  for (auto it = children_.begin(); it != children_.end(); ++it) {
+    if (*it != pid) continue;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    children_.erase(it);
+    return;
+  }
+}
+
 void Children::StopAll() {
   for (pid_t pid : children_) kill(pid, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + 5s;

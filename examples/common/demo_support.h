@@ -36,6 +36,9 @@ class Children {
                        std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // SIGTERM to every child, bounded wait, SIGKILL for those still running.
   void StopAll();
+  // The pid of the child started last (-1 when none); Kill9 SIGKILLs and reaps one child (a crash).
+  pid_t last_pid() const { return children_.empty() ? -1 : children_.back(); }
+  void Kill9(pid_t pid);
 
  private:
   std::vector<pid_t> children_;
