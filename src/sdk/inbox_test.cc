@@ -174,6 +174,7 @@ TEST_P(InboxTest, DuplicatesAreSkippedAndEverythingIsAcknowledged) {
   EXPECT_EQ(r.value(), 0u);
   // Retention keeps recent rows and deletes old ones.
   EXPECT_EQ(again.value()->DeleteAppliedOlderThan(3600s).value(), 0);
+  std::this_thread::sleep_for(5ms);  // applied_at < now
   EXPECT_EQ(again.value()->DeleteAppliedOlderThan(0s).value(), 30);
   sqlite3_close(db);
 }
@@ -218,6 +219,7 @@ TEST_P(InboxTest, FailingHandlerRollsBackRetriesThenDeadLettersAndOthersGoOn) {
     Drain(*inbox.value(), 1);
     EXPECT_EQ(inbox.value()->counters().duplicates, 1);
   }
+  std::this_thread::sleep_for(5ms);  // applied_at < now
   EXPECT_EQ(inbox.value()->DeleteAppliedOlderThan(0s).value(), 3);
   // Still failing: stays, attempts + 1. Healed: applied and gone.
   EXPECT_EQ(inbox.value()->RetryDeadLetters().value(), 0);
