@@ -16,8 +16,9 @@
 namespace dtx::brokers::testing {
 namespace {
 
-// Redis answers PING with +PONG only once its data set is loaded (-LOADING before).
-bool Ready(int port) {
+// Redis answers PING with +PONG only once its data set is loaded (-LOADING before); nats-server
+// greets a client with INFO once it listens (JetStream is enabled before the listener).
+bool Ready(const std::string& kind, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -28,8 +29,12 @@ bool Ready(int port) {
   bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
   if (ok) {
     char buf[64] = {};
-    ok = ::write(fd, "PING\r\n", 6) == 6 && ::read(fd, buf, sizeof buf - 1) > 0 &&
-         std::string_view(buf).starts_with("+PONG");
+    if (kind == "nats") {
+      ok = ::read(fd, buf, sizeof buf - 1) > 0 && std::string_view(buf).starts_with("INFO");
+    } else {
+      ok = ::write(fd, "PING\r\n", 6) == 6 && ::read(fd, buf, sizeof buf - 1) > 0 &&
+           std::string_view(buf).starts_with("+PONG");
+    }
   }
   ::close(fd);
   return ok;
@@ -67,6 +72,10 @@ BrokerProcess::BrokerProcess(std::string kind, std::string dir)
 BrokerProcess::~BrokerProcess() { Kill(); }
 
 std::vector<std::string> BrokerProcess::Argv() const {
+  if (kind_ == "nats") {  // JetStream with file storage under dir_
+    return {"/usr/sbin/nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(port_), "-sd",
+            dir_ + "/jetstream"};
+  }
   // appendonly + appendfsync always: an acknowledged XADD survives a kill -9 of the server.
   return {"/usr/bin/redis-server",
           "--port",
@@ -106,7 +115,7 @@ bool BrokerProcess::Start(std::chrono::milliseconds timeout) {
   pid_ = pid;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (Ready(port_)) return true;
+    if (Ready(kind_, port_)) return true;
     int st = 0;
     if (::waitpid(pid_, &st, WNOHANG) == pid_) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
