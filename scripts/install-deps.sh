@@ -12,6 +12,7 @@ PKGS=(
   postgresql
   libhiredis-dev redis-server
   libnats-dev nats-server
+  librdkafka-dev
   dpkg-dev file  # scripts/package.sh: cpack -G DEB runs dpkg-shlibdeps and file
 )
 missing=()

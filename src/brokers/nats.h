@@ -8,8 +8,9 @@
 // MaxAckPending = max_unacked), ack after the consumer's commit. A consumer that starts while the
 // durable has unacknowledged deliveries (of a crashed incarnation) fetches only after
 // redeliver_after: JetStream redelivers expired deliveries before new messages, so per-subject
-// order survives a consumer crash, at the price of that wait. Durability of an acknowledged publish is JetStream's: file storage survives
-// a kill -9 of the server (the OS has the pages); nats-server fsyncs every 2 minutes by default
+// order survives a consumer crash, at the price of that wait. Durability of an acknowledged publish
+// is JetStream's: file storage survives a kill -9 of the server (the OS has the pages); nats-server
+// fsyncs every 2 minutes by default
 // (`sync_interval: always` for no loss on a power cut; docs/outbox.md).
 #pragma once
 
