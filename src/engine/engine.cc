@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "engine/store_await.h"
+#include "util/mutation.h"
 
 namespace dtx::engine {
 
@@ -75,6 +76,11 @@ struct Engine::Active {
   std::string last_error_text;
   size_t outstanding_calls = 0;  // spawned calls whose result has not been received yet
   std::vector<Timer*> waiters;   // wait_result requests
+  // The status the store holds (the snapshot's may be ahead of it while a write is in flight),
+  // and the API calls waiting for it to change (WaitWhilePrepared).
+  core::GlobalStatus stored_status = core::GlobalStatus::kSubmitted;
+  std::vector<Timer*> status_waiters;
+  bool restart = false;  // abandoned to start over from the store at once
 };
 
 struct Engine::Shard {
@@ -244,14 +250,20 @@ int64_t MsgDelayMs(std::string_view custom_data) {
 }  // namespace
 
 awaitable<void> Engine::WaitWhilePrepared(Shard& shard, const std::string& gid) {
+  // Until the round ends or the store holds its move out of prepared: the snapshot moves first,
+  // and an answer given on it would acknowledge a state that is not durable yet (dtx-sim seed
+  // 2384).
   for (;;) {
     auto it = shard.active.find(gid);
-    if (it == shard.active.end() ||
-        it->second->snap.global.status != core::GlobalStatus::kPrepared) {
+    if (it == shard.active.end() || it->second->stored_status != core::GlobalStatus::kPrepared) {
       co_return;
     }
+    std::shared_ptr<Active> a = it->second;
+    std::unique_ptr<Timer> timer = timers_->NewTimer(co_await asio::this_coro::executor);
+    a->status_waiters.push_back(timer.get());
     // Bounded: a check-back round lasts at most its request timeout.
-    co_await WaitRound(it->second, clock_.NowMs() + 60'000, WaitFor::kSubmit);
+    co_await timer->WaitUntil(clock_.NowMs() + 60'000);
+    std::erase(a->status_waiters, timer.get());
   }
 }
 
@@ -272,7 +284,8 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
     // prepared state: let it finish, then judge the submit on what it left.
     co_await WaitWhilePrepared(shard, gid);
     if (auto it = shard.active.find(gid); it != shard.active.end()) {
-      core::GlobalStatus s = it->second->snap.global.status;
+      // What the store holds: the round's snapshot may be ahead of it.
+      core::GlobalStatus s = it->second->stored_status;
       if (s != core::GlobalStatus::kSubmitted) co_return Status::Conflict(CannotSubmitMessage(s));
       active = it->second;
     } else {
@@ -310,6 +323,7 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
           u.expected_status = core::GlobalStatus::kPrepared;
           u.new_status = core::GlobalStatus::kSubmitted;
           u.update_time_ms = now;
+          u.owner = options_.owner;  // this coordinator runs the round (fences an older owner)
           core::TransOptions options = stored.global.options;
           if (!req.patch.empty()) {
             req.patch.ApplyTo(options);
@@ -329,15 +343,22 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
           if (!st.ok()) co_return st;
           if (delay_ms > 0) co_return Status::Ok();  // the recovery loop starts it when due
           core::TransSnapshot snap = std::move(stored);
+          if (type == core::TransType::kTcc || type == core::TransType::kXa) {
+            // registerBranch on another coordinator may have added rows since the load; none can
+            // be added now that the store holds submitted.
+            co_await ReloadBranches(snap);
+          }
           snap.global.status = core::GlobalStatus::kSubmitted;
           snap.global.options = options;
           if (applied.custom_data) snap.global.custom_data = *applied.custom_data;
           snap.global.next_cron_interval_ms = *applied.next_cron_interval_ms;
           snap.global.next_cron_time_ms = *applied.next_cron_time_ms;
+          snap.global.owner = options_.owner;
           active = StartRound(shard, std::move(snap));
         } else if (stored.global.status == core::GlobalStatus::kSubmitted) {
-          // Re-submit: resume from the stored state (§5 #15).
-          active = StartRound(shard, std::move(stored));
+          // Re-submit: resume from the stored state (§5 #15) — if no coordinator holds a lease on
+          // it; otherwise its owner (or recovery, when it is due) drives it.
+          if (co_await ClaimForResume(stored)) active = StartRound(shard, std::move(stored));
         } else {
           co_return Status::Conflict(CannotSubmitMessage(stored.global.status));
         }
@@ -367,6 +388,7 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
     }
   }
   if (!req.wait_result) co_return Status::Ok();
+  if (!active) co_return co_await WaitStored(gid, WaitFor::kSubmit);
   const int64_t deadline = clock_.NowMs() +
                            core::RequestTimeoutMs(active->snap.global.options, options_.settings) +
                            2000;
@@ -459,7 +481,7 @@ awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait
         if (g.status == core::GlobalStatus::kAborting) {
           if (auto it = shard.active.find(gid); it != shard.active.end()) {
             active = it->second;
-          } else {
+          } else if (co_await ClaimForResume(stored)) {
             active = StartRound(shard, std::move(stored));
           }
           break;
@@ -471,6 +493,7 @@ awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait
         u.new_status = core::GlobalStatus::kAborting;
         u.rollback_time_ms = now;
         u.update_time_ms = now;
+        u.owner = options_.owner;
         if (!rollback_reason.empty()) u.rollback_reason = rollback_reason;
         core::TransOptions options = g.options;
         if (!patch.empty()) {
@@ -480,9 +503,11 @@ awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait
         Status st = co_await Transition(u);
         if (!st.ok()) co_return st;
         core::TransSnapshot snap = std::move(stored);
+        co_await ReloadBranches(snap);  // rows registered on another coordinator meanwhile
         snap.global.status = core::GlobalStatus::kAborting;
         snap.global.options = options;
         snap.global.rollback_time_ms = now;
+        snap.global.owner = options_.owner;
         if (u.rollback_reason) snap.global.rollback_reason = *u.rollback_reason;
         active = StartRound(shard, std::move(snap));
         break;
@@ -492,6 +517,7 @@ awaitable<Status> Engine::AbortOnShard(std::string gid, std::optional<bool> wait
     }
   }
   if (!wait) co_return Status::Ok();
+  if (!active) co_return co_await WaitStored(gid, WaitFor::kAbort);
   const int64_t deadline = clock_.NowMs() +
                            core::RequestTimeoutMs(active->snap.global.options, options_.settings) +
                            2000;
@@ -558,6 +584,7 @@ awaitable<Status> Engine::RegisterBranchOnShard(std::string gid, core::TransType
 std::shared_ptr<Engine::Active> Engine::StartRound(Shard& shard, core::TransSnapshot snap) {
   if (auto it = shard.active.find(snap.global.gid); it != shard.active.end()) return it->second;
   auto active = std::make_shared<Active>(shard.ioc.get_executor());
+  active->stored_status = snap.global.status;
   active->snap = std::move(snap);
   shard.active.emplace(active->snap.global.gid, active);
   active_count_.fetch_add(1, std::memory_order_relaxed);
@@ -614,6 +641,63 @@ void MergeInto(std::optional<core::TransUpdate>& into, core::TransUpdate later) 
 
 }  // namespace
 
+bool Engine::LeaseCovers(const core::TransSnapshot& snap, int64_t stored_wakeup_ms) const {
+  // Half the margin is spent on the time between the write and the call; the other half covers
+  // clock skew between coordinators.
+  return clock_.NowMs() + core::RequestTimeoutMs(snap.global.options, options_.settings) +
+             kLeaseMarginMs / 2 <=
+         stored_wakeup_ms;
+}
+
+awaitable<bool> Engine::ClaimForResume(core::TransSnapshot& snap) {
+  const int64_t now = clock_.NowMs();
+  core::TransUpdate u;
+  u.gid = snap.global.gid;
+  u.expected_status = snap.global.status;
+  u.due_by_ms = now;
+  u.owner = options_.owner;
+  u.next_cron_time_ms = LeaseUntil(snap);
+  u.update_time_ms = now;
+  const int64_t lease = *u.next_cron_time_ms;
+  Status st =
+      co_await AwaitStore<Status>([&](auto cb) { store_.Update(std::move(u), std::move(cb)); });
+  if (!st.ok()) co_return false;
+  snap.global.owner = options_.owner;
+  snap.global.next_cron_time_ms = lease;
+  co_return true;
+}
+
+awaitable<void> Engine::ReloadBranches(core::TransSnapshot& snap) {
+  Result<std::optional<core::TransSnapshot>> fresh = co_await LoadOnShard(snap.global.gid);
+  // On a failed read the round starts from what it has; a round that then misses a row is
+  // caught by RunRound's own check after its first status change.
+  if (fresh.ok() && fresh->has_value()) snap.branches = std::move((*fresh)->branches);
+}
+
+awaitable<Status> Engine::WaitStored(std::string gid, WaitFor what) {
+  // Another coordinator drives the transaction: follow the store until it is final or the
+  // wait_result deadline passes.
+  const int64_t deadline = clock_.NowMs() + options_.settings.request_timeout_ms + 2000;
+  std::unique_ptr<Timer> timer = timers_->NewTimer(co_await asio::this_coro::executor);
+  for (;;) {
+    Result<std::optional<core::TransSnapshot>> loaded = co_await LoadOnShard(gid);
+    if (!loaded.ok()) co_return loaded.status();
+    if (!loaded->has_value()) co_return Status::NotFound("no transaction with gid '" + gid + "'");
+    const core::GlobalStatus s = (*loaded)->global.status;
+    if (core::IsFinal(s)) {
+      const core::GlobalStatus wanted =
+          what == WaitFor::kSubmit ? core::GlobalStatus::kSucceed : core::GlobalStatus::kFailed;
+      if (s == wanted) co_return Status::Ok();
+      if (what == WaitFor::kSubmit && !(*loaded)->global.rollback_reason.empty()) {
+        co_return Status::Conflict((*loaded)->global.rollback_reason);
+      }
+      co_return Status::Conflict("wait result not return success");
+    }
+    if (clock_.NowMs() >= deadline) co_return Status::Conflict("wait result not return success");
+    co_await timer->WaitUntil(std::min(deadline, clock_.NowMs() + 100));
+  }
+}
+
 int64_t Engine::LeaseUntil(const core::TransSnapshot& snap) const {
   return clock_.NowMs() + core::RequestTimeoutMs(snap.global.options, options_.settings) +
          kLeaseMarginMs;
@@ -634,6 +718,7 @@ void Engine::ExtendLease(core::TransSnapshot& snap, std::optional<core::TransUpd
     update->expected_status = snap.global.status;
     update->update_time_ms = clock_.NowMs();
   }
+  if (DTX_MUTANT(kSkipLeaseExtension)) return;
   update->next_cron_time_ms = lease_needed_ms;
   snap.global.next_cron_time_ms = lease_needed_ms;
 }
@@ -667,11 +752,59 @@ awaitable<void> Engine::RunRound(Shard* shard, std::shared_ptr<Active> a) {
         if (d.update) take_held();  // a lease-only update takes what is held along
       }
     }
+    if (d.update && d.round_over && DTX_MUTANT(kAckBeforeCommit)) {
+      store_.Update(std::move(*d.update), [](Status) {});  // broken on purpose: not awaited
+      d.update.reset();
+    }
+    // A round's writes are fenced on the owner: a coordinator whose lease another one took over
+    // (it was paused past it) cannot write, so it abandons the round before calling anyone.
+    if (d.update) d.update->expected_owner = options_.owner;
     if (d.update) {
       const std::optional<int64_t> wakeup = d.update->next_cron_time_ms;
+      const std::optional<core::GlobalStatus> new_status = d.update->new_status;
       Status st = co_await AwaitStore<Status>(
           [&](auto cb) { store_.Update(std::move(*d.update), std::move(cb)); });
       if (st.ok() && wakeup) stored_wakeup = *wakeup;
+      bool restart = false;
+      if (st.ok() && new_status) {
+        // tcc/xa: registerBranch on another coordinator may have added rows after this round's
+        // snapshot was loaded, up to the moment this write moved the status out of prepared (no
+        // row can be added after it). A round that misses them would never confirm or cancel
+        // them (dtx-sim seed 5523): look, and start over from the store if they differ.
+        // (core/tcc.cc ends the round with that decision; the next one starts from the store.)
+        restart = a->stored_status == core::GlobalStatus::kPrepared &&
+                  !core::IsFinal(*new_status) &&
+                  (a->snap.global.trans_type == core::TransType::kTcc ||
+                   a->snap.global.trans_type == core::TransType::kXa);
+        a->stored_status = *new_status;
+        for (Timer* w : a->status_waiters) w->Cancel();
+      }
+      if (restart) {
+        a->outcome = Status::Unavailable("left prepared: the round restarts from the store");
+        a->restart = true;
+        break;
+      }
+      // Time passed while the write was in flight (a slow commit, a pause): the calls it orders
+      // start only while the stored lease still covers their deadline; else extend it again.
+      if (st.ok() && !d.calls.empty() && !LeaseCovers(a->snap, stored_wakeup) &&
+          !DTX_MUTANT(kSkipLeaseExtension)) {
+        lease_needed = LeaseUntil(a->snap);
+        d.update = core::TransUpdate{};
+        d.update->gid = a->snap.global.gid;
+        d.update->expected_status = a->snap.global.status;
+        d.update->update_time_ms = clock_.NowMs();
+        d.update->next_cron_time_ms = lease_needed;
+        d.update->expected_owner = options_.owner;
+        a->snap.global.next_cron_time_ms = lease_needed;
+        const int64_t again = lease_needed;
+        st = co_await AwaitStore<Status>(
+            [&](auto cb) { store_.Update(std::move(*d.update), std::move(cb)); });
+        d.update.reset();
+        if (st.ok()) stored_wakeup = again;
+        if (st.ok() && !LeaseCovers(a->snap, stored_wakeup)) {
+          st = Status::Unavailable("the store is too slow to hold a lease; round abandoned");
+        }
+      }
       if (!st.ok()) {
         // A lost compare-and-set (an operator changed the state) or a store failure: abandon the
         // round; the stored state is the truth and a later round resumes from it.
@@ -724,10 +857,15 @@ awaitable<void> Engine::RunRound(Shard* shard, std::shared_ptr<Active> a) {
   }
   for (Timer* w : a->waiters) w->Cancel();
   a->waiters.clear();
+  for (Timer* w : a->status_waiters) w->Cancel();
   if (auto it = shard->active.find(a->snap.global.gid);
       it != shard->active.end() && it->second == a) {
     shard->active.erase(it);
     active_count_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (a->restart && !stopped_) {
+    resuming_.fetch_add(1, std::memory_order_relaxed);
+    asio::co_spawn(shard->ioc, ResumeOnShard(a->snap.global.gid), LogException{"resume"});
   }
 }
 
@@ -1036,6 +1174,8 @@ awaitable<void> Engine::ResumeOnShard(std::string gid) {
   }
   if (!loaded->has_value() || core::IsFinal((*loaded)->global.status)) co_return;
   if ((*loaded)->global.trans_type == core::TransType::kWorkflow) co_return;  // later issue
+  // Another coordinator claimed it after this one did (its lease had run out): it is theirs.
+  if ((*loaded)->global.owner != options_.owner) co_return;
   if (stopped_ || shard.active.count(gid)) co_return;
   StartRound(shard, std::move(**loaded));
 }

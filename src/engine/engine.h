@@ -153,6 +153,16 @@ class Engine {
   // now + the request timeout + kLeaseMarginMs: how far the stored wake-up must lie for a call made
   // now.
   int64_t LeaseUntil(const core::TransSnapshot& snap) const;
+  // Whether a call started now ends (deadline plus half the skew margin) before `stored_wakeup_ms`.
+  bool LeaseCovers(const core::TransSnapshot& snap, int64_t stored_wakeup_ms) const;
+  // Takes over a stored transaction for a round started by an API call (a re-submit, an abort of
+  // an aborting one): a compare-and-set that succeeds only if nobody holds a lease on it (it is
+  // due), writing this coordinator's owner and lease into the store and into `snap`.
+  boost::asio::awaitable<bool> ClaimForResume(core::TransSnapshot& snap);
+  // Replaces snap's branch rows by the stored ones (tcc/xa, after leaving prepared).
+  boost::asio::awaitable<void> ReloadBranches(core::TransSnapshot& snap);
+  // wait_result for a transaction another coordinator drives: polls the store (bounded).
+  boost::asio::awaitable<Status> WaitStored(std::string gid, WaitFor what);
   // Makes `update` (created if absent) push next_cron_time to `lease_needed_ms` unless its own
   // wake-up, or else the stored one, already reaches it.
   void ExtendLease(core::TransSnapshot& snap, std::optional<core::TransUpdate>& update,

@@ -28,6 +28,9 @@ struct TxInfo {
   bool force_stopped = false;              // an operator's forceStop was acknowledged
   bool force_stop_sent = false;            // ... or may have landed
   bool app_done = false;
+  // World times of an operator's resetNextCronTime: it makes the transaction due at once, which
+  // cuts short the lease of a round in flight on another coordinator (docs/simulation.md).
+  std::vector<int64_t> resets;
 };
 
 class Sim {

@@ -84,7 +84,7 @@ void Sim::Configure(uint64_t seed) {
   c.request_timeout_ms = world.Uniform(2, 15) * 100;
   c.cron_interval_ms = world.Uniform(1, 10) * 100;
   c.max_retry_interval_ms = world.Uniform(4, 30) * 1000;
-  c.max_skew_ms = c.nodes > 1 && world.Chance(0.5) ? world.Uniform(0, 900) : 0;
+  c.max_skew_ms = c.nodes > 1 && world.Chance(0.5) ? world.Uniform(0, 450) : 0;
   c.p_call_fault = world.Chance(0.2) ? 0.0 : world.Uniform(5, 40) / 100.0;
   c.p_store_fault = world.Chance(0.3) ? 0.0 : world.Uniform(1, 8) / 100.0;
   c.p_crash_per_s = world.Chance(0.3) ? 0.0 : world.Uniform(1, 10) / 100.0;

@@ -279,6 +279,7 @@ awaitable<void> Sim::OperatorApp() {
       Status s = co_await Api(what, std::move(op));
       world.Trace(fmt::format("operator: forceStop {} -> {}", gid, s.ToString()));
     } else {
+      it->second.resets.push_back(world.time.now_ms());
       std::string what = "reset " + gid;
       Node::Op op = [gid](engine::Engine& e) -> awaitable<Status> {
         std::string g = gid;
