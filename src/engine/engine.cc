@@ -654,7 +654,13 @@ awaitable<bool> Engine::ClaimForResume(core::TransSnapshot& snap) {
   core::TransUpdate u;
   u.gid = snap.global.gid;
   u.expected_status = snap.global.status;
-  u.due_by_ms = now;
+  if (snap.global.owner == options_.owner) {
+    // Ours, and no round of it runs here (the caller checked): nothing of this coordinator is in
+    // flight, so it may resume at once, even while it waits for its next retry.
+    u.expected_owner = options_.owner;
+  } else {
+    u.due_by_ms = now;  // another coordinator's: only once its lease (or backoff) ran out
+  }
   u.owner = options_.owner;
   u.next_cron_time_ms = LeaseUntil(snap);
   u.update_time_ms = now;
