@@ -1,0 +1,147 @@
+// The processing round (docs/ARCHITECTURE.md "A processing round"): core::Step decides, the round
+// writes the decision's update as core::PlanWrite says (hold a success, flush, carry the lease),
+// makes the calls the decision orders, and feeds their results back until the round is over. Also
+// WaitRound: a wait_result request waiting for a round's end.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+
+#include "core/write_plan.h"
+#include "engine/engine_internal.h"
+#include "engine/refusal.h"
+#include "util/assert.h"
+
+namespace dtx::engine {
+
+using asio::awaitable;
+
+awaitable<void> Engine::RunRound(Shard* shard, ActivePtr a) {
+  // The round's snapshot is the stored state when it starts (loaded, or just committed).
+  a->stored_wakeup_ms = a->snap.global.next_cron_time_ms;
+  core::Decision d =
+      core::Step(a->snap, a->round, core::Event{}, options_.settings, clock_.NowMs());
+  for (;;) {
+    Status st = co_await WriteStep(*a, d);
+    if (!st.ok()) {
+      // A lost compare-and-set (an operator changed the state) or a store failure: abandon the
+      // round; the stored state is the truth and a later round resumes from it.
+      if (st.code() != Code::kConflict) {
+        spdlog::error("gid {}: store update failed, round abandoned: {}", a->snap.global.gid,
+                      st.ToString());
+      }
+      a->outcome = st;
+      break;
+    }
+    StartCalls(shard, a, d.calls);
+    if (d.round_over || stopped_) break;
+    core::Event ev = co_await NextEvent(*a);
+    if (ev.result != core::CallClass::kSuccess) {
+      a->last_error_class = ev.result;
+      a->last_error_text = ev.answer;
+    }
+    d = core::Step(a->snap, a->round, ev, options_.settings, clock_.NowMs());
+  }
+  // Calls still in flight after an abandoned round must come back before another round may start
+  // for this gid: no compensation may overlap its own action (§1.6).
+  while (a->outstanding_calls > 0 && !stopped_) co_await NextEvent(*a);
+  FinishRound(shard, a);
+}
+
+awaitable<Status> Engine::WriteStep(Active& a, core::Decision& d) {
+  if (!d.calls.empty()) a.lease_needed_ms = std::max(a.lease_needed_ms, LeaseUntil(a.snap));
+  const bool in_flight = !d.calls.empty() || a.outstanding_calls > 0;
+  core::WriteContext ctx;
+  ctx.gid = a.snap.global.gid;
+  ctx.status = a.snap.global.status;
+  ctx.stored_wakeup_ms = a.stored_wakeup_ms;
+  ctx.lease_needed_ms = in_flight ? a.lease_needed_ms : 0;
+  ctx.round_over = d.round_over;
+  ctx.stopping = stopped_;
+  ctx.now_ms = clock_.NowMs();
+  core::WritePlan plan = core::PlanWrite(std::move(d.update), std::move(a.held), ctx);
+  d.update.reset();
+  a.held = std::move(plan.held);
+  if (plan.lease_ms) a.snap.global.next_cron_time_ms = *plan.lease_ms;
+  if (!plan.write) co_return Status::Ok();
+  const std::optional<int64_t> wakeup = plan.write->next_cron_time_ms;
+  Status st = co_await Transition(std::move(*plan.write));
+  if (st.ok() && wakeup) a.stored_wakeup_ms = *wakeup;
+  co_return st;
+}
+
+void Engine::StartCalls(Shard* shard, const ActivePtr& a, const std::vector<size_t>& calls) {
+  if (calls.empty()) return;
+  const int64_t timeout_ms = core::RequestTimeoutMs(a->snap.global.options, options_.settings);
+  // The lease rule: a call starts only once the stored wake-up lies beyond its deadline plus the
+  // clock-skew margin (WriteStep raised lease_needed_ms to it when the decision was made).
+  DTX_INVARIANT(a->stored_wakeup_ms >= a->lease_needed_ms,
+                "no branch call without a stored lease that covers its deadline");
+  for (size_t i : calls) {
+    BranchCallSpec spec = i == core::kCheckBackIndex
+                              ? BuildCheckBackCall(a->snap.global, timeout_ms)
+                              : BuildBranchCall(a->snap.global, a->snap.branches[i], timeout_ms);
+    a->outstanding_calls += 1;
+    asio::co_spawn(shard->ioc, CallBranch(shard, a, i, std::move(spec)),
+                   LogException{"branch call"});
+  }
+}
+
+awaitable<core::Event> Engine::NextEvent(Active& a) {
+  while (a.events.empty()) {
+    ArmForever(a.signal);
+    co_await a.signal.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  core::Event ev = std::move(a.events.front());
+  a.events.pop_front();
+  a.outstanding_calls -= 1;
+  co_return ev;
+}
+
+void Engine::FinishRound(Shard* shard, const ActivePtr& a) {
+  a->done = true;
+  if (metrics_ && core::IsFinal(a->snap.global.status) && a->outcome.ok()) {
+    double seconds = static_cast<double>(clock_.NowMs() - a->snap.global.create_time_ms) / 1000.0;
+    metrics_->RecordTransaction(std::string(core::ToString(a->snap.global.trans_type)),
+                                a->snap.global.status == core::GlobalStatus::kSucceed, seconds);
+  }
+  for (Timer* w : a->waiters) w->Cancel();
+  a->waiters.clear();
+  EndRound(*shard, a);
+}
+
+awaitable<Status> Engine::WaitRound(ActivePtr a, int64_t deadline_ms, WaitFor what) {
+  if (!a->done) {
+    std::unique_ptr<Timer> timer = timers_->NewTimer(co_await asio::this_coro::executor);
+    a->waiters.push_back(timer.get());
+    co_await timer->WaitUntil(deadline_ms);
+    std::erase(a->waiters, timer.get());
+  }
+  if (!a->done) co_return refusal::NotSucceeded();
+  if (!a->outcome.ok() && a->outcome.code() != Code::kConflict) co_return a->outcome;
+  const core::GlobalTrans& g = a->snap.global;
+  const core::GlobalStatus wanted =
+      what == WaitFor::kSubmit ? core::GlobalStatus::kSucceed : core::GlobalStatus::kFailed;
+  if (g.status == wanted) co_return Status::Ok();
+  // tcc/xa/msg report the answer that stopped the round (§1.5); a saga reports its reason.
+  if (g.trans_type != core::TransType::kSaga && a->last_error_class) {
+    switch (*a->last_error_class) {
+      case core::CallClass::kOngoing:
+        if (g.trans_type != core::TransType::kMsg) co_return Status::Ongoing(a->last_error_text);
+        break;
+      case core::CallClass::kFailure:
+        co_return Status::Conflict(a->last_error_text);
+      case core::CallClass::kError:
+        co_return Status::Internal(a->last_error_text);
+      case core::CallClass::kSuccess:
+        break;
+    }
+  }
+  if (what == WaitFor::kSubmit && !g.rollback_reason.empty()) {
+    co_return Status::Conflict(g.rollback_reason);
+  }
+  co_return refusal::NotSucceeded();
+}
+
+}  // namespace dtx::engine
