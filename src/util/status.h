@@ -3,10 +3,12 @@
 // closed and each code says whether the caller may retry. Thread-safe as values (no shared state).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "util/assert.h"
 
@@ -29,6 +31,16 @@ enum class Code : unsigned char {
 
 std::string_view CodeName(Code code);
 bool IsRetryable(Code code);
+
+// Machine-readable facts about a failure, for a caller that words it itself (src/api renders DTM's
+// wire wording from them, api/wording.h). `reason` is a stable UPPER_SNAKE_CASE token defined by
+// the module that produces it (e.g. engine/refusal.h); `facts` are its named values.
+struct ErrorInfo {
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> facts;
+  // The value of fact `key`; empty when absent.
+  std::string_view Fact(std::string_view key) const;
+};
 
 class [[nodiscard]] Status {
  public:
@@ -54,9 +66,17 @@ class [[nodiscard]] Status {
   bool retryable() const { return IsRetryable(code_); }
   std::string ToString() const;
 
+  // The same Status carrying `info` (shared by its copies). Not for an ok Status.
+  Status WithInfo(ErrorInfo info) &&;
+  // The attached facts, or null.
+  const ErrorInfo* info() const { return info_.get(); }
+  // info()->reason, or empty.
+  std::string_view reason() const;
+
  private:
   Code code_ = Code::kOk;
   std::string message_;
+  std::shared_ptr<const ErrorInfo> info_;
 };
 
 // Result<T>: a T or a non-ok Status.
