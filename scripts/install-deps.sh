@@ -11,6 +11,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql
   libhiredis-dev redis-server
+  dpkg-dev file  # scripts/package.sh: cpack -G DEB runs dpkg-shlibdeps and file
 )
 missing=()
 for p in "${PKGS[@]}"; do

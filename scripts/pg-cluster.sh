@@ -29,10 +29,11 @@ case "$cmd" in
     fi
     # Without a PORT, pick one below the kernel's ephemeral range (32768+), where outgoing
     # connections cannot hold it, and try another if it is taken anyway.
+    # max_prepared_transactions > 0: XA branches are prepared transactions (docs/xa.md).
     for attempt in 1 2 3 4 5; do
       port=${3:-$((20000 + RANDOM % 12000))}
       if as_pg "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k /tmp -c fsync=on -c synchronous_commit=on -c max_connections=300" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k /tmp -c fsync=on -c synchronous_commit=on -c max_connections=300 -c max_prepared_transactions=64" \
         start >/dev/null; then
         break
       fi

@@ -9,12 +9,15 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <cstdio>
+#include <exception>
 #include <optional>
 #include <thread>
-
-#include "http/client.h"
 
 namespace dtx_examples {
 namespace {
@@ -53,21 +56,59 @@ dtx::Result<pid_t> ForkSelf(const std::vector<std::string>& args, int out_fd, in
   return pid;
 }
 
-boost::asio::awaitable<void> CallInto(std::string method, std::string url, std::string body,
+struct ParsedUrl {
+  std::string host;
+  std::string port;
+  std::string target;  // path and query, at least "/"
+};
+
+// http://HOST[:PORT][/TARGET]; nullopt for anything else (the demos only call plain http URLs).
+std::optional<ParsedUrl> ParseHttpUrl(const std::string& url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.compare(0, kScheme.size(), kScheme) != 0) return std::nullopt;
+  const size_t authority_begin = kScheme.size();
+  const size_t slash = url.find('/', authority_begin);
+  const std::string authority = url.substr(authority_begin, slash - authority_begin);
+  ParsedUrl out;
+  out.target = slash == std::string::npos ? "/" : url.substr(slash);
+  const size_t colon = authority.rfind(':');
+  out.host = colon == std::string::npos ? authority : authority.substr(0, colon);
+  out.port = colon == std::string::npos ? "80" : authority.substr(colon + 1);
+  if (out.host.empty() || out.port.empty()) return std::nullopt;
+  return out;
+}
+
+// One exchange with Boost.Beast (a connection per call; the examples use only dtx's public API,
+// so plain HTTP calls of their own go through Beast directly). Parameters by value: a coroutine.
+boost::asio::awaitable<void> CallInto(std::string method, ParsedUrl url, std::string body,
                                       std::chrono::milliseconds timeout,
                                       std::optional<dtx::Result<HttpAnswer>>* out) {
-  dtx::http::Client client(co_await boost::asio::this_coro::executor);
-  dtx::http::ClientRequest request;
-  request.method = std::move(method);
-  request.url = std::move(url);
-  request.body = std::move(body);
-  request.timeout = timeout;
-  if (!request.body.empty()) request.headers.emplace_back("Content-Type", "application/json");
-  auto r = co_await client.Send(std::move(request));
-  if (!r.ok()) {
-    out->emplace(r.status());
-  } else {
-    out->emplace(HttpAnswer{r->status, std::move(r->body)});
+  namespace beast = boost::beast;
+  namespace http = boost::beast::http;
+  using boost::asio::use_awaitable;
+  try {
+    auto executor = co_await boost::asio::this_coro::executor;
+    boost::asio::ip::tcp::resolver resolver(executor);
+    beast::tcp_stream stream(executor);
+    stream.expires_after(timeout);
+    auto endpoints = co_await resolver.async_resolve(url.host, url.port, use_awaitable);
+    co_await stream.async_connect(endpoints, use_awaitable);
+    http::request<http::string_body> request(http::string_to_verb(method), url.target, 11);
+    request.set(http::field::host, url.host);
+    if (!body.empty()) request.set(http::field::content_type, "application/json");
+    request.body() = std::move(body);
+    request.prepare_payload();
+    co_await http::async_write(stream, request, use_awaitable);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    co_await http::async_read(stream, buffer, response, use_awaitable);
+    out->emplace(HttpAnswer{static_cast<int>(response.result_int()), std::move(response.body())});
+  } catch (const boost::system::system_error& e) {
+    if (e.code() == beast::error::timeout) {
+      out->emplace(dtx::Status::Timeout(method + " " + url.target + ": " + e.what()));
+    } else {
+      out->emplace(dtx::Status::Unavailable(method + " " + url.target + ": " + e.what()));
+    }
   }
 }
 
@@ -137,6 +178,16 @@ dtx::Result<int> Children::Run(const std::vector<std::string>& args,
   }
 }
 
+void Children::Kill9(pid_t pid) {
+  for (auto it = children_.begin(); it != children_.end(); ++it) {
+    if (*it != pid) continue;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    children_.erase(it);
+    return;
+  }
+}
+
 void Children::StopAll() {
   for (pid_t pid : children_) kill(pid, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -165,9 +216,11 @@ dtx::Result<uint16_t> PortOfReadyLine(const std::string& line) {
 
 dtx::Result<HttpAnswer> HttpCall(const std::string& method, const std::string& url,
                                  const std::string& body, std::chrono::milliseconds timeout) {
+  std::optional<ParsedUrl> parsed = ParseHttpUrl(url);
+  if (!parsed) return dtx::Status::InvalidArgument("not an http:// URL: " + url);
   boost::asio::io_context ioc;
   std::optional<dtx::Result<HttpAnswer>> out;
-  boost::asio::co_spawn(ioc, CallInto(method, url, body, timeout, &out),
+  boost::asio::co_spawn(ioc, CallInto(method, std::move(*parsed), body, timeout, &out),
                         [](const std::exception_ptr&) {});
   ioc.run();
   if (!out) return dtx::Status::Internal("HTTP call did not complete");

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "util/status.h"
+#include "dtx/status.h"
 
 namespace dtx_examples {
 
@@ -36,6 +36,9 @@ class Children {
                        std::chrono::milliseconds timeout = std::chrono::seconds(60));
   // SIGTERM to every child, bounded wait, SIGKILL for those still running.
   void StopAll();
+  // The pid of the child started last (-1 when none); Kill9 SIGKILLs and reaps one child (a crash).
+  pid_t last_pid() const { return children_.empty() ? -1 : children_.back(); }
+  void Kill9(pid_t pid);
 
  private:
   std::vector<pid_t> children_;
@@ -48,7 +51,8 @@ struct HttpAnswer {
   int status = 0;
   std::string body;
 };
-// One blocking HTTP exchange (dtx's internal client on a private io_context).
+// One blocking HTTP exchange on a private io_context (Boost.Beast; a new connection per call).
+// kInvalidArgument for a URL that is not http://, kTimeout / kUnavailable for network failures.
 dtx::Result<HttpAnswer> HttpCall(const std::string& method, const std::string& url,
                                  const std::string& body = {},
                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "util/status.h"
+#include "dtx/status.h"
 
 namespace dtx_examples {
 

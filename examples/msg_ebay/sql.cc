@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include "dtx/barrier_pg.h"
+
 namespace msg_examples {
 namespace {
 

@@ -31,8 +31,8 @@
 #include <vector>
 
 #include "dtx/barrier.h"
+#include "dtx/status.h"
 #include "examples/common/sql_support.h"
-#include "util/status.h"
 
 namespace msg_examples {
 

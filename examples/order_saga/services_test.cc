@@ -11,13 +11,12 @@
 #include <filesystem>
 #include <string>
 
-#include "http/http_test_util.h"
+#include "examples/common/demo_support.h"
 
 namespace order_saga {
 namespace {
 
 namespace json = boost::json;
-using dtx::http::testing::RawConn;
 
 class ServiceFixture {
  public:
@@ -40,13 +39,11 @@ class ServiceFixture {
   // One call like the coordinator's: POST <path>?gid=..&op=..; returns the status (0 on error).
   int Call(const std::string& path, const std::string& gid, const std::string& op,
            const std::string& body) {
-    RawConn conn(server_.port());
-    std::string target = path + "?branch_id=01&gid=" + gid + "&op=" + op + "&trans_type=saga";
-    conn.Send("POST " + target + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
-              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
-    auto r = conn.ReadResponse();
-    last_body = r ? r->body : "";
-    return r ? r->status : 0;
+    std::string url =
+        server_.base_url() + path + "?branch_id=01&gid=" + gid + "&op=" + op + "&trans_type=saga";
+    auto r = dtx_examples::HttpCall("POST", url, body);
+    last_body = r.ok() ? r->body : "";
+    return r.ok() ? r->status : 0;
   }
   int Action(const std::string& gid, const OrderRequest& o) {
     return Call(EndpointsOf(name_).action, gid, "action", EncodeOrder(o));

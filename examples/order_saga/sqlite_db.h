@@ -11,7 +11,7 @@
 #include <variant>
 #include <vector>
 
-#include "util/status.h"
+#include "dtx/status.h"
 
 struct sqlite3;
 struct sqlite3_stmt;

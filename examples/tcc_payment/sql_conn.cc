@@ -6,6 +6,8 @@
 #include <cstring>
 #include <utility>
 
+#include "dtx/barrier_pg.h"
+
 namespace tcc_payment {
 namespace {
 

@@ -15,9 +15,10 @@
 //     return dtx::BarrierBranchResult(s);                     // 200 / 409 / 425 / 500
 //   });
 //
-// Databases: SQLite (the caller's `sqlite3*`) and PostgreSQL (the caller's libpq `PGconn*`), each
-// behind the small BarrierDb interface; the table must live in the same database as the business
-// tables (EnsureBarrierTable creates it as §4.1 specifies). docs/barrier.md has the full story.
+// Databases: SQLite (the caller's `sqlite3*`) and PostgreSQL (the caller's libpq `PGconn*`, see
+// dtx/barrier_pg.h), each behind the small BarrierDb interface; the table must live in the same
+// database as the business tables (EnsureBarrierTable creates it as §4.1 specifies).
+// docs/barrier.md has the full story.
 //
 // Thread-safety: none inside one object. A BranchBarrier belongs to one request (its barrier_id
 // counter is per request, §4.4); an adapter (SqliteDb, PgDb) wraps one connection, and a connection
@@ -32,9 +33,10 @@
 // transaction. An exception thrown by business code rolls the transaction back and is rethrown
 // unchanged.
 //
-// Include policy: as client.h (Status from src/util/status.h). No SQLite or libpq header is
-// included here; the handle types are forward-declared exactly as sqlite3.h and libpq-fe.h declare
-// them. Link with the target `dtx_sdk` (it brings SQLite::SQLite3 and PostgreSQL::PostgreSQL).
+// Include policy: as client.h. No SQLite or libpq header is included here; the handle types are
+// forward-declared exactly as sqlite3.h and libpq-fe.h declare them. SqliteDb is part of dtx::dtx
+// (libdtx links SQLite); PgDb, PgTx and Call(PgDb&, ...) are in dtx/barrier_pg.h and the optional
+// library dtx::pg (it brings libpq).
 #pragma once
 
 #include <chrono>
@@ -44,12 +46,19 @@
 #include <string_view>
 #include <utility>
 
+#include "dtx/export.h"
 #include "dtx/participant.h"
-#include "util/status.h"
+#include "dtx/status.h"
 
 // Same declarations as in sqlite3.h and libpq-fe.h (repeating an identical typedef is valid C++).
 typedef struct sqlite3 sqlite3;
 typedef struct pg_conn PGconn;
+
+namespace dtx {
+// The PostgreSQL adapter, declared in dtx/barrier_pg.h (library dtx::pg).
+class PgDb;
+struct PgTx;
+}  // namespace dtx
 
 namespace dtx {
 
@@ -73,7 +82,7 @@ inline constexpr std::string_view kDuplicatedMessage = "DUPLICATED";
 
 // One barrier row as written by the insert-ignore primitive (§4.2). Views into the caller's
 // strings.
-struct BarrierRow {
+struct DTX_EXPORT BarrierRow {
   std::string_view trans_type;
   std::string_view gid;
   std::string_view branch_id;
@@ -84,12 +93,12 @@ struct BarrierRow {
 
 // Checks the six values against their column sizes: non-empty key fields, no NUL byte, valid
 // UTF-8, at most the column's characters. kInvalidArgument names the first offending field.
-Status ValidateBarrierRow(const BarrierRow& row);
+DTX_EXPORT Status ValidateBarrierRow(const BarrierRow& row);
 
 // The few operations the barrier needs from a database. SqliteDb and PgDb implement it; a test or
 // another database can implement it too and use BranchBarrier::Call(BarrierDb&, ...). An adapter
 // wraps one connection that the caller owns and keeps open for the adapter's lifetime.
-class BarrierDb {
+class DTX_EXPORT BarrierDb {
  public:
   virtual ~BarrierDb() = default;
 
@@ -116,7 +125,7 @@ class BarrierDb {
 // ---------------------------------------------------------------------------------------------------
 // SQLite
 
-struct SqliteBarrierOptions {
+struct DTX_EXPORT SqliteBarrierOptions {
   // The barrier table, an unquoted identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 bytes) in the
   // connection's main database: SQLite has no schemas, and an ATTACHed file would not commit
   // atomically with the business tables in WAL mode (§4.1).
@@ -131,14 +140,14 @@ struct SqliteBarrierOptions {
 // BEGIN IMMEDIATE that Call issued. Run any SQL on it (sqlite3_prepare_v2 ... sqlite3_step);
 // SAVEPOINTs are fine. Do not BEGIN, COMMIT or ROLLBACK: Call ends the transaction (commit when the
 // business code returns ok, rollback otherwise) and reports kInternal if it was ended early.
-struct SqliteTx {
+struct DTX_EXPORT SqliteTx {
   sqlite3* db;
 };
 
 // The barrier on one SQLite connection. Needs SQLite >= 3.24 (upsert syntax); older libraries make
 // every operation fail with kUnimplemented. The constructor never fails: an invalid table name
 // makes every operation return kInvalidArgument.
-class SqliteDb final : public BarrierDb {
+class DTX_EXPORT SqliteDb final : public BarrierDb {
  public:
   explicit SqliteDb(sqlite3* db, SqliteBarrierOptions options = {});
 
@@ -170,73 +179,13 @@ class SqliteDb final : public BarrierDb {
   Status usable_;
 };
 
-// ---------------------------------------------------------------------------------------------------
-// PostgreSQL
-
-struct PgBarrierOptions {
-  // The barrier table: `schema.table` or `table` (then resolved through search_path), each part an
-  // unquoted identifier ([A-Za-z_][A-Za-z0-9_]*; PostgreSQL folds it to lower case) of at most 59
-  // bytes. The insert names the constraint uniq_barrier, as DTM's does, and PostgreSQL constraint
-  // (index) names are unique per schema: keep one barrier table per schema.
-  std::string table = "dtm_barrier.barrier";
-  // SET LOCAL lock_timeout for every transaction Call runs (business code included): an insert
-  // waiting for another open transaction gives up after this with kTimeout (retryable) instead of
-  // holding the handler forever. The check-back insert of QueryPrepared runs under the same limit.
-  // 0 = no limit (the server's setting applies).
-  std::chrono::milliseconds lock_timeout{10'000};
-};
-
-// The open local transaction that Call hands to business code: the caller's connection, inside the
-// BEGIN that Call issued (default isolation, normally READ COMMITTED). Run any SQL on it with
-// PQexec/PQexecParams; SAVEPOINTs are fine. Do not BEGIN, COMMIT or ROLLBACK. If one of your
-// statements fails, return an error: the transaction is aborted, and returning ok anyway makes Call
-// roll back and answer kInternal.
-struct PgTx {
-  PGconn* conn;
-};
-
-// The barrier on one libpq connection (synchronous API; not in pipeline or COPY mode). The
-// constructor never fails: an invalid table name makes every operation return kInvalidArgument.
-class PgDb final : public BarrierDb {
- public:
-  explicit PgDb(PGconn* conn, PgBarrierOptions options = {});
-
-  PGconn* handle() const { return conn_; }
-  const std::string& table() const { return options_.table; }
-
-  // BEGIN, then SET LOCAL lock_timeout when configured.
-  Status Begin() override;
-  // insert into <table>(...) values($1,...,$6) on conflict on constraint uniq_barrier do nothing;
-  // affected rows from the command tag. Outside a transaction it runs under lock_timeout in a
-  // single-statement transaction of its own (equivalent to autocommit).
-  Result<int> InsertIgnore(const BarrierRow& row) override;
-  Result<std::string> SelectReason(std::string_view gid, std::string_view branch_id,
-                                   std::string_view op, std::string_view barrier_id) override;
-  Status Commit() override;
-  void Rollback() override;
-  bool InTransaction() const override;
-
-  // Runs §4.1's PostgreSQL script for this table, in one transaction: create schema (when the
-  // name is qualified), sequence <table>_seq, and the table with constraint uniq_barrier, each "if
-  // not exists". Two concurrent first calls may fail with a unique violation: retry.
-  Status EnsureTable();
-
- private:
-  Status Exec(const std::string& sql, std::string_view what);
-
-  PGconn* conn_;
-  PgBarrierOptions options_;
-  Status usable_;
-};
-
 // Free-function spelling of EnsureTable, for symmetry with the rest of the API.
 inline Status EnsureBarrierTable(SqliteDb& db) { return db.EnsureTable(); }
-inline Status EnsureBarrierTable(PgDb& db) { return db.EnsureTable(); }
 
 // ---------------------------------------------------------------------------------------------------
 // The barrier
 
-class BranchBarrier {
+class DTX_EXPORT BranchBarrier {
  public:
   // From the four identity fields of a branch call (query string or dtm-* metadata, §3.2). All must
   // be non-empty and fit their columns (trans_type and op 45, gid and branch_id 128 characters),
@@ -266,6 +215,7 @@ class BranchBarrier {
   //                                       error; exception -> rollback, rethrown.
   // Database errors roll back and are returned (see the header comment for the codes).
   Status Call(SqliteDb& db, const std::function<Status(SqliteTx&)>& business);
+  // PostgreSQL: include dtx/barrier_pg.h and link dtx::pg.
   Status Call(PgDb& db, const std::function<Status(PgTx&)>& business);
   // The same on any adapter; business code reaches the connection through its own captures.
   Status Call(BarrierDb& db, const std::function<Status()>& business);
@@ -296,6 +246,6 @@ class BranchBarrier {
 // ok -> 200 {"dtm_result":"SUCCESS"}; kConflict -> 409 FAILURE (a business refusal from Call, the
 // "rollback" decision from QueryPrepared); kOngoing -> 425 ONGOING; anything else -> 500 with the
 // status text (the coordinator retries with backoff).
-BranchResult BarrierBranchResult(const Status& status);
+DTX_EXPORT BranchResult BarrierBranchResult(const Status& status);
 
 }  // namespace dtx

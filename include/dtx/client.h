@@ -16,9 +16,9 @@
 // A 409 to a saga submit with wait_result does not prove the saga failed (§1.5): call Query or
 // WaitFinal after any error.
 //
-// Include policy: the SDK is not installed yet. It reuses dtx::Status/dtx::Result from the private
-// header src/util/status.h, so the target `dtx_sdk` exports both include/ and src/ as PUBLIC
-// include directories. No Boost header is included from include/dtx/.
+// Include policy: every header of include/dtx/ includes only the standard library and other
+// dtx/ headers (Status and Result are in dtx/status.h); no Boost, SQLite or libpq header. Link with
+// dtx::dtx (CMake) or `pkg-config --libs dtx`.
 #pragma once
 
 #include <chrono>
@@ -27,11 +27,12 @@
 #include <string>
 #include <vector>
 
-#include "util/status.h"
+#include "dtx/export.h"
+#include "dtx/status.h"
 
 namespace dtx {
 
-struct ClientOptions {
+struct DTX_EXPORT ClientOptions {
   // Deadline of one HTTP exchange (connect, write, read). A submit with wait_result runs one saga
   // round inside the request (up to the transaction's request_timeout + 2 s), so keep this above
   // that.
@@ -44,7 +45,7 @@ struct ClientOptions {
 };
 
 // One branch row of a transaction as returned by query (PROTOCOL.md §2.4).
-struct BranchInfo {
+struct DTX_EXPORT BranchInfo {
   std::string branch_id;  // "01", "02", ...
   std::string op;         // "action", "compensate", "try", "confirm", "cancel", ...
   std::string status;     // "prepared", "succeed", "failed"
@@ -53,7 +54,7 @@ struct BranchInfo {
 
 // A global transaction as returned by query (PROTOCOL.md §2.4). Fields absent in the answer are
 // empty.
-struct TransactionInfo {
+struct DTX_EXPORT TransactionInfo {
   std::string gid;
   std::string trans_type;  // "saga", "tcc", "msg", ...
   std::string status;      // "prepared", "submitted", "aborting", "succeed", "failed"
@@ -64,7 +65,7 @@ struct TransactionInfo {
   bool is_final() const { return status == "succeed" || status == "failed"; }
 };
 
-class Client {
+class DTX_EXPORT Client {
  public:
   // `server_url` is the API prefix, e.g. "http://127.0.0.1:36789/api/dtmsvr" (a trailing '/' is
   // ignored). Only http:// is supported. Nothing is connected until the first call; an invalid URL
@@ -85,6 +86,9 @@ class Client {
   // POST /prepare and /abort with a §2.2 body, for the modes that use them (tcc, msg, xa).
   Status Prepare(const std::string& json_body);
   Status Abort(const std::string& json_body);
+  // POST /registerBranch with a flat body of strings (§2.3): tcc branches (Tcc::CallBranch) and xa
+  // branches (PgXaBranch, from inside the participant's local transaction).
+  Status RegisterBranch(const std::string& json_body);
 
   // GET /query?gid=: the transaction and its branches. Unknown gid -> kNotFound.
   Result<TransactionInfo> Query(const std::string& gid);
@@ -104,6 +108,6 @@ class Client {
 
 // Parses a query answer (PROTOCOL.md §2.4). `{"transaction":null,...}` -> kNotFound; malformed JSON
 // or wrong types -> kInternal. Exposed for tests and tools.
-Result<TransactionInfo> ParseQueryAnswer(const std::string& body);
+DTX_EXPORT Result<TransactionInfo> ParseQueryAnswer(const std::string& body);
 
 }  // namespace dtx

@@ -53,7 +53,8 @@
 //     local_outcome() to learn whether the local transaction committed: after a commit, a submit
 //     error does NOT lose the message (the coordinator's check-back finds the commit).
 //
-// Include policy: as client.h (Status from src/util/status.h; no Boost, SQLite or libpq header).
+// Include policy: as client.h. The PostgreSQL overloads of DoAndSubmit need dtx/barrier_pg.h and
+// the library dtx::pg.
 #pragma once
 
 #include <cstdint>
@@ -66,8 +67,9 @@
 
 #include "dtx/barrier.h"
 #include "dtx/client.h"
+#include "dtx/export.h"
 #include "dtx/participant.h"
-#include "util/status.h"
+#include "dtx/status.h"
 
 namespace dtx {
 
@@ -87,17 +89,17 @@ enum class LocalOutcome {
   kUnknown,     // the database could not tell (connection lost after COMMIT was sent, check-back
                 // failed): the coordinator's check-back decides once the database answers again
 };
-std::string_view LocalOutcomeName(LocalOutcome outcome);
+DTX_EXPORT std::string_view LocalOutcomeName(LocalOutcome outcome);
 
 // Fault-injection points for crash tests (tests/msg_crash_test.cc kills the producer in each).
 // Production code leaves them empty.
-struct MsgHooks {
+struct DTX_EXPORT MsgHooks {
   std::function<void()> after_prepare;  // prepared; the local transaction has not begun
   std::function<void()> before_commit;  // business ok; the local transaction is still open
   std::function<void()> after_commit;   // committed; submit not sent yet
 };
 
-class Msg {
+class DTX_EXPORT Msg {
  public:
   // An empty gid is replaced by client.NewGid() when the message is first sent.
   Msg(Client& client, std::string gid);
@@ -195,6 +197,6 @@ class Msg {
 //   409 {"dtm_result":"FAILURE"}  it did not and now never will: drop the message;
 //   500 {"message":...}           the database did not answer, or the request carries no msg
 //                                 identity: the coordinator asks again later (never commits).
-BranchResult QueryPrepared(const BranchRequest& request, BarrierDb& db);
+DTX_EXPORT BranchResult QueryPrepared(const BranchRequest& request, BarrierDb& db);
 
 }  // namespace dtx

@@ -29,13 +29,8 @@
 #include <utility>
 #include <vector>
 
-// Status lives in dtx/status.h once the public headers are self-contained (packaging work in
-// flight); until then in src/util/status.h.
-#if __has_include("dtx/status.h")
+#include "dtx/export.h"
 #include "dtx/status.h"
-#else
-#include "util/status.h"
-#endif
 
 typedef struct sqlite3 sqlite3;
 typedef struct pg_conn PGconn;
@@ -55,7 +50,7 @@ enum class OutboxState : int { kPending = 0, kPublished = 1, kParked = 2 };
 
 enum class OutboxDialect { kSqlite, kPostgres };
 
-struct OutboxMessage {
+struct DTX_EXPORT OutboxMessage {
   // Kafka topic / AMQP exchange (routing key = topic) / Redis stream / NATS subject. Printable
   // ASCII without spaces, 1..255 bytes.
   std::string topic;
@@ -71,25 +66,26 @@ struct OutboxMessage {
   std::string message_id;
 };
 
-struct OutboxOptions {
+struct DTX_EXPORT OutboxOptions {
   // The table: an unquoted identifier; on PostgreSQL also `schema.table`. At most 55 bytes a part
   // (index and trigger names append suffixes within PostgreSQL's 63).
   std::string table = "dtx_outbox";
 };
 
 // Checks a message against the limits above; kInvalidArgument names the first offending field.
-Status ValidateOutboxMessage(const OutboxMessage& m);
+DTX_EXPORT Status ValidateOutboxMessage(const OutboxMessage& m);
 // A random message id: 32 lowercase hex digits (128 bits from a per-thread generator seeded by
 // std::random_device).
 std::string NewOutboxMessageId();
 // Headers as the JSON object stored in the `headers` column ({"name":"value",...}), and back.
 std::string EncodeOutboxHeaders(const std::vector<std::pair<std::string, std::string>>& headers);
-Result<std::vector<std::pair<std::string, std::string>>> DecodeOutboxHeaders(std::string_view json);
+DTX_EXPORT Result<std::vector<std::pair<std::string, std::string>>> DecodeOutboxHeaders(
+    std::string_view json);
 // The PostgreSQL channel the insert trigger notifies (and `dtx relay` listens on): dtx_outbox_ +
 // the table name with '.' replaced by '_'.
 std::string OutboxNotifyChannel(std::string_view table);
 
-class Outbox {
+class DTX_EXPORT Outbox {
  public:
   explicit Outbox(OutboxOptions options = {});
 

@@ -17,7 +17,7 @@
 // run time nothing throws out of the server: when the worker queue is full the request is answered
 // 503 (the coordinator retries it later with backoff); a handler that throws gets a 500 with the
 // exception text; an unknown path gets 404, a known path with another method 405. Include policy:
-// see client.h (Status comes from src/util/status.h).
+// see client.h.
 #pragma once
 
 #include <chrono>
@@ -31,12 +31,13 @@
 #include <utility>
 #include <vector>
 
-#include "util/status.h"
+#include "dtx/export.h"
+#include "dtx/status.h"
 
 namespace dtx {
 
 // One call of the coordinator to a branch, as the handler sees it.
-struct BranchRequest {
+struct DTX_EXPORT BranchRequest {
   std::string method;  // "POST" when the payload is non-empty, else "GET" (PROTOCOL.md §3.2)
   std::string path;    // without the query
   std::string query;   // raw query string, without '?'
@@ -57,7 +58,7 @@ struct BranchRequest {
 };
 
 // A handler's answer. Use the factories; they produce exactly what the coordinator classifies.
-struct BranchResult {
+struct DTX_EXPORT BranchResult {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
@@ -80,7 +81,7 @@ struct BranchResult {
 
 using BranchHandler = std::function<BranchResult(const BranchRequest&)>;
 
-struct ParticipantOptions {
+struct DTX_EXPORT ParticipantOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;          // 0 = a free port, see ParticipantServer::port()
   size_t io_threads = 1;      // HTTP I/O; handlers do not run there
@@ -91,7 +92,7 @@ struct ParticipantOptions {
   std::chrono::milliseconds read_timeout{10'000};  // a client must send a whole request within this
 };
 
-class ParticipantServer {
+class DTX_EXPORT ParticipantServer {
  public:
   explicit ParticipantServer(ParticipantOptions options = {});
   ~ParticipantServer();  // calls Stop()

@@ -13,7 +13,7 @@
 //
 // How it fails: Submit returns the Client's Status (see client.h); a saga whose DAG refers to a
 // step that does not exist, or without any step, fails with kInvalidArgument before anything is
-// sent. Include policy: see client.h (Status comes from src/util/status.h).
+// sent. Include policy: see client.h.
 #pragma once
 
 #include <cstdint>
@@ -23,11 +23,12 @@
 #include <vector>
 
 #include "dtx/client.h"
-#include "util/status.h"
+#include "dtx/export.h"
+#include "dtx/status.h"
 
 namespace dtx {
 
-class Saga {
+class DTX_EXPORT Saga {
  public:
   // An empty gid is replaced by Client::NewGid() at Submit.
   Saga(Client& client, std::string gid);

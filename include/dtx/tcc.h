@@ -26,7 +26,7 @@
 // taken), Tries of different branches may run in parallel. The Client must outlive the scope.
 //
 // How it fails: nothing throws except the body's own exceptions, which are rethrown after the
-// abort. Errors are Status values (src/util/status.h):
+// abort. Errors are Status values (dtx/status.h):
 //   - prepare fails -> that status (the coordinator's 409 means the gid exists in another state);
 //   - CallBranch: registration refused -> kConflict (the global is no longer `prepared`, e.g. it
 //     timed out); a Try answering 409 or a body with "FAILURE" -> kConflict; 425 or "ONGOING" ->
@@ -41,7 +41,7 @@
 //     kInternal) -> that status. Confirms are retried by the coordinator until they succeed, so
 //     query the transaction after any error.
 //
-// Include policy: as client.h (Status from src/util/status.h; no Boost header).
+// Include policy: as client.h.
 #pragma once
 
 #include <chrono>
@@ -56,14 +56,15 @@
 #include <vector>
 
 #include "dtx/client.h"
+#include "dtx/export.h"
 #include "dtx/participant.h"
-#include "util/status.h"
+#include "dtx/status.h"
 
 namespace dtx {
 
 // Options of one TCC transaction (PROTOCOL.md §1.3). The coordinator stores them at prepare; they
 // govern the confirm/cancel rounds. Unset options are not sent and take the server's defaults.
-struct TccOptions {
+struct DTX_EXPORT TccOptions {
   // submit and abort run one processing round inside the request: TccGlobalTransaction returns ok
   // only after every confirm succeeded (without it: once the coordinator stored `submitted`).
   bool wait_result = false;
@@ -86,7 +87,7 @@ struct TccOptions {
 
 // Branch ids of a TCC (PROTOCOL.md §1.7 item 6, DTM's BranchIDGen): two digits per level, "01" ...
 // "99", appended to the parent's id for nested TCC ("02" -> "0201"). Not thread-safe.
-class BranchIdGenerator {
+class DTX_EXPORT BranchIdGenerator {
  public:
   explicit BranchIdGenerator(std::string parent_branch_id = {})
       : parent_(std::move(parent_branch_id)) {}
@@ -101,7 +102,7 @@ class BranchIdGenerator {
   int issued_ = 0;
 };
 
-class Tcc {
+class DTX_EXPORT Tcc {
  public:
   // A nested TCC for a participant's Try handler (DTM's TccFromQuery): coordinator from the `dtm`
   // query parameter, gid and parent branch id from the request. kInvalidArgument when `dtm` or the
@@ -143,8 +144,8 @@ class Tcc {
 // Runs one TCC global transaction: prepare, body, then submit (body ok) or abort (body error or
 // exception, rollback_reason = the error text, at most 1000 bytes). An empty gid is replaced by
 // client.NewGid(). Returns the outcome as described in the header comment.
-Status TccGlobalTransaction(Client& client, std::string gid, TccOptions options,
-                            const std::function<Status(Tcc&)>& body);
+DTX_EXPORT Status TccGlobalTransaction(Client& client, std::string gid, TccOptions options,
+                                       const std::function<Status(Tcc&)>& body);
 
 // ---------------------------------------------------------------------------------------------------
 // The wire pieces, exposed for tests and tools.
@@ -152,19 +153,21 @@ Status TccGlobalTransaction(Client& client, std::string gid, TccOptions options,
 enum class TccPhase { kPrepare, kSubmit, kAbort };
 // The §2.2 body of prepare / submit / abort: gid, trans_type "tcc", the set options, and for abort
 // the rollback reason (when non-empty).
-std::string BuildTccTransBody(TccPhase phase, const std::string& gid, const TccOptions& options,
-                              const std::string& rollback_reason = {});
+DTX_EXPORT std::string BuildTccTransBody(TccPhase phase, const std::string& gid,
+                                         const TccOptions& options,
+                                         const std::string& rollback_reason = {});
 // The strings-only registerBranch body of §2.3.
-std::string BuildTccRegisterBody(const std::string& gid, const std::string& branch_id,
-                                 std::string_view payload, std::string_view confirm_url,
-                                 std::string_view cancel_url);
+DTX_EXPORT std::string BuildTccRegisterBody(const std::string& gid, const std::string& branch_id,
+                                            std::string_view payload, std::string_view confirm_url,
+                                            std::string_view cancel_url);
 // try_url with the identity parameters of §3.2 appended (sorted by name, as DTM's SDK sends them).
-std::string BuildTccTryUrl(std::string_view try_url, const std::string& server_url,
-                           const std::string& gid, const std::string& branch_id);
+DTX_EXPORT std::string BuildTccTryUrl(std::string_view try_url, const std::string& server_url,
+                                      const std::string& gid, const std::string& branch_id);
 // A Try answer classified as PROTOCOL.md §3.3 does: ok for a plain 200, else the error above.
-Status ClassifyTryAnswer(int http_status, const std::string& body, std::string_view what);
+DTX_EXPORT Status ClassifyTryAnswer(int http_status, const std::string& body,
+                                    std::string_view what);
 // `reason` cut to at most `max_bytes` on a UTF-8 character boundary (the coordinator refuses a
 // rollback_reason longer than 1024 bytes).
-std::string TruncateUtf8(std::string_view reason, size_t max_bytes);
+DTX_EXPORT std::string TruncateUtf8(std::string_view reason, size_t max_bytes);
 
 }  // namespace dtx

@@ -10,18 +10,27 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <string_view>
 #include <thread>
 
 namespace dtx::brokers::testing {
 namespace {
 
-bool CanConnect(int port) {
+// Redis answers PING with +PONG only once its data set is loaded (-LOADING before).
+bool Ready(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  if (ok) {
+    char buf[64] = {};
+    ok = ::write(fd, "PING\r\n", 6) == 6 && ::read(fd, buf, sizeof buf - 1) > 0 &&
+         std::string_view(buf).starts_with("+PONG");
+  }
   ::close(fd);
   return ok;
 }
@@ -97,7 +106,7 @@ bool BrokerProcess::Start(std::chrono::milliseconds timeout) {
   pid_ = pid;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (CanConnect(port_)) return true;
+    if (Ready(port_)) return true;
     int st = 0;
     if (::waitpid(pid_, &st, WNOHANG) == pid_) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -1,6 +1,8 @@
 // The PostgreSQL adapter of the barrier (PROTOCOL.md §4.1-4.2): BEGIN with a local lock_timeout,
 // insert ... on conflict on constraint uniq_barrier do nothing with the command tag's row count,
 // and the §4.1 script. Runs on the caller's libpq connection with the synchronous API.
+#include "dtx/barrier_pg.h"
+
 #include <libpq-fe.h>
 
 #include <cstdlib>
@@ -10,44 +12,17 @@
 
 #include "dtx/barrier.h"
 #include "sdk/barrier_internal.h"
+#include "sdk/pg_util.h"
 
 namespace dtx {
 namespace {
 
+using pg_util::PgError;
+using pg_util::PgResult;
+using pg_util::TrimmedMessage;
+
 // 63 is PostgreSQL's identifier limit; the sequence name appends "_seq".
 constexpr size_t kMaxIdentifierBytes = 59;
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
-
-std::string TrimmedMessage(const char* text) {
-  std::string s = text != nullptr ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-// Maps a failed command to a Status. The SQLSTATE class decides whether a retry may help.
-Status PgError(PGconn* conn, const PGresult* res, std::string_view what) {
-  std::string msg(what);
-  msg += ": ";
-  msg += TrimmedMessage(res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-  if (res == nullptr || PQstatus(conn) == CONNECTION_BAD) return Status::Unavailable(msg);
-  const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-  std::string_view code = state != nullptr ? state : "";
-  if (code.empty()) return Status::Unavailable(msg);  // a client-side failure (lost connection)
-  msg += " [SQLSTATE ";
-  msg += code;
-  msg += "]";
-  if (code == "55P03" || code == "57014") return Status::Timeout(msg);  // lock_timeout, cancel
-  if (code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") ||
-      code == "40001" || code == "40P01") {
-    return Status::Unavailable(msg);  // connection, resources, shutdown, serialization, deadlock
-  }
-  if (code.starts_with("58")) return Status::IoError(msg);
-  return Status::Internal(msg);
-}
 
 }  // namespace
 

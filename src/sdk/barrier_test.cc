@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "dtx/barrier_pg.h"
+
 namespace dtx {
 namespace {
 

@@ -317,6 +317,9 @@ Result<std::string> Client::NewGid() {
 Status Client::Submit(const std::string& json_body) { return impl_->Post("submit", json_body); }
 Status Client::Prepare(const std::string& json_body) { return impl_->Post("prepare", json_body); }
 Status Client::Abort(const std::string& json_body) { return impl_->Post("abort", json_body); }
+Status Client::RegisterBranch(const std::string& json_body) {
+  return impl_->Post("registerBranch", json_body);
+}
 
 Result<TransactionInfo> Client::Query(const std::string& gid) {
   if (gid.empty()) return Status::InvalidArgument("query: empty gid");

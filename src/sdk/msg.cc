@@ -261,23 +261,9 @@ Status Msg::DoAndSubmit(const std::string& query_prepared_url, SqliteDb& db,
                      [&]() { return business(tx); });
 }
 
-Status Msg::DoAndSubmit(const std::string& query_prepared_url, PgDb& db,
-                        const std::function<Status(PgTx&)>& business) {
-  DTX_ASSERT(business != nullptr);
-  PgTx tx{db.handle()};
-  return DoAndSubmit(query_prepared_url, static_cast<BarrierDb&>(db),
-                     [&]() { return business(tx); });
-}
-
 Status Msg::DoAndSubmit(const std::string& query_prepared_url, sqlite3* db,
                         const std::function<Status(SqliteTx&)>& business) {
   SqliteDb adapter(db);
-  return DoAndSubmit(query_prepared_url, adapter, business);
-}
-
-Status Msg::DoAndSubmit(const std::string& query_prepared_url, PGconn* conn,
-                        const std::function<Status(PgTx&)>& business) {
-  PgDb adapter(conn);
   return DoAndSubmit(query_prepared_url, adapter, business);
 }
 

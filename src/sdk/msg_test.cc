@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "dtx/barrier_pg.h"
 #include "dtx/participant.h"
 
 namespace dtx {

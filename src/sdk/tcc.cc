@@ -1,9 +1,5 @@
 #include "dtx/tcc.h"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <exception>
 #include <mutex>
@@ -12,28 +8,20 @@
 
 #include "http/client.h"
 #include "http/server.h"
+#include "sdk/blocking_http.h"
 
 namespace dtx {
 namespace {
 
-namespace asio = boost::asio;
+using sdk_internal::BlockingSend;
+using sdk_internal::IEquals;
+
 namespace json = boost::json;
 
 constexpr std::chrono::milliseconds kDefaultTryTimeout{3000};
 // The coordinator refuses a rollback_reason over 1024 bytes (PROTOCOL.md §2.5); keep some room.
 constexpr size_t kMaxRollbackReasonBytes = 1000;
 constexpr size_t kMaxBodyInMessage = 512;
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 std::string Shortened(std::string_view body) {
   if (body.size() <= kMaxBodyInMessage) return std::string(body);
@@ -50,34 +38,6 @@ std::string MessageOf(const std::string& body) {
     }
   }
   return Shortened(body);
-}
-
-// One blocking HTTP exchange on a private io_context (the SDK's callers are plain threads). A new
-// connection per call: a TCC makes a handful of calls, to different hosts.
-asio::awaitable<void> SendInto(http::ClientRequest request,
-                               std::optional<Result<http::ClientResponse>>* out) {
-  http::Client client(co_await asio::this_coro::executor);
-  out->emplace(co_await client.Send(std::move(request)));
-}
-
-Result<http::ClientResponse> BlockingSend(http::ClientRequest request) {
-  asio::io_context ioc{1};
-  std::optional<Result<http::ClientResponse>> out;
-  std::optional<Status> failure;
-  asio::co_spawn(ioc, SendInto(std::move(request), &out), [&failure](const std::exception_ptr& e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      failure.emplace(Status::Internal(std::string("tcc: ") + ex.what()));
-    } catch (...) {
-      failure.emplace(Status::Internal("tcc: unknown exception"));
-    }
-  });
-  ioc.run();
-  if (failure) return *failure;
-  if (!out) return Status::Internal("tcc: HTTP exchange did not complete");
-  return std::move(*out);
 }
 
 // A coordinator answer to registerBranch (PROTOCOL.md §2.1): ok only for 200 with exactly

@@ -1,4 +1,4 @@
-#include "util/assert.h"
+#include "dtx/assert.h"
 
 #include <cstdio>
 #include <cstdlib>

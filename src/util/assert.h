@@ -1,12 +1,5 @@
-// DTX_ASSERT / DTX_INVARIANT: programmer errors crash loudly (in every build type). Never use them
-// for anything a user or a peer can send; validate input and return a Status instead.
+// The internal name of DTX_ASSERT / DTX_INVARIANT, defined in the public include/dtx/assert.h (the
+// public Result<T> uses them; this header only forwards to it).
 #pragma once
 
-namespace dtx::detail {
-[[noreturn]] void AssertFail(const char* expr, const char* file, int line, const char* msg);
-}  // namespace dtx::detail
-
-#define DTX_ASSERT(expr) \
-  ((expr) ? static_cast<void>(0) : ::dtx::detail::AssertFail(#expr, __FILE__, __LINE__, ""))
-#define DTX_INVARIANT(expr, msg) \
-  ((expr) ? static_cast<void>(0) : ::dtx::detail::AssertFail(#expr, __FILE__, __LINE__, msg))
+#include "dtx/assert.h"

@@ -1,4 +1,4 @@
-#include "util/status.h"
+#include "dtx/status.h"
 
 namespace dtx {
 

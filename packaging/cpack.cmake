@@ -1,0 +1,43 @@
+# Debian packages (scripts/package.sh runs `cpack -G DEB` in any build directory): prefix /usr,
+# stripped, runtime dependencies from dpkg-shlibdeps.
+set(CPACK_PACKAGE_NAME dtx)
+set(CPACK_PACKAGE_VENDOR "dtx")
+set(CPACK_PACKAGE_CONTACT "dtx maintainers <dtx@localhost>")
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "distributed-transaction coordinator (DTM-compatible) and C++ SDK")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_STRIP_FILES ON)
+set(CPACK_GENERATOR DEB)
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL server runtime dev)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+# A shlibs file in libdtx<soversion>, so packages built against it get the right dependency.
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
+set(CPACK_DEBIAN_PACKAGE_SECTION devel)
+set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/dtm-labs/dtm")
+
+set(DTX_RUNTIME_PACKAGE libdtx${DTX_SOVERSION})
+set(CPACK_DEBIAN_SERVER_PACKAGE_NAME dtx)
+set(CPACK_DEBIAN_SERVER_PACKAGE_SECTION net)
+set(CPACK_COMPONENT_SERVER_DESCRIPTION
+    "dtx server: distributed-transaction coordinator\n Sagas, TCC, XA and transactional messages with \
+a DTM-compatible HTTP API, durable on\n embedded SQLite or on PostgreSQL. A systemd unit (dtx.service) \
+and /etc/dtx/dtx.conf.")
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME ${DTX_RUNTIME_PACKAGE})
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION libs)
+set(CPACK_COMPONENT_RUNTIME_DESCRIPTION
+    "dtx C++ SDK (shared libraries)\n libdtx and libdtx_pg: clients of the dtx/DTM coordinator, the \
+sub-transaction\n barrier, helpers for participant services.")
+set(CPACK_DEBIAN_DEV_PACKAGE_NAME libdtx-dev)
+set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
+set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "${DTX_RUNTIME_PACKAGE} (= ${PROJECT_VERSION})")
+set(CPACK_DEBIAN_DEV_PACKAGE_SUGGESTS
+    "libboost-json1.81-dev, libsqlite3-dev, libspdlog-dev, libfmt-dev, libpq-dev")
+set(CPACK_COMPONENT_DEV_DESCRIPTION
+    "dtx C++ SDK (development files)\n Headers, static libraries, CMake package (find_package(dtx)) and \
+pkg-config\n files (dtx, dtx-pg). Static linking needs the Suggests.")
+# /etc/dtx/dtx.conf is a conffile: an upgrade keeps the administrator's changes.
+file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/deb-server/conffiles "/etc/dtx/dtx.conf\n")
+set(CPACK_DEBIAN_SERVER_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_BINARY_DIR}/deb-server/conffiles)
+include(CPack)

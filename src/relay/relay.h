@@ -1,0 +1,60 @@
+// The outbox relay behind `dtx relay`: worker threads that each claim pending outbox rows, publish
+// them to the sink broker and mark them published only after the broker's acknowledgement
+// (docs/outbox.md). A row whose publish failed in transport stays pending untouched (published
+// again later: at least once); a row the broker refuses counts an attempt and is parked after
+// max_attempts; a row that is not a valid message is parked at once with the reason.
+//
+// Thread-safety: RunRelay owns its threads; `stop` may be set from any thread (a signal handler's
+// thread) and the workers finish their current batch and return.
+//
+// How it fails: RunRelay returns kInvalidArgument for bad options or an unknown sink scheme,
+// kNotFound for a missing outbox table (without init) — before any row is touched. An unreachable
+// database or broker never ends it: it logs and retries with capped, jittered backoff.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include "util/status.h"
+
+namespace dtx::relay {
+
+struct RelayOptions {
+  std::string source;  // postgres://... or sqlite:PATH
+  std::string table = "dtx_outbox";
+  std::string sink;                               // redis://host:port
+  size_t batch = 500;                             // rows per claim, 1..10000
+  int workers = 1;                                // threads, each its own connections; SQLite: 1
+  int max_attempts = 10;                          // broker refusals before a row is parked
+  std::chrono::milliseconds poll_interval{1000};  // fallback when no NOTIFY arrives
+  std::chrono::milliseconds publish_timeout{10'000};  // per batch
+  std::chrono::seconds retain{0};  // delete published rows older than this; 0 = keep
+  bool init = false;               // create the table if missing
+};
+
+struct RelayStats {
+  std::atomic<int64_t> published{0};
+  std::atomic<int64_t> refused{0};
+  std::atomic<int64_t> transport_failures{0};
+  std::atomic<int64_t> deleted{0};
+};
+
+// Checks options, prepares the table, calls `ready` once, then runs until `stop`.
+Status RunRelay(const RelayOptions& options, const std::atomic<bool>& stop, RelayStats& stats,
+                const std::function<void()>& ready);
+
+// The relay's one backoff policy for an unreachable database or broker: 100 ms doubling to 5 s,
+// with +-25 % jitter.
+class Backoff {
+ public:
+  std::chrono::milliseconds Next();
+  void Reset() { attempt_ = 0; }
+
+ private:
+  int attempt_ = 0;
+};
+
+}  // namespace dtx::relay
