@@ -38,6 +38,30 @@ enum class Fault {
   kCorrupt
 };
 
+// The fault injected into one call (none outside the chaos phase). Error pages only on the msg
+// check-back, where a 200 that is not an answer matters (the guarded rule).
+Fault ChooseFault(World& world, bool check_back) {
+  if (!world.chaos || !world.Chance(world.config.p_call_fault)) return Fault::kNone;
+  world.counters.faults += 1;
+  switch (world.Uniform(0, check_back ? 7 : 6)) {
+    case 0:
+      return Fault::kRefused;
+    case 1:
+      return Fault::kServerError;
+    case 2:
+      return Fault::kOngoing;
+    case 3:
+      return Fault::kAnswerLost;
+    case 4:
+      return Fault::kSlow;
+    case 5:
+    case 6:
+      return Fault::kDuplicate;
+    default:
+      return Fault::kCorrupt;
+  }
+}
+
 }  // namespace
 
 SimCaller::SimCaller(World& world, Participants& participants, asio::any_io_executor executor,
@@ -91,35 +115,7 @@ void SimCaller::Start(engine::BranchCallSpec spec, Handler handler) {
     if (*alive) Complete(id, {0, "timeout (simulated)"});
   });
 
-  Fault fault = Fault::kNone;
-  if (world_.chaos && world_.Chance(world_.config.p_call_fault)) {
-    const bool check_back = url == kQueryPrepared;
-    switch (world_.Uniform(0, check_back ? 7 : 6)) {
-      case 0:
-        fault = Fault::kRefused;
-        break;
-      case 1:
-        fault = Fault::kServerError;
-        break;
-      case 2:
-        fault = Fault::kOngoing;
-        break;
-      case 3:
-        fault = Fault::kAnswerLost;
-        break;
-      case 4:
-        fault = Fault::kSlow;
-        break;
-      case 5:
-      case 6:
-        fault = Fault::kDuplicate;
-        break;
-      default:
-        fault = Fault::kCorrupt;
-        break;
-    }
-    world_.counters.faults += 1;
-  }
+  const Fault fault = ChooseFault(world_, url == kQueryPrepared);
   static constexpr const char* kFaultNames[] = {
       "",        " [refused]",    " [503]",       " [425]", " [answer lost]",
       " [slow]", " [duplicated]", " [error page]"};
