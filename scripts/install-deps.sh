@@ -11,6 +11,8 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql
   libhiredis-dev redis-server
+  libnats-dev nats-server
+  librdkafka-dev
   dpkg-dev file  # scripts/package.sh: cpack -G DEB runs dpkg-shlibdeps and file
 )
 missing=()

@@ -211,8 +211,8 @@ int RunDemo(const DemoOptions& o) {
   std::unique_ptr<dtx::brokers::testing::BrokerProcess> broker;
   std::string url = o.broker_url;
   if (url.empty()) {
-    if (o.broker != "redis") {
-      std::fprintf(stderr, "choreography: --broker must be redis in this build\n");
+    if (o.broker != "redis" && o.broker != "nats") {
+      std::fprintf(stderr, "choreography: --broker must be redis or nats\n");
       return 2;
     }
     broker = std::make_unique<dtx::brokers::testing::BrokerProcess>(o.broker, dir + "/broker");

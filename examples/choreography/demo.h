@@ -10,7 +10,7 @@
 namespace choreography {
 
 struct DemoOptions {
-  std::string broker = "redis";  // redis (a private redis-server is started)
+  std::string broker = "redis";  // redis | nats: a private redis-server / nats-server -js
   std::string broker_url;        // use this running broker instead of starting one
   std::string dtx;               // the dtx binary (for `dtx relay`)
   std::string dir;               // databases and logs; default: a fresh /tmp directory

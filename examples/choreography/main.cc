@@ -1,6 +1,7 @@
 // choreography-example: seed 000 §2.1 (事件/编排) with real processes and no coordinator.
-//   choreography-example demo [--broker redis] [--broker-url URL] [--dtx PATH] [--dir DIR] [--keep]
-//   choreography-example service --name order|payment|inventory|shipping --db PATH --broker URL
+//   choreography-example demo [--broker redis|nats] [--broker-url URL] [--dtx PATH] [--dir DIR]
+//   [--keep] choreography-example service --name order|payment|inventory|shipping --db PATH
+//   --broker URL
 //                                [--stock widget=5 ...]
 //   choreography-example place --db order.db --order o1 --item widget --qty 2 --amount 20
 //   choreography-example timeline --dir DIR
@@ -47,6 +48,7 @@ int RunService(const ServiceFlags& f) {
       });
   if (!inbox.ok()) return Fail("inbox", inbox.status());
   if (dtx::Status s = inbox.value()->EnsureTables(); !s.ok()) return Fail("inbox tables", s);
+  std::signal(SIGPIPE, SIG_IGN);  // a broker that dies mid-write is an error, not our death
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
   std::printf("service %s ready: listening to", f.name.c_str());
@@ -74,7 +76,8 @@ int main(int argc, char** argv) {
   demo.dtx = DTX_BINARY_PATH;
 #endif
   CLI::App* d = app.add_subcommand("demo", "run everything and check every database");
-  d->add_option("--broker", demo.broker, "redis")->capture_default_str();
+  d->add_option("--broker", demo.broker, "redis or nats (started privately)")
+      ->capture_default_str();
   d->add_option("--broker-url", demo.broker_url, "a running broker instead of a private one");
   d->add_option("--dtx", demo.dtx, "the dtx binary")->capture_default_str();
   d->add_option("--dir", demo.dir, "databases and logs (default: a fresh /tmp directory)");
@@ -84,7 +87,7 @@ int main(int argc, char** argv) {
   CLI::App* s = app.add_subcommand("service", "run one service until SIGTERM");
   s->add_option("--name", svc.name, "order, payment, inventory or shipping")->required();
   s->add_option("--db", svc.db, "its SQLite database")->required();
-  s->add_option("--broker", svc.broker, "redis://host:port")->required();
+  s->add_option("--broker", svc.broker, "redis://host:port or nats://host:port")->required();
   s->add_option("--stock", svc.stock, "inventory: item=qty to start with");
 
   std::string db, order, item;

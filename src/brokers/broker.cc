@@ -3,6 +3,8 @@
 
 #include <charconv>
 
+#include "brokers/kafka.h"
+#include "brokers/nats.h"
 #include "brokers/redis.h"
 
 namespace dtx::brokers {
@@ -33,7 +35,8 @@ Result<HostPort> ParseHostPort(std::string_view url, std::string_view scheme, in
 }
 
 namespace {
-constexpr const char* kKnownSchemes = "redis:// (Redis Streams)";
+constexpr const char* kKnownSchemes =
+    "redis:// (Redis Streams), nats:// (NATS JetStream), kafka:// (Kafka)";
 
 std::string_view SchemeOf(std::string_view url) {
   size_t p = url.find("://");
@@ -44,6 +47,8 @@ std::string_view SchemeOf(std::string_view url) {
 Result<std::unique_ptr<Publisher>> OpenPublisher(std::string_view url) {
   std::string_view scheme = SchemeOf(url);
   if (scheme == "redis") return OpenRedisPublisher(url);
+  if (scheme == "nats") return OpenNatsPublisher(url);
+  if (scheme == "kafka") return OpenKafkaPublisher(url);
   return Status::InvalidArgument("unknown sink scheme in '" + std::string(url) +
                                  "'; this build knows " + kKnownSchemes);
 }
@@ -55,6 +60,8 @@ Result<std::unique_ptr<Consumer>> OpenConsumer(std::string_view url, ConsumerOpt
   }
   std::string_view scheme = SchemeOf(url);
   if (scheme == "redis") return OpenRedisConsumer(url, std::move(options));
+  if (scheme == "nats") return OpenNatsConsumer(url, std::move(options));
+  if (scheme == "kafka") return OpenKafkaConsumer(url, std::move(options));
   return Status::InvalidArgument("unknown broker scheme in '" + std::string(url) +
                                  "'; this build knows " + kKnownSchemes);
 }

@@ -1,6 +1,6 @@
 // The broker seam shared by `dtx relay` (publish with ack) and the inbox (consume, ack after the
 // consumer's commit). One adapter per broker behind these two small interfaces; the URL's scheme
-// picks it (redis:// today; docs/outbox.md lists the brokers and their settings). Broker client
+// picks it (redis://, nats://; docs/outbox.md lists the brokers and their settings). Broker client
 // libraries are linked only by this module (dtx_brokers), never by the coordinator's core.
 //
 // Thread-safety: a Publisher or Consumer is one connection; use each from one thread at a time.
@@ -55,6 +55,10 @@ struct ConsumerOptions {
   std::vector<std::string> topics;  // 1..16
   // A delivery not acknowledged for this long by a consumer of the group that died is taken over.
   std::chrono::milliseconds redeliver_after{30'000};
+  // Deliveries handed out and not yet acknowledged, at most (NATS MaxAckPending; Redis: no
+  // limit). Keep it at the consumer's fetch size: a delivery that is never acknowledged then holds
+  // the later ones back until it is delivered again, instead of being overtaken.
+  size_t max_unacked = 1000;
 };
 
 class Consumer {

@@ -10,14 +10,16 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string_view>
 #include <thread>
 
 namespace dtx::brokers::testing {
 namespace {
 
-// Redis answers PING with +PONG only once its data set is loaded (-LOADING before).
-bool Ready(int port) {
+// Redis answers PING with +PONG only once its data set is loaded (-LOADING before); nats-server
+// greets a client with INFO once it listens (JetStream is enabled before the listener).
+bool Ready(const std::string& kind, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -28,8 +30,12 @@ bool Ready(int port) {
   bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
   if (ok) {
     char buf[64] = {};
-    ok = ::write(fd, "PING\r\n", 6) == 6 && ::read(fd, buf, sizeof buf - 1) > 0 &&
-         std::string_view(buf).starts_with("+PONG");
+    if (kind == "nats") {
+      ok = ::read(fd, buf, sizeof buf - 1) > 0 && std::string_view(buf).starts_with("INFO");
+    } else {
+      ok = ::write(fd, "PING\r\n", 6) == 6 && ::read(fd, buf, sizeof buf - 1) > 0 &&
+           std::string_view(buf).starts_with("+PONG");
+    }
   }
   ::close(fd);
   return ok;
@@ -67,6 +73,13 @@ BrokerProcess::BrokerProcess(std::string kind, std::string dir)
 BrokerProcess::~BrokerProcess() { Kill(); }
 
 std::vector<std::string> BrokerProcess::Argv() const {
+#ifdef DTX_KAFKA_MOCK_PATH
+  if (kind_ == "kafka") return {DTX_KAFKA_MOCK_PATH};
+#endif
+  if (kind_ == "nats") {  // JetStream with file storage under dir_
+    return {"/usr/sbin/nats-server", "-js", "-a", "127.0.0.1", "-p", std::to_string(port_), "-sd",
+            dir_ + "/jetstream"};
+  }
   // appendonly + appendfsync always: an acknowledged XADD survives a kill -9 of the server.
   return {"/usr/bin/redis-server",
           "--port",
@@ -85,7 +98,23 @@ std::vector<std::string> BrokerProcess::Argv() const {
           "no"};
 }
 
-std::string BrokerProcess::Url() const { return kind_ + "://127.0.0.1:" + std::to_string(port_); }
+std::string BrokerProcess::Url() const {
+  if (kind_ == "kafka") return "kafka://" + bootstrap_;
+  return kind_ + "://127.0.0.1:" + std::to_string(port_);
+}
+
+namespace {
+// The bootstrap list dtx-kafka-mock printed into its log, or "".
+std::string KafkaBootstrap(const std::string& log) {
+  std::ifstream in(log);
+  const std::string prefix = "dtx-kafka-mock ready: bootstrap ";
+  std::string line, found;
+  while (std::getline(in, line)) {
+    if (line.starts_with(prefix)) found = line.substr(prefix.size());
+  }
+  return found;
+}
+}  // namespace
 
 bool BrokerProcess::Start(std::chrono::milliseconds timeout) {
   if (pid_ > 0) return true;
@@ -95,6 +124,7 @@ bool BrokerProcess::Start(std::chrono::milliseconds timeout) {
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   const std::string log = log_path();
+  if (kind_ == "kafka") std::filesystem::remove(log);  // a restart prints a new address
   pid_t pid = ::fork();
   if (pid == 0) {
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -106,7 +136,12 @@ bool BrokerProcess::Start(std::chrono::milliseconds timeout) {
   pid_ = pid;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (Ready(port_)) return true;
+    if (kind_ == "kafka") {
+      bootstrap_ = KafkaBootstrap(log);
+      if (!bootstrap_.empty()) return true;
+    } else if (Ready(kind_, port_)) {
+      return true;
+    }
     int st = 0;
     if (::waitpid(pid_, &st, WNOHANG) == pid_) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

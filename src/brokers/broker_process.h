@@ -1,6 +1,6 @@
-// Real broker servers for tests: starts redis-server (the Debian package) privately on 127.0.0.1 on
-// a free port with its data in a temporary directory, and stops, kills (-9) or restarts it. Every
-// wait is bounded. Not thread-safe; one object per server.
+// Real broker servers for tests: starts redis-server or nats-server -js (Debian packages) privately
+// on 127.0.0.1 on a free port with its data in a temporary directory, and stops, kills (-9) or
+// restarts it. Every wait is bounded. Not thread-safe; one object per server.
 #pragma once
 
 #include <chrono>
@@ -15,7 +15,8 @@ int FreePort();
 
 class BrokerProcess {
  public:
-  // kind: "redis". `dir` holds data and log (created).
+  // kind: "redis", "nats" or "kafka" (dtx-kafka-mock: in memory, a new port and no data after a
+  // restart). `dir` holds data and log (created).
   BrokerProcess(std::string kind, std::string dir);
   ~BrokerProcess();  // SIGKILL if running
   BrokerProcess(const BrokerProcess&) = delete;
@@ -27,7 +28,7 @@ class BrokerProcess {
   void Stop();  // SIGTERM and reap (bounded; SIGKILL after 10 s)
   bool running() const { return pid_ > 0; }
   int port() const { return port_; }
-  std::string Url() const;  // redis://127.0.0.1:PORT
+  std::string Url() const;  // redis://127.0.0.1:PORT, nats://..., kafka://HOST:PORT[,...]
   std::string log_path() const { return dir_ + "/server.log"; }
 
  private:
@@ -37,6 +38,7 @@ class BrokerProcess {
   std::string dir_;
   int port_ = 0;
   int pid_ = -1;
+  std::string bootstrap_;  // kafka: what dtx-kafka-mock printed
 };
 
 }  // namespace dtx::brokers::testing

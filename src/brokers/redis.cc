@@ -65,6 +65,18 @@ class Connection {
         return Status::Unavailable("redis " + Where() + ": connect: " + why);
       }
       reconnected_ = true;
+      // A restarted Redis answers -LOADING until its data set is loaded; if loading ended in the
+      // middle of a pipeline, a key's later XADDs would succeed after its earlier ones failed
+      // (per-key order broken). So publish only once PING answers PONG.
+      redisSetTimeout(ctx_, ToTimeval(timeout));
+      Result<Reply> pong = Command({"PING"});
+      if (!pong.ok()) return pong.status();
+      if (pong.value()->type != REDIS_REPLY_STATUS ||
+          std::string_view(pong.value()->str, pong.value()->len) != "PONG") {
+        std::string why = pong.value()->str != nullptr ? pong.value()->str : "no PONG";
+        Drop();
+        return Status::Unavailable("redis " + Where() + ": not ready: " + why);
+      }
     }
     redisSetTimeout(ctx_, ToTimeval(timeout));
     return Status::Ok();

@@ -25,7 +25,7 @@ namespace dtx::relay {
 struct RelayOptions {
   std::string source;  // postgres://... or sqlite:PATH
   std::string table = "dtx_outbox";
-  std::string sink;                               // redis://host:port
+  std::string sink;                               // redis://, nats:// or kafka://host:port
   size_t batch = 500;                             // rows per claim, 1..10000
   int workers = 1;                                // threads, each its own connections; SQLite: 1
   int max_attempts = 10;                          // broker refusals before a row is parked

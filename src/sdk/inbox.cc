@@ -355,7 +355,8 @@ Result<std::unique_ptr<Inbox::Impl>> NewImpl(
       brokers::OpenConsumer(o.broker, {.group = o.consumer,
                                        .consumer = o.instance,
                                        .topics = o.topics,
-                                       .redeliver_after = o.redeliver_after});
+                                       .redeliver_after = o.redeliver_after,
+                                       .max_unacked = o.batch});
   if (!c.ok()) return Status::InvalidArgument("inbox: " + c.status().message());
   return std::make_unique<Inbox::Impl>(std::move(o), std::move(h), std::move(db.value()),
                                        std::move(c.value()));

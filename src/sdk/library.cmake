@@ -26,6 +26,8 @@ foreach(part IN LISTS DTX_SDK_PG_PARTS)
                         CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
 endforeach()
 
+# Before anything uses CMAKE_INSTALL_INCLUDEDIR: on a fresh configure it is only set from here on.
+include(GNUInstallDirs)
 set(DTX_SOVERSION "${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR}")
 set(_dtx_public_includes $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
                          $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
@@ -46,7 +48,6 @@ function(dtx_add_library target)
   endif()
 endfunction()
 
-include(GNUInstallDirs)
 dtx_add_library(dtx_lib_shared KIND SHARED OUTPUT dtx EXPORT dtx OBJECTS ${_dtx_objects})
 target_link_libraries(dtx_lib_shared PRIVATE ${DTX_SDK_LIBS})
 dtx_add_library(dtx_lib_static KIND STATIC OUTPUT dtx EXPORT dtx_static OBJECTS ${_dtx_objects})

@@ -40,6 +40,8 @@ int RunRelayCommand(RelayFlags& f) {
       std::chrono::milliseconds(static_cast<int64_t>(f.publish_timeout_s * 1000));
   f.options.retain = std::chrono::seconds(static_cast<int64_t>(f.retain_s));
 
+  // A broker that dies mid-write must show as an error on the socket, not kill the relay.
+  std::signal(SIGPIPE, SIG_IGN);
   // SIGTERM / SIGINT: this thread waits for them; the workers finish their batch and return.
   sigset_t signals;
   sigemptyset(&signals);
@@ -105,7 +107,7 @@ void AddRelayCommand(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("relay", "publish committed outbox rows to a broker (docs/outbox.md)");
   AddSourceFlags(cmd, flags.get(), false);
-  cmd->add_option("--sink", flags->options.sink, "redis://host:port");
+  cmd->add_option("--sink", flags->options.sink, "redis://host:port, nats://host:port or kafka://host:port[,host:port]");
   cmd->add_option("--batch", flags->options.batch, "rows per claim (1..10000)")
       ->capture_default_str();
   cmd->add_option("--workers", flags->options.workers, "worker threads (SQLite: 1)")
