@@ -11,10 +11,12 @@
 //   UseGid(*gid);
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "dtx/assert.h"
 #include "dtx/export.h"
@@ -41,6 +43,16 @@ DTX_EXPORT std::string_view CodeName(Code code);
 // True for kOngoing, kUnavailable, kTimeout and kIoError.
 DTX_EXPORT bool IsRetryable(Code code);
 
+// Machine-readable facts about a failure, for a caller that words it itself (the coordinator's API
+// renders DTM's wire wording from them). `reason` is a stable UPPER_SNAKE_CASE token defined by the
+// module that produces it; `facts` are its named values.
+struct DTX_EXPORT ErrorInfo {
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> facts;
+  // The value of fact `key`; empty when absent.
+  std::string_view Fact(std::string_view key) const;
+};
+
 class [[nodiscard]] DTX_EXPORT Status {
  public:
   Status() = default;
@@ -65,9 +77,17 @@ class [[nodiscard]] DTX_EXPORT Status {
   bool retryable() const { return IsRetryable(code_); }
   std::string ToString() const;
 
+  // The same Status carrying `info` (shared by its copies). Not for an ok Status.
+  Status WithInfo(ErrorInfo info) &&;
+  // The attached facts, or null.
+  const ErrorInfo* info() const { return info_.get(); }
+  // info()->reason, or empty.
+  std::string_view reason() const;
+
  private:
   Code code_ = Code::kOk;
   std::string message_;
+  std::shared_ptr<const ErrorInfo> info_;
 };
 
 // Result<T>: a T or a non-ok Status.

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "api/codec.h"
+#include "api/wording.h"
 #include "core/machine.h"
 #include "http/client.h"
 
@@ -94,30 +95,31 @@ std::string NewGid() {
 
 http::Response ErrorResponse(const Status& status, std::string_view gid) {
   std::string code(CodeName(status.code()));
+  const std::string message = WireMessage(status);
   switch (status.code()) {
     case Code::kConflict:
     case Code::kAlreadyExists: {
-      json::object o{{"dtm_result", "FAILURE"}, {"message", status.message()}, {"code", code}};
+      json::object o{{"dtm_result", "FAILURE"}, {"message", message}, {"code", code}};
       if (!gid.empty()) o["gid"] = gid;
       return Json(409, json::serialize(o));
     }
     case Code::kOngoing: {
-      json::object o{{"dtm_result", "ONGOING"}, {"message", status.message()}, {"code", code}};
+      json::object o{{"dtm_result", "ONGOING"}, {"message", message}, {"code", code}};
       if (!gid.empty()) o["gid"] = gid;
       return Json(425, json::serialize(o));
     }
     case Code::kInvalidArgument:
-      return Json(400, ErrorBody(status.message(), code, gid));
+      return Json(400, ErrorBody(message, code, gid));
     case Code::kNotFound:
-      return Json(404, ErrorBody(status.message(), code, gid));
+      return Json(404, ErrorBody(message, code, gid));
     case Code::kTooLarge:
-      return Json(413, ErrorBody(status.message(), code, gid));
+      return Json(413, ErrorBody(message, code, gid));
     case Code::kUnavailable:
-      return Json(503, ErrorBody(status.message(), code, gid));
+      return Json(503, ErrorBody(message, code, gid));
     case Code::kUnimplemented:
-      return Json(501, ErrorBody(status.message(), code, gid));
+      return Json(501, ErrorBody(message, code, gid));
     default:
-      return Json(500, ErrorBody(status.message(), code, gid));
+      return Json(500, ErrorBody(message, code, gid));
   }
 }
 

@@ -132,6 +132,15 @@ struct TransUpdate {
   std::optional<int64_t> rollback_time_ms;
   int64_t update_time_ms = 0;
 
+  // Leases between coordinators that share a store (docs/ARCHITECTURE.md, "Several coordinators").
+  // expected_owner: also compare-and-set on the stored owner, so a coordinator whose lease was
+  // taken over (it was paused, its clock jumped) can no longer write (fencing). due_by_ms: apply
+  // only if the stored next_cron_time <= due_by_ms, i.e. nobody holds a lease on it (the claim of
+  // one transaction). owner: the new owner. A mismatch fails the update with kConflict.
+  std::optional<std::string> expected_owner;
+  std::optional<int64_t> due_by_ms;
+  std::optional<std::string> owner;
+
   // Branch rows are addressed by (branch_id, op), unique within a gid. An update of a row that does
   // not exist fails the whole TransUpdate with kNotFound.
   struct BranchUpdate {

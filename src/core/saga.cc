@@ -9,6 +9,7 @@
 
 #include "core/machine_internal.h"
 #include "util/assert.h"
+#include "util/mutation.h"
 
 namespace dtx::core {
 namespace {
@@ -185,27 +186,43 @@ class Saga {
     return row(CompIndex(step)).status == BranchStatus::kSucceed || !CompRequired(step);
   }
 
-  // comp(k) may start once every step that depends on k has been compensated (or needs none).
+  // A step whose compensation is not required yet, but will be if an action call of one of its
+  // predecessors, still in flight, succeeds (found by dtx-sim, seeds 22 and 736).
+  bool MayBecomeRequired(size_t step) {
+    if (CompRequired(step)) return false;
+    bool pending = false;
+    for (size_t p : round_.predecessors[step]) {
+      if (ActionSucceeded(p)) continue;
+      if (!round_.in_flight[ActionIndex(p)]) return false;  // cannot succeed any more
+      pending = true;
+    }
+    return pending;
+  }
+
+  // comp(k) may start once every step that depends on k has been compensated (or needs none, and
+  // cannot come to need one).
   bool SuccessorsCompensated(size_t step) {
     for (size_t j = 0; j < steps(); ++j) {
       if (j == step) continue;
       const auto& preds = round_.predecessors[j];
       if (std::find(preds.begin(), preds.end(), step) == preds.end()) continue;
-      if (!CompDoneOrNotRequired(j)) return false;
+      if (!CompDoneOrNotRequired(j) || MayBecomeRequired(j)) return false;
     }
     return true;
   }
 
   void AdvanceCompensation() {
     bool all_done = true;
-    for (size_t k = steps(); k-- > 0;) {
+    for (size_t n = 0; n < steps(); ++n) {
+      // Reverse order; the simulator's self-test variant runs forward, ignoring dependents.
+      const size_t k = DTX_MUTANT(kForwardCompensation) ? n : steps() - 1 - n;
       if (CompDoneOrNotRequired(k)) continue;
       all_done = false;
       size_t c = CompIndex(k);
       size_t a = ActionIndex(k);
       // Never compensate while the step's own action call is in flight (§1.6, §5 #16).
       if (round_.in_flight[c] || round_.parked[c] || round_.in_flight[a]) continue;
-      if (!SuccessorsCompensated(k)) continue;
+      if (!SuccessorsCompensated(k) && !DTX_MUTANT(kForwardCompensation)) continue;
       Call(c);
     }
     if (all_done && round_.in_flight_count == 0) {

@@ -726,6 +726,33 @@ TEST(SagaTest, ConcurrentOrderedFailureCompensatesDependentFirst) {
   EXPECT_EQ(run.call_log(), (Calls{A(0), A(1), C(1), C(0)}));
 }
 
+// dtx-sim seeds 22 and 736: step 3 depends on 0 and 2; step 1 fails while 0 and 2 are in flight.
+// Step 3's compensation is not required when the abort begins, but becomes required (it "may have
+// run") once both predecessors succeed, so comp 2 and comp 0 must wait for it instead of starting
+// as soon as their own actions return.
+TEST(SagaTest, DependentThatBecomesRequiredDuringAbortIsCompensatedFirst) {
+  SagaRun run(MakeSaga(Steps(4), R"({"concurrent":true,"orders":{"3":[0,2]}})"));
+  EXPECT_EQ(run.Start().calls, (Calls{A(0), A(1), A(2)}));
+  EXPECT_EQ(run.Answer(A(1), CallClass::kFailure).calls, Calls{C(1)});
+  EXPECT_TRUE(run.Answer(A(2), CallClass::kSuccess).calls.empty()) << "comp 2 waits: step 3";
+  EXPECT_EQ(run.Answer(A(0), CallClass::kSuccess).calls, Calls{C(3)});
+  run.Answer(C(1), CallClass::kSuccess);
+  Decision d = run.Answer(C(3), CallClass::kSuccess);
+  EXPECT_EQ(std::set<size_t>(d.calls.begin(), d.calls.end()), (std::set<size_t>{C(0), C(2)}));
+  run.FinishAll(CallClass::kSuccess);
+  EXPECT_EQ(run.status(), GlobalStatus::kFailed);
+}
+
+// A dependent whose predecessor failed can never run: it does not hold up the compensations.
+TEST(SagaTest, DependentOfAFailedStepDoesNotHoldUpCompensation) {
+  SagaRun run(MakeSaga(Steps(3), R"({"concurrent":true,"orders":{"2":[0,1]}})"));
+  EXPECT_EQ(run.Start().calls, (Calls{A(0), A(1)}));
+  EXPECT_EQ(run.Answer(A(0), CallClass::kFailure).calls, Calls{C(0)});
+  EXPECT_EQ(run.Answer(A(1), CallClass::kSuccess).calls, Calls{C(1)});
+  run.FinishAll(CallClass::kSuccess);
+  EXPECT_EQ(run.status(), GlobalStatus::kFailed);
+}
+
 TEST(SagaTest, ConcurrentUnorderedCompensationsRunInParallel) {
   SagaRun run(MakeSaga(Steps(2), R"({"concurrent":true})"));
   run.Start();

@@ -66,7 +66,14 @@ class Tcc {
   }
 
   void Advance() {
-    if (snap_.global.status == GlobalStatus::kPrepared) CheckTimeout();
+    if (snap_.global.status == GlobalStatus::kPrepared) {
+      CheckTimeout();
+      // A decision that leaves prepared ends the round: the engine starts the next one from the
+      // store, which then holds every registered row (no row can be registered after the status
+      // left prepared; registerBranch on another coordinator may have added one since this round
+      // loaded its snapshot — dtx-sim seeds 1037 and 5523).
+      if (snap_.global.status != GlobalStatus::kPrepared) return;
+    }
     if (snap_.global.status == GlobalStatus::kSubmitted) {
       AdvancePhase(ForwardOp(), GlobalStatus::kSucceed);
     } else if (snap_.global.status == GlobalStatus::kAborting) {

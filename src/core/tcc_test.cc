@@ -413,20 +413,24 @@ TEST(TccTest, PreparedBeforeTheTimeoutWaitsUntilExactlyCreatePlusTimeout) {
 }
 
 // TCC-03
-TEST(TccTest, PreparedTimeoutAbortsAndCancelsInTheSameRound) {
+// The decision that leaves prepared ends its round (no calls); the engine starts the next round
+// from the store at once, so rows registered on another coordinator are not missed (dtx-sim).
+TEST(TccTest, PreparedTimeoutAbortsThenTheNextRoundCancels) {
   TccRun run(MakeTcc({"01", "02"}, GlobalStatus::kPrepared));
   Decision d = run.StartDueRound();
   EXPECT_EQ(run.now, kT0 + kI0);
   EXPECT_TRUE(d.round_over);
   d = run.StartDueRound();
   EXPECT_EQ(run.now, kT0 + kTimeout);
-  EXPECT_EQ(d.calls, Calls{Undo(1)});
+  EXPECT_TRUE(d.calls.empty());
+  EXPECT_TRUE(d.round_over);
   ASSERT_TRUE(d.update.has_value());
   EXPECT_EQ(d.update->expected_status, GlobalStatus::kPrepared);
   EXPECT_EQ(d.update->new_status, GlobalStatus::kAborting);
   EXPECT_EQ(d.update->rollback_reason, "Timeout after 35 seconds");
   EXPECT_EQ(d.update->rollback_time_ms, run.now);
   EXPECT_FALSE(d.update->finish_time_ms.has_value());
+  EXPECT_EQ(run.Restart().calls, Calls{Undo(1)});
 
   EXPECT_EQ(run.Answer(Undo(1), CallClass::kSuccess).calls, Calls{Undo(0)});
   d = run.Answer(Undo(0), CallClass::kSuccess);
@@ -453,7 +457,8 @@ TEST(TccTest, CustomTimeoutToFailIsHonouredAndNamed) {
   EXPECT_EQ(run.now, kT0 + 120'000);
   EXPECT_EQ(d.update->new_status, GlobalStatus::kAborting);
   EXPECT_EQ(d.update->rollback_reason, "Timeout after 120 seconds");
-  EXPECT_EQ(d.calls, Calls{Undo(0)});
+  EXPECT_TRUE(d.calls.empty());
+  EXPECT_EQ(run.Restart().calls, Calls{Undo(0)});
 }
 
 TEST(TccTest, ServerTimeoutSettingIsTheDefault) {
@@ -467,7 +472,7 @@ TEST(TccTest, ServerTimeoutSettingIsTheDefault) {
   run.now = kT0 + 5'000;
   d = run.Restart();
   EXPECT_EQ(d.update->rollback_reason, "Timeout after 5 seconds");
-  EXPECT_EQ(d.calls, Calls{Undo(0)});
+  EXPECT_EQ(run.Restart().calls, Calls{Undo(0)});
 }
 
 TEST(TccTest, TimeoutKeepsAReasonAlreadySet) {
@@ -490,9 +495,16 @@ TEST(TccTest, PreparedWithoutBranchesTimesOutToFailed) {
   EXPECT_TRUE(d.round_over);
   ASSERT_TRUE(d.update.has_value());
   EXPECT_EQ(d.update->expected_status, GlobalStatus::kPrepared);
-  EXPECT_EQ(d.update->new_status, GlobalStatus::kFailed);
+  EXPECT_EQ(d.update->new_status, GlobalStatus::kAborting);
   EXPECT_EQ(d.update->rollback_reason, "Timeout after 35 seconds");
   EXPECT_EQ(d.update->rollback_time_ms, run.now);
+  // The decision that leaves prepared ends the round; the next one (started at once by the
+  // engine, from the store) finishes the abort.
+  d = run.Start();
+  EXPECT_TRUE(d.calls.empty());
+  ASSERT_TRUE(d.update.has_value());
+  EXPECT_EQ(d.update->expected_status, GlobalStatus::kAborting);
+  EXPECT_EQ(d.update->new_status, GlobalStatus::kFailed);
   EXPECT_EQ(d.update->finish_time_ms, run.now);
 }
 
@@ -587,7 +599,8 @@ TEST(XaTest, TimeoutRollsBack) {
   EXPECT_EQ(d.update->expected_status, GlobalStatus::kPrepared);
   EXPECT_EQ(d.update->new_status, GlobalStatus::kAborting);
   EXPECT_EQ(d.update->rollback_reason, "Timeout after 35 seconds");
-  EXPECT_EQ(d.calls, Calls{Undo(0)});
+  EXPECT_TRUE(d.calls.empty());
+  EXPECT_EQ(run.Restart().calls, Calls{Undo(0)});
   run.FinishAll(CallClass::kSuccess);
   EXPECT_EQ(run.status(), GlobalStatus::kFailed);
   EXPECT_EQ(run.CalledRows(), (std::vector<std::string>{"01/rollback", "02/rollback"}));
@@ -639,8 +652,10 @@ TEST(XaTest, PreparedWithoutBranchesTimesOutToFailed) {
   EXPECT_TRUE(d.round_over);
   ASSERT_TRUE(d.update.has_value());
   EXPECT_EQ(d.update->expected_status, GlobalStatus::kPrepared);
-  EXPECT_EQ(d.update->new_status, GlobalStatus::kFailed);
+  EXPECT_EQ(d.update->new_status, GlobalStatus::kAborting);
   EXPECT_EQ(d.update->rollback_reason, "Timeout after 35 seconds");
+  d = run.Start();
+  EXPECT_TRUE(d.round_over);
   EXPECT_EQ(run.status(), GlobalStatus::kFailed);
 }
 

@@ -8,7 +8,10 @@
 //
 // Durability: every decision's update is committed (Store callback) before the calls it orders are
 // made and before an API call that changed state answers success — except an update that only
-// records branch successes, which rides with the round's next update (engine.cc: CanDefer).
+// records branch successes, which rides with the round's next update (core/write_plan.h).
+//
+// Refusals: a transition that is not allowed answers a Status with machine-readable facts
+// (engine/refusal.h); the API words them (DTM's wording, api/wording.h).
 //
 // Limits: at most max_active_transactions rounds in memory; a submit beyond it answers kUnavailable
 // (503, retryable) before anything is persisted, and recovery claims only as many as there is room
@@ -93,8 +96,8 @@ class Engine {
   boost::asio::awaitable<Status> Abort(std::string gid, std::optional<bool> wait_result,
                                        std::string rollback_reason, core::OptionsPatch patch);
   // registerBranch of tcc/xa: inserts `rows` while the transaction is prepared. An identical repeat
-  // -> ok; different rows with the same ids -> kConflict; not prepared or unknown -> kConflict
-  // (DTM's "no trans with gid" wording).
+  // -> ok; different rows with the same ids -> kConflict (refusal::kBranchMismatch); not prepared
+  // or unknown -> kConflict (refusal::kNotPrepared).
   boost::asio::awaitable<Status> RegisterBranch(std::string gid, core::TransType type,
                                                 std::vector<core::BranchRow> rows);
   boost::asio::awaitable<Status> ForceStop(std::string gid);
@@ -113,13 +116,13 @@ class Engine {
   };
   // The current subscribers in subscription order; empty for an unknown topic.
   boost::asio::awaitable<Result<std::vector<Subscriber>>> TopicSubscribers(std::string topic);
-  // Creates the topic if missing. kInvalidArgument "empty topic" / "empty url"; kAlreadyExists
-  // "this url exists".
+  // Creates the topic if missing. kInvalidArgument (refusal::kTopicEmptyName / kTopicEmptyUrl);
+  // kAlreadyExists (refusal::kTopicUrlExists).
   boost::asio::awaitable<Status> Subscribe(std::string topic, std::string url, std::string remark);
-  // kNotFound "no such a topic" / "no such an url". The topic row stays, with an empty list, when
-  // its last subscriber leaves (as in DTM).
+  // kNotFound (refusal::kTopicNotFound / kTopicUrlNotFound). The topic row stays, with an empty
+  // list, when its last subscriber leaves (as in DTM).
   boost::asio::awaitable<Status> Unsubscribe(std::string topic, std::string url);
-  // kNotFound "storage: NotFound" for an unknown topic.
+  // kNotFound (refusal::kTopicNotFound) for an unknown topic.
   boost::asio::awaitable<Status> DeleteTopic(std::string topic);
   boost::asio::awaitable<Result<store::KvPage>> ScanKv(std::string cat, int64_t before_id,
                                                        int limit);
@@ -130,46 +133,102 @@ class Engine {
   const EngineOptions& options() const { return options_; }
 
  private:
+  // Private internals (engine_internal.h); each group below lives in the file named above it.
   struct Active;
   struct Shard;
-
-  enum class WaitFor : unsigned char { kSubmit, kAbort };
+  struct CronState;
   class GidGuard;
+  enum class WaitFor : unsigned char { kSubmit, kAbort };
+  using ActivePtr = std::shared_ptr<Active>;
+  using Loaded = Result<std::optional<core::TransSnapshot>>;
 
+  // shard_runtime.cc: shards, the per-gid lock, store access, round bookkeeping.
   Shard& ShardFor(const std::string& gid);
   boost::asio::awaitable<GidGuard> LockGid(Shard& shard, std::string gid);
-  boost::asio::awaitable<Result<std::optional<core::TransSnapshot>>> LoadOnShard(std::string gid);
+  boost::asio::awaitable<Loaded> LoadOnShard(std::string gid);
+  boost::asio::awaitable<Status> Create(const core::TransSnapshot& snap);
+  // Updates the stored transaction (compare-and-set on update.expected_status, never a final one).
+  boost::asio::awaitable<Status> Transition(core::TransUpdate update);
+  void InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now);
+  // Starts a round for a loaded snapshot unless one is running; returns the round's entry.
+  ActivePtr StartRound(Shard& shard, core::TransSnapshot snap);
+  // Called by the round when it ends: it leaves the shard's bookkeeping.
+  void EndRound(Shard& shard, const ActivePtr& active);
+  // now + the request timeout + kLeaseMarginMs: how far the stored wake-up must lie for a call made
+  // now.
+  int64_t LeaseUntil(const core::TransSnapshot& snap) const;
+  // Whether a call started now ends (deadline plus half the skew margin) before `stored_wakeup_ms`.
+  bool LeaseCovers(const core::TransSnapshot& snap, int64_t stored_wakeup_ms) const;
+  // Takes over a stored transaction for a round started by an API call (a re-submit, an abort of
+  // an aborting one) when no round of it runs here: ours -> at once; another coordinator's -> only
+  // if nobody holds a lease on it (it is due). Writes this coordinator's owner and lease into the
+  // store and into `snap`; false if it is not ours to drive now.
+  boost::asio::awaitable<bool> ClaimForResume(core::TransSnapshot& snap);
+  // Replaces snap's branch rows by the stored ones (tcc/xa, once the store holds it out of
+  // prepared: rows registered on another coordinator since `snap` was loaded).
+  boost::asio::awaitable<void> ReloadBranches(core::TransSnapshot& snap);
+  // How long a wait_result request waits for `active`'s round.
+  int64_t WaitDeadline(const Active& active) const;
+
+  // submit.cc: the submit transition.
+  boost::asio::awaitable<Status> SubmitOnShard(SubmitRequest request);
+  // Under the gid's lock: the round the submit started or joined (null: none to wait for).
+  // `elsewhere`: set when another coordinator drives the transaction (wait_result follows the
+  // store).
+  boost::asio::awaitable<Result<ActivePtr>> SubmitLocked(Shard& shard, SubmitRequest& req,
+                                                         bool& elsewhere);
+  boost::asio::awaitable<Result<ActivePtr>> SubmitStored(Shard& shard, SubmitRequest& req,
+                                                         core::TransSnapshot stored,
+                                                         bool& elsewhere);
+  boost::asio::awaitable<Result<ActivePtr>> SubmitPrepared(Shard& shard, SubmitRequest& req,
+                                                           core::TransSnapshot stored);
+  boost::asio::awaitable<Result<ActivePtr>> SubmitNew(Shard& shard, SubmitRequest& req);
   // Waits until no round of `gid` runs from the prepared state (caller holds the gid's lock).
   boost::asio::awaitable<void> WaitWhilePrepared(Shard& shard, const std::string& gid);
-  boost::asio::awaitable<Status> SubmitOnShard(SubmitRequest request);
+
+  // transitions.cc: prepare, abort, registerBranch, forceStop.
   boost::asio::awaitable<Status> PrepareOnShard(core::TransSnapshot proposed);
   boost::asio::awaitable<Status> AbortOnShard(std::string gid, std::optional<bool> wait_result,
                                               std::string rollback_reason,
                                               core::OptionsPatch patch);
+  boost::asio::awaitable<Result<ActivePtr>> AbortTccXa(Shard& shard, core::TransSnapshot stored,
+                                                       const std::string& rollback_reason,
+                                                       const core::OptionsPatch& patch);
   boost::asio::awaitable<Status> RegisterBranchOnShard(std::string gid, core::TransType type,
                                                        std::vector<core::BranchRow> rows);
+  // registerBranch of rows whose ids exist: ok for an identical repeat.
+  boost::asio::awaitable<Status> CheckRegisteredRepeat(const std::string& gid, core::TransType type,
+                                                       const std::vector<core::BranchRow>& rows);
   boost::asio::awaitable<Status> ForceStopOnShard(std::string gid);
-  void InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now);
-  // now + the request timeout + kLeaseMarginMs: how far the stored wake-up must lie for a call made
-  // now.
-  int64_t LeaseUntil(const core::TransSnapshot& snap) const;
-  // Makes `update` (created if absent) push next_cron_time to `lease_needed_ms` unless its own
-  // wake-up, or else the stored one, already reaches it.
-  void ExtendLease(core::TransSnapshot& snap, std::optional<core::TransUpdate>& update,
-                   int64_t stored_wakeup_ms, int64_t lease_needed_ms);
-  // Updates the stored transaction (CAS) and returns the engine's view of it afterwards.
-  boost::asio::awaitable<Status> Transition(core::TransUpdate update);
-  boost::asio::awaitable<void> ResumeOnShard(std::string gid);
-  // Starts a round for a loaded snapshot unless one is running; returns the round's entry.
-  std::shared_ptr<Active> StartRound(Shard& shard, core::TransSnapshot snap);
-  boost::asio::awaitable<void> RunRound(Shard* shard, std::shared_ptr<Active> active);
-  boost::asio::awaitable<void> CallBranch(Shard* shard, std::shared_ptr<Active> active,
-                                          size_t index, BranchCallSpec spec);
+
+  // round.cc: the processing round.
+  boost::asio::awaitable<void> RunRound(Shard* shard, ActivePtr active);
+  // Plans the write of a decision's update (core/write_plan.h) and commits it.
+  boost::asio::awaitable<Status> WriteStep(Active& active, core::Decision& decision);
+  void StartCalls(Shard* shard, const ActivePtr& active, const std::vector<size_t>& calls);
+  boost::asio::awaitable<core::Event> NextEvent(Active& active);
+  void FinishRound(Shard* shard, const ActivePtr& active);
+  boost::asio::awaitable<Status> WaitRound(ActivePtr active, int64_t deadline_ms, WaitFor what);
+  // wait_result for a transaction another coordinator drives: follows the store (bounded).
+  boost::asio::awaitable<Status> WaitStored(std::string gid, WaitFor what);
+  // After a committed write: extends the lease again if time passed while it was in flight and
+  // the decision's calls would outlive it.
+  boost::asio::awaitable<Status> RecheckLease(Active& active, const core::Decision& decision);
+
+  // round_calls.cc: one branch call, its answer, metrics and alerts.
+  boost::asio::awaitable<void> CallBranch(Shard* shard, ActivePtr active, size_t index,
+                                          BranchCallSpec spec);
+  void RecordCallMetric(const Active& active, const core::Event& event);
+  void MaybeAlert(Shard* shard, const Active& active, const core::Event& event, bool indeterminate);
   boost::asio::awaitable<void> SendAlert(Shard* shard, BranchCallSpec alert);
-  boost::asio::awaitable<Status> WaitRound(std::shared_ptr<Active> active, int64_t deadline_ms,
-                                           WaitFor what);
+
+  // recovery.cc: the recovery loop.
   boost::asio::awaitable<void> CronLoop();
-  // Reads the topic, applies `change` to its subscriber list and writes it back with a
+  // Claims up to `limit` due transactions and resumes them; returns how many it claimed.
+  boost::asio::awaitable<size_t> ClaimAndResume(int limit, int64_t lease_ms);
+  boost::asio::awaitable<void> ResumeOnShard(std::string gid);
+
+  // topics.cc: reads the topic, applies `change` to its subscriber list and writes it back with a
   // compare-and-set on the version, retrying on a lost race. `change` returns an error to stop.
   boost::asio::awaitable<Status> ChangeTopic(
       const std::string& topic, bool create,
@@ -187,11 +246,7 @@ class Engine {
   std::atomic<size_t> resuming_{0};  // claimed by recovery, round not started yet
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};
-  struct CronState;
   std::shared_ptr<CronState> cron_;
 };
-
-// The status message wording of DTM (§1.12), which tests match on.
-std::string CannotSubmitMessage(core::GlobalStatus status);
 
 }  // namespace dtx::engine

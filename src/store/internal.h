@@ -75,6 +75,11 @@ inline Status ConflictStatus(const std::string& gid, core::GlobalStatus expected
                           ", expected " + std::string(core::ToString(expected)));
 }
 
+// An update whose expected_owner or due_by_ms did not match: another coordinator holds the lease.
+inline Status LeaseConflict(const std::string& gid) {
+  return Status::Conflict("transaction " + gid + " is leased by another coordinator");
+}
+
 inline Status TransNotFound(const std::string& gid) {
   return Status::NotFound("transaction " + gid + " not found");
 }

@@ -594,6 +594,49 @@ TEST_P(StoreTest, UpdateAppliesWhenStatusMatches) {
   EXPECT_EQ(got.branches[1].last_error, "FAILURE");
 }
 
+TEST_P(StoreTest, UpdateFencesOnOwnerAndClaimsOnlyWhatIsDue) {
+  core::TransSnapshot t = Trans("f1", GlobalStatus::kSubmitted, /*next_cron_time_ms=*/10'000);
+  t.global.owner = "A";
+  ASSERT_TRUE(Create(*store_, t).ok());
+  // A coordinator whose lease was taken over cannot write any more.
+  TransUpdate fenced;
+  fenced.gid = "f1";
+  fenced.expected_status = GlobalStatus::kSubmitted;
+  fenced.expected_owner = "B";
+  fenced.next_cron_time_ms = 99'000;
+  fenced.update_time_ms = 2000;
+  Status s = Update(*store_, fenced);
+  EXPECT_EQ(s.code(), Code::kConflict) << s.ToString();
+  EXPECT_EQ(MustLoadGlobal("f1").next_cron_time_ms, 10'000);
+  // Not due yet (a lease or a backoff runs until 10'000): a claim at 9'999 is refused.
+  TransUpdate claim;
+  claim.gid = "f1";
+  claim.expected_status = GlobalStatus::kSubmitted;
+  claim.due_by_ms = 9'999;
+  claim.owner = "B";
+  claim.next_cron_time_ms = 20'000;
+  claim.update_time_ms = 2000;
+  s = Update(*store_, claim);
+  EXPECT_EQ(s.code(), Code::kConflict) << s.ToString();
+  EXPECT_EQ(MustLoadGlobal("f1").owner, "A");
+  // Due: the claim takes the lease and the owner.
+  claim.due_by_ms = 10'000;
+  ASSERT_TRUE(Update(*store_, claim).ok());
+  EXPECT_EQ(MustLoadGlobal("f1").owner, "B");
+  EXPECT_EQ(MustLoadGlobal("f1").next_cron_time_ms, 20'000);
+  // The old owner is fenced; the new one writes.
+  fenced.expected_owner = "A";
+  EXPECT_EQ(Update(*store_, fenced).code(), Code::kConflict);
+  fenced.expected_owner = "B";
+  ASSERT_TRUE(Update(*store_, fenced).ok());
+  EXPECT_EQ(MustLoadGlobal("f1").next_cron_time_ms, 99'000);
+  // A wrong status still reports the status conflict.
+  fenced.expected_status = GlobalStatus::kAborting;
+  s = Update(*store_, fenced);
+  EXPECT_EQ(s.code(), Code::kConflict);
+  EXPECT_NE(s.message().find("submitted"), std::string::npos) << s.message();
+}
+
 TEST_P(StoreTest, UpdateWithWrongExpectedStatusIsConflict) {
   ASSERT_TRUE(Create(*store_, Trans("c1", GlobalStatus::kPrepared)).ok());
   TransUpdate u;

@@ -52,4 +52,21 @@ std::string Status::ToString() const {
   return s;
 }
 
+std::string_view ErrorInfo::Fact(std::string_view key) const {
+  for (const auto& [k, v] : facts) {
+    if (k == key) return v;
+  }
+  return {};
+}
+
+Status Status::WithInfo(ErrorInfo info) && {
+  DTX_ASSERT(!ok());
+  info_ = std::make_shared<const ErrorInfo>(std::move(info));
+  return std::move(*this);
+}
+
+std::string_view Status::reason() const {
+  return info_ ? std::string_view(info_->reason) : std::string_view();
+}
+
 }  // namespace dtx

@@ -79,6 +79,10 @@ Status MemoryStore::UpdateLocked(const TransUpdate& u) {
   if (t.global.status != u.expected_status) {
     return internal::ConflictStatus(u.gid, u.expected_status, t.global.status);
   }
+  if ((u.expected_owner && t.global.owner != *u.expected_owner) ||
+      (u.due_by_ms && t.global.next_cron_time_ms > *u.due_by_ms)) {
+    return internal::LeaseConflict(u.gid);
+  }
   // All or nothing: every addressed branch row must exist before anything changes.
   for (const auto& bu : u.branches) {
     if (FindBranch(t, bu.branch_id, bu.op) == nullptr) {
@@ -96,6 +100,7 @@ Status MemoryStore::UpdateLocked(const TransUpdate& u) {
   if (u.retry_count) g.retry_count = *u.retry_count;
   if (u.finish_time_ms) g.finish_time_ms = *u.finish_time_ms;
   if (u.rollback_time_ms) g.rollback_time_ms = *u.rollback_time_ms;
+  if (u.owner) g.owner = *u.owner;
   g.update_time_ms = u.update_time_ms;
   Index(g);
   for (const auto& bu : u.branches) {

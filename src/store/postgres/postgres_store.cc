@@ -207,8 +207,11 @@ constexpr const char* kUpdateSql =
     "next_cron_interval = COALESCE($8::int8, next_cron_interval), "
     "retry_count = COALESCE($9::int8, retry_count), "
     "finish_time = COALESCE($10::int8, finish_time), "
-    "rollback_time = COALESCE($11::int8, rollback_time), update_time = $12::int8 "
-    "WHERE gid = $1 AND status = $2 AND NOT EXISTS (SELECT 1 FROM miss) RETURNING id), "
+    "rollback_time = COALESCE($11::int8, rollback_time), update_time = $12::int8, "
+    "owner = COALESCE($21, owner) "
+    "WHERE gid = $1 AND status = $2 AND NOT EXISTS (SELECT 1 FROM miss) "
+    "AND ($19::text IS NULL OR owner = $19) AND ($20::int8 IS NULL OR next_cron_time <= "
+    "$20::int8) RETURNING id), "
     "b AS (UPDATE trans_branch_op t SET status = COALESCE(v.status, t.status), "
     "attempts = COALESCE(v.attempts, t.attempts), last_error = COALESCE(v.last_error, "
     "t.last_error), finish_time = COALESCE(v.finish_time, t.finish_time), update_time = $12::int8 "
@@ -829,6 +832,7 @@ void PostgresStore::Update(TransUpdate u, DoneCallback done) {
     ft.OptInt(b.finish_time_ms);
   }
   for (ArrayBuilder* a : {&bid, &opn, &st, &at, &le, &ft}) op.params.Text(std::move(*a).Finish());
+  op.params.OptText(u.expected_owner).OptInt(u.due_by_ms).OptText(u.owner);
   if (!op.params.nul_free()) op.pre = NulByte(u.gid);
   op.parse = [gid = u.gid, expected = u.expected_status,
               n = static_cast<int64_t>(rows.size())](const PGresult* r) {
@@ -842,8 +846,8 @@ void PostgresStore::Update(TransUpdate u, DoneCallback done) {
       return internal::BranchNotFound(gid, pg::GetBytes(r, 0, 3), pg::GetBytes(r, 0, 4));
     }
     if (pg::GetInt(r, 0, 0) == 0) {
-      // The status matched this statement's snapshot, but another coordinator changed the row
-      // before this UPDATE could lock it.
+      // The status matched this statement's snapshot, but the owner or lease condition did not,
+      // or another coordinator changed the row before this UPDATE could lock it.
       return Status::Conflict("transaction " + gid + " changed concurrently, expected " +
                               std::string(core::ToString(expected)));
     }

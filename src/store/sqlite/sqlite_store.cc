@@ -553,8 +553,10 @@ Status WriterConn::PrepareAll() {
        "options = COALESCE(?6, options), next_cron_time = COALESCE(?7, next_cron_time), "
        "next_cron_interval = COALESCE(?8, next_cron_interval), "
        "retry_count = COALESCE(?9, retry_count), finish_time = COALESCE(?10, finish_time), "
-       "rollback_time = COALESCE(?11, rollback_time), update_time = ?12 "
-       "WHERE gid = ?1 AND status = ?2"},
+       "rollback_time = COALESCE(?11, rollback_time), update_time = ?12, "
+       "owner = COALESCE(?15, owner) "
+       "WHERE gid = ?1 AND status = ?2 AND (?13 IS NULL OR owner = ?13) "
+       "AND (?14 IS NULL OR next_cron_time <= ?14)"},
       {&select_status_, "SELECT status, id FROM trans_global WHERE gid = ?1"},
       {&update_branch_,
        "UPDATE trans_branch_op SET status = COALESCE(?4, status), "
@@ -670,7 +672,10 @@ Status WriterConn::Update(const TransUpdate& u) {
         .OptInt(9, u.retry_count)
         .OptInt(10, u.finish_time_ms)
         .OptInt(11, u.rollback_time_ms)
-        .Int(12, u.update_time_ms);
+        .Int(12, u.update_time_ms)
+        .OptText(13, u.expected_owner)
+        .OptInt(14, u.due_by_ms)
+        .OptText(15, u.owner);
     int rc = q.Step();
     if (rc != SQLITE_DONE) return SqlError(db(), rc, "update transaction");
   }
@@ -678,6 +683,7 @@ Status WriterConn::Update(const TransUpdate& u) {
     std::optional<core::GlobalStatus> actual;
     if (Status s = LookupStatus(u.gid, &actual); !s.ok()) return s;
     if (!actual) return internal::TransNotFound(u.gid);
+    if (*actual == u.expected_status) return internal::LeaseConflict(u.gid);
     return internal::ConflictStatus(u.gid, u.expected_status, *actual);
   }
   for (const auto& b : u.branches) {

@@ -1,0 +1,79 @@
+// The pieces of one simulation run (simulation.cc), shared by the workload (workload.cc) and the
+// invariant checks (checker.cc). Internal to src/sim.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model.h"
+#include "sim/node.h"
+#include "sim/participants.h"
+#include "sim/sim_store.h"
+#include "sim/simulation.h"
+#include "sim/world.h"
+
+namespace dtx::sim {
+
+// What the simulation knows about one transaction it started.
+struct TxInfo {
+  std::string gid;
+  core::TransType type = core::TransType::kSaga;
+  std::vector<std::string> branch_ids;     // "01", "02", ...
+  std::vector<std::vector<size_t>> preds;  // saga: predecessors of each step
+  std::vector<bool> failing;               // saga: the step's action fails (business)
+  bool force_stopped = false;              // an operator's forceStop was acknowledged
+  bool force_stop_sent = false;            // ... or may have landed
+  bool app_done = false;
+  // World times of an operator's resetNextCronTime: it makes the transaction due at once, which
+  // cuts short the lease of a round in flight on another coordinator (docs/simulation.md).
+  std::vector<int64_t> resets;
+};
+
+class Sim {
+ public:
+  Sim(uint64_t seed, bool trace, Mutant mutant);
+  ~Sim();
+  RunResult Run();
+
+  // --- workload (workload.cc) ---
+  boost::asio::awaitable<void> SagaApp(std::string gid);
+  boost::asio::awaitable<void> TccApp(std::string gid);
+  boost::asio::awaitable<void> MsgApp(std::string gid);
+  boost::asio::awaitable<void> OperatorApp();
+  boost::asio::awaitable<void> Sleep(int64_t ms);
+  // An API call through the (faulty) client network to a random coordinator.
+  boost::asio::awaitable<Status> Api(std::string what, Node::Op op);
+
+  // --- invariants (checker.cc) ---
+  void OnCall(const CallRecord& call);
+  void OnWrite(const core::TransSnapshot& before, const core::TransSnapshot& after);
+  void OnAck(int node, const std::string& what, const Status& status);
+  void CheckEnd();
+
+  World world;
+  SimDisk disk;
+  Participants participants;
+  Mutant mutant;
+  std::vector<std::unique_ptr<Node>> nodes;
+  boost::asio::io_context client_ctx;
+  SkewedClock client_clock;
+  VirtualTimerFactory client_timers;
+  std::map<std::string, TxInfo> txs;
+  int apps_running = 0;
+
+ private:
+  void Configure(uint64_t seed);
+  void ScheduleChaos();
+  void CheckSaga(const TxInfo& tx, const core::TransSnapshot& snap);
+  void CheckTcc(const TxInfo& tx, const core::TransSnapshot& snap);
+  void CheckMsg(const TxInfo& tx, const core::TransSnapshot& snap);
+  void CheckCompensationOrder(const TxInfo& tx);
+};
+
+std::vector<std::string> SplitWords(const std::string& s);
+
+}  // namespace dtx::sim

@@ -1,0 +1,33 @@
+// One deterministic simulation run: a seed draws the configuration, the workload (sagas, TCC,
+// 2-phase msg, resubmits, forceStop, resetNextCronTime), the faults (participants, network, store,
+// crashes, pauses, clock skew) and the interleaving; the invariants are checked while it runs and
+// at its end. The same seed always produces the same run (and the same trace).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sim/world.h"
+
+namespace dtx::sim {
+
+// Deliberately broken variants, to show that the invariants bite (docs/simulation.md). The ones in
+// the engine and the core exist only in the dtx-sim-mutants build (DTX_MUTATIONS).
+enum class Mutant { kNone, kSkipLeaseExtension, kForwardCompensation, kSkipCas, kAckBeforeCommit };
+const char* MutantName(Mutant m);
+bool ParseMutant(const std::string& name, Mutant& out);
+
+struct RunResult {
+  uint64_t seed = 0;
+  Config config;
+  Counters counters;
+  std::vector<std::string> violations;
+  std::vector<TraceLine> trace;
+  int64_t virtual_ms = 0;  // how much world time the run covered
+  uint64_t handlers = 0;   // engine/client handlers run
+};
+
+RunResult RunSeed(uint64_t seed, bool trace, Mutant mutant = Mutant::kNone);
+
+}  // namespace dtx::sim

@@ -1,0 +1,294 @@
+// The simulated applications: they create transactions through the coordinator's engine API the
+// way DTM clients do over HTTP, with the client side's own faults (a lost answer, a coordinator
+// that is down) and retries, and an operator who stops or wakes transactions.
+#include <fmt/format.h>
+
+#include <boost/asio/this_coro.hpp>
+
+#include "sim/sim_internal.h"
+
+// GCC 12 reports a false -Wmismatched-new-delete for Asio's awaitable frames (GCC bug 109224; see
+// src/http/client.cc).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+namespace dtx::sim {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+
+asio::awaitable<void> Sim::Sleep(int64_t ms) {
+  auto timer = client_timers.NewTimer(client_ctx.get_executor());
+  co_await timer->WaitUntil(client_clock.NowMs() + ms);
+}
+
+awaitable<Status> Sim::Api(std::string what, Node::Op op) {
+  co_await Sleep(world.Uniform(1, 20));
+  Node& node =
+      *nodes[static_cast<size_t>(world.Uniform(0, static_cast<int64_t>(nodes.size()) - 1))];
+  asio::any_io_executor ex = client_ctx.get_executor();
+  Status s = co_await node.Call(ex, what, std::move(op));
+  if (world.chaos && world.Chance(0.03)) {
+    co_await Sleep(world.config.request_timeout_ms);
+    co_return Status::Unavailable("client timeout: the answer was lost");
+  }
+  co_await Sleep(world.Uniform(1, 20));
+  co_return s;
+}
+
+namespace {
+
+std::string Id(size_t k) { return fmt::format("{:02d}", k + 1); }
+
+Node::Op SubmitOp(const std::string& gid, core::TransType type, bool wait) {
+  return [gid, type, wait](engine::Engine& e) -> awaitable<Status> {
+    engine::Engine::SubmitRequest r;
+    r.proposed.global.gid = gid;
+    r.proposed.global.trans_type = type;
+    r.wait_result = wait;
+    co_return co_await e.Submit(std::move(r));
+  };
+}
+
+Node::Op AbortOp(const std::string& gid, bool wait, const std::string& reason) {
+  return [gid, wait, reason](engine::Engine& e) -> awaitable<Status> {
+    std::string g = gid;
+    std::string why = reason;
+    core::OptionsPatch patch;
+    co_return co_await e.Abort(std::move(g), wait, std::move(why), std::move(patch));
+  };
+}
+
+// Retries an API call while it is retryable (a coordinator down, an answer lost, a limit), as a
+// DTM client does, a bounded number of times.
+template <class MakeOp>
+awaitable<Status> WithRetries(Sim& sim, const std::string& what, MakeOp& make) {
+  constexpr int attempts = 6;
+  Status s;
+  for (int i = 0; i < attempts; ++i) {
+    Node::Op op = make();
+    s = co_await sim.Api(what, std::move(op));
+    if (s.ok() || !s.retryable()) co_return s;
+    co_await sim.Sleep(sim.world.Uniform(50, 1500));
+  }
+  co_return s;
+}
+
+}  // namespace
+
+awaitable<void> Sim::SagaApp(std::string gid) {
+  TxInfo& tx = txs[gid];
+  const size_t steps = static_cast<size_t>(world.Uniform(1, 4));
+  const bool dag = steps > 1 && world.Chance(0.4);
+  core::TransSnapshot snap;
+  snap.global.gid = gid;
+  snap.global.trans_type = core::TransType::kSaga;
+  std::string orders;
+  tx.preds.assign(steps, {});
+  for (size_t k = 0; k < steps; ++k) {
+    if (!dag) {
+      if (k > 0) tx.preds[k].push_back(k - 1);
+    } else {
+      for (size_t p = 0; p < k; ++p) {
+        if (world.Chance(0.4)) tx.preds[k].push_back(p);
+      }
+      if (!tx.preds[k].empty()) {
+        std::string list;
+        for (size_t p : tx.preds[k]) list += (list.empty() ? "" : ",") + std::to_string(p);
+        orders += fmt::format("{}\"{}\":[{}]", orders.empty() ? "" : ",", k, list);
+      }
+    }
+    const bool fails = world.Chance(0.12);
+    tx.failing.push_back(fails);
+    tx.branch_ids.push_back(Id(k));
+    participants.PlanSagaStep(gid, Id(k), fails);
+    core::BranchRow comp, action;
+    comp.branch_id = action.branch_id = Id(k);
+    comp.op = "compensate";
+    comp.url = kSagaCompensate;
+    action.op = "action";
+    action.url = kSagaAction;
+    snap.branches.push_back(comp);
+    snap.branches.push_back(action);
+  }
+  if (dag)
+    snap.global.custom_data = fmt::format(R"({{"concurrent":true,"orders":{{{}}}}})", orders);
+  if (world.Chance(0.2)) snap.global.options.retry_limit = world.Uniform(1, 3);
+  if (world.Chance(0.25)) snap.global.options.timeout_to_fail_s = world.Uniform(2, 20);
+  const bool wait = world.Chance(0.5);
+  world.Trace(fmt::format("app: saga {} steps={} dag={} failing={} wait_result={} {}", gid, steps,
+                          dag, std::count(tx.failing.begin(), tx.failing.end(), true), wait,
+                          snap.global.custom_data));
+  auto make = [&] {
+    return [snap, wait](engine::Engine& e) -> awaitable<Status> {
+      engine::Engine::SubmitRequest r;
+      r.proposed = snap;
+      r.wait_result = wait;
+      co_return co_await e.Submit(std::move(r));
+    };
+  };
+  std::string what = fmt::format("submit {} {}", gid, wait ? "wait" : "nowait");
+  Status s = co_await WithRetries(*this, what, make);
+  world.Trace(fmt::format("app: saga {} submit -> {}", gid, s.ToString()));
+  if (s.ok() && world.Chance(0.1)) {  // a client that submits again (DTM: a re-submit resumes)
+    co_await Sleep(world.Uniform(10, 3000));
+    std::string again_what = fmt::format("submit {} nowait", gid);
+    Node::Op again_op = make();
+    Status again = co_await Api(again_what, std::move(again_op));
+    world.Trace(fmt::format("app: saga {} re-submit -> {}", gid, again.ToString()));
+  }
+  tx.app_done = true;
+}
+
+awaitable<void> Sim::TccApp(std::string gid) {
+  TxInfo& tx = txs[gid];
+  core::TransSnapshot snap;
+  snap.global.gid = gid;
+  snap.global.trans_type = core::TransType::kTcc;
+  if (world.Chance(0.3)) snap.global.options.timeout_to_fail_s = world.Uniform(2, 10);
+  std::string what = "prepare " + gid;
+  auto prepare = [&] {
+    return [snap](engine::Engine& e) -> awaitable<Status> { co_return co_await e.Prepare(snap); };
+  };
+  Status s = co_await WithRetries(*this, what, prepare);
+  world.Trace(fmt::format("app: tcc {} prepare -> {}", gid, s.ToString()));
+  if (!s.ok()) {
+    tx.app_done = true;
+    co_return;
+  }
+  const size_t branches = static_cast<size_t>(world.Uniform(1, 3));
+  bool all_tried = true;
+  for (size_t k = 0; k < branches && all_tried; ++k) {
+    if (world.chaos && world.Chance(0.06)) {  // the application dies here: it goes silent
+      world.Trace(fmt::format("app: tcc {} goes silent", gid));
+      tx.app_done = true;
+      co_return;
+    }
+    const std::string bid = Id(k);
+    tx.branch_ids.push_back(bid);
+    std::vector<core::BranchRow> rows(2);
+    rows[0].branch_id = rows[1].branch_id = bid;
+    rows[0].op = "cancel";
+    rows[0].url = kTccCancel;
+    rows[1].op = "confirm";
+    rows[1].url = kTccConfirm;
+    const int repeats = world.Chance(0.15) ? 2 : 1;  // a client that registers twice
+    for (int r = 0; r < repeats; ++r) {
+      what = fmt::format("register {} {}", gid, bid);
+      auto reg = [&] {
+        return [gid, rows](engine::Engine& e) -> awaitable<Status> {
+          std::vector<core::BranchRow> copy = rows;
+          co_return co_await e.RegisterBranch(gid, core::TransType::kTcc, std::move(copy));
+        };
+      };
+      s = co_await WithRetries(*this, what, reg);
+    }
+    world.Trace(fmt::format("app: tcc {} register {} -> {}", gid, bid, s.ToString()));
+    if (!s.ok()) {  // e.g. the transaction timed out meanwhile: stop
+      tx.app_done = true;
+      co_return;
+    }
+    co_await Sleep(world.Uniform(1, 60));  // the try call travels to the participant
+    all_tried = participants.Try(gid, bid, /*business_ok=*/!world.Chance(0.1));
+    world.Trace(fmt::format("app: tcc {} try {} -> {}", gid, bid, all_tried ? "ok" : "failed"));
+  }
+  const bool wait = world.Chance(0.3);
+  if (all_tried && !world.Chance(0.05)) {
+    what = fmt::format("submit {} {}", gid, wait ? "wait" : "nowait");
+    auto submit = [&] { return SubmitOp(gid, core::TransType::kTcc, wait); };
+    s = co_await WithRetries(*this, what, submit);
+    world.Trace(fmt::format("app: tcc {} submit -> {}", gid, s.ToString()));
+  } else {
+    what = "abort " + gid;
+    auto abort = [&] { return AbortOp(gid, wait, "try failed"); };
+    s = co_await WithRetries(*this, what, abort);
+    world.Trace(fmt::format("app: tcc {} abort -> {}", gid, s.ToString()));
+  }
+  tx.app_done = true;
+}
+
+awaitable<void> Sim::MsgApp(std::string gid) {
+  TxInfo& tx = txs[gid];
+  core::TransSnapshot snap;
+  snap.global.gid = gid;
+  snap.global.trans_type = core::TransType::kMsg;
+  snap.global.query_prepared = kQueryPrepared;
+  if (world.Chance(0.3)) snap.global.options.concurrent = true;
+  if (world.Chance(0.3)) snap.global.options.timeout_to_fail_s = world.Uniform(2, 10);
+  const size_t branches = static_cast<size_t>(world.Uniform(1, 3));
+  for (size_t k = 0; k < branches; ++k) {
+    core::BranchRow row;
+    row.branch_id = Id(k);
+    row.op = "action";
+    row.url = kMsgAction;
+    snap.branches.push_back(row);
+    tx.branch_ids.push_back(Id(k));
+  }
+  std::string what = "prepare " + gid;
+  auto prepare = [&] {
+    return [snap](engine::Engine& e) -> awaitable<Status> { co_return co_await e.Prepare(snap); };
+  };
+  Status s = co_await WithRetries(*this, what, prepare);
+  world.Trace(fmt::format("app: msg {} prepare -> {}", gid, s.ToString()));
+  if (!s.ok()) {
+    // Not prepared (as far as the application knows): it does not commit its local transaction.
+    participants.DecideLocal(gid, false);
+    tx.app_done = true;
+    co_return;
+  }
+  co_await Sleep(world.Uniform(1, 3000));  // the local transaction runs
+  const LocalTx local = participants.DecideLocal(gid, world.Chance(0.75));
+  world.Trace(fmt::format("app: msg {} local transaction {}", gid,
+                          local == LocalTx::kCommitted ? "committed" : "rolled back"));
+  if (world.chaos && world.Chance(0.1)) {  // the application dies before submit/abort
+    world.Trace(fmt::format("app: msg {} goes silent", gid));
+    tx.app_done = true;
+    co_return;
+  }
+  const bool wait = world.Chance(0.3);
+  if (local == LocalTx::kCommitted) {
+    what = fmt::format("submit {} {}", gid, wait ? "wait" : "nowait");
+    auto submit = [&] { return SubmitOp(gid, core::TransType::kMsg, wait); };
+    s = co_await WithRetries(*this, what, submit);
+  } else {
+    what = "abort " + gid;
+    auto abort = [&] { return AbortOp(gid, false, "local transaction rolled back"); };
+    s = co_await WithRetries(*this, what, abort);
+  }
+  world.Trace(fmt::format("app: msg {} {} -> {}", gid,
+                          local == LocalTx::kCommitted ? "submit" : "abort", s.ToString()));
+  tx.app_done = true;
+}
+
+awaitable<void> Sim::OperatorApp() {
+  // Now and then, an operator stops a transaction (DTM's forceStop) or makes one due now.
+  while (world.chaos) {
+    co_await Sleep(world.Uniform(2000, 15000));
+    if (!world.chaos || txs.empty()) break;
+    auto it = txs.begin();
+    std::advance(it, world.Uniform(0, static_cast<int64_t>(txs.size()) - 1));
+    const std::string gid = it->first;
+    if (world.Chance(0.3)) {
+      it->second.force_stop_sent = true;
+      std::string what = "forceStop " + gid;
+      Node::Op op = [gid](engine::Engine& e) -> awaitable<Status> {
+        std::string g = gid;
+        co_return co_await e.ForceStop(std::move(g));
+      };
+      Status s = co_await Api(what, std::move(op));
+      world.Trace(fmt::format("operator: forceStop {} -> {}", gid, s.ToString()));
+    } else {
+      it->second.resets.push_back(world.time.now_ms());
+      std::string what = "reset " + gid;
+      Node::Op op = [gid](engine::Engine& e) -> awaitable<Status> {
+        std::string g = gid;
+        co_return co_await e.ResetNextCronTime(std::move(g));
+      };
+      Status s = co_await Api(what, std::move(op));
+      world.Trace(fmt::format("operator: resetNextCronTime {} -> {}", gid, s.ToString()));
+    }
+  }
+}
+
+}  // namespace dtx::sim
