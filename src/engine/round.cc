@@ -76,6 +76,7 @@ awaitable<Status> Engine::WriteStep(Active& a, core::Decision& d) {
   if (plan.lease_ms) a.snap.global.next_cron_time_ms = *plan.lease_ms;
   if (!plan.write) co_return Status::Ok();
   if (d.round_over && DTX_MUTANT(kAckBeforeCommit)) {  // broken on purpose: not awaited
+    if (plan.write->new_status) a.stored_status = *plan.write->new_status;  // "as if committed"
     store_.Update(std::move(*plan.write), [](Status) {});
     co_return Status::Ok();
   }
@@ -181,7 +182,9 @@ awaitable<Status> Engine::WaitRound(ActivePtr a, int64_t deadline_ms, WaitFor wh
   const core::GlobalTrans& g = a->snap.global;
   const core::GlobalStatus wanted =
       what == WaitFor::kSubmit ? core::GlobalStatus::kSucceed : core::GlobalStatus::kFailed;
-  if (g.status == wanted) co_return Status::Ok();
+  // What the store holds, not the snapshot: a round whose write was refused (another coordinator
+  // took the transaction over) has a snapshot ahead of the store (dtx-sim seeds 40327, 52912).
+  if (a->stored_status == wanted) co_return Status::Ok();
   // tcc/xa/msg report the answer that stopped the round (§1.5); a saga reports its reason.
   if (g.trans_type != core::TransType::kSaga && a->last_error_class) {
     switch (*a->last_error_class) {

@@ -85,6 +85,8 @@ void Sim::OnAck(int node, const std::string& what, const Status& status) {
   const std::string& gid = w[1];
   auto tx = txs.find(gid);
   if (tx != txs.end() && kind == "forceStop") tx->second.force_stopped = true;
+  // When the reset landed (a paused coordinator may apply it long after it was sent).
+  if (tx != txs.end() && kind == "reset") tx->second.resets.push_back(world.time.now_ms());
   if (tx == txs.end() || tx->second.force_stop_sent) return;
   std::optional<core::TransSnapshot> stored = disk.Peek(gid);
   auto fail = [&](const std::string& why) {
