@@ -107,22 +107,15 @@ awaitable<Status> Engine::RecheckLease(Active& a, const core::Decision& d) {
       DTX_MUTANT(kSkipLeaseExtension)) {
     co_return Status::Ok();
   }
-  const int64_t lease = LeaseUntil(a.snap);
-  core::TransUpdate u;
-  u.gid = a.snap.global.gid;
-  u.expected_status = a.stored_status;
-  u.expected_owner = options_.owner;
-  u.next_cron_time_ms = lease;
-  u.update_time_ms = clock_.NowMs();
-  Status st = co_await Transition(std::move(u));
-  if (!st.ok()) co_return st;
-  a.stored_wakeup_ms = lease;
-  a.lease_needed_ms = std::max(a.lease_needed_ms, lease);
-  a.snap.global.next_cron_time_ms = lease;
-  if (!LeaseCovers(a.snap, a.stored_wakeup_ms)) {
-    co_return Status::Unavailable("the store is too slow to hold a lease; round abandoned");
+  // A decision with no update whose calls are still to start: WriteStep (PlanWrite) extends the
+  // lease to cover them, fenced like every write of the round.
+  core::Decision lease_only;
+  lease_only.calls = d.calls;
+  Status st = co_await WriteStep(a, lease_only);
+  if (st.ok() && !LeaseCovers(a.snap, a.stored_wakeup_ms)) {
+    st = Status::Unavailable("the store is too slow to hold a lease; round abandoned");
   }
-  co_return Status::Ok();
+  co_return st;
 }
 
 void Engine::StartCalls(Shard* shard, const ActivePtr& a, const std::vector<size_t>& calls) {
