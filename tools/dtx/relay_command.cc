@@ -107,7 +107,8 @@ void AddRelayCommand(CLI::App& app) {
   CLI::App* cmd =
       app.add_subcommand("relay", "publish committed outbox rows to a broker (docs/outbox.md)");
   AddSourceFlags(cmd, flags.get(), false);
-  cmd->add_option("--sink", flags->options.sink, "redis://host:port, nats://host:port or kafka://host:port[,host:port]");
+  cmd->add_option("--sink", flags->options.sink,
+                  "redis://host:port, nats://host:port or kafka://host:port[,host:port]");
   cmd->add_option("--batch", flags->options.batch, "rows per claim (1..10000)")
       ->capture_default_str();
   cmd->add_option("--workers", flags->options.workers, "worker threads (SQLite: 1)")
