@@ -13,6 +13,7 @@ PKGS=(
   libhiredis-dev redis-server
   libnats-dev nats-server
   librdkafka-dev
+  librabbitmq-dev rabbitmq-server  # tests start a private rabbitmq-server (not the system service)
   dpkg-dev file  # scripts/package.sh: cpack -G DEB runs dpkg-shlibdeps and file
 )
 missing=()

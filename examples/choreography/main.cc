@@ -1,8 +1,7 @@
 // choreography-example: seed 000 §2.1 (事件/编排) with real processes and no coordinator.
-//   choreography-example demo [--broker redis|nats|kafka] [--broker-url URL] [--dtx PATH] [--dir
-//   DIR]
-//   [--keep] choreography-example service --name order|payment|inventory|shipping --db PATH
-//   --broker URL
+//   choreography-example demo [--broker redis|nats|kafka|amqp] [--broker-url URL] [--dtx PATH]
+//                             [--dir DIR] [--keep]
+//   choreography-example service --name order|payment|inventory|shipping --db PATH --broker URL
 //                                [--stock widget=5 ...]
 //   choreography-example place --db order.db --order o1 --item widget --qty 2 --amount 20
 //   choreography-example timeline --dir DIR
@@ -77,7 +76,7 @@ int main(int argc, char** argv) {
   demo.dtx = DTX_BINARY_PATH;
 #endif
   CLI::App* d = app.add_subcommand("demo", "run everything and check every database");
-  d->add_option("--broker", demo.broker, "redis, nats or kafka (started privately)")
+  d->add_option("--broker", demo.broker, "redis, nats, kafka or amqp (started privately)")
       ->capture_default_str();
   d->add_option("--broker-url", demo.broker_url, "a running broker instead of a private one");
   d->add_option("--dtx", demo.dtx, "the dtx binary")->capture_default_str();
@@ -88,7 +87,8 @@ int main(int argc, char** argv) {
   CLI::App* s = app.add_subcommand("service", "run one service until SIGTERM");
   s->add_option("--name", svc.name, "order, payment, inventory or shipping")->required();
   s->add_option("--db", svc.db, "its SQLite database")->required();
-  s->add_option("--broker", svc.broker, "redis://, nats:// or kafka://host:port")->required();
+  s->add_option("--broker", svc.broker, "redis://, nats://, kafka:// or amqp://host:port")
+      ->required();
   s->add_option("--stock", svc.stock, "inventory: item=qty to start with");
 
   std::string db, order, item;

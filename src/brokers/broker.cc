@@ -3,6 +3,7 @@
 
 #include <charconv>
 
+#include "brokers/amqp.h"
 #include "brokers/kafka.h"
 #include "brokers/nats.h"
 #include "brokers/redis.h"
@@ -36,7 +37,7 @@ Result<HostPort> ParseHostPort(std::string_view url, std::string_view scheme, in
 
 namespace {
 constexpr const char* kKnownSchemes =
-    "redis:// (Redis Streams), nats:// (NATS JetStream), kafka:// (Kafka)";
+    "redis:// (Redis Streams), nats:// (NATS JetStream), kafka:// (Kafka), amqp:// (RabbitMQ)";
 
 std::string_view SchemeOf(std::string_view url) {
   size_t p = url.find("://");
@@ -49,6 +50,7 @@ Result<std::unique_ptr<Publisher>> OpenPublisher(std::string_view url) {
   if (scheme == "redis") return OpenRedisPublisher(url);
   if (scheme == "nats") return OpenNatsPublisher(url);
   if (scheme == "kafka") return OpenKafkaPublisher(url);
+  if (scheme == "amqp") return OpenAmqpPublisher(url);
   return Status::InvalidArgument("unknown sink scheme in '" + std::string(url) +
                                  "'; this build knows " + kKnownSchemes);
 }
@@ -62,6 +64,7 @@ Result<std::unique_ptr<Consumer>> OpenConsumer(std::string_view url, ConsumerOpt
   if (scheme == "redis") return OpenRedisConsumer(url, std::move(options));
   if (scheme == "nats") return OpenNatsConsumer(url, std::move(options));
   if (scheme == "kafka") return OpenKafkaConsumer(url, std::move(options));
+  if (scheme == "amqp") return OpenAmqpConsumer(url, std::move(options));
   return Status::InvalidArgument("unknown broker scheme in '" + std::string(url) +
                                  "'; this build knows " + kKnownSchemes);
 }

@@ -25,11 +25,11 @@ namespace dtx::relay {
 struct RelayOptions {
   std::string source;  // postgres://... or sqlite:PATH
   std::string table = "dtx_outbox";
-  std::string sink;                               // redis://, nats:// or kafka://host:port
-  size_t batch = 500;                             // rows per claim, 1..10000
-  int workers = 1;                                // threads, each its own connections; SQLite: 1
-  int max_attempts = 10;                          // broker refusals before a row is parked
-  std::chrono::milliseconds poll_interval{1000};  // fallback when no NOTIFY arrives
+  std::string sink;       // redis://, nats://, kafka://host:port or amqp://host:port
+  size_t batch = 500;     // rows per claim, 1..10000
+  int workers = 1;        // threads, each its own connections; SQLite: 1
+  int max_attempts = 10;  // broker refusals before a row is parked
+  std::chrono::milliseconds poll_interval{1000};      // fallback when no NOTIFY arrives
   std::chrono::milliseconds publish_timeout{10'000};  // per batch
   std::chrono::seconds retain{0};  // delete published rows older than this; 0 = keep
   bool init = false;               // create the table if missing

@@ -20,6 +20,7 @@
 
 #include "brokers/broker.h"
 #include "brokers/broker_process.h"
+#include "brokers/require_broker.h"
 
 namespace dtx {
 namespace {
@@ -74,29 +75,54 @@ brokers::Message Msg(int n, const std::string& key) {
           .headers = {{"correlation_id", "c" + std::to_string(n)}}};
 }
 
-// Every test runs on each broker: redis (Redis Streams), nats (NATS JetStream) and kafka
-// (dtx-kafka-mock; two tests skipped there, see their GTEST_SKIP).
+// Every test runs on each broker: redis (Redis Streams), nats (NATS JetStream), amqp (RabbitMQ)
+// and kafka (dtx-kafka-mock; two tests skipped there, see their GTEST_SKIP).
 class InboxTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     for (char& c : name) c = c == '/' ? '-' : c;
     dir_ = TestDir(name);
-    redis_ = std::make_unique<brokers::testing::BrokerProcess>(GetParam(), dir_ + "/broker");
-    ASSERT_TRUE(redis_->Start()) << GetParam() << " did not start; log: " << redis_->log_path();
-    auto p = brokers::OpenPublisher(redis_->Url());
+    DTX_REQUIRE_BROKER(GetParam());
+    if (GetParam() == "amqp") {
+      // rabbitmq-server boots in 5-15 s: one server for all amqp tests, each on its own exchange
+      // (so its own queue, EXCHANGE.svc).
+      struct Shared {  // killed and removed at exit
+        std::string dir = "/tmp/dtx-inbox-test-" + std::to_string(::getpid()) + "-rabbitmq";
+        brokers::testing::BrokerProcess server{"amqp", dir};
+        ~Shared() {
+          server.Kill();
+          std::filesystem::remove_all(dir);
+        }
+      };
+      static Shared shared;
+      broker_ = &shared.server;
+    } else {
+      owned_ = std::make_unique<brokers::testing::BrokerProcess>(GetParam(), dir_ + "/broker");
+      broker_ = owned_.get();
+    }
+    ASSERT_TRUE(broker_->Start()) << GetParam() << " did not start; log: " << broker_->log_path();
+    url_ = broker_->Url() + (GetParam() == "amqp" ? "?exchange=" + name : "");
+    auto p = brokers::OpenPublisher(url_);
     ASSERT_TRUE(p.ok());
     publisher_ = std::move(p.value());
+    if (GetParam() == "amqp") {  // RabbitMQ keeps a message only for a queue bound before it
+      auto c =
+          brokers::OpenConsumer(url_, {.group = "svc", .consumer = "setup", .topics = {"events"}});
+      ASSERT_TRUE(c.ok());
+      auto f = c.value()->Fetch(1, 10ms);
+      ASSERT_TRUE(f.ok()) << f.status().ToString();
+    }
   }
   void TearDown() override {
-    redis_.reset();
+    owned_.reset();
     std::filesystem::remove_all(dir_);
   }
   void Publish(const std::vector<brokers::Message>& batch) {
     for (const Status& s : publisher_->Publish(batch, 5s)) ASSERT_TRUE(s.ok()) << s.ToString();
   }
   InboxOptions Options(const std::string& instance = "") {
-    return {.broker = redis_->Url(),
+    return {.broker = url_,
             .consumer = "svc",
             .instance = instance,
             .topics = {"events"},
@@ -120,7 +146,9 @@ class InboxTest : public ::testing::TestWithParam<std::string> {
   bool BrokerDedups() const { return GetParam() == "nats"; }
 
   std::string dir_;
-  std::unique_ptr<brokers::testing::BrokerProcess> redis_;
+  std::unique_ptr<brokers::testing::BrokerProcess> owned_;
+  brokers::testing::BrokerProcess* broker_ = nullptr;  // owned_, or amqp's shared server
+  std::string url_;
   std::unique_ptr<brokers::Publisher> publisher_;
 };
 
@@ -241,12 +269,12 @@ TEST_P(InboxTest, BrokerDownIsRetryableAndNothingIsLost) {
   ASSERT_TRUE(inbox.ok());
   ASSERT_TRUE(inbox.value()->EnsureTables().ok());
   Drain(*inbox.value(), 2);
-  redis_->Kill();
+  broker_->Kill();
   Result<size_t> r = inbox.value()->Poll(50ms);
   for (int i = 0; i < 40 && r.ok(); ++i) r = inbox.value()->Poll(50ms);  // noticed within 2 s
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().retryable()) << r.status().ToString();
-  ASSERT_TRUE(redis_->Start());
+  ASSERT_TRUE(broker_->Start());
   (void)publisher_->Publish({Msg(3, "k")}, 1s);  // the publisher's old connection fails first
   Publish({Msg(3, "k")});
   // m3 (published twice: at least once), and on NATS m1/m2 again when the server lost their
@@ -375,7 +403,7 @@ TEST_P(InboxTest, ConsumerKilledNineMidStreamAppliesEveryEventExactlyOnceInKeyOr
   sqlite3_close(db);
 }
 
-INSTANTIATE_TEST_SUITE_P(Brokers, InboxTest, ::testing::Values("redis", "nats", "kafka"),
+INSTANTIATE_TEST_SUITE_P(Brokers, InboxTest, ::testing::Values("redis", "nats", "amqp", "kafka"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace
