@@ -21,6 +21,7 @@
 #include "brokers/broker.h"
 #include "brokers/broker_process.h"
 #include "brokers/require_broker.h"
+#include "tests/support/relay_process.h"
 
 namespace dtx {
 namespace {
@@ -37,71 +38,6 @@ std::string TestDir(const std::string& name) {
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
   return d;
-}
-
-// `dtx relay ...` as a child process; output to a log file.
-class RelayProcess {
- public:
-  RelayProcess(std::vector<std::string> args, std::string log)
-      : args_(std::move(args)), log_(log) {}
-  ~RelayProcess() { Kill(); }
-  void Start() {
-    std::error_code ec;
-    auto size = std::filesystem::file_size(log_, ec);
-    ready_offset_ = ec ? 0 : static_cast<size_t>(size);
-    std::vector<std::string> a = {DTX_BINARY_PATH, "relay"};
-    a.insert(a.end(), args_.begin(), args_.end());
-    std::vector<char*> argv;
-    for (std::string& s : a) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  void Kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  int Terminate() {
-    // A relay handles SIGTERM once it has started (its ready line): a SIGTERM just after a
-    // restart would find the default action.
-    for (int i = 0; i < 200 && !LogHas("dtx relay ready"); ++i) std::this_thread::sleep_for(50ms);
-    ::kill(pid_, SIGTERM);
-    int st = 0;
-    ::waitpid(pid_, &st, 0);
-    pid_ = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  }
-
- private:
-  bool LogHas(const std::string& text) const {
-    std::ifstream in(log_);
-    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    return all.rfind(text) != std::string::npos && all.rfind(text) >= ready_offset_;
-  }
-
-  std::vector<std::string> args_;
-  std::string log_;
-  size_t ready_offset_ = 0;  // the log's size at the last Start: a ready line after it counts
-  int pid_ = -1;
-};
-
-// Runs `dtx relay ARGS` to its end; returns the exit code and the output.
-std::pair<int, std::string> RunDtx(const std::string& args) {
-  std::string cmd = std::string(DTX_BINARY_PATH) + " relay " + args + " 2>&1";
-  FILE* f = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, f) != nullptr) out += buf;
-  int st = ::pclose(f);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
 class PgDb {

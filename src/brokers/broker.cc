@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "brokers/amqp.h"
+#include "brokers/dtx_sink.h"
 #include "brokers/kafka.h"
 #include "brokers/nats.h"
 #include "brokers/redis.h"
@@ -37,7 +38,8 @@ Result<HostPort> ParseHostPort(std::string_view url, std::string_view scheme, in
 
 namespace {
 constexpr const char* kKnownSchemes =
-    "redis:// (Redis Streams), nats:// (NATS JetStream), kafka:// (Kafka), amqp:// (RabbitMQ)";
+    "redis:// (Redis Streams), nats:// (NATS JetStream), kafka:// (Kafka), amqp:// (RabbitMQ), "
+    "dtx:// (a dtx coordinator's topics; sink only)";
 
 std::string_view SchemeOf(std::string_view url) {
   size_t p = url.find("://");
@@ -51,6 +53,7 @@ Result<std::unique_ptr<Publisher>> OpenPublisher(std::string_view url) {
   if (scheme == "nats") return OpenNatsPublisher(url);
   if (scheme == "kafka") return OpenKafkaPublisher(url);
   if (scheme == "amqp") return OpenAmqpPublisher(url);
+  if (scheme == "dtx") return OpenDtxPublisher(url);
   return Status::InvalidArgument("unknown sink scheme in '" + std::string(url) +
                                  "'; this build knows " + kKnownSchemes);
 }
@@ -65,6 +68,11 @@ Result<std::unique_ptr<Consumer>> OpenConsumer(std::string_view url, ConsumerOpt
   if (scheme == "nats") return OpenNatsConsumer(url, std::move(options));
   if (scheme == "kafka") return OpenKafkaConsumer(url, std::move(options));
   if (scheme == "amqp") return OpenAmqpConsumer(url, std::move(options));
+  if (scheme == "dtx") {
+    return Status::InvalidArgument(
+        "dtx:// is a relay sink only: a coordinator's subscribers "
+        "receive its HTTP calls (GET /api/dtmsvr/subscribe)");
+  }
   return Status::InvalidArgument("unknown broker scheme in '" + std::string(url) +
                                  "'; this build knows " + kKnownSchemes);
 }

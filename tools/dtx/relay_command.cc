@@ -108,8 +108,9 @@ void AddRelayCommand(CLI::App& app) {
       app.add_subcommand("relay", "publish committed outbox rows to a broker (docs/outbox.md)");
   AddSourceFlags(cmd, flags.get(), false);
   cmd->add_option("--sink", flags->options.sink,
-                  "redis://host:port, nats://host:port, kafka://host:port[,host:port] or "
-                  "amqp://[user:pass@]host:port[/vhost][?exchange=NAME]");
+                  "redis://host:port, nats://host:port, kafka://host:port[,host:port], "
+                  "amqp://[user:pass@]host:port[/vhost][?exchange=NAME] or dtx://host:port (a dtx "
+                  "coordinator's topics)");
   cmd->add_option("--batch", flags->options.batch, "rows per claim (1..10000)")
       ->capture_default_str();
   cmd->add_option("--workers", flags->options.workers, "worker threads (SQLite: 1)")

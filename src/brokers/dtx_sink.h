@@ -1,0 +1,31 @@
+// The dtx coordinator as a relay sink: `dtx://host:port` (the coordinator's HTTP API at
+// http://host:port/api/dtmsvr). Each outbox message becomes one transactional message of the
+// coordinator (msg mode, PROTOCOL.md §1.9) with gid = the message id and one step whose action is
+// topic://<topic> and whose payload is the message's payload: the coordinator expands the topic to
+// its current subscribers and POSTs the payload to each of them until it answers SUCCESS. The
+// message id, the ordering key and the outbox headers travel as branch_headers (HTTP headers on
+// every call): Dtx-Message-Id, Dtx-Key, then the headers as they are.
+//
+// Acknowledgement = the coordinator's 200 to the submit (the message is stored `submitted`).
+// Re-publishing a message (at least once) submits the same gid again: the coordinator resumes the
+// stored message instead of creating a second one (or answers 409 once it succeeded; the sink then
+// queries the gid and acknowledges a msg that is submitted or succeed), so subscribers get each
+// message id once per subscriber (plus the coordinator's own retries: make them idempotent). A
+// topic without subscribers
+// ("topic not found") is a transport failure: the row stays pending until someone subscribes.
+// Other 4xx answers are refusals (parked); no answer, 5xx and 503 are transport failures.
+//
+// No per-key order at the subscribers: the coordinator delivers each message on its own (retries
+// with backoff per message). A sink only: OpenConsumer refuses dtx:// (subscribers receive calls).
+#pragma once
+
+#include <memory>
+#include <string_view>
+
+#include "brokers/broker.h"
+
+namespace dtx::brokers {
+
+Result<std::unique_ptr<Publisher>> OpenDtxPublisher(std::string_view url);
+
+}  // namespace dtx::brokers

@@ -1,0 +1,165 @@
+// `dtx relay --sink dtx://host:port` against a real `dtx server` (SQLite store): outbox rows of a
+// SQLite outbox become the coordinator's transactional messages to topic://<topic>, delivered to
+// every subscriber with the message id, key and headers as HTTP headers; a topic without
+// subscribers keeps its rows pending until someone subscribes; a re-publish of a message id is
+// not delivered twice; a coordinator that is down is a transport failure; bad input is refused.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "brokers/broker.h"
+#include "tests/support/harness.h"
+#include "tests/support/relay_process.h"
+
+namespace dtx::testing {
+namespace {
+
+class RelayDtxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir("relay-dtx");
+    server_ = std::make_unique<ServerProcess>(dir_ + "/dtx.db");
+    ASSERT_TRUE(server_->Start()) << server_->log_path();
+    sink_ = "dtx://127.0.0.1:" + std::to_string(server_->port());
+  }
+  void Subscribe(const std::string& topic, const std::string& path) {
+    HttpResult r =
+        HttpFetch("GET", server_->Api("subscribe?topic=" + topic + "&url=" + busi_.Url(path)));
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  // SQL on the outbox file (the relay holds its own connection; a busy timeout for both).
+  void Sql(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/app.db").c_str(), &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+
+  std::string dir_, sink_;
+  std::unique_ptr<ServerProcess> server_;
+  Busi busi_;
+};
+
+TEST_F(RelayDtxTest, RowsBecomeCoordinatorMessagesToEverySubscriber) {
+  Subscribe("orders", "/billing");
+  Subscribe("orders", "/stock");
+  RelayProcess relay({"--source", "sqlite:" + dir_ + "/app.db", "--sink", sink_, "--init",
+                      "--poll-interval", "0.05"},
+                     dir_ + "/relay.log");
+  relay.Start();
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(dir_ + "/app.db"); }, 10s));
+  ASSERT_TRUE(WaitFor(
+      [&] { return RunDtx("status --source sqlite:" + dir_ + "/app.db").first == 0; }, 10s));
+  for (int i = 1; i <= 5; ++i) {
+    Sql("insert into dtx_outbox (message_id, topic, msg_key, payload, headers) values ('m" +
+        std::to_string(i) + "', 'orders', 'o" + std::to_string(i % 2) + "', '{\"n\":" +
+        std::to_string(i) + "}', '{\"correlation_id\":\"c" + std::to_string(i) + "\"}')");
+  }
+  Sql("insert into dtx_outbox (message_id, topic, payload) values ('late', 'refunds', '{}')");
+  ASSERT_TRUE(
+      WaitFor([&] { return busi_.CallCount("/billing") + busi_.CallCount("/stock") >= 10; }, 20s));
+  for (const std::string path : {"/billing", "/stock"}) {
+    std::set<std::string> ids;
+    for (const BusiCall& c : busi_.Calls(path)) {
+      const std::string id = c.headers.at("dtx-message-id");
+      const int n = std::stoi(id.substr(1));
+      ids.insert(id);
+      EXPECT_EQ(c.query.at("gid"), id);  // one coordinator message per outbox message
+      EXPECT_EQ(c.body, "{\"n\":" + std::to_string(n) + "}");
+      EXPECT_EQ(c.headers.at("dtx-key"), "o" + std::to_string(n % 2));
+      EXPECT_EQ(c.headers.at("correlation_id"), "c" + std::to_string(n));
+    }
+    EXPECT_EQ(ids.size(), 5u) << path;
+  }
+  // "refunds" has no subscriber: its row stays pending (no attempt counted), until one subscribes.
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(RunDtx("status --source sqlite:" + dir_ + "/app.db").second,
+            "pending 1 published 5 parked 0\n");
+  Subscribe("refunds", "/refunds");
+  ASSERT_TRUE(WaitFor([&] { return busi_.CallCount("/refunds") == 1; }, 20s));
+  EXPECT_EQ(relay.Terminate(), 0);
+  EXPECT_EQ(RunDtx("status --source sqlite:" + dir_ + "/app.db").second,
+            "pending 0 published 6 parked 0\n");
+  EXPECT_EQ(busi_.CallCount("/billing"), 5u);
+}
+
+// The relay killed -9 again and again while rows are written: every row is delivered, and the
+// re-publishes of rows published but not yet marked reach no subscriber twice (same gid).
+TEST_F(RelayDtxTest, RelayKilledNineDeliversEveryRowOnce) {
+  Subscribe("orders", "/billing");
+  RelayProcess relay({"--source", "sqlite:" + dir_ + "/app.db", "--sink", sink_, "--init",
+                      "--poll-interval", "0.02", "--batch", "20"},
+                     dir_ + "/relay.log");
+  relay.Start();
+  ASSERT_TRUE(WaitFor(
+      [&] { return RunDtx("status --source sqlite:" + dir_ + "/app.db").first == 0; }, 10s));
+  constexpr int kRows = 400;
+  std::thread writer([&] {
+    for (int i = 0; i < kRows; i += 10) {
+      std::string values;
+      for (int j = i; j < i + 10; ++j) {
+        values += std::string(values.empty() ? "" : ",") + "('r" + std::to_string(j) +
+                  "', 'orders', '{}')";
+      }
+      Sql("insert into dtx_outbox (message_id, topic, payload) values " + values);
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  std::mt19937 rng(5);
+  int kills = 0;
+  for (auto until = std::chrono::steady_clock::now() + 1500ms;
+       std::chrono::steady_clock::now() < until; ++kills) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 150));
+    relay.Kill();
+    relay.Start();
+  }
+  writer.join();
+  ASSERT_TRUE(WaitFor([&] { return busi_.CallCount("/billing") >= kRows; }, 30s));
+  EXPECT_EQ(relay.Terminate(), 0);
+  std::this_thread::sleep_for(300ms);
+  std::map<std::string, int> calls;
+  for (const BusiCall& c : busi_.Calls("/billing")) ++calls[c.query.at("gid")];
+  EXPECT_EQ(calls.size(), static_cast<size_t>(kRows));
+  for (const auto& [gid, n] : calls) EXPECT_EQ(n, 1) << gid;
+  EXPECT_EQ(RunDtx("status --source sqlite:" + dir_ + "/app.db").second,
+            "pending 0 published " + std::to_string(kRows) + " parked 0\n");
+  std::printf("%d relay kills, %d rows, %zu subscriber calls\n", kills, kRows,
+              busi_.Calls("/billing").size());
+}
+
+TEST_F(RelayDtxTest, RepublishIsNotDeliveredTwiceBadInputAndCoordinatorDown) {
+  Subscribe("orders", "/billing");
+  auto p = brokers::OpenPublisher(sink_);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  brokers::Message m{.topic = "orders", .key = "o1", .message_id = "dup1", .payload = "{}"};
+  brokers::Message bad = m;
+  bad.message_id = "bad1";
+  bad.headers = {{"x-evil", "a\r\nInjected: 1"}};
+  std::vector<Status> r = p.value()->Publish({m, bad, m}, 5s);
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_TRUE(r[0].ok()) << r[0].ToString();
+  EXPECT_EQ(r[1].code(), Code::kInvalidArgument) << r[1].ToString();
+  EXPECT_TRUE(r[2].ok()) << r[2].ToString();  // the same gid again: resumed, not a second message
+  ASSERT_TRUE(WaitFor([&] { return busi_.CallCount("/billing") >= 1; }, 10s));
+  std::this_thread::sleep_for(500ms);
+  r = p.value()->Publish({m}, 5s);  // once more after it succeeded: acknowledged, not delivered
+  EXPECT_TRUE(r[0].ok()) << r[0].ToString();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(busi_.CallCount("/billing"), 1u);
+  EXPECT_EQ(brokers::OpenConsumer(sink_, {.group = "g", .consumer = "c", .topics = {"orders"}})
+                .status()
+                .code(),
+            Code::kInvalidArgument);
+  server_->Kill();
+  r = p.value()->Publish({m, m}, 2s);
+  for (const Status& s : r) EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+}
+
+}  // namespace
+}  // namespace dtx::testing
