@@ -11,6 +11,7 @@
 #include <random>
 
 #include "api/codec.h"
+#include "api/notify_routes.h"
 #include "api/wording.h"
 #include "core/machine.h"
 #include "http/client.h"
@@ -357,6 +358,7 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     api = "json-rpc";
     co_return ErrorResponse(Status::Unimplemented("JSON-RPC is not supported yet"));
   }
+  if (IsNotifyPath(path)) co_return co_await HandleNotify(engine_, req, api);  // notify_routes.cc
   if (path.rfind(kPrefix, 0) != 0) {
     co_return Json(404,
                    ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));
@@ -383,6 +385,7 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     if (!gid || gid->empty()) co_return ErrorResponse(Status::InvalidArgument("no gid specified"));
     auto r = co_await engine_.Query(*gid);
     if (!r.ok()) co_return ErrorResponse(r.status(), *gid);
+    if (r->has_value()) RedactNotify((**r).global);
     co_return Json(200, EncodeQueryAnswer(r->has_value() ? &**r : nullptr));
   }
   if (api == "all") {
@@ -419,6 +422,7 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     }
     auto r = co_await engine_.List(std::move(q));
     if (!r.ok()) co_return ErrorResponse(r.status());
+    for (core::GlobalTrans& g : r->transactions) RedactNotify(g);
     std::string next = r->next_before_id > 0 ? std::to_string(r->next_before_id) : std::string();
     co_return Json(200, EncodeAllAnswer(r->transactions, next));
   }
@@ -547,6 +551,10 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   const core::TransType type = *tr.trans_type;
   if (type == core::TransType::kWorkflow) {
     co_return ErrorResponse(Status::Unimplemented("workflow is not supported yet"), tr.gid);
+  }
+  if (type == core::TransType::kNotify) {
+    co_return ErrorResponse(
+        Status::InvalidArgument("a notification is created through POST /api/dtx/notify"), tr.gid);
   }
   // The transaction as it would be created by this request (validated before anything is stored).
   Result<core::TransSnapshot> proposed = Status::Internal("unset");

@@ -30,6 +30,8 @@ Decision Step(TransSnapshot& snap, Round& round, const Event& event, const Setti
       return TccStep(snap, round, event, settings, now_ms);
     case TransType::kMsg:
       return MsgStep(snap, round, event, settings, now_ms);
+    case TransType::kNotify:
+      return NotifyStep(snap, round, event, settings, now_ms);
     case TransType::kWorkflow:
       break;
   }

@@ -45,6 +45,9 @@ struct Event {
   size_t branch_index = 0;  // kResult: which row's call finished
   CallClass result = CallClass::kSuccess;
   std::string answer;  // kResult: body or error text (for reasons and last_error)
+  // kResult, notify attempts: the HTTP status (0 = no answer) and how long the call took.
+  int http_status = 0;
+  int64_t latency_ms = 0;
 };
 
 struct Decision {

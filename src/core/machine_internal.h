@@ -52,6 +52,11 @@ class Writer {
     update_.next_cron_time_ms = w.next_cron_time_ms;
     touched_ = true;
   }
+  void SetCustomData(std::string custom_data) {
+    snap_.global.custom_data = custom_data;
+    update_.custom_data = std::move(custom_data);
+    touched_ = true;
+  }
   bool has_wakeup() const { return update_.next_cron_time_ms.has_value(); }
   void SetRetryCount(int64_t n) {
     snap_.global.retry_count = n;
@@ -132,5 +137,8 @@ Decision TccStep(TransSnapshot& snap, Round& round, const Event& event, const Se
                  int64_t now_ms);
 Decision MsgStep(TransSnapshot& snap, Round& round, const Event& event, const Settings& settings,
                  int64_t now_ms);
+// notify (core/notify.h): one row, attempts on the schedule kept in custom_data.
+Decision NotifyStep(TransSnapshot& snap, Round& round, const Event& event, const Settings& settings,
+                    int64_t now_ms);
 
 }  // namespace dtx::core

@@ -18,6 +18,8 @@ std::string_view ToString(TransType t) {
       return "msg";
     case TransType::kWorkflow:
       return "workflow";
+    case TransType::kNotify:
+      return "notify";
   }
   return "";
 }
@@ -51,8 +53,8 @@ std::string_view ToString(BranchStatus s) {
 }
 
 std::optional<TransType> ParseTransType(std::string_view s) {
-  for (auto t :
-       {TransType::kSaga, TransType::kTcc, TransType::kXa, TransType::kMsg, TransType::kWorkflow}) {
+  for (auto t : {TransType::kSaga, TransType::kTcc, TransType::kXa, TransType::kMsg,
+                 TransType::kWorkflow, TransType::kNotify}) {
     if (ToString(t) == s) return t;
   }
   return std::nullopt;

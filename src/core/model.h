@@ -15,7 +15,8 @@
 
 namespace dtx::core {
 
-enum class TransType : unsigned char { kSaga, kTcc, kXa, kMsg, kWorkflow };
+// kNotify: a best-effort notification (docs/notifications.md), a dtx extension.
+enum class TransType : unsigned char { kSaga, kTcc, kXa, kMsg, kWorkflow, kNotify };
 enum class GlobalStatus : unsigned char { kPrepared, kSubmitted, kAborting, kSucceed, kFailed };
 enum class BranchStatus : unsigned char { kPrepared, kSucceed, kFailed };
 

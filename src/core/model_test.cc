@@ -18,14 +18,15 @@ TEST(ModelTest, TransTypeNamesRoundTrip) {
                                                    {TransType::kTcc, "tcc"},
                                                    {TransType::kXa, "xa"},
                                                    {TransType::kMsg, "msg"},
-                                                   {TransType::kWorkflow, "workflow"}};
+                                                   {TransType::kWorkflow, "workflow"},
+                                                   {TransType::kNotify, "notify"}};
   for (const auto& [t, name] : all) {
     EXPECT_EQ(ToString(t), name);
     EXPECT_EQ(ParseTransType(name), t);
   }
   EXPECT_FALSE(ParseTransType("").has_value());
   EXPECT_FALSE(ParseTransType("sagas").has_value());
-  EXPECT_FALSE(ParseTransType("notify").has_value());
+  EXPECT_FALSE(ParseTransType("notification").has_value());
 }
 
 TEST(ModelTest, GlobalStatusNamesRoundTrip) {

@@ -77,7 +77,9 @@ BranchCallSpec BuildBranchCall(const core::GlobalTrans& global, const core::Bran
 BranchCallSpec BuildCheckBackCall(const core::GlobalTrans& global, int64_t timeout_ms) {
   BranchCallSpec spec = BaseSpec(global, timeout_ms);
   spec.method = "GET";
-  spec.url = WithIdentity(global.query_prepared, global.gid, "msg", "00", "msg");
+  // msg, or notify (a two-phase notification is checked back the same way).
+  spec.url = WithIdentity(global.query_prepared, global.gid, core::ToString(global.trans_type),
+                          "00", "msg");
   return spec;
 }
 

@@ -129,6 +129,20 @@ class Engine {
   boost::asio::awaitable<Result<std::vector<store::KvRow>>> QueryKv(std::string cat,
                                                                     std::string key);
 
+  // Notifications (docs/notifications.md, engine/notify.cc). `proposed` is a validated notify
+  // transaction (status prepared for a two-phase one, else submitted) whose custom_data is its
+  // core::NotifyState. The same id with the same request_hash -> ok, unchanged; a different one (or
+  // another transaction with that gid) -> kConflict. A first attempt due at once is made by a round
+  // started here; a later one by recovery when it is due.
+  boost::asio::awaitable<Status> CreateNotify(core::TransSnapshot proposed);
+  // prepared -> pending (submitted; ok if already). kNotFound; kConflict when aborted or finished.
+  boost::asio::awaitable<Status> SubmitNotify(std::string id);
+  // prepared -> aborted (failed, rollback_reason "aborted"; ok if already). kNotFound; kConflict.
+  boost::asio::awaitable<Status> AbortNotify(std::string id);
+  // delivered or failed -> pending, its schedule from the start, its log kept. kNotFound;
+  // kConflict for a pending, prepared or aborted one.
+  boost::asio::awaitable<Status> ResendNotify(std::string id);
+
   size_t active_transactions() const { return active_count_.load(std::memory_order_relaxed); }
   const EngineOptions& options() const { return options_; }
 
@@ -221,6 +235,17 @@ class Engine {
   void RecordCallMetric(const Active& active, const core::Event& event);
   void MaybeAlert(Shard* shard, const Active& active, const core::Event& event, bool indeterminate);
   boost::asio::awaitable<void> SendAlert(Shard* shard, BranchCallSpec alert);
+
+  // notify.cc: notifications.
+  boost::asio::awaitable<Status> CreateNotifyOnShard(core::TransSnapshot proposed);
+  boost::asio::awaitable<Status> AbortNotifyOnShard(std::string id);
+  boost::asio::awaitable<Status> ResendNotifyOnShard(std::string id);
+  // Starts one attempt of the round's notification (counted in outstanding_calls).
+  void StartNotifyCall(Shard* shard, const ActivePtr& active);
+  // One attempt: the call, its latency, its class by the notification's success rule.
+  boost::asio::awaitable<void> CallNotify(Shard* shard, ActivePtr active, BranchCallSpec spec);
+  // After a committed status change of a notification: the notify_failed alert.
+  void NotifyStatusCommitted(const Active& active, core::GlobalStatus status);
 
   // recovery.cc: the recovery loop.
   boost::asio::awaitable<void> CronLoop();

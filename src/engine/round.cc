@@ -96,6 +96,7 @@ awaitable<Status> Engine::WriteStep(Active& a, core::Decision& d) {
                  a.snap.global.trans_type == core::TransType::kXa);
     a.stored_status = *new_status;
     for (Timer* w : a.status_waiters) w->Cancel();
+    if (a.snap.global.trans_type == core::TransType::kNotify) NotifyStatusCommitted(a, *new_status);
   }
   co_return st;
 }
@@ -126,6 +127,10 @@ void Engine::StartCalls(Shard* shard, const ActivePtr& a, const std::vector<size
   DTX_INVARIANT(a->stored_wakeup_ms >= a->lease_needed_ms || DTX_MUTANT(kSkipLeaseExtension),
                 "no branch call without a stored lease that covers its deadline");
   for (size_t i : calls) {
+    if (a->snap.global.trans_type == core::TransType::kNotify && i != core::kCheckBackIndex) {
+      StartNotifyCall(shard, a);  // engine/notify.cc
+      continue;
+    }
     BranchCallSpec spec = i == core::kCheckBackIndex
                               ? BuildCheckBackCall(a->snap.global, timeout_ms)
                               : BuildBranchCall(a->snap.global, a->snap.branches[i], timeout_ms);

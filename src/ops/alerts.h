@@ -39,6 +39,12 @@ struct AlertRequest {
 // is under the limit and the answer is not an indeterminate check-back).
 std::optional<AlertRequest> BuildAlert(const AlertOptions& options, const FailedCall& call);
 
+// A notification whose schedule ran out (kind "notify_failed"): gid = the notification's id,
+// status "failed", branch = its URL, retry_count = attempts made, error = the last one's answer.
+AlertRequest BuildNotifyFailedAlert(const std::string& webhook, int64_t timeout_ms,
+                                    const std::string& id, const std::string& url, int64_t attempts,
+                                    const std::string& last_error);
+
 // Logs a webhook that did not answer 200 (a failing webhook is logged and ignored, §3.6).
 void LogAlertAnswer(int http_status, std::string_view body);
 
