@@ -203,6 +203,11 @@ void BrokerProcess::Kill() {
   pid_ = -1;
 }
 
+bool BrokerProcess::SetDown(bool down) {
+  if (kind_ != "kafka" || pid_ <= 0) return false;
+  return ::kill(pid_, down ? SIGUSR1 : SIGUSR2) == 0;
+}
+
 void BrokerProcess::Stop() {
   if (pid_ <= 0) return;
   ::kill(-pid_, SIGTERM);

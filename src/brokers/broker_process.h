@@ -31,6 +31,9 @@ class BrokerProcess {
   bool Start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
   void Kill();  // SIGKILL and reap
   void Stop();  // SIGTERM and reap (bounded; SIGKILL after 10 s)
+  // kafka only (the mock loses its data on a restart): every broker down (refusing and dropping
+  // connections) or up again, data kept. False for other kinds.
+  bool SetDown(bool down);
   bool running() const { return pid_ > 0; }
   int port() const { return port_; }
   std::string Url()

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -37,28 +38,53 @@ Status KafkaStatus(rd_kafka_resp_err_t e, std::string_view what) {
   return IsRefusal(e) ? Status::InvalidArgument(msg) : Status::Unavailable(msg);
 }
 
-// bootstrap.servers from kafka://h1:p1,h2:p2 (each checked).
-Result<std::string> Bootstrap(std::string_view url) {
+using Settings = std::vector<std::pair<std::string, std::string>>;
+
+// kafka://h1:p1,h2:p2[?name=value&...]: bootstrap.servers (each host checked) and librdkafka
+// settings given in the URL (applied after the adapter's own, so they override them).
+struct Endpoint {
+  std::string bootstrap;
+  Settings settings;
+};
+
+Result<Endpoint> ParseUrl(std::string_view url) {
   if (!url.starts_with("kafka://")) return Status::InvalidArgument("not a kafka:// URL");
+  Endpoint e;
   std::string_view rest = url.substr(8);
+  if (size_t q = rest.find('?'); q != std::string_view::npos) {
+    for (std::string_view query = rest.substr(q + 1); !query.empty();) {
+      size_t amp = query.find('&');
+      std::string_view pair = query.substr(0, amp);
+      size_t eq = pair.find('=');
+      if (eq == std::string_view::npos || eq == 0) {
+        return Status::InvalidArgument("kafka URL: '" + std::string(pair) +
+                                       "' is not name=value (a librdkafka setting)");
+      }
+      e.settings.emplace_back(pair.substr(0, eq), pair.substr(eq + 1));
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    }
+    rest = rest.substr(0, q);
+  }
   if (size_t slash = rest.find('/'); slash != std::string_view::npos) rest = rest.substr(0, slash);
-  std::string out;
   while (!rest.empty()) {
     size_t comma = rest.find(',');
     std::string_view one = rest.substr(0, comma);
     Result<HostPort> hp = ParseHostPort("kafka://" + std::string(one), "kafka", 9092);
     if (!hp.ok()) return hp.status();
-    out += (out.empty() ? "" : ",") + hp.value().host + ":" + std::to_string(hp.value().port);
+    e.bootstrap +=
+        (e.bootstrap.empty() ? "" : ",") + hp.value().host + ":" + std::to_string(hp.value().port);
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }
-  if (out.empty()) return Status::InvalidArgument("kafka URL '" + std::string(url) + "': no host");
-  return out;
+  if (e.bootstrap.empty()) {
+    return Status::InvalidArgument("kafka URL '" + std::string(url) + "': no host");
+  }
+  return e;
 }
 
-Result<rd_kafka_t*> NewClient(rd_kafka_type_t type,
-                              const std::vector<std::pair<std::string, std::string>>& settings,
+Result<rd_kafka_t*> NewClient(rd_kafka_type_t type, Settings settings, const Settings& from_url,
                               void (*dr)(rd_kafka_t*, const rd_kafka_message_t*, void*),
                               void* opaque) {
+  settings.insert(settings.end(), from_url.begin(), from_url.end());
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char err[512];
   for (const auto& [k, v] : settings) {
@@ -79,8 +105,7 @@ Result<rd_kafka_t*> NewClient(rd_kafka_type_t type,
 
 class KafkaPublisher final : public Publisher {
  public:
-  KafkaPublisher(std::string url, std::string bootstrap)
-      : url_(std::move(url)), bootstrap_(std::move(bootstrap)) {}
+  explicit KafkaPublisher(Endpoint e) : e_(std::move(e)) {}
   ~KafkaPublisher() override { Drop(); }
 
   std::vector<Status> Publish(const std::vector<Message>& batch,
@@ -105,7 +130,8 @@ class KafkaPublisher final : public Publisher {
     if (rd_kafka_fatal_error(rk_, nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) Drop();
     return out;
   }
-  std::string Describe() const override { return url_; }
+  // Without the URL's settings: they may hold credentials.
+  std::string Describe() const override { return "kafka://" + e_.bootstrap; }
 
  private:
   struct Slot {
@@ -116,12 +142,12 @@ class KafkaPublisher final : public Publisher {
   Status Ensure() {
     if (rk_ != nullptr) return Status::Ok();
     Result<rd_kafka_t*> rk = NewClient(RD_KAFKA_PRODUCER,
-                                       {{"bootstrap.servers", bootstrap_},
+                                       {{"bootstrap.servers", e_.bootstrap},
                                         {"enable.idempotence", "true"},
                                         {"acks", "all"},
                                         {"linger.ms", "2"},
                                         {"message.timeout.ms", "300000"}},
-                                       &KafkaPublisher::OnDelivery, this);
+                                       e_.settings, &KafkaPublisher::OnDelivery, this);
     if (!rk.ok()) return rk.status();
     rk_ = rk.value();
     return Status::Ok();
@@ -172,7 +198,7 @@ class KafkaPublisher final : public Publisher {
     delete slot;
   }
 
-  std::string url_, bootstrap_;
+  Endpoint e_;
   rd_kafka_t* rk_ = nullptr;
   uint64_t generation_ = 0;  // reports of earlier batches (timed out) are ignored
   std::vector<Status>* results_ = nullptr;
@@ -181,8 +207,7 @@ class KafkaPublisher final : public Publisher {
 
 class KafkaConsumer final : public Consumer {
  public:
-  KafkaConsumer(std::string bootstrap, ConsumerOptions o)
-      : bootstrap_(std::move(bootstrap)), o_(std::move(o)) {}
+  KafkaConsumer(Endpoint e, ConsumerOptions o) : e_(std::move(e)), o_(std::move(o)) {}
   ~KafkaConsumer() override {
     if (rk_ != nullptr) {
       rd_kafka_consumer_close(rk_);
@@ -234,16 +259,24 @@ class KafkaConsumer final : public Consumer {
  private:
   Status Ensure() {
     if (rk_ != nullptr) return Status::Ok();
-    const int64_t session_ms = std::max<int64_t>(o_.redeliver_after.count(), 6000);
-    Result<rd_kafka_t*> rk = NewClient(RD_KAFKA_CONSUMER,
-                                       {{"bootstrap.servers", bootstrap_},
-                                        {"group.id", o_.group},
-                                        {"client.id", o_.consumer},
-                                        {"enable.auto.commit", "false"},
-                                        {"auto.offset.reset", "earliest"},
-                                        {"allow.auto.create.topics", "true"},
-                                        {"session.timeout.ms", std::to_string(session_ms)}},
-                                       nullptr, nullptr);
+    // A dead member's partitions move after session.timeout.ms: redeliver_after, at least 6 s
+    // (a broker's default group.min.session.timeout.ms), unless the URL sets it; heartbeats
+    // three times per session.
+    int64_t session_ms = std::max<int64_t>(o_.redeliver_after.count(), 6000);
+    for (const auto& [k, v] : e_.settings) {
+      if (k == "session.timeout.ms") session_ms = std::atoll(v.c_str());
+    }
+    Result<rd_kafka_t*> rk =
+        NewClient(RD_KAFKA_CONSUMER,
+                  {{"bootstrap.servers", e_.bootstrap},
+                   {"group.id", o_.group},
+                   {"client.id", o_.consumer},
+                   {"enable.auto.commit", "false"},
+                   {"auto.offset.reset", "earliest"},
+                   {"allow.auto.create.topics", "true"},
+                   {"session.timeout.ms", std::to_string(session_ms)},
+                   {"heartbeat.interval.ms", std::to_string(std::max<int64_t>(session_ms / 3, 1))}},
+                  e_.settings, nullptr, nullptr);
     if (!rk.ok()) return rk.status();
     rk_ = rk.value();
     rd_kafka_poll_set_consumer(rk_);
@@ -284,7 +317,7 @@ class KafkaConsumer final : public Consumer {
     return d;
   }
 
-  std::string bootstrap_;
+  Endpoint e_;
   ConsumerOptions o_;
   rd_kafka_t* rk_ = nullptr;
 };
@@ -292,15 +325,15 @@ class KafkaConsumer final : public Consumer {
 }  // namespace
 
 Result<std::unique_ptr<Publisher>> OpenKafkaPublisher(std::string_view url) {
-  Result<std::string> b = Bootstrap(url);
-  if (!b.ok()) return b.status();
-  return std::unique_ptr<Publisher>(new KafkaPublisher(std::string(url), b.value()));
+  Result<Endpoint> e = ParseUrl(url);
+  if (!e.ok()) return e.status();
+  return std::unique_ptr<Publisher>(new KafkaPublisher(std::move(e.value())));
 }
 
 Result<std::unique_ptr<Consumer>> OpenKafkaConsumer(std::string_view url, ConsumerOptions options) {
-  Result<std::string> b = Bootstrap(url);
-  if (!b.ok()) return b.status();
-  return std::unique_ptr<Consumer>(new KafkaConsumer(b.value(), std::move(options)));
+  Result<Endpoint> e = ParseUrl(url);
+  if (!e.ok()) return e.status();
+  return std::unique_ptr<Consumer>(new KafkaConsumer(std::move(e.value()), std::move(options)));
 }
 
 }  // namespace dtx::brokers
