@@ -20,71 +20,13 @@
 
 #include "brokers/broker_process.h"
 #include "examples/choreography/services.h"
+#include "examples/common/child_process.h"
 
 namespace choreography {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A child process whose stdout is a pipe; Start waits (bounded) for its ready line. Stopped with
-// SIGTERM (SIGKILL after 5 s) when the object goes; dies with the demo (PR_SET_PDEATHSIG).
-class Process {
- public:
-  ~Process() { Stop(); }
-  bool Start(std::vector<std::string> args, const std::string& log, const std::string& ready) {
-    int fds[2];
-    if (::pipe(fds) != 0) return false;
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(fds[1], 1);
-      ::dup2(fd, 2);
-      ::close(fds[0]);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    out_ = fds[0];
-    std::string line;
-    for (auto until = std::chrono::steady_clock::now() + 20s;
-         std::chrono::steady_clock::now() < until;) {
-      pollfd p{out_, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      char c;
-      if (::read(out_, &c, 1) != 1) return false;  // exited
-      if (c != '\n') {
-        line += c;
-        continue;
-      }
-      if (line.starts_with(ready)) return true;
-      line.clear();
-    }
-    return false;
-  }
-  void Stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      for (int i = 0; i < 500 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i) {
-        std::this_thread::sleep_for(10ms);
-        if (i == 499) {
-          ::kill(pid_, SIGKILL);
-          ::waitpid(pid_, nullptr, 0);
-        }
-      }
-    }
-    if (out_ >= 0) ::close(out_);
-    pid_ = -1;
-    out_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-};
+using dtx_examples::Process;
 
 struct Check {
   int failures = 0;
