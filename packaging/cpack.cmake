@@ -33,7 +33,7 @@ set(CPACK_DEBIAN_DEV_PACKAGE_NAME libdtx-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "${DTX_RUNTIME_PACKAGE} (= ${PROJECT_VERSION})")
 set(CPACK_DEBIAN_DEV_PACKAGE_SUGGESTS
-    "libboost-json1.81-dev, libsqlite3-dev, libspdlog-dev, libfmt-dev, libpq-dev")
+    "libboost-json1.81-dev, libsqlite3-dev, libspdlog-dev, libfmt-dev, libpq-dev, libssl-dev")
 set(CPACK_COMPONENT_DEV_DESCRIPTION
     "dtx C++ SDK (development files)\n Headers, static libraries, CMake package (find_package(dtx)) and \
 pkg-config\n files (dtx, dtx-pg). Static linking needs the Suggests.")

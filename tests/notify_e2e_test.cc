@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sqlite3.h>
 
+#include <mutex>
 #include <thread>
 
+#include "dtx/notify.h"
+#include "dtx/participant.h"
 #include "tests/support/harness.h"
 
 namespace dtx::testing {
@@ -429,6 +433,138 @@ TEST_F(NotifyE2E, ListFiltersByStatusAndPages) {
   HttpResult pending = HttpFetch("GET", Notify("?status=pending"));
   ASSERT_EQ(pending.status, 200);
   for (const auto& id : ids) EXPECT_EQ(pending.body.find("\"" + id + "\""), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The SDK: dtx::Notification sends, dtx::VerifyWebhook checks what the receiver got, and the
+// two-phase DoAndSubmit on the SQLite barrier with dtx::QueryPrepared as the check-back endpoint.
+
+std::vector<std::pair<std::string, std::string>> HeaderList(const BusiCall& c) {
+  return {c.headers.begin(), c.headers.end()};
+}
+
+TEST_F(NotifyE2E, SdkSendsAndTheReceiverVerifiesTheSignature) {
+  dtx::Client client(server_->Api(""));
+  const std::string secret = "whsec_TWZLUTlyOEdLWXFyVHdqVVBEOElMUFpJbzJMYUxhU3c=";
+  dtx::Notification n(client, Id(), U("/cb"));
+  n.SetPayload(R"({"trade_no":"T9"})").SetSchedule(std::vector<double>{0}).SetSecret(secret);
+  ASSERT_TRUE(n.Send().ok());
+  ASSERT_TRUE(n.Send().ok());  // idempotent repeat
+  WaitNotify(n.id(), "delivered");
+  auto calls = busi_->Calls(P("/cb"));
+  ASSERT_EQ(calls.size(), 1u);
+  dtx::WebhookReplayGuard seen;
+  EXPECT_TRUE(dtx::VerifyWebhook(secret, HeaderList(calls[0]), calls[0].body,
+                                 std::chrono::minutes(5), &seen)
+                  .ok());
+  // The same delivery again is a replay; another secret or a changed body is rejected.
+  EXPECT_EQ(dtx::VerifyWebhook(secret, HeaderList(calls[0]), calls[0].body, std::chrono::minutes(5),
+                               &seen)
+                .code(),
+            dtx::Code::kAlreadyExists);
+  EXPECT_FALSE(
+      dtx::VerifyWebhook("whsec_YW5vdGhlciBrZXk=", HeaderList(calls[0]), calls[0].body).ok());
+  EXPECT_FALSE(dtx::VerifyWebhook(secret, HeaderList(calls[0]), calls[0].body + " ").ok());
+  // A different body under the same id: 409 through the SDK.
+  n.SetPayload("other");
+  EXPECT_EQ(n.Send().code(), dtx::Code::kConflict);
+}
+
+class Gateway {
+ public:
+  explicit Gateway(const std::string& dir) {
+    EXPECT_EQ(sqlite3_open((dir + "/gw.db").c_str(), &db_), SQLITE_OK);
+    dtx::SqliteDb adapter(db_);
+    EXPECT_TRUE(dtx::EnsureBarrierTable(adapter).ok());
+    EXPECT_EQ(sqlite3_exec(db_, "CREATE TABLE pay(id TEXT PRIMARY KEY)", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    server_.Handle("GET", "/queryPrepared", [this](const dtx::BranchRequest& r) {
+      std::lock_guard lock(mu_);
+      dtx::SqliteDb adapter(db_);
+      return dtx::QueryPrepared(r, adapter);
+    });
+    EXPECT_TRUE(server_.Start().ok());
+  }
+  ~Gateway() {
+    server_.Stop();
+    sqlite3_close(db_);
+  }
+  std::string QueryUrl() const {
+    return "http://127.0.0.1:" + std::to_string(server_.port()) + "/queryPrepared";
+  }
+  sqlite3* db() { return db_; }
+  std::mutex& mu() { return mu_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::mutex mu_;
+  dtx::ParticipantServer server_;
+};
+
+dtx::Status InsertPay(sqlite3* db, const std::string& id) {
+  const std::string sql = "INSERT INTO pay VALUES('" + id + "')";
+  return sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK
+             ? dtx::Status::Ok()
+             : dtx::Status::Internal(sqlite3_errmsg(db));
+}
+
+TEST_F(NotifyE2E, SdkDoAndSubmitCommitsOrAbortsWithTheLocalTransaction) {
+  Gateway gw(TempDir("notify-gw"));
+  dtx::Client client(server_->Api(""));
+  dtx::SqliteDb db(gw.db());
+  // Committed: delivered.
+  dtx::Notification ok(client, Id(), U("/cb"));
+  ok.SetSchedule(std::vector<double>{0});
+  dtx::Status s;
+  {
+    std::lock_guard lock(gw.mu());
+    s = ok.DoAndSubmit(gw.QueryUrl(), db,
+                       [&](dtx::SqliteTx&) { return InsertPay(gw.db(), ok.id()); });
+  }
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ok.local_outcome(), dtx::LocalOutcome::kCommitted);
+  WaitNotify(ok.id(), "delivered");
+  // A business refusal: rolled back and aborted, never sent.
+  dtx::Notification refused(client, Id(), U("/cb"));
+  refused.SetSchedule(std::vector<double>{0});
+  {
+    std::lock_guard lock(gw.mu());
+    s = refused.DoAndSubmit(gw.QueryUrl(), db,
+                            [](dtx::SqliteTx&) { return dtx::Status::Conflict("no funds"); });
+  }
+  EXPECT_EQ(s.code(), dtx::Code::kConflict);
+  EXPECT_EQ(refused.local_outcome(), dtx::LocalOutcome::kRolledBack);
+  EXPECT_EQ(Get(refused.id())["status"].as_string(), "aborted");
+  EXPECT_EQ(busi_->CallCount(P("/cb")), 1u);
+}
+
+TEST_F(NotifyE2E, SdkCheckBackDecidesWhenTheSenderWentSilent) {
+  Gateway gw(TempDir("notify-gw2"));
+  dtx::Client client(server_->Api(""));
+  dtx::SqliteDb db(gw.db());
+  // The local transaction committed, then the sender "died" before submit (no submit is sent):
+  // the check-back after timeout_to_fail (1 s) finds the barrier row and the notification goes.
+  dtx::Notification committed(client, Id(), U("/cb"));
+  committed.SetSchedule(std::vector<double>{0}).SetTimeoutToFail(1);
+  ASSERT_TRUE(committed.Prepare(gw.QueryUrl()).ok());
+  {
+    std::lock_guard lock(gw.mu());
+    auto barrier = dtx::BranchBarrier::Create("notify", committed.id(), "00", "msg");
+    ASSERT_TRUE(barrier.ok());
+    ASSERT_TRUE(barrier->Call(db, [&] { return InsertPay(gw.db(), committed.id()); }).ok());
+  }
+  // The local transaction never ran: the check-back plants "rollback" and it is aborted.
+  dtx::Notification lost(client, Id(), U("/cb"));
+  lost.SetSchedule(std::vector<double>{0}).SetTimeoutToFail(1);
+  ASSERT_TRUE(lost.Prepare(gw.QueryUrl()).ok());
+  WaitNotify(committed.id(), "delivered");
+  WaitNotify(lost.id(), "aborted");
+  EXPECT_EQ(busi_->CallCount(P("/cb")), 1u);
+  // A late local transaction of the aborted one is refused by the barrier (DUPLICATED).
+  std::lock_guard lock(gw.mu());
+  auto late = dtx::BranchBarrier::Create("notify", lost.id(), "00", "msg");
+  ASSERT_TRUE(late.ok());
+  EXPECT_FALSE(late->Call(db, [&] { return InsertPay(gw.db(), lost.id()); }).ok());
 }
 
 }  // namespace

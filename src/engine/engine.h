@@ -135,7 +135,8 @@ class Engine {
   // another transaction with that gid) -> kConflict. A first attempt due at once is made by a round
   // started here; a later one by recovery when it is due.
   boost::asio::awaitable<Status> CreateNotify(core::TransSnapshot proposed);
-  // prepared -> pending (submitted; ok if already). kNotFound; kConflict when aborted or finished.
+  // prepared -> pending (submitted; ok if it was submitted already, even if it finished since).
+  // kNotFound; kConflict when aborted.
   boost::asio::awaitable<Status> SubmitNotify(std::string id);
   // prepared -> aborted (failed, rollback_reason "aborted"; ok if already). kNotFound; kConflict.
   boost::asio::awaitable<Status> AbortNotify(std::string id);

@@ -193,10 +193,12 @@ awaitable<Status> Engine::SubmitNotify(std::string id) {
   if (!loaded->has_value() || (*loaded)->global.trans_type != core::TransType::kNotify) {
     co_return Status::NotFound(fmt::format("no notification with id '{}'", id));
   }
-  if ((*loaded)->global.status == core::GlobalStatus::kSubmitted) co_return Status::Ok();
-  if ((*loaded)->global.status != core::GlobalStatus::kPrepared) {
-    co_return Status::Conflict(fmt::format("notification '{}' is not prepared", id));
+  const core::GlobalTrans& g = (*loaded)->global;
+  if (g.status == core::GlobalStatus::kFailed && g.rollback_reason != core::kNotifyExhausted) {
+    co_return Status::Conflict(fmt::format("notification '{}' was aborted", id));
   }
+  // Submitted already (by the check-back, or a repeat): pending, delivered or failed since.
+  if (g.status != core::GlobalStatus::kPrepared) co_return Status::Ok();
   SubmitRequest req;
   req.proposed.global.gid = id;
   req.proposed.global.trans_type = core::TransType::kNotify;
