@@ -56,6 +56,11 @@ class FastParticipant final : public dtx::http::Handler {
   asio::awaitable<dtx::http::Response> Handle(dtx::http::Request req) override {
     calls.fetch_add(1, std::memory_order_relaxed);
     dtx::http::Response r;
+    if (req.path.ends_with("/notify")) {  // --mode notify: the receiver of a notification
+      Ended(succeeded);
+      r.body = "success";
+      co_return r;
+    }
     const bool fail = req.path.find("/fail") != std::string::npos;
     if (fail) {
       r.status = 409;
@@ -119,6 +124,9 @@ struct Config {
   // clients get gids); "random": 22 random base62 characters, as client-side UUIDs — every insert
   // lands on a different page of the gid indexes.
   std::string gids = "ordered";
+  // saga; notify: best-effort notifications (POST /api/dtx/notify, first attempt at once, counted
+  // when the receiver got it); notify-parked: first attempt in 1 h (nothing is delivered).
+  std::string mode = "saga";
 };
 
 // Shared by the client coroutines: tickets hand out saga numbers (count mode, pacing).
@@ -142,7 +150,11 @@ asio::awaitable<void> ClientLoop(dtx::http::Client* client, const Config* cfg, s
   std::mt19937 rng(static_cast<unsigned>(id) ^ static_cast<unsigned>(::getpid()) << 8);
   std::uniform_real_distribution<double> u(0, 1);
   asio::steady_timer timer(co_await asio::this_coro::executor);
-  const std::string url = server + "/submit";
+  const bool notify = cfg->mode != "saga";
+  std::string url = server + "/submit";
+  if (notify) {  // server is ".../api/dtmsvr"; notifications live beside it
+    url = server.substr(0, server.rfind("/api/dtmsvr")) + "/api/dtx/notify";
+  }
   for (;;) {
     const uint64_t ticket = plan->next_ticket.fetch_add(1, std::memory_order_relaxed);
     if (cfg->count > 0 && ticket >= cfg->count) break;
@@ -166,6 +178,11 @@ asio::awaitable<void> ClientLoop(dtx::http::Client* client, const Config* cfg, s
     std::string body = fmt::format(
         R"({{"gid":"{}","trans_type":"saga","wait_result":{},"steps":[{{"action":"{}/ok","compensate":"{}/ok"}},{{"action":"{}","compensate":"{}/ok"}}],"payloads":["{{\"amount\":30}}","{{\"amount\":30}}"]}})",
         gid, cfg->wait_result ? "true" : "false", part, part, second, part);
+    if (notify) {
+      body = fmt::format(
+          R"({{"id":"{}","url":"{}/notify","payload":"{{\"amount\":30}}","schedule":[{}],"success":{{"body":"success"}}}})",
+          gid, part, cfg->mode == "notify-parked" ? 3600 : 0);
+    }
     dtx::http::ClientRequest req;
     req.method = "POST";
     req.url = url;
@@ -333,6 +350,8 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--participant-threads", cfg.participant_threads)->capture_default_str();
   app.add_option("--client-threads", cfg.client_threads)->capture_default_str();
+  app.add_option("--mode", cfg.mode, "saga, notify (notifications), notify-parked (due in 1 h)")
+      ->capture_default_str();
   app.add_option("--participant-only", cfg.participant_only_port,
                  "only serve the fast participant on this port until killed");
   app.add_flag("--json", cfg.json, "one JSON object on stdout (report on stderr)");
@@ -401,7 +420,8 @@ int main(int argc, char** argv) {
   }
   for (auto& f : done) f.wait();
   auto end = SteadyClock::now();
-  if (!cfg.wait_result) {
+  if (cfg.mode != "saga") cfg.wait_result = false;  // a notification is answered when accepted
+  if (!cfg.wait_result && cfg.mode != "notify-parked") {
     // The submits were answered when accepted: wait (bounded) until the participant has seen every
     // accepted saga end, and count the sagas as completed then.
     const uint64_t accepted = stats.ok;
