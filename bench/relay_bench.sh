@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Relay benchmark: PostgreSQL outbox -> `dtx relay` -> Redis Streams, on this machine.
+# Relay benchmark: PostgreSQL outbox -> `dtx relay` -> a broker, on this machine.
 #   bench/relay_bench.sh [ROWS] [BATCH] [WORKERS] [RATE] [SECONDS]
 #   defaults:             100000  500     1         5000   20
+#   DTX_BENCH_SINK=redis|nats|kafka (default redis); DTX_BENCH_TX_ROWS rows per pgbench
+#   transaction (default 10; 50 reaches 10,000 rows/s with fewer commits).
 # 1. Throughput: ROWS pending rows (1000 keys, 200-byte payloads) pre-filled, then one relay drains
 #    them; prints events/s and the relay's CPU per event (utime+stime from /proc).
-# 2. Latency: pgbench commits 10-row transactions at RATE rows/s (RATE/10 transactions/s, 8
-#    clients) for SECONDS while the relay runs (woken by LISTEN/NOTIFY); commit->published =
+# 2. Latency: pgbench commits TX_ROWS-row transactions at RATE rows/s (RATE/TX_ROWS transactions/s,
+#    8 clients) for SECONDS while the relay runs (woken by LISTEN/NOTIFY); commit->published =
 #    published_at - created_at per row (created_at is the transaction's start, a few ms before its
 #    commit: the figure slightly over-states the relay's part); prints p50/p99/max and the rate
 #    pgbench reached.
-# A private PostgreSQL (scripts/pg-cluster.sh; or DTX_BENCH_PG_URL) and a private redis-server
-# (appendonly yes, appendfsync everysec) on free ports; everything is stopped at exit.
+# A private PostgreSQL (scripts/pg-cluster.sh; or DTX_BENCH_PG_URL) and a private broker on free
+# ports: redis-server (appendonly yes, appendfsync everysec), nats-server -js (file storage), or
+# dtx-kafka-mock (librdkafka's mock cluster: real protocol, data in memory, no disk: a Kafka
+# figure here is the relay + librdkafka + protocol, not a Kafka broker's). Stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -19,6 +23,8 @@ batch=${2:-500}
 workers=${3:-1}
 rate=${4:-5000}
 seconds=${5:-20}
+sink_kind=${DTX_BENCH_SINK:-redis}
+tx_rows=${DTX_BENCH_TX_ROWS:-10}
 dtx=${DTX_BIN:-$root/build/tools/dtx/dtx}
 bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 work=$(mktemp -d /tmp/dtx-relay-bench.XXXXXX)
@@ -33,22 +39,38 @@ cleanup() {
 trap cleanup EXIT
 
 pg=${DTX_BENCH_PG_URL:-$("$root/scripts/pg-cluster.sh" start "$work/pg")}
-redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly yes \
-  --appendfsync everysec --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+case "$sink_kind" in
+  redis)
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly yes \
+      --appendfsync everysec --daemonize no >"$work/broker.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+    sink="redis://127.0.0.1:$port" ;;
+  nats)
+    nats-server -js -a 127.0.0.1 -p "$port" -sd "$work/jetstream" >"$work/broker.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do grep -q "Server is ready" "$work/broker.log" && break; sleep 0.05; done
+    sink="nats://127.0.0.1:$port" ;;
+  kafka)
+    "${DTX_KAFKA_MOCK:-$root/build/src/brokers/dtx-kafka-mock}" >"$work/broker.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do grep -q "ready: bootstrap" "$work/broker.log" && break; sleep 0.05; done
+    sink="kafka://$(sed -n 's/^dtx-kafka-mock ready: bootstrap //p' "$work/broker.log")" ;;
+  *) echo "relay_bench: DTX_BENCH_SINK must be redis, nats or kafka" >&2; exit 2 ;;
+esac
+echo "relay_bench: sink $sink"
 table=bench.outbox
 sql() { psql "$pg" -qtAX -v ON_ERROR_STOP=1 -c "$1"; }
 sql "drop schema if exists bench cascade; create schema bench"
-"$dtx" relay --source "$pg" --table $table --sink "redis://127.0.0.1:$redis_port" --init \
+"$dtx" relay --source "$pg" --table $table --sink "$sink" --init \
   --batch 1 >/dev/null 2>&1 & # creates the table, then is stopped
 init_pid=$!
 for _ in $(seq 100); do [ "$(sql "select to_regclass('$table') is not null")" = t ] && break; sleep 0.05; done
 kill "$init_pid"; wait "$init_pid" 2>/dev/null || true
 
 start_relay() {
-  "$dtx" relay --source "$pg" --table $table --sink "redis://127.0.0.1:$redis_port" \
+  "$dtx" relay --source "$pg" --table $table --sink "$sink" \
     --batch "$batch" --workers "$workers" --poll-interval 1 --log-level warn \
     >"$work/relay.log" 2>&1 &
   relay_pid=$!
@@ -81,9 +103,9 @@ sql "delete from $table"
 sql "vacuum analyze $table"
 cat >"$work/insert.sql" <<EOF
 insert into $table (topic, msg_key, payload)
-  select 'orders', 'k' || (random() * 999)::int, repeat('x', 200) from generate_series(1, 10);
+  select 'orders', 'k' || (random() * 999)::int, repeat('x', 200) from generate_series(1, $tx_rows);
 EOF
-"$bindir/pgbench" -n -f "$work/insert.sql" -R $((rate / 10)) -T "$seconds" -c 8 -j 2 "$pg" \
+"$bindir/pgbench" -n -f "$work/insert.sql" -R $((rate / tx_rows)) -T "$seconds" -c 8 -j 2 "$pg" \
   >"$work/pgbench.log" 2>&1
 while [ "$(pending)" != 0 ]; do sleep 0.05; done
 sql "select 'latency: ' || count(*) || ' rows at ' || $rate || '/s target: commit->published p50 '
@@ -93,4 +115,4 @@ sql "select 'latency: ' || count(*) || ' rows at ' || $rate || '/s target: commi
      || ' ms, max '
      || round(extract(epoch from max(published_at - created_at)) * 1000, 1) || ' ms'
      from $table where state = 1"
-grep -E "^tps" "$work/pgbench.log" | sed 's/^/pgbench (10 rows per transaction): /' || true
+grep -E "^tps" "$work/pgbench.log" | sed "s/^/pgbench ($tx_rows rows per transaction): /" || true

@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <memory>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -190,14 +189,6 @@ Status CheckOptions(const RelayOptions& o) {
 }
 
 }  // namespace
-
-std::chrono::milliseconds Backoff::Next() {
-  thread_local std::mt19937 gen{std::random_device{}()};
-  const int64_t base = std::min<int64_t>(100LL << std::min(attempt_, 6), 5000);
-  ++attempt_;
-  std::uniform_int_distribution<int64_t> jitter(base * 3 / 4, base * 5 / 4);
-  return std::chrono::milliseconds(jitter(gen));
-}
 
 Status RunRelay(const RelayOptions& o, const std::atomic<bool>& stop, RelayStats& stats,
                 const std::function<void()>& ready) {

@@ -18,6 +18,7 @@
 #include <functional>
 #include <string>
 
+#include "util/backoff.h"
 #include "util/status.h"
 
 namespace dtx::relay {
@@ -47,14 +48,7 @@ Status RunRelay(const RelayOptions& options, const std::atomic<bool>& stop, Rela
                 const std::function<void()>& ready);
 
 // The relay's one backoff policy for an unreachable database or broker: 100 ms doubling to 5 s,
-// with +-25 % jitter.
-class Backoff {
- public:
-  std::chrono::milliseconds Next();
-  void Reset() { attempt_ = 0; }
-
- private:
-  int attempt_ = 0;
-};
+// with +-25 % jitter (util/backoff.h, shared with the inbox).
+using Backoff = RetryBackoff;
 
 }  // namespace dtx::relay

@@ -8,11 +8,11 @@
 #include <cstdio>
 #include <deque>
 #include <exception>
-#include <random>
 #include <thread>
 
 #include "brokers/broker.h"
 #include "sdk/inbox_db.h"
+#include "util/backoff.h"
 
 namespace dtx {
 namespace inbox_internal {
@@ -143,12 +143,7 @@ Status Inbox::Impl::RunHandler(const InboxMessage& m) {
 }
 
 std::chrono::milliseconds Inbox::Impl::Backoff(int attempt) {
-  thread_local std::mt19937 gen{std::random_device{}()};
-  int64_t base = o_.retry_base.count();
-  for (int i = 1; i < attempt && base < o_.retry_max.count(); ++i) base *= 2;
-  base = std::min<int64_t>(base, o_.retry_max.count());
-  std::uniform_int_distribution<int64_t> jitter(base * 3 / 4, base * 5 / 4);
-  return std::chrono::milliseconds(std::max<int64_t>(1, jitter(gen)));
+  return RetryBackoff::Delay(attempt, o_.retry_base, o_.retry_max);  // the relay's policy
 }
 
 void Inbox::Impl::Finish() {
