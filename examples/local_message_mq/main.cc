@@ -50,11 +50,20 @@ int RunSystem(const std::string& name, const std::string& path, const std::strin
   std::signal(SIGINT, OnSignal);
   std::printf("system %s ready: consuming %s\n", name.c_str(), lm::TopicOf(name).c_str());
   std::fflush(stdout);
-  inbox.value()->Run(g_stop);
+  // Inbox::Run would do; Poll in a loop here so that the counters are logged as they change (the
+  // demo watches for the duplicate).
   const dtx::InboxCounters& c = inbox.value()->counters();
-  std::fprintf(stderr, "system %s stopped: %lld applied, %lld duplicates, %lld dead-lettered\n",
-               name.c_str(), static_cast<long long>(c.applied),
-               static_cast<long long>(c.duplicates), static_cast<long long>(c.dead_lettered));
+  while (!g_stop.load()) {
+    dtx::Result<size_t> r = inbox.value()->Poll(200ms);
+    if (!r.ok()) {
+      std::fprintf(stderr, "system %s: %s; retrying\n", name.c_str(), r.status().message().c_str());
+      std::this_thread::sleep_for(200ms);
+    } else if (r.value() > 0) {
+      std::fprintf(stderr, "system %s: %lld applied, %lld duplicates, %lld dead-lettered\n",
+                   name.c_str(), static_cast<long long>(c.applied),
+                   static_cast<long long>(c.duplicates), static_cast<long long>(c.dead_lettered));
+    }
+  }
   inbox.value().reset();
   sqlite3_close(conn);
   return 0;
@@ -76,6 +85,25 @@ struct Check {
 std::string FileText(const std::string& path) {
   std::ifstream in(path);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Waits (bounded) until the log has a line containing `text`.
+bool WaitLog(const std::string& path, const std::string& text, std::chrono::seconds limit) {
+  for (auto until = std::chrono::steady_clock::now() + limit;
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(50ms)) {
+    if (FileText(path).find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The last counters line a system logged.
+std::string LastCounters(const std::string& path) {
+  const std::string all = FileText(path);
+  const size_t at = all.rfind(" applied, ");
+  if (at == std::string::npos) return "";
+  const size_t begin = all.rfind('\n', at);
+  return all.substr(begin == std::string::npos ? 0 : begin + 1,
+                    all.find('\n', at) - (begin == std::string::npos ? 0 : begin + 1));
 }
 
 class Demo {
@@ -111,17 +139,17 @@ class Demo {
                   "update dtx_outbox set state = 0, published_at = null "
                   "where msg_key = 'o1'");
     settled = settled && WaitSettled(a.value(), b.value());
-    std::this_thread::sleep_for(500ms);  // B's inbox takes the duplicate
-    a_.Stop();                           // SIGTERM: the systems log their inbox counters
+    // NATS JetStream drops a re-publish of a message id within its duplicate window itself.
+    const bool nats = o_.broker == "nats";
+    const std::string expected = nats ? "3 applied, 0 duplicates" : "3 applied, 1 duplicates";
+    if (nats) std::this_thread::sleep_for(1s);  // a duplicate would have come by now
+    const bool dup_seen = WaitLog(dir_ + "/b.log", expected, 20s);
+    a_.Stop();
     b_.Stop();
     Check c;
     c.Expect(settled, "every order reached its end within 60 s");
     CheckDatabases(a.value(), b.value(), c);
-    // NATS JetStream drops a re-publish of a message id within its duplicate window itself.
-    const bool nats = o_.broker == "nats";
-    c.Expect(FileText(dir_ + "/b.log")
-                     .find(nats ? "3 applied, 0 duplicates" : "3 applied, 1 duplicates") !=
-                 std::string::npos,
+    c.Expect(dup_seen && LastCounters(dir_ + "/b.log").find(expected) != std::string::npos,
              nats ? "B: o1's request re-sent, dropped by JetStream (Nats-Msg-Id), applied once"
                   : "B: o1's request delivered twice, applied once (3 applied, 1 duplicate)");
     sqlite3_close(a.value());
@@ -186,12 +214,11 @@ class Demo {
     std::printf("== A's and B's databases\n");
     c.Expect(q(a, "select status from orders where order_id = 'o1'") == "confirmed",
              "A: o1 confirmed (B reserved 2)");
-    // "3 left" when B took o2 before o3; "0 left" after (no order across keys: o2 and o3 were
-    // published together once A's relay was back, and Kafka keeps them on two partitions).
+    // How many were left depends on whether B took o1 and o3 before o2: no order across keys (o2
+    // was published late, after A's relay came back; Kafka keeps the keys on other partitions).
     const std::string o2 =
         q(a, "select status || ': ' || reason from orders where order_id = 'o2'");
-    c.Expect(o2 == "cancelled: out of stock: 3 widget left, 10 asked" ||
-                 o2 == "cancelled: out of stock: 0 widget left, 10 asked",
+    c.Expect(o2.starts_with("cancelled: out of stock: ") && o2.ends_with(" widget left, 10 asked"),
              "A: o2 cancelled by B's compensation message (" + o2 + ")");
     c.Expect(q(a, "select status from orders where order_id = 'o3'") == "confirmed",
              "A: o3 confirmed (B reserved 3)");
