@@ -23,6 +23,15 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
+  # The server packages (postgresql, redis-server, rabbitmq-server) must not start system services:
+  # the tests start private ones, and on a machine without an init system a failed start (e.g.
+  # rabbitmq-server's postinst: `invoke-rc.d rabbitmq-server start || exit 1`) fails the install.
+  # A policy-rc.d that denies every start, only while installing and only if none is there.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 echo "install-deps: all dependencies present"
