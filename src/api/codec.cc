@@ -6,10 +6,13 @@
 #include <boost/json.hpp>
 #include <charconv>
 #include <limits>
+#include <span>
 #include <utility>
 
+#include "core/json_keys.h"
 #include "http/server.h"
 #include "util/clock.h"
+#include "util/utf8.h"
 
 namespace dtx::api {
 
@@ -63,49 +66,10 @@ Result<json::value> Parse(std::string_view body, json::storage_ptr sp) {
   return parser.release();
 }
 
-// Go's encoding/json matches a key to a field name case-insensitively with Unicode simple folding.
-// Our field names are lowercase ASCII and '_', so besides ASCII only the two runes that fold to
-// ASCII letters can match: U+017F LATIN SMALL LETTER LONG S ('s') and U+212A KELVIN SIGN ('k').
-bool FoldEquals(std::string_view key, std::string_view lower_name) {
-  size_t i = 0;
-  for (char c : lower_name) {
-    if (i >= key.size()) {
-      return false;
-    }
-    unsigned char k = static_cast<unsigned char>(key[i]);
-    if (k < 0x80) {
-      if (k >= 'A' && k <= 'Z') {
-        k = static_cast<unsigned char>(k - 'A' + 'a');
-      }
-      if (k != static_cast<unsigned char>(c)) {
-        return false;
-      }
-      ++i;
-    } else if (c == 's' && key.substr(i, 2) == "\xC5\xBF") {
-      i += 2;
-    } else if (c == 'k' && key.substr(i, 3) == "\xE2\x84\xAA") {
-      i += 3;
-    } else {
-      return false;
-    }
-  }
-  return i == key.size();
-}
-
-// Index of the name `key` selects: an exact match first, then a case-insensitive one; -1 if none.
+// Go's key rule (core/json_keys.h).
 template <size_t N>
 int MatchKey(std::string_view key, const std::array<std::string_view, N>& names) {
-  for (size_t i = 0; i < N; ++i) {
-    if (names[i] == key) {
-      return static_cast<int>(i);
-    }
-  }
-  for (size_t i = 0; i < N; ++i) {
-    if (FoldEquals(key, names[i])) {
-      return static_cast<int>(i);
-    }
-  }
-  return -1;
+  return core::MatchGoKey(key, std::span<const std::string_view>(names.data(), N));
 }
 
 Status GetString(const json::value& v, std::string_view field, std::string& out) {
@@ -353,14 +317,8 @@ Status DecodeField(int field, const json::value& v, TransRequest& r, std::string
 }
 
 Status Validate(TransRequest& r, std::string_view trans_type) {
-  // dtmimp.Escape: CR, LF and ';' are silently removed from a gid received over HTTP.
-  std::erase_if(r.gid, [](char c) { return c == '\r' || c == '\n' || c == ';'; });
-  if (r.gid.empty()) {
-    return Status::InvalidArgument("gid is required");
-  }
-  if (Status s = CheckSize("gid", r.gid, core::kMaxGidBytes); !s.ok()) {
-    return s;
-  }
+  // Kept verbatim (DTM's dtmimp.Escape strips ';', CR and LF; dtx refuses control characters).
+  if (Status s = core::ValidateGid(r.gid); !s.ok()) return s;
 
   // Go cannot tell "" from a missing key; both leave trans_type absent.
   if (!trans_type.empty()) {
@@ -426,65 +384,12 @@ Status Validate(TransRequest& r, std::string_view trans_type) {
 
 // Go's json.Marshal writes each byte of an invalid UTF-8 sequence as U+FFFD; strings that reach the
 // encoder unvalidated (a participant's answer in last_error, cut at kMaxLastErrorBytes) need it.
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  auto at = [&](size_t k) { return k < s.size() ? static_cast<unsigned char>(s[k]) : 0u; };
-  unsigned c = at(i);
-  if (c < 0x80) {
-    return 1;
-  }
-  auto cont = [&](size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
-    unsigned b = at(k);
-    return b >= lo && b <= hi;
-  };
-  if (c >= 0xC2 && c <= 0xDF) {
-    return cont(i + 1) ? 2 : 0;
-  }
-  if (c == 0xE0) {
-    return cont(i + 1, 0xA0) && cont(i + 2) ? 3 : 0;
-  }
-  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-    return cont(i + 1) && cont(i + 2) ? 3 : 0;
-  }
-  if (c == 0xED) {
-    return cont(i + 1, 0x80, 0x9F) && cont(i + 2) ? 3 : 0;
-  }
-  if (c == 0xF0) {
-    return cont(i + 1, 0x90) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-  }
-  if (c >= 0xF1 && c <= 0xF3) {
-    return cont(i + 1) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-  }
-  if (c == 0xF4) {
-    return cont(i + 1, 0x80, 0x8F) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-  }
-  return 0;
-}
-
 void AppendString(std::string& out, std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    size_t n = Utf8SequenceLength(s, i);
-    if (n == 0) {
-      break;
-    }
-    i += n;
-  }
-  if (i == s.size()) {
+  if (IsValidUtf8(s)) {
     out += json::serialize(json::string_view(s.data(), s.size()));
     return;
   }
-  std::string fixed;
-  fixed.reserve(s.size() + 16);
-  for (i = 0; i < s.size();) {
-    size_t n = Utf8SequenceLength(s, i);
-    if (n == 0) {
-      fixed += "\xEF\xBF\xBD";
-      ++i;
-    } else {
-      fixed.append(s, i, n);
-      i += n;
-    }
-  }
+  std::string fixed = RepairUtf8(s);
   out += json::serialize(json::string_view(fixed.data(), fixed.size()));
 }
 
@@ -578,27 +483,15 @@ void PutTime(json::object& o, std::string_view key, int64_t ms) {
   }
 }
 
-// Saga concurrency lives in custom_data ({"concurrent":true,...}); read it the way DTM does (keys
-// matched case-insensitively, the last match wins) but never fail: the value was validated on
-// input.
+// Saga concurrency lives in custom_data ({"concurrent":true,...}); read it the way the saga
+// machine does (core/json_keys.h) but never fail: the value was validated on input.
 bool SagaConcurrent(std::string_view custom_data) {
-  if (custom_data.empty()) {
-    return false;
-  }
+  if (custom_data.empty()) return false;
   boost::system::error_code ec;
   json::value v = json::parse(json::string_view(custom_data.data(), custom_data.size()), ec);
-  if (ec || !v.is_object()) {
-    return false;
-  }
-  static constexpr std::array<std::string_view, 1> kNames = {"concurrent"};
-  bool concurrent = false;
-  for (const auto& kv : v.get_object()) {
-    if (MatchKey(std::string_view(kv.key().data(), kv.key().size()), kNames) == 0 &&
-        kv.value().is_bool()) {
-      concurrent = kv.value().get_bool();
-    }
-  }
-  return concurrent;
+  if (ec || !v.is_object()) return false;
+  const json::value* c = core::GoField(v.get_object(), "concurrent");
+  return c != nullptr && c->is_bool() && c->get_bool();
 }
 
 json::object TransactionObject(const core::GlobalTrans& t) {

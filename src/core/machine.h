@@ -72,6 +72,16 @@ struct SagaLayout {
 };
 Result<SagaLayout> ParseSagaLayout(std::string_view custom_data, size_t step_count);
 
+// msg custom_data {"delay":N}: the delay in seconds before the first round (key matched by Go's
+// rule, core/json_keys.h), capped at 100 years; 0 when custom_data is empty, null or has no delay.
+// Not JSON, not an object, or a delay that is not a non-negative integer -> kInvalidArgument.
+Result<int64_t> ParseMsgDelayS(std::string_view custom_data);
+
+// Saga retry_limit: whether an answer of class `c` to branch `index` is re-invoked within the round
+// (an action of a submitted saga answering ONGOING or ERROR while retry_count < retry_limit). The
+// engine pauses core::ImmediateRetryDelayMs before feeding such an answer back.
+bool SagaRetriesAtOnce(const GlobalTrans& global, size_t index, CallClass c);
+
 // Validates the branch rows of a saga: pairs (compensate, action) with branch_id %02d of the step.
 bool IsWellFormedSaga(const TransSnapshot& snap);
 

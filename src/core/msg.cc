@@ -6,8 +6,11 @@
 // once with options.concurrent; every non-SUCCESS answer is retried, so it never fails. The delay
 // of custom_data is the engine's business (it schedules the first round), not this machine's.
 
+#include <algorithm>
+#include <boost/json.hpp>
 #include <vector>
 
+#include "core/json_keys.h"
 #include "core/machine_internal.h"
 #include "util/assert.h"
 
@@ -171,6 +174,31 @@ class Msg {
 Decision MsgStep(TransSnapshot& snap, Round& round, const Event& event, const Settings& settings,
                  int64_t now_ms) {
   return Msg(snap, round, settings, now_ms).Run(event);
+}
+
+Result<int64_t> ParseMsgDelayS(std::string_view custom_data) {
+  if (custom_data.empty()) return int64_t{0};
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(custom_data, ec);
+  if (ec || !(v.is_object() || v.is_null())) {
+    return Status::InvalidArgument("custom_data: must be a JSON object such as {\"delay\":10}");
+  }
+  if (v.is_null()) return int64_t{0};
+  // Capped at 100 years (like the other durations), so that "* 1000" and "now + delay" fit.
+  constexpr int64_t kMaxDelayS = int64_t{100} * 365 * 24 * 3600;
+  int64_t delay_s = 0;
+  Status bad = Status::Ok();
+  ForEachGoField(v.get_object(), "delay", [&](const boost::json::value& d) {
+    if (d.is_uint64()) {
+      delay_s = kMaxDelayS;  // above int64: Go's uint64 takes it
+    } else if (d.is_int64() && d.get_int64() >= 0) {
+      delay_s = std::min(d.get_int64(), kMaxDelayS);
+    } else {
+      bad = Status::InvalidArgument("custom_data: delay must be a non-negative integer (seconds)");
+    }
+  });
+  if (!bad.ok()) return bad;
+  return delay_s;
 }
 
 }  // namespace dtx::core

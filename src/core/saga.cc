@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <string>
 
+#include "core/json_keys.h"
 #include "core/machine_internal.h"
 #include "util/assert.h"
 #include "util/mutation.h"
@@ -17,26 +18,6 @@ namespace {
 namespace json = boost::json;
 
 constexpr size_t kNoIndex = static_cast<size_t>(-1);
-
-bool KeyEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-const json::value* FindKey(const json::object& obj, std::string_view key) {
-  if (auto* exact = obj.if_contains(key)) return exact;
-  const json::value* found = nullptr;
-  for (const auto& kv : obj) {
-    if (KeyEquals(kv.key(), key)) found = &kv.value();
-  }
-  return found;
-}
 
 // Step k (0-based) has rows 2k (compensate) and 2k+1 (action).
 size_t CompIndex(size_t step) { return 2 * step; }
@@ -103,7 +84,7 @@ class Saga {
     // ONGOING or ERROR (or FAILURE of a compensation, which must eventually succeed).
     if (is_action && snap_.global.status == GlobalStatus::kSubmitted &&
         snap_.global.options.retry_limit > 0) {
-      if (snap_.global.retry_count < snap_.global.options.retry_limit) {
+      if (SagaRetriesAtOnce(snap_.global, i, ev.result)) {
         w_.SetRetryCount(snap_.global.retry_count + 1);
         return;  // not parked: Advance calls it again at once
       }
@@ -266,6 +247,45 @@ bool HasCycle(const std::vector<std::vector<size_t>>& preds) {
   return seen != n;
 }
 
+// One orders object {"2":[0,1]} merged into `preds` (a key given again replaces its entry).
+Status MergeOrders(const json::value& o, size_t step_count,
+                   std::vector<std::vector<size_t>>& predecessors) {
+  if (!o.is_object()) return Status::InvalidArgument("custom_data: orders must be an object");
+  for (const auto& kv : o.get_object()) {
+    std::string key(kv.key());
+    size_t pos = 0;
+    long long k = -1;
+    try {
+      k = std::stoll(key, &pos);
+    } catch (...) {
+      pos = 0;
+    }
+    if (pos != key.size() || key.empty() || k < 0 || static_cast<size_t>(k) >= step_count) {
+      return Status::InvalidArgument(fmt::format(
+          "custom_data: orders key '{}' is not a step index in [0, {})", key, step_count));
+    }
+    if (!kv.value().is_array()) {
+      return Status::InvalidArgument("custom_data: orders values must be arrays of indices");
+    }
+    auto& preds = predecessors[static_cast<size_t>(k)];
+    preds.clear();
+    for (const auto& e : kv.value().get_array()) {
+      if (!e.is_int64() || e.get_int64() < 0 || static_cast<size_t>(e.get_int64()) >= step_count) {
+        return Status::InvalidArgument(
+            fmt::format("custom_data: orders[{}] holds a value that is not a step index in [0, {})",
+                        key, step_count));
+      }
+      auto p = static_cast<size_t>(e.get_int64());
+      if (p == static_cast<size_t>(k)) {
+        return Status::InvalidArgument(
+            fmt::format("custom_data: orders: step {} depends on itself", key));
+      }
+      if (std::find(preds.begin(), preds.end(), p) == preds.end()) preds.push_back(p);
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<SagaLayout> ParseSagaLayout(std::string_view custom_data, size_t step_count) {
@@ -279,48 +299,22 @@ Result<SagaLayout> ParseSagaLayout(std::string_view custom_data, size_t step_cou
     if (v.is_null()) v = json::object();
     if (!v.is_object()) return Status::InvalidArgument("custom_data: must be a JSON object");
     const json::object& obj = v.get_object();
-    if (const json::value* c = FindKey(obj, "concurrent"); c && !c->is_null()) {
-      if (!c->is_bool())
-        return Status::InvalidArgument("custom_data: concurrent must be a boolean");
-      layout.concurrent = c->get_bool();
-    }
-    if (const json::value* o = FindKey(obj, "orders"); o && !o->is_null()) {
-      if (!o->is_object()) return Status::InvalidArgument("custom_data: orders must be an object");
-      has_orders = true;
-      for (const auto& kv : o->get_object()) {
-        std::string key(kv.key());
-        size_t pos = 0;
-        long long k = -1;
-        try {
-          k = std::stoll(key, &pos);
-        } catch (...) {
-          pos = 0;
-        }
-        if (pos != key.size() || key.empty() || k < 0 || static_cast<size_t>(k) >= step_count) {
-          return Status::InvalidArgument(fmt::format(
-              "custom_data: orders key '{}' is not a step index in [0, {})", key, step_count));
-        }
-        if (!kv.value().is_array()) {
-          return Status::InvalidArgument("custom_data: orders values must be arrays of indices");
-        }
-        auto& preds = layout.predecessors[static_cast<size_t>(k)];
-        preds.clear();
-        for (const auto& e : kv.value().get_array()) {
-          if (!e.is_int64() || e.get_int64() < 0 ||
-              static_cast<size_t>(e.get_int64()) >= step_count) {
-            return Status::InvalidArgument(fmt::format(
-                "custom_data: orders[{}] holds a value that is not a step index in [0, {})", key,
-                step_count));
-          }
-          auto p = static_cast<size_t>(e.get_int64());
-          if (p == static_cast<size_t>(k)) {
-            return Status::InvalidArgument(
-                fmt::format("custom_data: orders: step {} depends on itself", key));
-          }
-          if (std::find(preds.begin(), preds.end(), p) == preds.end()) preds.push_back(p);
-        }
+    // Go's rule (core/json_keys.h): every key that selects a field is applied in document order,
+    // so each must have the right type; the last one wins, and repeated orders objects merge.
+    Status bad = Status::Ok();
+    ForEachGoField(obj, "concurrent", [&](const json::value& c) {
+      if (!c.is_bool()) {
+        bad = Status::InvalidArgument("custom_data: concurrent must be a boolean");
+      } else {
+        layout.concurrent = c.get_bool();
       }
-    }
+    });
+    if (!bad.ok()) return bad;
+    ForEachGoField(obj, "orders", [&](const json::value& o) {
+      if (bad.ok()) bad = MergeOrders(o, step_count, layout.predecessors);
+      has_orders = true;
+    });
+    if (!bad.ok()) return bad;
   }
   if (!layout.concurrent) {
     // Sequential: each step waits for the previous one; orders are irrelevant.
@@ -332,6 +326,13 @@ Result<SagaLayout> ParseSagaLayout(std::string_view custom_data, size_t step_cou
     return Status::InvalidArgument("custom_data: orders form a cycle");
   }
   return layout;
+}
+
+bool SagaRetriesAtOnce(const GlobalTrans& global, size_t index, CallClass c) {
+  return global.trans_type == TransType::kSaga && index % 2 == 1 &&
+         (c == CallClass::kOngoing || c == CallClass::kError) &&
+         global.status == GlobalStatus::kSubmitted && global.options.retry_limit > 0 &&
+         global.retry_count < global.options.retry_limit;
 }
 
 bool IsWellFormedSaga(const TransSnapshot& snap) {

@@ -4,10 +4,9 @@
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/json.hpp>
-#include <cctype>
 #include <string_view>
 
+#include "core/machine.h"
 #include "engine/engine_internal.h"
 #include "engine/refusal.h"
 #include "engine/store_await.h"
@@ -18,23 +17,11 @@ using asio::awaitable;
 
 namespace {
 
-// msg: {"delay":N} in custom_data, key case-insensitive; 0 when absent or malformed (validated by
-// the API before it is stored).
+// msg: {"delay":N} in custom_data (core::ParseMsgDelayS); 0 when malformed (validated by the API
+// before it is stored).
 int64_t MsgDelayMs(std::string_view custom_data) {
-  if (custom_data.empty()) return 0;
-  boost::system::error_code ec;
-  auto v = boost::json::parse(custom_data, ec);
-  if (ec || !v.is_object()) return 0;
-  for (const auto& kv : v.get_object()) {
-    std::string k(kv.key());
-    for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (k == "delay" && kv.value().is_int64() && kv.value().get_int64() > 0) {
-      // Capped at 100 years (like the other durations), so that "* 1000" and "now + delay" fit.
-      constexpr int64_t kMaxDelayS = int64_t{100} * 365 * 24 * 3600;
-      return std::min(kv.value().get_int64(), kMaxDelayS) * 1000;
-    }
-  }
-  return 0;
+  Result<int64_t> delay_s = core::ParseMsgDelayS(custom_data);
+  return delay_s.ok() ? *delay_s * 1000 : 0;
 }
 
 }  // namespace
