@@ -28,7 +28,7 @@ struct StepSpec {
 
 // The transaction request body of §2.2 (prepare, submit, abort, forceStop, resetNextCronTime, ...).
 struct TransRequest {
-  std::string gid;                            // CR, LF and ';' stripped; non-empty; <= 128 bytes
+  std::string gid;  // verbatim; non-empty, <= 128 bytes, no control characters (core::ValidateGid)
   std::optional<core::TransType> trans_type;  // absent if the key is missing or null
   std::vector<StepSpec> steps;
   std::optional<std::vector<std::string>> payloads;  // absent vs [] matters (legacy data fallback)
@@ -58,7 +58,7 @@ inline constexpr int64_t kMaxDurationS = int64_t{100} * 365 * 24 * 3600;
 //    non-integer number in an integer field, negative durations/limits -> kInvalidArgument
 //  - keys match exactly first, then case-insensitively; the last duplicate wins; null = absent;
 //    unknown keys (passthrough_headers, status, ...) are ignored
-//  - gid: CR, LF, ';' stripped, then required non-empty and <= core::kMaxGidBytes
+//  - gid: kept verbatim; core::ValidateGid (non-empty, <= kMaxGidBytes, no control characters)
 //  - trans_type must be one of saga/tcc/xa/msg/workflow when present
 //  - field limits of core/model.h (urls, custom_data, rollback_reason, payload sizes, kMaxSteps)
 //  - protocol must be "", "http", "grpc" or "json-rpc"

@@ -11,6 +11,7 @@
 #include <random>
 
 #include "api/codec.h"
+#include "api/input_checks.h"
 #include "api/notify_routes.h"
 #include "api/wording.h"
 #include "core/machine.h"
@@ -184,22 +185,7 @@ core::OptionsPatch PatchFrom(const TransRequest& req) {
 }
 
 Status ValidateMsgCustomData(const std::string& custom_data) {
-  if (custom_data.empty()) return Status::Ok();
-  boost::system::error_code ec;
-  json::value v = json::parse(custom_data, ec);
-  if (ec || !(v.is_object() || v.is_null())) {
-    return Status::InvalidArgument("custom_data: must be a JSON object such as {\"delay\":10}");
-  }
-  if (v.is_null()) return Status::Ok();
-  for (const auto& kv : v.get_object()) {
-    std::string k(kv.key());
-    for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (k == "delay" && !(kv.value().is_int64() && kv.value().get_int64() >= 0) &&
-        !kv.value().is_null()) {
-      return Status::InvalidArgument("custom_data: delay must be a non-negative integer (seconds)");
-    }
-  }
-  return Status::Ok();
+  return core::ParseMsgDelayS(custom_data).status();
 }
 
 // The subscribers of every topic named by a topic:// action of a request, read from the store.
@@ -278,13 +264,10 @@ Result<std::vector<core::BranchRow>> BuildRegisteredRows(
     }
     return value;
   };
-  gid.clear();
-  for (char c : get("gid")) {
-    if (c != '\r' && c != '\n' && c != ';') gid += c;
-  }
-  if (gid.empty()) return Status::InvalidArgument("gid is required");
-  if (gid.size() > core::kMaxGidBytes) {
-    return Status::InvalidArgument(fmt::format("gid is over {} bytes", core::kMaxGidBytes));
+  gid = get("gid");
+  if (Status s = core::ValidateGid(gid); !s.ok()) {
+    gid.clear();  // not echoed back
+    return s;
   }
   std::string tt = get("trans_type");
   auto parsed = core::ParseTransType(tt);
@@ -344,6 +327,7 @@ awaitable<http::Response> ApiHandler::Handle(http::Request request) {
 
 awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::string& api) {
   const std::string& path = req.path;
+  if (Status s = CheckRequestText(req); !s.ok()) co_return ErrorResponse(s);
   if (path == "/api/ping") {
     api = "ping";
     co_return Json(200, R"({"msg":"pong"})");
@@ -530,6 +514,14 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   Result<TransRequest> decoded = DecodeTransRequest(req.body);
   if (!decoded.ok()) co_return ErrorResponse(decoded.status());
   TransRequest& tr = *decoded;
+  if (const int64_t cap = engine_.options().settings.max_retry_limit;
+      tr.has_retry_limit && tr.options.retry_limit > cap) {
+    co_return ErrorResponse(
+        Status::InvalidArgument(fmt::format("retry_limit {} is over this server's limit of {} "
+                                            "(--max-retry-limit)",
+                                            tr.options.retry_limit, cap)),
+        tr.gid);
+  }
 
   if (api == "forceStop") {
     Status s = co_await engine_.ForceStop(tr.gid);

@@ -1,8 +1,10 @@
 #include "api/wording.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "engine/refusal.h"
+#include "store/store.h"
 
 namespace dtx::api {
 
@@ -34,12 +36,29 @@ std::string TopicMessage(const ErrorInfo& info, const std::string& fallback) {
   return fallback;
 }
 
+// A failure the database reported: its text names tables, constraints and SQLSTATEs, which are
+// the operator's business (logged here), not the client's (issue 15).
+std::string DatabaseErrorMessage(const Status& status) {
+  spdlog::warn("answering a client with a store error: {}", status.ToString());
+  switch (status.code()) {
+    case Code::kInvalidArgument:
+      return "the store refused a value of this request";
+    case Code::kAlreadyExists:
+      return "the store refused the write: the row already exists";
+    case Code::kUnavailable:
+      return "the store is unavailable; retry later";
+    default:
+      return "the store failed; the coordinator's log has the details";
+  }
+}
+
 }  // namespace
 
 std::string WireMessage(const Status& status) {
   const ErrorInfo* info = status.info();
   if (info == nullptr) return status.message();
   const std::string_view r = info->reason;
+  if (r == store::kDatabaseErrorReason) return DatabaseErrorMessage(status);
   if (r == refusal::kWrongStatus) return WrongStatusMessage(*info);
   if (r == refusal::kWrongType) {
     return fmt::format("gid '{}' belongs to a transaction of type '{}', not '{}'. FAILURE",

@@ -6,6 +6,7 @@
 
 #include "api/routes.h"
 #include "engine/refusal.h"
+#include "store/store.h"
 
 namespace dtx::api {
 namespace {
@@ -61,6 +62,26 @@ TEST(WordingTest, ErrorResponseUsesTheWireWording) {
             std::string::npos)
       << r.body;
   EXPECT_NE(r.body.find(R"("dtm_result":"FAILURE")"), std::string::npos) << r.body;
+}
+
+TEST(WordingTest, DatabaseErrorsNeverReachTheClient) {
+  // What the PostgreSQL store returns for invalid UTF-8 (issue 15): the wire message names no
+  // table, no SQLSTATE.
+  Status s =
+      Status::InvalidArgument(
+          "postgres: kv put: invalid byte sequence for encoding \"UTF8\": 0xff (SQLSTATE "
+          "22021)")
+          .WithInfo(ErrorInfo{std::string(store::kDatabaseErrorReason), {{"sqlstate", "22021"}}});
+  EXPECT_EQ(WireMessage(s), "the store refused a value of this request");
+  Status down = Status::Unavailable("postgres: claim: terminating connection (SQLSTATE 57P01)")
+                    .WithInfo(ErrorInfo{std::string(store::kDatabaseErrorReason), {}});
+  EXPECT_EQ(WireMessage(down), "the store is unavailable; retry later");
+  Status other = Status::Internal("postgres: unexpected result shape of dtx_trans")
+                     .WithInfo(ErrorInfo{std::string(store::kDatabaseErrorReason), {}});
+  EXPECT_EQ(WireMessage(other), "the store failed; the coordinator's log has the details");
+  EXPECT_EQ(ErrorResponse(s).status, 400);
+  EXPECT_EQ(ErrorResponse(s).body.find("SQLSTATE"), std::string::npos);
+  EXPECT_EQ(ErrorResponse(other).body.find("dtx_trans"), std::string::npos);
 }
 
 }  // namespace

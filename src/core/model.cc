@@ -1,5 +1,7 @@
 #include "core/model.h"
 
+#include <fmt/format.h>
+
 #include <boost/json.hpp>
 
 namespace dtx::core {
@@ -122,6 +124,24 @@ Result<TransOptions> DecodeOptionsJson(std::string_view text) {
     }
   }
   return o;
+}
+
+Status ValidateGid(std::string_view gid) {
+  if (gid.empty()) return Status::InvalidArgument("gid is required");
+  if (gid.size() > kMaxGidBytes) {
+    return Status::InvalidArgument(
+        fmt::format("gid is {} bytes, over the limit of {} bytes", gid.size(), kMaxGidBytes));
+  }
+  for (size_t i = 0; i < gid.size(); ++i) {
+    auto c = static_cast<unsigned char>(gid[i]);
+    if (c < 0x20 || c == 0x7F) {
+      return Status::InvalidArgument(fmt::format(
+          "gid contains a control character (byte 0x{:02x} at offset {}); gids are kept verbatim "
+          "and must be printable",
+          c, i));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace dtx::core

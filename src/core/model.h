@@ -165,4 +165,9 @@ inline constexpr size_t kMaxLastErrorBytes = 1024;
 inline constexpr size_t kMaxBinDataBytes = 1024 * 1024;  // per branch payload; DTM/MySQL: 64 KiB
 inline constexpr size_t kMaxSteps = 1000;                // steps per saga/msg
 
+// A gid as the API accepts it: kept verbatim (DTM strips ';', CR and LF; dtx does not, so a client
+// finds its transaction under the gid it sent). Empty, over kMaxGidBytes, or holding a control
+// character (bytes 0x00-0x1F and 0x7F) -> kInvalidArgument naming the problem.
+Status ValidateGid(std::string_view gid);
+
 }  // namespace dtx::core

@@ -101,4 +101,10 @@ Wakeup NextWakeup(CallClass c, int64_t current_interval_ms, int64_t initial_inte
   return {interval, now_ms + std::max<int64_t>(delay, 1)};
 }
 
+int64_t ImmediateRetryDelayMs(int64_t retry_count, const Settings& settings) {
+  int64_t delay = std::max<int64_t>(settings.immediate_retry_base_ms, 0);
+  for (int64_t i = 0; i < retry_count && delay < settings.immediate_retry_cap_ms; ++i) delay *= 2;
+  return std::min(delay, settings.immediate_retry_cap_ms);
+}
+
 }  // namespace dtx::core

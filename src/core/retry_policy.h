@@ -18,6 +18,13 @@ struct Settings {
   int64_t request_timeout_ms = 3'000;         // --request-timeout
   int64_t max_retry_interval_ms = 1'800'000;  // cap of the exponential backoff
   bool legacy_check_back = false;  // true: DTM's msg check-back rule, any 200 commits (§3.3)
+  // Saga retry_limit (issue 15): the largest value a request may set (--max-retry-limit; above ->
+  // 400), and the pause before each immediate re-invocation: immediate_retry_base_ms doubled per
+  // retry already made, capped at immediate_retry_cap_ms. DTM re-invokes with no pause at all, so
+  // one submit could make it call a failing participant thousands of times a second.
+  int64_t max_retry_limit = 1000;
+  int64_t immediate_retry_base_ms = 10;
+  int64_t immediate_retry_cap_ms = 1000;
 };
 
 // The class of a branch call's answer (§3.3).
@@ -55,6 +62,10 @@ struct Wakeup {
 // (gid, now_ms, interval) so the core stays pure and tests are reproducible; it lies in [0.9, 1.1].
 Wakeup NextWakeup(CallClass c, int64_t current_interval_ms, int64_t initial_interval_ms,
                   const Settings& settings, std::string_view gid, int64_t now_ms);
+
+// Saga retry_limit: the pause before the immediate re-invocation that follows `retry_count`
+// earlier ones: immediate_retry_base_ms * 2^retry_count, capped at immediate_retry_cap_ms.
+int64_t ImmediateRetryDelayMs(int64_t retry_count, const Settings& settings);
 
 // The jitter factor in [0.9, 1.1] used by NextWakeup.
 double JitterFactor(std::string_view gid, int64_t now_ms, int64_t interval_ms);

@@ -289,3 +289,20 @@ TEST(JitterTest, EachInputMatters) {
 
 }  // namespace
 }  // namespace dtx::core
+
+namespace dtx::core {
+namespace {
+
+TEST(ImmediateRetryDelay, DoublesFromTheBaseUpToTheCap) {
+  Settings s;  // 10 ms, doubled, capped at 1 s
+  EXPECT_EQ(ImmediateRetryDelayMs(0, s), 10);
+  EXPECT_EQ(ImmediateRetryDelayMs(1, s), 20);
+  EXPECT_EQ(ImmediateRetryDelayMs(6, s), 640);
+  EXPECT_EQ(ImmediateRetryDelayMs(7, s), 1000);
+  EXPECT_EQ(ImmediateRetryDelayMs(int64_t{1} << 62, s), 1000);  // no overflow, no long loop
+  s.immediate_retry_base_ms = 0;
+  EXPECT_EQ(ImmediateRetryDelayMs(5, s), 0);
+}
+
+}  // namespace
+}  // namespace dtx::core

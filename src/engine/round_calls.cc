@@ -6,6 +6,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 
+#include "core/machine.h"
 #include "engine/engine_internal.h"
 #include "ops/alerts.h"
 
@@ -70,6 +71,14 @@ ops::FailedCall FailedCallOf(const core::TransSnapshot& snap, const core::Event&
   return call;
 }
 
+// Its own coroutine: written inline in CallBranch (the timer a local of the if block), GCC 12 built
+// a CallBranch that never completed, even for calls that did not pause.
+awaitable<void> PauseUntil(TimerFactory& timers, int64_t until_ms) {
+  asio::any_io_executor executor = co_await asio::this_coro::executor;
+  std::unique_ptr<Timer> timer = timers.NewTimer(executor);
+  co_await timer->WaitUntil(until_ms);
+}
+
 }  // namespace
 
 awaitable<void> Engine::CallBranch(Shard* shard, ActivePtr a, size_t index, BranchCallSpec spec) {
@@ -78,6 +87,15 @@ awaitable<void> Engine::CallBranch(Shard* shard, ActivePtr a, size_t index, Bran
       Classify(a->snap.global.gid, index, std::move(answer), options_.settings.legacy_check_back);
   RecordCallMetric(*a, c.event);
   if (c.event.result == core::CallClass::kError) MaybeAlert(shard, *a, c.event, c.indeterminate);
+  if (index != core::kCheckBackIndex &&
+      core::SagaRetriesAtOnce(a->snap.global, index, c.event.result) && !stopped_) {
+    // A saga's retry_limit re-invokes the action at once; a short backoff spaces the calls (issue
+    // 15, a difference from DTM). No call is in flight meanwhile, and the next one starts only
+    // after the round's fenced write, so the pause cannot outlive a lease unnoticed.
+    const int64_t until_ms =
+        clock_.NowMs() + core::ImmediateRetryDelayMs(a->snap.global.retry_count, options_.settings);
+    co_await PauseUntil(*timers_, until_ms);
+  }
   a->events.push_back(std::move(c.event));
   a->signal.cancel();
 }

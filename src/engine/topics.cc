@@ -1,11 +1,14 @@
 // Topics (PROTOCOL.md §2.3) and the KV reads: the KV row (cat "topics", k = name) whose v is the
 // JSON array [{"url","remark"}], changed by read-modify-compare-and-set on the row's version.
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
 
 #include "engine/engine_internal.h"
 #include "engine/refusal.h"
 #include "engine/store_await.h"
+#include "util/utf8.h"
 
 namespace dtx::engine {
 
@@ -22,24 +25,44 @@ std::string EncodeSubscribers(const std::vector<Engine::Subscriber>& subs) {
   return boost::json::serialize(a);
 }
 
-Result<std::vector<Engine::Subscriber>> DecodeSubscribers(const std::string& topic,
-                                                          const std::string& v) {
-  auto corrupt = [&] {
-    return Status::Internal("topic " + topic + ": stored value is not a list");
-  };
+// Reads a stored subscriber list. A value that does not parse (written before the API refused
+// invalid UTF-8, or changed by hand) must not take the topic down (issue 15): its ill-formed bytes
+// read as U+FFFD, entries that are not subscribers are skipped, and a value that is not a list at
+// all reads as empty. Each case is logged as an error with the stored value, for the operator; the
+// next subscribe or unsubscribe writes a clean list.
+std::vector<Engine::Subscriber> DecodeSubscribers(const std::string& topic, const std::string& v) {
   boost::system::error_code ec;
   boost::json::value parsed = boost::json::parse(v, ec);
-  if (ec || !parsed.is_array()) return corrupt();
+  if (ec) {
+    boost::json::parse_options lenient;
+    lenient.allow_invalid_utf8 = true;
+    ec.clear();
+    parsed = boost::json::parse(v, ec, {}, lenient);
+    spdlog::error(
+        "topic {}: the stored subscriber list is not valid JSON{}; read {}. Stored value ({} "
+        "bytes): {}",
+        RepairUtf8(topic), ec ? "" : " (invalid UTF-8)",
+        ec ? "as empty" : "with U+FFFD for the bad bytes", v.size(), RepairUtf8(v.substr(0, 2048)));
+    if (ec) return {};
+  }
+  if (!parsed.is_array()) {
+    spdlog::error("topic {}: the stored value is not a list; read as empty. Stored value: {}",
+                  RepairUtf8(topic), RepairUtf8(v.substr(0, 2048)));
+    return {};
+  }
   std::vector<Engine::Subscriber> subs;
   for (const auto& e : parsed.get_array()) {
-    if (!e.is_object()) return corrupt();
-    Engine::Subscriber s;
-    const auto& o = e.get_object();
-    if (const auto* u = o.if_contains("url"); u != nullptr && u->is_string()) {
-      s.url = std::string(u->get_string());
+    const auto* o = e.if_object();
+    const auto* u = o != nullptr ? o->if_contains("url") : nullptr;
+    if (u == nullptr || !u->is_string()) {
+      spdlog::error("topic {}: skipped a stored entry that is not a subscriber: {}",
+                    RepairUtf8(topic), RepairUtf8(boost::json::serialize(e).substr(0, 512)));
+      continue;
     }
-    if (const auto* r = o.if_contains("remark"); r != nullptr && r->is_string()) {
-      s.remark = std::string(r->get_string());
+    Engine::Subscriber s;
+    s.url = RepairUtf8(std::string_view(u->get_string()));
+    if (const auto* r = o->if_contains("remark"); r != nullptr && r->is_string()) {
+      s.remark = RepairUtf8(std::string_view(r->get_string()));
     }
     subs.push_back(std::move(s));
   }
@@ -52,6 +75,10 @@ Status CheckTopicAndUrl(const std::string& topic, const std::string& url) {
     return refusal::Topic(Code::kInvalidArgument, refusal::kTopicEmptyName, topic);
   }
   if (url.empty()) return refusal::Topic(Code::kInvalidArgument, refusal::kTopicEmptyUrl, topic);
+  // The API refuses it first (api/input_checks.h); stored, it would make the list unreadable.
+  if (!IsValidUtf8(topic) || !IsValidUtf8(url)) {
+    return Status::InvalidArgument("topic and url must be valid UTF-8");
+  }
   return Status::Ok();
 }
 
@@ -75,9 +102,7 @@ awaitable<Status> Engine::ChangeTopic(
     std::vector<Subscriber> subs;
     int64_t version = 0;
     if (row->has_value()) {
-      auto decoded = DecodeSubscribers(topic, (*row)->v);
-      if (!decoded.ok()) co_return decoded.status();
-      subs = std::move(decoded).value();
+      subs = DecodeSubscribers(topic, (*row)->v);
       version = (*row)->version;
     } else if (!create) {
       co_return refusal::Topic(Code::kNotFound, refusal::kTopicNotFound, topic, "unsubscribe");
@@ -95,6 +120,7 @@ awaitable<Status> Engine::ChangeTopic(
 
 awaitable<Status> Engine::Subscribe(std::string topic, std::string url, std::string remark) {
   if (Status s = CheckTopicAndUrl(topic, url); !s.ok()) co_return s;
+  if (!IsValidUtf8(remark)) co_return Status::InvalidArgument("remark must be valid UTF-8");
   co_return co_await ChangeTopic(topic, /*create=*/true, [&](std::vector<Subscriber>& subs) {
     for (const auto& sub : subs) {
       if (sub.url == url) {

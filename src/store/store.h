@@ -39,6 +39,11 @@ template <class T>
 using Callback = std::function<void(Result<T>)>;
 using DoneCallback = std::function<void(Status)>;
 
+// ErrorInfo::reason of a failure reported by the database itself (PostgreSQL's error text, its
+// SQLSTATE as fact "sqlstate"): the message is for the operator's log; a client is answered with a
+// clear message of the code instead (api::WireMessage), never the database's internal names.
+inline constexpr std::string_view kDatabaseErrorReason = "DATABASE_ERROR";
+
 // The compare-and-set change of one transaction; defined in core (the state machines produce it).
 using TransUpdate = core::TransUpdate;
 

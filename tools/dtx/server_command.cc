@@ -41,6 +41,7 @@ struct ServerFlags {
   std::string alert_webhook;
   int64_t alert_retry_limit = 3;
   std::string check_back_policy = "guarded";
+  int64_t max_retry_limit = 1000;
 };
 
 // The store spec for logs: a postgres:// password is replaced by "***".
@@ -130,6 +131,11 @@ int RunServer(const ServerFlags& f) {
   engine_options.settings.timeout_to_fail_ms = ToMs(f.timeout_to_fail_s);
   engine_options.settings.request_timeout_ms = ToMs(f.request_timeout_s);
   engine_options.settings.max_retry_interval_ms = ToMs(f.max_retry_interval_s);
+  if (f.max_retry_limit < 0) {
+    spdlog::error("--max-retry-limit must be >= 0");
+    return 2;
+  }
+  engine_options.settings.max_retry_limit = f.max_retry_limit;
   engine_options.cron_interval_ms = ToMs(f.cron_interval_s);
   engine_options.max_active_transactions = f.max_active;
   engine_options.alert_webhook = f.alert_webhook;
@@ -289,6 +295,10 @@ void AddServerCommand(CLI::App& app) {
   cmd->add_option("--check-back-policy", flags->check_back_policy,
                   "guarded (an error page never commits a msg) or legacy (DTM: any 200 commits)")
       ->envname("DTX_CHECK_BACK_POLICY")
+      ->capture_default_str();
+  cmd->add_option("--max-retry-limit", flags->max_retry_limit,
+                  "largest saga retry_limit a request may set (above: 400)")
+      ->envname("DTX_MAX_RETRY_LIMIT")
       ->capture_default_str();
   cmd->callback([flags] {
     int rc = RunServer(*flags);

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <utility>
 
+#include "store/store.h"
+
 namespace dtx::store::pg {
 namespace {
 
@@ -294,20 +296,9 @@ std::string_view SqlState(const PGresult* r) {
   return s == nullptr ? std::string_view() : std::string_view(s);
 }
 
-Status ErrorStatus(const PGresult* r, std::string_view what) {
-  std::string msg = "postgres: " + std::string(what) + ": ";
-  if (r == nullptr) return Status::Internal(msg + "no result");
-  if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
-    return Status::Internal(msg + "not run: an earlier statement of the pipeline failed");
-  }
-  const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-  msg += primary != nullptr ? primary : TrimNewline(PQresultErrorMessage(r));
-  std::string_view state = SqlState(r);
-  if (!state.empty()) {
-    msg += " (SQLSTATE ";
-    msg += state;
-    msg += ")";
-  }
+namespace {
+
+Status Classify(std::string msg, std::string_view state) {
   auto is = [&](std::string_view code) { return state == code; };
   auto cls = [&](std::string_view prefix) { return state.starts_with(prefix); };
   if (is("23505")) return Status::AlreadyExists(std::move(msg));
@@ -318,6 +309,30 @@ Status ErrorStatus(const PGresult* r, std::string_view what) {
   }
   if (is("53100") || cls("58") || cls("XX")) return Status::IoError(std::move(msg));
   return Status::Internal(std::move(msg));
+}
+
+}  // namespace
+
+Status ErrorStatus(const PGresult* r, std::string_view what) {
+  std::string msg = "postgres: " + std::string(what) + ": ";
+  auto tagged = [](Status s, std::string_view state) {
+    return std::move(s).WithInfo(
+        ErrorInfo{std::string(store::kDatabaseErrorReason), {{"sqlstate", std::string(state)}}});
+  };
+  if (r == nullptr) return tagged(Status::Internal(msg + "no result"), {});
+  if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+    return tagged(Status::Internal(msg + "not run: an earlier statement of the pipeline failed"),
+                  {});
+  }
+  const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  msg += primary != nullptr ? primary : TrimNewline(PQresultErrorMessage(r));
+  std::string_view state = SqlState(r);
+  if (!state.empty()) {
+    msg += " (SQLSTATE ";
+    msg += state;
+    msg += ")";
+  }
+  return tagged(Classify(std::move(msg), state), state);
 }
 
 int64_t GetInt(const PGresult* r, int row, int col) {

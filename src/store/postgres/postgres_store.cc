@@ -381,7 +381,8 @@ KvRow ReadKv(const PGresult* r, int row) {
 }
 
 Status UnexpectedShape(std::string_view what) {
-  return Status::Internal(std::string("postgres: unexpected result shape of ") + std::string(what));
+  return Status::Internal(std::string("postgres: unexpected result shape of ") + std::string(what))
+      .WithInfo(ErrorInfo{std::string(kDatabaseErrorReason), {}});
 }
 
 Status NulByte(const std::string& gid) {
