@@ -144,13 +144,14 @@ class Conn {
     return r.reply_type == AMQP_RESPONSE_NORMAL ? Status::Ok() : Fail(what, r);
   }
 
+  // Always a transport failure, also when the broker refused (access refused, a missing vhost, a
+  // queue declared with other arguments): the connection or its setup failed, not a message, so
+  // the relay keeps its rows pending and retries with backoff, logging this, instead of parking
+  // every row of the batch; the inbox logs and retries likewise. The fix is the operator's.
   Status Fail(const std::string& what, const amqp_rpc_reply_t& r) {
-    // A broker refusal (access refused, a queue declared with other arguments) will not go away
-    // by retrying; a library error (socket, timeout) may.
-    const bool refused = r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION;
     std::string msg = "amqp: " + what + ": " + ReplyText(r);
     Drop();
-    return refused ? Status::InvalidArgument(msg) : Status::Unavailable(msg);
+    return Status::Unavailable(msg);
   }
 
   void Drop() {

@@ -148,6 +148,22 @@ TEST_F(AmqpBroker, OneActiveConsumerPerGroupAndTakeOver) {
   for (int i = 0; i < 7; ++i) EXPECT_EQ(taken[i].message.message_id, "m" + std::to_string(i + 1));
 }
 
+// Bad credentials (or a missing vhost) are the connection's problem, not the messages': transport
+// failures, so the relay keeps the rows pending instead of parking them.
+TEST_F(AmqpBroker, AccessRefusedIsATransportFailure) {
+  const std::string url = server_->Url();
+  auto p = OpenPublisher("amqp://guest:wrong@" + url.substr(7));
+  ASSERT_TRUE(p.ok());
+  std::vector<Status> r = p.value()->Publish(Batch("orders", 2), 5s);
+  for (const Status& s : r) {
+    EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+    EXPECT_NE(s.message().find("ACCESS_REFUSED"), std::string::npos) << s.ToString();
+  }
+  auto novhost = OpenPublisher(url + "/nowhere");
+  ASSERT_TRUE(novhost.ok());
+  EXPECT_EQ(novhost.value()->Publish(Batch("orders", 1), 5s)[0].code(), Code::kUnavailable);
+}
+
 TEST_F(AmqpBroker, RefusalsAndServerKillNineKeepsConfirmedMessages) {
   auto c = NewConsumer("g3", {"audit"});
   ASSERT_TRUE(c->Fetch(1, 10ms).ok());

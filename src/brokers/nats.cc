@@ -86,11 +86,12 @@ class Conn {
     natsStatus s = js_AddStream(&si, js_, &cfg, nullptr, &jerr);
     if (si != nullptr) jsStreamInfo_Destroy(si);
     if (s != NATS_OK && jerr != JSStreamNameExistErr && jerr != JSStreamSubjectOverlapErr) {
-      if (jerr != 0) {
-        return Status::InvalidArgument("nats: create stream " + name + ": " + Text(s) +
-                                       " (JetStream error " + std::to_string(jerr) + ")");
-      }
-      return NatsError(s, "create stream " + name);
+      // A transport failure also when JetStream answered with an error (no storage left,
+      // JetStream disabled, no permission): the server's state, not the message, so the relay
+      // keeps the rows pending and retries with backoff instead of parking them.
+      return NatsError(
+          s, "create stream " + name +
+                 (jerr != 0 ? " (JetStream error " + std::to_string(jerr) + ")" : std::string()));
     }
     streams_.insert(topic);
     return Status::Ok();
