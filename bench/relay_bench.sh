@@ -2,7 +2,7 @@
 # Relay benchmark: PostgreSQL outbox -> `dtx relay` -> a broker, on this machine.
 #   bench/relay_bench.sh [ROWS] [BATCH] [WORKERS] [RATE] [SECONDS]
 #   defaults:             100000  500     1         5000   20
-#   DTX_BENCH_SINK=redis|nats|kafka (default redis); DTX_BENCH_TX_ROWS rows per pgbench
+#   DTX_BENCH_SINK=redis|nats|kafka|amqp (default redis); DTX_BENCH_TX_ROWS rows per pgbench
 #   transaction (default 10; 50 reaches 10,000 rows/s with fewer commits).
 # 1. Throughput: ROWS pending rows (1000 keys, 200-byte payloads) pre-filled, then one relay drains
 #    them; prints events/s and the relay's CPU per event (utime+stime from /proc).
@@ -14,7 +14,8 @@
 # A private PostgreSQL (scripts/pg-cluster.sh; or DTX_BENCH_PG_URL) and a private broker on free
 # ports: redis-server (appendonly yes, appendfsync everysec), nats-server -js (file storage), or
 # dtx-kafka-mock (librdkafka's mock cluster: real protocol, data in memory, no disk: a Kafka
-# figure here is the relay + librdkafka + protocol, not a Kafka broker's). Stopped at exit.
+# figure here is the relay + librdkafka + protocol, not a Kafka broker's), or rabbitmq-server
+# (durable queue, persistent messages, publisher confirms). Stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -31,7 +32,7 @@ work=$(mktemp -d /tmp/dtx-relay-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done  # -PGID: a process group
   wait 2>/dev/null || true
   if [ -z "${DTX_BENCH_PG_URL:-}" ]; then "$root/scripts/pg-cluster.sh" stop "$work/pg" || true; fi
   rm -rf "$work"
@@ -57,7 +58,38 @@ case "$sink_kind" in
     pids+=($!)
     for _ in $(seq 100); do grep -q "ready: bootstrap" "$work/broker.log" && break; sleep 0.05; done
     sink="kafka://$(sed -n 's/^dtx-kafka-mock ready: bootstrap //p' "$work/broker.log")" ;;
-  *) echo "relay_bench: DTX_BENCH_SINK must be redis, nats or kafka" >&2; exit 2 ;;
+  amqp)
+    # rabbitmq-server with its own node, ports and files; its definitions (loaded at boot) declare
+    # the exchange dtx and a durable queue bound to the topic, so that nothing is unroutable.
+    python3 - "$work" <<'PY'
+import base64, hashlib, json, os, sys
+salt = os.urandom(4)
+pw = base64.b64encode(salt + hashlib.sha256(salt + b"guest").digest()).decode()
+json.dump({"vhosts": [{"name": "/"}],
+           "users": [{"name": "guest", "password_hash": pw, "tags": ["administrator"],
+                      "hashing_algorithm": "rabbit_password_hashing_sha256"}],
+           "permissions": [{"user": "guest", "vhost": "/", "configure": ".*", "write": ".*",
+                            "read": ".*"}],
+           "exchanges": [{"name": "dtx", "vhost": "/", "type": "topic", "durable": True,
+                          "auto_delete": False, "internal": False, "arguments": {}}],
+           "queues": [{"name": "dtx.bench", "vhost": "/", "durable": True, "auto_delete": False,
+                       "arguments": {}}],
+           "bindings": [{"source": "dtx", "vhost": "/", "destination": "dtx.bench",
+                         "destination_type": "queue", "routing_key": "orders", "arguments": {}}]},
+          open(sys.argv[1] + "/definitions.json", "w"))
+PY
+    echo "load_definitions = $work/definitions.json" >"$work/rabbitmq.conf"
+    dist=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    HOME=$work RABBITMQ_CONF_ENV_FILE=/dev/null RABBITMQ_NODENAME="dtx-bench-$port@localhost" \
+      RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$dist \
+      RABBITMQ_MNESIA_BASE=$work/mnesia RABBITMQ_LOG_BASE=$work/rlog RABBITMQ_LOGS=- \
+      RABBITMQ_ENABLED_PLUGINS_FILE=$work/enabled_plugins RABBITMQ_CONFIG_FILE=$work/rabbitmq \
+      RABBITMQ_PID_FILE=$work/rabbitmq.pid setsid /usr/lib/rabbitmq/bin/rabbitmq-server \
+      >"$work/broker.log" 2>&1 &
+    pids+=(-$!)
+    for _ in $(seq 600); do grep -q "Server startup complete" "$work/broker.log" && break; sleep 0.1; done
+    sink="amqp://127.0.0.1:$port" ;;
+  *) echo "relay_bench: DTX_BENCH_SINK must be redis, nats, kafka or amqp" >&2; exit 2 ;;
 esac
 echo "relay_bench: sink $sink"
 table=bench.outbox
