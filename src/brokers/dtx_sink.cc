@@ -1,8 +1,12 @@
 // dtx coordinator sink: see dtx_sink.h.
 #include "brokers/dtx_sink.h"
 
+#include <algorithm>
 #include <map>
+#include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "dtx/client.h"
 #include "dtx/msg.h"
@@ -34,42 +38,56 @@ Status CheckMessage(const Message& m) {
   return Status::Ok();
 }
 
+// Up to kLanes submits in flight: the coordinator group-commits concurrent submits, where one at a
+// time pays a full commit each (measured: 424 rows/s with one lane on a loaded machine).
+constexpr size_t kLanes = 8;
+
 class DtxPublisher final : public Publisher {
  public:
-  DtxPublisher(std::string url, std::string api)
-      : url_(std::move(url)), client_(std::move(api), ClientOptions{}) {}
+  DtxPublisher(std::string url, std::string api) : url_(std::move(url)) {
+    for (size_t i = 0; i < kLanes; ++i) clients_.push_back(std::make_unique<Client>(api));
+  }
 
+  // Lane k submits messages k, k + kLanes, ... on its own thread and kept-alive connection (the
+  // coordinator keeps no order among them anyway). A lane stops at the deadline or when the
+  // coordinator is down (the rest of its messages stay unacknowledged: published again later).
   std::vector<Status> Publish(const std::vector<Message>& batch,
                               std::chrono::milliseconds timeout) override {
     std::vector<Status> out(batch.size(), Status::Timeout("dtx: not submitted in time"));
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (std::chrono::steady_clock::now() >= deadline) break;  // the rest: published again
-      out[i] = Submit(batch[i]);
-      if (out[i].code() == Code::kUnavailable && !topic_missing_) {
-        for (size_t j = i + 1; j < batch.size(); ++j) out[j] = out[i];  // the coordinator is down
-        break;
+    auto lane = [&](size_t k) {
+      for (size_t i = k; i < batch.size(); i += kLanes) {
+        if (std::chrono::steady_clock::now() >= deadline) return;
+        bool topic_missing = false;
+        out[i] = Submit(*clients_[k], batch[i], topic_missing);
+        if (out[i].code() == Code::kUnavailable && !topic_missing) {
+          for (size_t j = i + kLanes; j < batch.size(); j += kLanes) out[j] = out[i];
+          return;
+        }
       }
-    }
+    };
+    std::vector<std::thread> threads;
+    for (size_t k = 1; k < std::min(kLanes, batch.size()); ++k) threads.emplace_back(lane, k);
+    if (!batch.empty()) lane(0);
+    for (std::thread& t : threads) t.join();
     return out;
   }
   std::string Describe() const override { return url_; }
 
  private:
-  Status Submit(const Message& m) {
-    topic_missing_ = false;
+  static Status Submit(Client& client, const Message& m, bool& topic_missing) {
     if (Status s = CheckMessage(m); !s.ok()) return s;
     std::map<std::string, std::string> headers = {{kMessageIdHeader, m.message_id}};
     if (!m.key.empty()) headers[kKeyHeader] = m.key;
     for (const auto& [name, value] : m.headers) headers[name] = value;
-    Msg msg(client_, m.message_id);
+    Msg msg(client, m.message_id);
     msg.Add("topic://" + m.topic, m.payload).SetBranchHeaders(std::move(headers));
     Status s = msg.Submit();
     if (s.ok()) return s;
     switch (s.code()) {
       case Code::kInvalidArgument:
         if (s.message().find("topic not found") != std::string::npos) {
-          topic_missing_ = true;
+          topic_missing = true;
           return Status::Unavailable("dtx: topic '" + m.topic +
                                      "' has no subscriber on the coordinator (the row stays "
                                      "pending): " +
@@ -77,7 +95,7 @@ class DtxPublisher final : public Publisher {
         }
         return Status::InvalidArgument("dtx: submit refused: " + s.message());
       case Code::kConflict:
-        return AlreadySubmitted(m, s);
+        return AlreadySubmitted(client, m, s);
       case Code::kTooLarge:
         return Status::InvalidArgument("dtx: submit refused: " + s.message());
       case Code::kTimeout:
@@ -91,8 +109,8 @@ class DtxPublisher final : public Publisher {
   // message, already submitted or delivered (a relay died between the ack and its mark), the
   // publish is acknowledged; anything else (another kind of transaction under that gid, a failed
   // message) is a refusal.
-  Status AlreadySubmitted(const Message& m, const Status& conflict) {
-    Result<TransactionInfo> t = client_.Query(m.message_id);
+  static Status AlreadySubmitted(Client& client, const Message& m, const Status& conflict) {
+    Result<TransactionInfo> t = client.Query(m.message_id);
     if (!t.ok()) return Status::Unavailable("dtx: query after a 409: " + t.status().message());
     if (t.value().trans_type == "msg" &&
         (t.value().status == "submitted" || t.value().status == "succeed")) {
@@ -103,8 +121,7 @@ class DtxPublisher final : public Publisher {
   }
 
   std::string url_;
-  Client client_;
-  bool topic_missing_ = false;  // the last Submit's kUnavailable was "topic not found"
+  std::vector<std::unique_ptr<Client>> clients_;  // one per lane
 };
 
 }  // namespace

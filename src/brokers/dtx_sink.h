@@ -16,7 +16,9 @@
 // Other 4xx answers are refusals (parked); no answer, 5xx and 503 are transport failures.
 //
 // No per-key order at the subscribers: the coordinator delivers each message on its own (retries
-// with backoff per message). A sink only: OpenConsumer refuses dtx:// (subscribers receive calls).
+// with backoff per message), and the sink submits up to 8 messages at once (8 threads per Publish,
+// each with its own kept-alive connection). A sink only: OpenConsumer refuses dtx:// (subscribers
+// receive calls).
 #pragma once
 
 #include <memory>
