@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "core/notify.h"
 #include "engine/engine.h"
 #include "sim/sim_internal.h"
 
@@ -92,7 +93,8 @@ void Sim::OnAck(int node, const std::string& what, const Status& status) {
   auto fail = [&](const std::string& why) {
     world.Violation(fmt::format("n{} acknowledged '{}' but the store {}", node, what, why));
   };
-  if (kind == "submit" || kind == "prepare" || kind == "register" || kind == "abort") {
+  if (kind == "submit" || kind == "prepare" || kind == "register" || kind == "abort" ||
+      kind == "create") {
     if (!stored) return fail("does not hold the transaction");
   }
   if (kind == "submit") {
@@ -132,6 +134,9 @@ void Sim::CheckEnd() {
         break;
       case core::TransType::kMsg:
         CheckMsg(tx, *stored);
+        break;
+      case core::TransType::kNotify:
+        CheckNotify(tx, *stored);
         break;
       default:
         break;
@@ -254,6 +259,73 @@ void Sim::CheckMsg(const TxInfo& tx, const core::TransSnapshot& snap) {
             fmt::format("msg {} succeeded but branch {} was never delivered", tx.gid, bid));
       }
     }
+  }
+}
+
+}  // namespace dtx::sim
+
+namespace dtx::sim {
+
+// A notification ended as its schedule and its receiver allow: aborted only two-phase and only if
+// the local transaction did not commit; delivered on a success answer; failed only after every
+// step of the schedule; no attempt skipped (the log counts up without a gap); no attempt earlier
+// than its wait after the previous one (clocks of different coordinators may differ by twice the
+// skew).
+void Sim::CheckNotify(const TxInfo& tx, const core::TransSnapshot& snap) {
+  const core::GlobalTrans& g = snap.global;
+  Result<core::NotifyState> st = core::DecodeNotifyState(g.custom_data);
+  if (!st.ok()) return world.Violation("gid " + g.gid + ": unreadable notify state");
+  const bool aborted =
+      g.status == core::GlobalStatus::kFailed && g.rollback_reason != core::kNotifyExhausted;
+  const LocalTx local = participants.Local(g.gid);
+  if (aborted) {
+    if (!tx.two_phase) world.Violation("gid " + g.gid + ": a plain notification was aborted");
+    if (local == LocalTx::kCommitted) {
+      world.Violation("gid " + g.gid + ": aborted though the local transaction committed");
+    }
+    if (st->total_attempts != 0) world.Violation("gid " + g.gid + ": aborted after attempts");
+    return;
+  }
+  if (tx.two_phase && local != LocalTx::kCommitted) {
+    world.Violation("gid " + g.gid + ": sent though the local transaction did not commit");
+  }
+  const auto& log = st->log;
+  if (log.empty()) return world.Violation("gid " + g.gid + ": final without an attempt");
+  const int64_t first_n = st->total_attempts - static_cast<int64_t>(log.size()) + 1;
+  const int64_t tolerance_ms = 2 * world.config.max_skew_ms + 5;
+  for (size_t i = 0; i < log.size(); ++i) {
+    const core::NotifyAttempt& a = log[i];
+    if (a.n != first_n + static_cast<int64_t>(i)) {
+      world.Violation(fmt::format("gid {}: attempt {} logged as n={} (skipped or repeated)", g.gid,
+                                  first_n + static_cast<int64_t>(i), a.n));
+    }
+    const bool ok = a.http_status == 200 && a.error.empty();
+    const bool last = i + 1 == log.size();
+    if (ok != (last && g.status == core::GlobalStatus::kSucceed)) {
+      world.Violation(fmt::format("gid {}: attempt {} {} but the notification is {}", g.gid, a.n,
+                                  ok ? "succeeded" : "failed", core::ToString(g.status)));
+    }
+    const size_t k = static_cast<size_t>(a.n - 1);  // no resend in the simulation
+    if (k >= tx.schedule_ms.size()) {
+      world.Violation(fmt::format("gid {}: attempt {} beyond the schedule", g.gid, a.n));
+      continue;
+    }
+    const int64_t earliest = k == 0
+                                 ? st->cycle_start_ms + tx.schedule_ms[0]
+                                 : log[i - 1].time_ms + log[i - 1].latency_ms + tx.schedule_ms[k];
+    if ((k == 0 || i > 0) && a.time_ms + tolerance_ms < earliest) {
+      world.Violation(fmt::format("gid {}: attempt {} at {} ms, {} ms before its schedule", g.gid,
+                                  a.n, world.Rel(a.time_ms), earliest - a.time_ms));
+    }
+  }
+  if (g.status == core::GlobalStatus::kFailed &&
+      st->cycle_attempts != static_cast<int64_t>(tx.schedule_ms.size())) {
+    world.Violation(fmt::format("gid {}: failed after {} of {} attempts", g.gid, st->cycle_attempts,
+                                tx.schedule_ms.size()));
+  }
+  const Participants::NotifyReceiver* r = participants.NotifyOf(g.gid);
+  if (g.status == core::GlobalStatus::kSucceed && (r == nullptr || r->accepted == 0)) {
+    world.Violation("gid " + g.gid + ": delivered without a success answer from the receiver");
   }
 }
 

@@ -31,6 +31,7 @@ Answer Participants::Handle(const std::string& url, const std::string& gid,
   if (url == kTccCancel) return Undo(gid, branch_id, "try", "cancel");
   if (url == kMsgAction) return MsgAction(gid, branch_id);
   if (url == kQueryPrepared) return QueryPrepared(gid);
+  if (url == kNotifyUrl) return Notify(gid);
   world_.Violation("call to an unknown url " + url + " op " + op);
   return {404, "not found"};
 }
@@ -118,6 +119,19 @@ Answer Participants::QueryPrepared(const std::string& gid) {
   // The check-back of DoAndSubmit: an undecided local transaction is decided as rolled back.
   LocalTx t = DecideLocal(gid, /*commit=*/false);
   return t == LocalTx::kCommitted ? Success() : Failure();
+}
+
+Answer Participants::Notify(const std::string& gid) {
+  NotifyReceiver& r = notify_[gid];
+  if (r.two_phase && Local(gid) != LocalTx::kCommitted) {
+    world_.Violation(
+        "gid " + gid +
+        ": notification delivered but the producer's local transaction did not commit");
+  }
+  r.calls += 1;
+  if (r.calls <= r.fail_first) return {500, "down"};
+  r.accepted += 1;
+  return {200, "success"};
 }
 
 }  // namespace dtx::sim

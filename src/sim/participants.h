@@ -22,6 +22,8 @@ inline constexpr const char* kTccConfirm = "http://svc.sim/tcc/confirm";
 inline constexpr const char* kTccCancel = "http://svc.sim/tcc/cancel";
 inline constexpr const char* kMsgAction = "http://svc.sim/msg/action";
 inline constexpr const char* kQueryPrepared = "http://app.sim/msg/query_prepared";
+// The receiver of notifications (its URL carries ?gid=&branch_id=01&op=notify for the records).
+inline constexpr const char* kNotifyUrl = "http://merchant.sim/notify";
 
 // The local transaction of a msg's producer (seed 002 / DoAndSubmit with the barrier).
 enum class LocalTx : unsigned char { kUndecided, kCommitted, kRolledBack };
@@ -39,6 +41,22 @@ class Participants {
   void PlanSagaStep(const std::string& gid, const std::string& branch_id, bool fails) {
     failing_steps_[gid].insert(branch_id);
     if (!fails) failing_steps_[gid].erase(branch_id);
+  }
+
+  // A notification's receiver answers 500 to its first `fail_first` calls, then the success body;
+  // a two-phase one must never arrive unless the producer's local transaction committed.
+  void PlanNotify(const std::string& gid, int fail_first, bool two_phase) {
+    notify_[gid] = NotifyReceiver{fail_first, two_phase, 0, 0};
+  }
+  struct NotifyReceiver {
+    int fail_first = 0;
+    bool two_phase = false;
+    int calls = 0;
+    int accepted = 0;  // calls answered with the success body
+  };
+  const NotifyReceiver* NotifyOf(const std::string& gid) const {
+    auto it = notify_.find(gid);
+    return it == notify_.end() ? nullptr : &it->second;
   }
 
   // A call delivered to the service at `url` (without query) for (gid, branch_id, op).
@@ -69,6 +87,7 @@ class Participants {
   Answer TccConfirm(const std::string& gid, const std::string& bid);
   Answer MsgAction(const std::string& gid, const std::string& bid);
   Answer QueryPrepared(const std::string& gid);
+  Answer Notify(const std::string& gid);
   // Inserts a barrier row; false if it exists (DTM: INSERT IGNORE affected 0 rows).
   bool Insert(const std::string& gid, const std::string& bid, const std::string& op);
 
@@ -77,6 +96,7 @@ class Participants {
   std::set<std::tuple<std::string, std::string, std::string>> barrier_;
   std::map<std::pair<std::string, std::string>, Effects> effects_;
   std::map<std::string, LocalTx> local_;
+  std::map<std::string, NotifyReceiver> notify_;
 };
 
 }  // namespace dtx::sim

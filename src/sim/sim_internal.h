@@ -31,11 +31,14 @@ struct TxInfo {
   // World times of an operator's resetNextCronTime: it makes the transaction due at once, which
   // cuts short the lease of a round in flight on another coordinator (docs/simulation.md).
   std::vector<int64_t> resets;
+  // notify: its schedule and whether it was created two-phase.
+  std::vector<int64_t> schedule_ms;
+  bool two_phase = false;
 };
 
 class Sim {
  public:
-  Sim(uint64_t seed, bool trace, Mutant mutant);
+  Sim(uint64_t seed, bool trace, Mutant mutant, Workload workload);
   ~Sim();
   RunResult Run();
 
@@ -43,6 +46,7 @@ class Sim {
   boost::asio::awaitable<void> SagaApp(std::string gid);
   boost::asio::awaitable<void> TccApp(std::string gid);
   boost::asio::awaitable<void> MsgApp(std::string gid);
+  boost::asio::awaitable<void> NotifyApp(std::string gid);
   boost::asio::awaitable<void> OperatorApp();
   boost::asio::awaitable<void> Sleep(int64_t ms);
   // An API call through the (faulty) client network to a random coordinator.
@@ -58,6 +62,7 @@ class Sim {
   SimDisk disk;
   Participants participants;
   Mutant mutant;
+  Workload workload;
   std::vector<std::unique_ptr<Node>> nodes;
   boost::asio::io_context client_ctx;
   SkewedClock client_clock;
@@ -71,6 +76,7 @@ class Sim {
   void CheckSaga(const TxInfo& tx, const core::TransSnapshot& snap);
   void CheckTcc(const TxInfo& tx, const core::TransSnapshot& snap);
   void CheckMsg(const TxInfo& tx, const core::TransSnapshot& snap);
+  void CheckNotify(const TxInfo& tx, const core::TransSnapshot& snap);
   void CheckCompensationOrder(const TxInfo& tx);
 };
 

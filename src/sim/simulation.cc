@@ -40,10 +40,11 @@ bool ParseMutant(const std::string& name, Mutant& out) {
   return false;
 }
 
-Sim::Sim(uint64_t seed, bool trace, Mutant m)
+Sim::Sim(uint64_t seed, bool trace, Mutant m, Workload w)
     : world(seed, Config{}),
       participants(world),
       mutant(m),
+      workload(w),
       client_clock(world.time, 0),
       client_timers(world.time, client_clock) {
   Configure(seed);
@@ -128,17 +129,27 @@ RunResult Sim::Run() {
   ScheduleChaos();
   for (int i = 0; i < world.config.transactions; ++i) {
     const int64_t at = world.Uniform(0, world.config.chaos_ms * 3 / 4);
-    const int kind = static_cast<int>(world.Uniform(0, 3));
-    const std::string gid = fmt::format("{}-{}", kind <= 1 ? "saga" : kind == 2 ? "tcc" : "msg", i);
+    // kind 4: a notification (Workload::kNotify only, which draws nothing else).
+    const int kind = workload == Workload::kNotify ? 4 : static_cast<int>(world.Uniform(0, 3));
+    const std::string gid = fmt::format("{}-{}",
+                                        kind <= 1   ? "saga"
+                                        : kind == 2 ? "tcc"
+                                        : kind == 3 ? "msg"
+                                                    : "notify",
+                                        i);
     TxInfo& tx = txs[gid];
     tx.gid = gid;
     tx.type = kind <= 1   ? core::TransType::kSaga
               : kind == 2 ? core::TransType::kTcc
-                          : core::TransType::kMsg;
+              : kind == 3 ? core::TransType::kMsg
+                          : core::TransType::kNotify;
     world.counters.transactions += 1;
     world.time.At(start + at, [this, gid, kind] {
       ++apps_running;
-      auto app = kind <= 1 ? SagaApp(gid) : kind == 2 ? TccApp(gid) : MsgApp(gid);
+      auto app = kind <= 1   ? SagaApp(gid)
+                 : kind == 2 ? TccApp(gid)
+                 : kind == 3 ? MsgApp(gid)
+                             : NotifyApp(gid);
       asio::co_spawn(client_ctx, std::move(app), [this](std::exception_ptr e) {
         --apps_running;
         if (e) world.Violation("an application coroutine threw");
@@ -164,12 +175,12 @@ RunResult Sim::Run() {
   return r;
 }
 
-RunResult RunSeed(uint64_t seed, bool trace, Mutant mutant) {
+RunResult RunSeed(uint64_t seed, bool trace, Mutant mutant, Workload workload) {
   spdlog::level::level_enum old = spdlog::get_level();
   if (!trace) spdlog::set_level(spdlog::level::off);
   RunResult r;
   {
-    Sim sim(seed, trace, mutant);
+    Sim sim(seed, trace, mutant, workload);
     r = sim.Run();
     r.violations = sim.world.violations;
     r.trace = sim.world.trace;

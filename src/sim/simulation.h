@@ -28,6 +28,12 @@ struct RunResult {
   uint64_t handlers = 0;   // engine/client handlers run
 };
 
-RunResult RunSeed(uint64_t seed, bool trace, Mutant mutant = Mutant::kNone);
+// kMixed: sagas, TCC and msg (the seeds of sim_seeds and sim_regressions); kNotify: best-effort
+// notifications, plain and two-phase (sim_notify_seeds), a workload of its own so that adding it
+// left every earlier seed's run unchanged.
+enum class Workload { kMixed, kNotify };
+
+RunResult RunSeed(uint64_t seed, bool trace, Mutant mutant = Mutant::kNone,
+                  Workload workload = Workload::kMixed);
 
 }  // namespace dtx::sim

@@ -5,6 +5,7 @@
 
 #include <boost/asio/this_coro.hpp>
 
+#include "core/notify.h"
 #include "sim/sim_internal.h"
 
 // GCC 12 reports a false -Wmismatched-new-delete for Asio's awaitable frames (GCC bug 109224; see
@@ -257,6 +258,92 @@ awaitable<void> Sim::MsgApp(std::string gid) {
     s = co_await WithRetries(*this, what, abort);
   }
   world.Trace(fmt::format("app: msg {} {} -> {}", gid,
+                          local == LocalTx::kCommitted ? "submit" : "abort", s.ToString()));
+  tx.app_done = true;
+}
+
+awaitable<void> Sim::NotifyApp(std::string gid) {
+  TxInfo& tx = txs[gid];
+  tx.two_phase = world.Chance(0.4);
+  core::NotifyState st;
+  const size_t steps = static_cast<size_t>(world.Uniform(1, 5));
+  for (size_t k = 0; k < steps; ++k) {
+    st.schedule_ms.push_back(k == 0 && world.Chance(0.5) ? 0 : world.Uniform(0, 3000));
+  }
+  st.success = {core::SuccessRule::Kind::kBody, "", "success"};
+  st.timeout_ms = world.config.request_timeout_ms;
+  st.request_hash = "hash-" + gid;  // the same request each time it is sent
+  tx.schedule_ms = st.schedule_ms;
+  // The receiver fails its first calls: sometimes more than the schedule has (-> failed).
+  const int fail_first = static_cast<int>(world.Uniform(0, static_cast<int64_t>(steps) + 1));
+  participants.PlanNotify(gid, fail_first, tx.two_phase);
+  core::TransSnapshot snap;
+  core::GlobalTrans& g = snap.global;
+  g.gid = gid;
+  g.trans_type = core::TransType::kNotify;
+  g.status = tx.two_phase ? core::GlobalStatus::kPrepared : core::GlobalStatus::kSubmitted;
+  if (tx.two_phase) g.query_prepared = kQueryPrepared;
+  g.options.request_timeout_s = (st.timeout_ms + 999) / 1000;
+  if (tx.two_phase && world.Chance(0.3)) g.options.timeout_to_fail_s = world.Uniform(2, 10);
+  g.custom_data = core::EncodeNotifyState(st);
+  core::BranchRow& row = snap.branches.emplace_back();
+  row.url = std::string(kNotifyUrl) + "?gid=" + gid + "&branch_id=01&op=notify";
+  row.branch_id = "01";
+  row.op = "notify";
+  row.bin_data = "payload of " + gid;
+  tx.branch_ids.push_back("01");
+  world.Trace(fmt::format("app: notify {} two_phase={} schedule={} receiver fails {}", gid,
+                          tx.two_phase, steps, fail_first));
+  auto create = [&] {
+    return [snap](engine::Engine& e) -> awaitable<Status> {
+      core::TransSnapshot copy = snap;
+      co_return co_await e.CreateNotify(std::move(copy));
+    };
+  };
+  std::string what = (tx.two_phase ? "prepare " : "create ") + gid;
+  Status s = co_await WithRetries(*this, what, create);
+  world.Trace(fmt::format("app: notify {} create -> {}", gid, s.ToString()));
+  if (s.ok() && world.Chance(0.1)) {  // the same request again: idempotent
+    Node::Op again_op = create();
+    Status again = co_await Api(what, std::move(again_op));
+    world.Trace(fmt::format("app: notify {} create again -> {}", gid, again.ToString()));
+  }
+  if (!tx.two_phase) {
+    tx.app_done = true;
+    co_return;
+  }
+  if (!s.ok()) {
+    participants.DecideLocal(gid, false);
+    tx.app_done = true;
+    co_return;
+  }
+  co_await Sleep(world.Uniform(1, 3000));  // the local transaction runs
+  const LocalTx local = participants.DecideLocal(gid, world.Chance(0.75));
+  if (world.chaos && world.Chance(0.1)) {  // the producer dies: the check-back decides
+    world.Trace(fmt::format("app: notify {} goes silent", gid));
+    tx.app_done = true;
+    co_return;
+  }
+  if (local == LocalTx::kCommitted) {
+    what = "submit " + gid + " nowait";
+    auto submit = [&] {
+      return [gid](engine::Engine& e) -> awaitable<Status> {
+        std::string id = gid;
+        co_return co_await e.SubmitNotify(std::move(id));
+      };
+    };
+    s = co_await WithRetries(*this, what, submit);
+  } else {
+    what = "abort " + gid;
+    auto abort = [&] {
+      return [gid](engine::Engine& e) -> awaitable<Status> {
+        std::string id = gid;
+        co_return co_await e.AbortNotify(std::move(id));
+      };
+    };
+    s = co_await WithRetries(*this, what, abort);
+  }
+  world.Trace(fmt::format("app: notify {} {} -> {}", gid,
                           local == LocalTx::kCommitted ? "submit" : "abort", s.ToString()));
   tx.app_done = true;
 }

@@ -41,11 +41,13 @@ struct Options {
   double time_budget_s = 0;
   dtx::sim::Mutant mutant = dtx::sim::Mutant::kNone;
   std::string mutant_name = "none";
+  dtx::sim::Workload workload = dtx::sim::Workload::kMixed;
+  std::string workload_name = "mixed";
 };
 
 // One seed, with its configuration, trace (optional) and violations.
 int RunOne(const Options& o) {
-  dtx::sim::RunResult r = dtx::sim::RunSeed(o.seed, o.trace, o.mutant);
+  dtx::sim::RunResult r = dtx::sim::RunSeed(o.seed, o.trace, o.mutant, o.workload);
   PrintConfig(r);
   if (o.trace) PrintTrace(r);
   for (const auto& v : r.violations) std::printf("VIOLATION: %s\n", v.c_str());
@@ -73,7 +75,7 @@ int RunMany(const Options& o) {
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (o.time_budget_s > 0 && elapsed > o.time_budget_s) break;
-    dtx::sim::RunResult r = dtx::sim::RunSeed(s, false, o.mutant);
+    dtx::sim::RunResult r = dtx::sim::RunSeed(s, false, o.mutant, o.workload);
     ++ran;
     total.transactions += r.counters.transactions;
     total.calls += r.counters.calls;
@@ -85,8 +87,9 @@ int RunMany(const Options& o) {
     ++failed;
     if (first_failed == 0) first_failed = s;
     if (o.expect_violation) break;  // caught: enough
-    std::printf("FAILED seed %llu (replay: dtx-sim --seed %llu --trace)\n",
-                static_cast<unsigned long long>(s), static_cast<unsigned long long>(s));
+    std::printf("FAILED seed %llu (replay: dtx-sim --seed %llu --workload %s --trace)\n",
+                static_cast<unsigned long long>(s), static_cast<unsigned long long>(s),
+                o.workload_name.c_str());
     PrintConfig(r);
     for (const auto& v : r.violations) std::printf("  VIOLATION: %s\n", v.c_str());
   }
@@ -120,6 +123,8 @@ int main(int argc, char** argv) {
   app.add_option("--seeds", o.seeds, "run this many seeds, from --first on");
   app.add_option("--first", o.first, "first seed of --seeds (default 1)");
   app.add_flag("--trace", o.trace, "print the run's trace (with --seed)");
+  app.add_option("--workload", o.workload_name,
+                 "mixed (sagas, tcc, msg; the default) or notify (notifications)");
   app.add_option("--time-budget", o.time_budget_s,
                  "stop starting new seeds after this many seconds (0 = none); the summary says "
                  "how many ran");
@@ -129,6 +134,13 @@ int main(int argc, char** argv) {
   app.add_flag("--expect-violation", o.expect_violation,
                "exit 0 only if some seed finds a violation (for --mutant)");
   CLI11_PARSE(app, argc, argv);
+  if (o.workload_name == "notify") {
+    o.workload = dtx::sim::Workload::kNotify;
+  } else if (o.workload_name != "mixed") {
+    std::fprintf(stderr, "dtx-sim: unknown --workload '%s' (mixed, notify)\n",
+                 o.workload_name.c_str());
+    return 2;
+  }
   if (!dtx::sim::ParseMutant(o.mutant_name, o.mutant)) {
     std::fprintf(stderr, "dtx-sim: unknown --mutant '%s'\n", o.mutant_name.c_str());
     return 2;
