@@ -13,6 +13,7 @@
 #include "api/codec.h"
 #include "api/input_checks.h"
 #include "api/notify_routes.h"
+#include "api/saga_def_routes.h"
 #include "api/wording.h"
 #include "core/machine.h"
 #include "http/client.h"
@@ -343,6 +344,8 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     co_return ErrorResponse(Status::Unimplemented("JSON-RPC is not supported yet"));
   }
   if (IsNotifyPath(path)) co_return co_await HandleNotify(engine_, req, api);  // notify_routes.cc
+  if (IsSagaDefPath(path))
+    co_return co_await HandleSagaDefs(engine_, req, api);  // saga_def_routes.cc
   if (path.rfind(kPrefix, 0) != 0) {
     co_return Json(404,
                    ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));

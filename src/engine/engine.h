@@ -128,6 +128,10 @@ class Engine {
                                                        int limit);
   boost::asio::awaitable<Result<std::vector<store::KvRow>>> QueryKv(std::string cat,
                                                                     std::string key);
+  // Store::KvPut (durable): insert when expected_version is 0, else compare-and-set on the row's
+  // version; kConflict when the row changed (or exists, for an insert).
+  boost::asio::awaitable<Status> PutKv(std::string cat, std::string key, std::string value,
+                                       int64_t expected_version);
 
   // Notifications (docs/notifications.md, engine/notify.cc). `proposed` is a validated notify
   // transaction (status prepared for a two-phase one, else submitted) whose custom_data is its

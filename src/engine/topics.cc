@@ -164,4 +164,13 @@ awaitable<Result<std::vector<store::KvRow>>> Engine::QueryKv(std::string cat, st
       [&](auto cb) { store_.KvQuery(cat, key, std::move(cb)); });
 }
 
+awaitable<Status> Engine::PutKv(std::string cat, std::string key, std::string value,
+                                int64_t expected_version) {
+  const int64_t now = clock_.NowMs();
+  co_return co_await AwaitStore<Status>([&](auto cb) {
+    store_.KvPut(std::move(cat), std::move(key), std::move(value), expected_version, now,
+                 std::move(cb));
+  });
+}
+
 }  // namespace dtx::engine

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "tools/dtx/relay_command.h"
+#include "tools/dtx/saga_command.h"
 #include "tools/dtx/server_command.h"
 
 int main(int argc, char** argv) {
@@ -11,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   dtx::tools::AddServerCommand(app);
   dtx::tools::AddRelayCommand(app);
+  dtx::tools::AddSagaCommand(app);
   if (dtx::Status s = dtx::tools::LoadConfigFile(app, argc, argv); !s.ok()) {
     std::fprintf(stderr, "dtx: %s\n", s.message().c_str());
     return 2;
