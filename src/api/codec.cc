@@ -163,6 +163,7 @@ enum Field : int {
   kConcurrent,
   kRetryLimit,
   kRetryCount,
+  kBusinessKeys,
   kFieldCount,
 };
 
@@ -184,6 +185,7 @@ constexpr std::array<std::string_view, kFieldCount> kFieldNames = {
     "concurrent",
     "retry_limit",
     "retry_count",
+    "business_keys",
 };
 
 enum StepField : int { kAction, kCompensate, kData, kStepFieldCount };
@@ -311,6 +313,9 @@ Status DecodeField(int field, const json::value& v, TransRequest& r, std::string
     case kRetryCount:
       r.has_retry_count = true;
       return GetCount(v, name, std::numeric_limits<int64_t>::max(), o.retry_count);
+    case kBusinessKeys:
+      r.has_business_keys = true;  // any non-null value: refused until the feature exists
+      return Status::Ok();
     default:
       return Status::Ok();
   }
@@ -319,6 +324,13 @@ Status DecodeField(int field, const json::value& v, TransRequest& r, std::string
 Status Validate(TransRequest& r, std::string_view trans_type) {
   // Kept verbatim (DTM's dtmimp.Escape strips ';', CR and LF; dtx refuses control characters).
   if (Status s = core::ValidateGid(r.gid); !s.ok()) return s;
+  if (!r.has_business_keys && !r.custom_data.empty()) {
+    // DTM SDKs can only set custom_data: business_keys is read there too (Go's key rule).
+    boost::system::error_code ec;
+    json::value cd = json::parse(r.custom_data, ec);
+    r.has_business_keys =
+        !ec && cd.is_object() && core::GoField(cd.get_object(), "business_keys") != nullptr;
+  }
 
   // Go cannot tell "" from a missing key; both leave trans_type absent.
   if (!trans_type.empty()) {

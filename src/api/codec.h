@@ -47,6 +47,10 @@ struct TransRequest {
   bool has_concurrent = false;
   bool has_retry_limit = false;
   bool has_retry_count = false;
+  // "business_keys" (a dtx extension, issue 15) was given, at the top level or in custom_data.
+  // Serializing transactions on a business key is not built yet: the routes answer 501 rather than
+  // run the transaction unserialized.
+  bool has_business_keys = false;
 };
 
 // Upper bound of timeout_to_fail, request_timeout and retry_interval: 100 years. DTM has none; the

@@ -311,6 +311,20 @@ TEST(DecodeTransRequest, Gid) {
                 "gid is 129 bytes, over the limit of 128");
 }
 
+TEST(DecodeTransRequest, BusinessKeysAreNoticedAtTheTopAndInCustomData) {
+  EXPECT_FALSE(MustDecode(R"({"gid":"g"})").has_business_keys);
+  EXPECT_FALSE(MustDecode(R"({"gid":"g","business_keys":null})").has_business_keys);
+  EXPECT_TRUE(MustDecode(R"({"gid":"g","business_keys":["a:1"]})").has_business_keys);
+  EXPECT_TRUE(MustDecode(R"({"gid":"g","Business_Keys":["a:1"]})").has_business_keys);
+  EXPECT_TRUE(
+      MustDecode(R"({"gid":"g","custom_data":"{\"business_keys\":[\"a:1\"]}"})").has_business_keys);
+  EXPECT_TRUE(
+      MustDecode(R"({"gid":"g","custom_data":"{\"BUSINESS_KEYS\":[]}"})").has_business_keys);
+  EXPECT_FALSE(
+      MustDecode(R"({"gid":"g","custom_data":"{\"business_keys\":null}"})").has_business_keys);
+  EXPECT_FALSE(MustDecode(R"({"gid":"g","custom_data":"not json"})").has_business_keys);
+}
+
 TEST(DecodeTransRequest, UnknownTransType) {
   ExpectInvalid(With("trans_type", R"("foo")"), "unknown trans_type 'foo'");
   ExpectInvalid(With("trans_type", R"("SAGA")"), "unknown trans_type 'SAGA'");

@@ -517,6 +517,12 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   Result<TransRequest> decoded = DecodeTransRequest(req.body);
   if (!decoded.ok()) co_return ErrorResponse(decoded.status());
   TransRequest& tr = *decoded;
+  if (tr.has_business_keys && (api == "submit" || api == "prepare")) {
+    co_return ErrorResponse(
+        Status::Unimplemented("business_keys (serializing transactions on a business key) is not "
+                              "supported yet"),
+        tr.gid);
+  }
   if (const int64_t cap = engine_.options().settings.max_retry_limit;
       tr.has_retry_limit && tr.options.retry_limit > cap) {
     co_return ErrorResponse(
