@@ -40,4 +40,18 @@ Status CheckRequestText(const http::Request& req) {
   return Status::Ok();
 }
 
+Status CheckTransRequest(const TransRequest& r, std::string_view api,
+                         const core::Settings& settings) {
+  if (r.has_business_keys && (api == "submit" || api == "prepare")) {
+    return Status::Unimplemented(
+        "business_keys (serializing transactions on a business key) is not supported yet");
+  }
+  if (r.has_retry_limit && r.options.retry_limit > settings.max_retry_limit) {
+    return Status::InvalidArgument(
+        fmt::format("retry_limit {} is over this server's limit of {} (--max-retry-limit)",
+                    r.options.retry_limit, settings.max_retry_limit));
+  }
+  return Status::Ok();
+}
+
 }  // namespace dtx::api

@@ -5,6 +5,10 @@
 // Pure; thread-safe.
 #pragma once
 
+#include <string_view>
+
+#include "api/codec.h"
+#include "core/retry_policy.h"
 #include "http/server.h"
 #include "util/status.h"
 
@@ -13,5 +17,11 @@ namespace dtx::api {
 // kInvalidArgument naming the parameter (or the path) and the byte offset of the first ill-formed
 // sequence, e.g. "query parameter 'remark' is not valid UTF-8 (byte 0xff at offset 3)".
 Status CheckRequestText(const http::Request& req);
+
+// The server's own limits on a decoded transaction request to route `api` (issue 15):
+// retry_limit above settings.max_retry_limit -> kInvalidArgument; business_keys on submit or
+// prepare -> kUnimplemented (serialization on a business key is not built yet).
+Status CheckTransRequest(const TransRequest& request, std::string_view api,
+                         const core::Settings& settings);
 
 }  // namespace dtx::api

@@ -517,19 +517,8 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   Result<TransRequest> decoded = DecodeTransRequest(req.body);
   if (!decoded.ok()) co_return ErrorResponse(decoded.status());
   TransRequest& tr = *decoded;
-  if (tr.has_business_keys && (api == "submit" || api == "prepare")) {
-    co_return ErrorResponse(
-        Status::Unimplemented("business_keys (serializing transactions on a business key) is not "
-                              "supported yet"),
-        tr.gid);
-  }
-  if (const int64_t cap = engine_.options().settings.max_retry_limit;
-      tr.has_retry_limit && tr.options.retry_limit > cap) {
-    co_return ErrorResponse(
-        Status::InvalidArgument(fmt::format("retry_limit {} is over this server's limit of {} "
-                                            "(--max-retry-limit)",
-                                            tr.options.retry_limit, cap)),
-        tr.gid);
+  if (Status s = CheckTransRequest(tr, api, engine_.options().settings); !s.ok()) {
+    co_return ErrorResponse(s, tr.gid);
   }
 
   if (api == "forceStop") {
