@@ -15,6 +15,7 @@ PKGS=(
   librdkafka-dev
   librabbitmq-dev rabbitmq-server  # tests start a private rabbitmq-server (not the system service)
   dpkg-dev file  # scripts/package.sh: cpack -G DEB runs dpkg-shlibdeps and file
+  chromium chromium-driver python3-selenium  # the admin console's browser test (headless)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -408,6 +408,14 @@ TEST(DecodeTransRequest, BranchHeaderValidation) {
   ExpectInvalid(With("branch_headers", R"({"h":"v\r\nX-Evil: 1"})"),
                 R"(the value of "h" contains a control character)");
   ExpectInvalid(With("branch_headers", R"({"h":"v\u0000"})"), "control character");
+  // Host would redirect the call to another virtual host; hop-by-hop headers belong to the client
+  // (issue 13, a security probe).
+  ExpectInvalid(With("branch_headers", R"({"Host":"internal-admin"})"), R"("Host" is set by dtx)");
+  for (const char* h : {"connection", "Keep-Alive", "Transfer-Encoding", "TE", "Upgrade",
+                        "Content-Length", "Proxy-Authorization", "Trailer"}) {
+    ExpectInvalid(With("branch_headers", std::string(R"({")") + h + R"(":"x"})"), "set by dtx");
+  }
+  EXPECT_TRUE(DecodeTransRequest(With("branch_headers", R"({"X-Hostname":"a","Hosts":"b"})")).ok());
 }
 
 // --- DecodeStringMap

@@ -10,6 +10,7 @@
 #include <map>
 #include <random>
 
+#include "api/browser_guard.h"
 #include "api/codec.h"
 #include "api/input_checks.h"
 #include "api/notify_routes.h"
@@ -328,6 +329,11 @@ awaitable<http::Response> ApiHandler::Handle(http::Request request) {
 
 awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::string& api) {
   const std::string& path = req.path;
+  // Every route: a web page on another origin must not drive the coordinator (browser_guard.h).
+  if (auto refused = RefuseCrossSite(req, allowed_origins_)) {
+    api = "refused";
+    co_return std::move(*refused);
+  }
   if (Status s = CheckRequestText(req); !s.ok()) co_return ErrorResponse(s);
   if (path == "/api/ping") {
     api = "ping";
@@ -339,6 +345,7 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     r.content_type = "text/plain; version=0.0.4";
     co_return r;
   }
+  if (admin_ != nullptr && AdminRoutes::Owns(path)) co_return co_await admin_->Handle(req, api);
   if (path == "/api/json-rpc") {
     api = "json-rpc";
     co_return ErrorResponse(Status::Unimplemented("JSON-RPC is not supported yet"));

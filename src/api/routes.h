@@ -5,7 +5,9 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <string>
+#include <vector>
 
+#include "api/admin_routes.h"
 #include "api/codec.h"
 #include "engine/engine.h"
 #include "http/server.h"
@@ -20,12 +22,21 @@ class ApiHandler final : public http::Handler {
  public:
   ApiHandler(engine::Engine& engine, ops::Metrics& metrics);
   boost::asio::awaitable<http::Response> Handle(http::Request request) override;
+  // Hands /api/dtx/admin/ to the admin routes (issue 13); unset, those paths answer 404. Set before
+  // the server starts.
+  void SetAdmin(AdminRoutes* admin) { admin_ = admin; }
+  // Origins whose web pages may call this server (browser_guard.h); others are refused with 403.
+  void SetAllowedOrigins(std::vector<std::string> origins) {
+    allowed_origins_ = std::move(origins);
+  }
 
  private:
   boost::asio::awaitable<http::Response> Route(const http::Request& request, std::string& api);
 
   engine::Engine& engine_;
   ops::Metrics& metrics_;
+  AdminRoutes* admin_ = nullptr;
+  std::vector<std::string> allowed_origins_;
 };
 
 // Maps a non-ok Status to the HTTP answer of §2.1 (409 FAILURE, 425 ONGOING, 400, 404, 413, 501,

@@ -93,6 +93,10 @@ struct GlobalTrans {
   int64_t next_cron_interval_ms = 0;
   int64_t next_cron_time_ms = 0;
   int64_t retry_count = 0;  // persisted saga retry_limit counter (§5 #2)
+  // The lease of the round that may have calls in flight, kept apart from the wake-up: recovery
+  // claims a transaction only once both next_cron_time and lease_until have passed, so an
+  // operator's retry (next_cron_time = now) never cuts a round in flight short.
+  int64_t lease_until_ms = 0;
 };
 
 struct BranchRow {
@@ -138,9 +142,12 @@ struct TransUpdate {
   // taken over (it was paused, its clock jumped) can no longer write (fencing). due_by_ms: apply
   // only if the stored next_cron_time <= due_by_ms, i.e. nobody holds a lease on it (the claim of
   // one transaction). owner: the new owner. A mismatch fails the update with kConflict.
+  // due_by_ms also requires the stored lease_until <= due_by_ms. lease_until_ms: the new lease
+  // (GlobalTrans::lease_until_ms).
   std::optional<std::string> expected_owner;
   std::optional<int64_t> due_by_ms;
   std::optional<std::string> owner;
+  std::optional<int64_t> lease_until_ms;
 
   // Branch rows are addressed by (branch_id, op), unique within a gid. An update of a row that does
   // not exist fails the whole TransUpdate with kNotFound.

@@ -8,12 +8,12 @@
 
 namespace dtx::core {
 
-bool CanHold(const TransUpdate& u, int64_t stored_wakeup_ms, int64_t lease_needed_ms) {
+bool CanHold(const TransUpdate& u, int64_t stored_lease_ms, int64_t lease_needed_ms) {
   if (u.new_status || u.rollback_reason || u.custom_data || u.options || u.retry_count ||
       u.finish_time_ms || u.rollback_time_ms) {
     return false;
   }
-  if (u.branches.empty() || stored_wakeup_ms < lease_needed_ms) return false;
+  if (u.branches.empty() || stored_lease_ms < lease_needed_ms) return false;
   for (const auto& b : u.branches) {
     if (b.status != BranchStatus::kSucceed) return false;
   }
@@ -37,6 +37,7 @@ void MergeInto(std::optional<TransUpdate>& into, TransUpdate later) {
   take(u.next_cron_time_ms, later.next_cron_time_ms);
   take(u.next_cron_interval_ms, later.next_cron_interval_ms);
   take(u.retry_count, later.retry_count);
+  take(u.lease_until_ms, later.lease_until_ms);
   take(u.finish_time_ms, later.finish_time_ms);
   take(u.rollback_time_ms, later.rollback_time_ms);
   u.update_time_ms = later.update_time_ms;
@@ -48,7 +49,7 @@ WritePlan PlanWrite(std::optional<TransUpdate> update, std::optional<TransUpdate
                     const WriteContext& ctx) {
   WritePlan plan;
   const int64_t need = ctx.lease_needed_ms;
-  if (update && !ctx.round_over && !ctx.stopping && CanHold(*update, ctx.stored_wakeup_ms, need)) {
+  if (update && !ctx.round_over && !ctx.stopping && CanHold(*update, ctx.stored_lease_ms, need)) {
     MergeInto(held, std::move(*update));
     plan.held = std::move(held);
     return plan;
@@ -61,19 +62,28 @@ WritePlan PlanWrite(std::optional<TransUpdate> update, std::optional<TransUpdate
     held.reset();
   };
   if (update || ctx.round_over) take_held();
+  if (need == 0 && update && !update->lease_until_ms && ctx.stored_lease_ms > ctx.now_ms) {
+    // Nothing of this round is in flight: its lease ends with this write, so that the wake-up it
+    // writes (a short backoff) is not held back by the lease of calls that have returned.
+    update->lease_until_ms = ctx.now_ms;
+  }
   if (need > 0) {
-    // The update's own wake-up, or else the stored one, must cover the calls in flight.
-    const int64_t effective =
-        update && update->next_cron_time_ms ? *update->next_cron_time_ms : ctx.stored_wakeup_ms;
+    // The stored lease (or the one this update writes) must cover the calls in flight.
+    const int64_t lease =
+        update && update->lease_until_ms ? *update->lease_until_ms : ctx.stored_lease_ms;
     // (The simulator's self-test variant skips this: dtx-sim must catch it.)
-    if (effective < need && !DTX_MUTANT(kSkipLeaseExtension)) {
+    if (lease < need && !DTX_MUTANT(kSkipLeaseExtension)) {
       if (!update) {
         update.emplace();
         update->gid = std::string(ctx.gid);
         update->expected_status = ctx.status;
         update->update_time_ms = ctx.now_ms;
       }
-      update->next_cron_time_ms = need;
+      update->lease_until_ms = need;
+      // The wake-up never comes before the lease ends (recovery would only skip it meanwhile).
+      const int64_t wakeup =
+          update->next_cron_time_ms ? *update->next_cron_time_ms : ctx.stored_wakeup_ms;
+      if (wakeup < need) update->next_cron_time_ms = need;
       plan.lease_ms = need;
       take_held();  // a lease-only update takes what is held along
     }

@@ -10,11 +10,12 @@
 //   is acknowledged on it.
 // - Flush: any other update, or the end of the round, takes what is held along (held first, the
 //   decision's update merged over it: the later branch update wins).
-// - Lease: while calls are in flight the stored wake-up must reach `lease_needed_ms` (their
-// deadline
-//   plus the clock-skew margin), so that no other coordinator claims the transaction meanwhile. If
-//   neither the update's own wake-up nor the stored one does, next_cron_time is pushed to it (an
-//   update is created for that alone if needed, and it takes what is held along).
+// - Lease: while calls are in flight the stored lease (lease_until, kept apart from the wake-up so
+//   that an operator's retry cannot shorten it) must reach `lease_needed_ms` (their deadline plus
+//   the clock-skew margin), so that no other coordinator claims the transaction meanwhile. If it
+//   does not, lease_until is written (an update is created for that alone if needed, and it takes
+//   what is held along), and next_cron_time is pushed to it too when it would come earlier.
+//   A write made while nothing is in flight ends the lease (lease_until = now).
 //
 // Pure: no I/O, no clock (now is an input). Thread-safe.
 #pragma once
@@ -32,6 +33,7 @@ struct WriteContext {
   std::string_view gid;      // of the transaction (for a lease-only update)
   GlobalStatus status;       // the status the store holds (a lease-only update's expected_status)
   int64_t stored_wakeup_ms;  // the next_cron_time the store holds now
+  int64_t stored_lease_ms;   // the lease_until the store holds now
   int64_t lease_needed_ms;   // 0 = no call in flight; else the wake-up that covers them all
   bool round_over = false;   // the decision ends the round
   bool stopping = false;     // the engine is stopping: nothing more is held
@@ -41,8 +43,8 @@ struct WriteContext {
 struct WritePlan {
   std::optional<TransUpdate> write;  // to commit now, before the decision's calls
   std::optional<TransUpdate> held;   // to write with the round's next update
-  // Set when the plan pushed next_cron_time to cover the calls in flight (the engine's snapshot
-  // takes it as its wake-up).
+  // Set when the plan wrote lease_until to cover the calls in flight (the engine's snapshot takes
+  // it as its lease, and as its wake-up when the write pushed next_cron_time to it).
   std::optional<int64_t> lease_ms;
 };
 
@@ -52,8 +54,8 @@ WritePlan PlanWrite(std::optional<TransUpdate> update, std::optional<TransUpdate
                     const WriteContext& ctx);
 
 // True if `u` may be held: it records only branch successes (and the wake-up that follows them),
-// and `stored_wakeup_ms` covers `lease_needed_ms`.
-bool CanHold(const TransUpdate& u, int64_t stored_wakeup_ms, int64_t lease_needed_ms);
+// and `stored_lease_ms` covers `lease_needed_ms`.
+bool CanHold(const TransUpdate& u, int64_t stored_lease_ms, int64_t lease_needed_ms);
 
 // Folds `later` into `into`, as if applied one after the other: branch updates are appended (the
 // store applies them in order, so a later update of the same row wins) and a global field set in

@@ -40,11 +40,14 @@ TransUpdate Success(const std::string& id, int64_t wakeup = kNow + 200) {
   return u;
 }
 
-WriteContext Ctx(int64_t lease_needed = kLease, int64_t stored = kStored) {
+// `stored`: the stored wake-up; `stored_lease`: the stored lease (-1 = the same as the wake-up).
+WriteContext Ctx(int64_t lease_needed = kLease, int64_t stored = kStored,
+                 int64_t stored_lease = -1) {
   WriteContext c;
   c.gid = "g";
   c.status = GlobalStatus::kSubmitted;
   c.stored_wakeup_ms = stored;
+  c.stored_lease_ms = stored_lease < 0 ? stored : stored_lease;
   c.lease_needed_ms = lease_needed;
   c.now_ms = kNow;
   return c;
@@ -173,6 +176,7 @@ TEST(WritePlanTest, ShortStoredWakeupForcesTheSuccessToBeWrittenWithTheLease) {
   ASSERT_TRUE(p.write);
   EXPECT_EQ(p.write->branches.size(), 1u);
   EXPECT_EQ(p.write->next_cron_time_ms, lease) << "the update's own short wake-up is pushed";
+  EXPECT_EQ(p.write->lease_until_ms, lease);
   EXPECT_EQ(p.lease_ms, lease);
 }
 
@@ -201,16 +205,41 @@ TEST(WritePlanTest, LeaseOnlyUpdateWithNothingHeld) {
   EXPECT_EQ(p.lease_ms, kStored + 1);
 }
 
-// An update written at once (an error with its backed-off wake-up) must not pull the stored wake-up
-// in front of a call still in flight: its wake-up is raised to the lease.
-TEST(WritePlanTest, AnUpdatesShortWakeupIsRaisedToTheLease) {
+// An update written at once (an error with its backed-off wake-up) may bring the wake-up in front
+// of a call still in flight: the stored lease, kept apart, still covers the call (recovery claims
+// only once both have passed), so nothing more is written.
+TEST(WritePlanTest, AnUpdatesShortWakeupLeavesTheStoredLease) {
   TransUpdate err = Success("01", /*wakeup=*/kNow + 400);
   err.branches[0].status.reset();
   err.branches[0].last_error = "boom";
-  WritePlan p = PlanWrite(err, std::nullopt, Ctx());  // stored covers, the update's does not
+  WritePlan p = PlanWrite(err, std::nullopt, Ctx());  // the stored lease covers
   ASSERT_TRUE(p.write);
-  EXPECT_EQ(p.write->next_cron_time_ms, kLease);
+  EXPECT_EQ(p.write->next_cron_time_ms, kNow + 400);
+  EXPECT_FALSE(p.write->lease_until_ms);
+  EXPECT_FALSE(p.lease_ms);
+}
+
+// A stored wake-up that covers the calls is not a lease (an operator may have made it due): when
+// the stored lease does not cover them, the lease is written even though the wake-up lies later.
+TEST(WritePlanTest, ALongWakeupIsNotALease) {
+  WritePlan p =
+      PlanWrite(std::nullopt, std::nullopt, Ctx(kLease, /*stored=*/kStored, /*stored_lease=*/kNow));
+  ASSERT_TRUE(p.write);
+  EXPECT_EQ(p.write->lease_until_ms, kLease);
+  EXPECT_FALSE(p.write->next_cron_time_ms) << "the later wake-up stays";
   EXPECT_EQ(p.lease_ms, kLease);
+}
+
+TEST(WritePlanTest, AWriteWithNothingInFlightEndsTheLease) {
+  TransUpdate err = Success("01", /*wakeup=*/kNow + 300);
+  err.branches[0].status.reset();
+  WritePlan p = PlanWrite(err, std::nullopt, Ctx(/*lease_needed=*/0));
+  ASSERT_TRUE(p.write);
+  EXPECT_EQ(p.write->lease_until_ms, kNow) << "the short backoff is not held back by a lease";
+  EXPECT_EQ(p.write->next_cron_time_ms, kNow + 300);
+  WritePlan expired = PlanWrite(err, std::nullopt, Ctx(0, kStored, /*stored_lease=*/kNow - 1));
+  ASSERT_TRUE(expired.write);
+  EXPECT_FALSE(expired.write->lease_until_ms) << "nothing to end";
 }
 
 TEST(WritePlanTest, AnUpdatesLongWakeupIsKept) {
@@ -219,7 +248,7 @@ TEST(WritePlanTest, AnUpdatesLongWakeupIsKept) {
   WritePlan p = PlanWrite(err, std::nullopt, Ctx(kLease, /*stored=*/kNow));
   ASSERT_TRUE(p.write);
   EXPECT_EQ(p.write->next_cron_time_ms, kLease + 1);
-  EXPECT_FALSE(p.lease_ms);
+  EXPECT_EQ(p.write->lease_until_ms, kLease);
 }
 
 TEST(WritePlanTest, AnUpdateWithoutWakeupIsCheckedAgainstTheStoredOne) {

@@ -148,6 +148,28 @@ class Engine {
   // kConflict for a pending, prepared or aborted one.
   boost::asio::awaitable<Status> ResendNotify(std::string id);
 
+  // Operator actions (admin_actions.cc; the admin API: src/ops/admin.h). One compare-and-set on
+  // the status read (or on `expect_status`, the status the operator saw): retry (due now, backoff
+  // started over), stop (-> failed, no compensation), abort (saga submitted / tcc, xa prepared
+  // -> aborting: compensations run), skip (branch (branch_id, op) -> succeed, then continue).
+  // kNotFound: unknown gid or branch; kConflict: final, not allowed in this state, or not the
+  // expected status. None cuts the lease of a round in flight short (they move next_cron_time,
+  // never lease_until).
+  enum class OperatorAction : unsigned char { kRetry, kStop, kAbort, kSkip };
+  struct OperatorRequest {
+    std::string gid;
+    OperatorAction action = OperatorAction::kRetry;
+    std::optional<core::GlobalStatus> expect_status;
+    std::string branch_id;  // skip
+    std::string op;         // skip
+    std::string reason;     // recorded in rollback_reason (stop, abort) or last_error (skip)
+  };
+  struct OperatorOutcome {
+    core::GlobalStatus before = core::GlobalStatus::kSubmitted;
+    core::GlobalStatus after = core::GlobalStatus::kSubmitted;
+  };
+  boost::asio::awaitable<Result<OperatorOutcome>> Operate(OperatorRequest request);
+
   size_t active_transactions() const { return active_count_.load(std::memory_order_relaxed); }
   const EngineOptions& options() const { return options_; }
 
@@ -220,6 +242,11 @@ class Engine {
                                                        const std::vector<core::BranchRow>& rows);
   boost::asio::awaitable<Status> ForceStopOnShard(std::string gid);
 
+  // admin_actions.cc: operator actions (optional: co_spawn needs a default-constructible result;
+  // always set).
+  boost::asio::awaitable<std::optional<Result<OperatorOutcome>>> OperateOnShard(
+      OperatorRequest request);
+
   // round.cc: the processing round.
   boost::asio::awaitable<void> RunRound(Shard* shard, ActivePtr active);
   // Plans the write of a decision's update (core/write_plan.h) and commits it.
@@ -278,5 +305,8 @@ class Engine {
   std::atomic<bool> started_{false};
   std::shared_ptr<CronState> cron_;
 };
+
+// "retry", "stop", "abort", "skip".
+std::string_view ToString(Engine::OperatorAction action);
 
 }  // namespace dtx::engine

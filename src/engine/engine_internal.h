@@ -100,6 +100,7 @@ struct Engine::Active {
   // The round's write state (core/write_plan.h).
   std::optional<core::TransUpdate> held;  // branch successes to write with the next update
   int64_t stored_wakeup_ms = 0;           // the next_cron_time the store holds
+  int64_t stored_lease_ms = 0;            // the lease_until the store holds
   int64_t lease_needed_ms = 0;  // the wake-up that covers every call made so far, plus the margin
 };
 

@@ -338,14 +338,17 @@ TEST_F(EngineTest, ShortLeaseWritesStepSuccessBeforeTheNextCall) {
   auto mid = Load("w1");
   ASSERT_TRUE(mid);
   EXPECT_EQ(mid->branches[1].status, core::BranchStatus::kSucceed);
-  EXPECT_GE(mid->global.next_cron_time_ms, Now() + 3000 + kLeaseMarginMs - 200)
+  EXPECT_GE(mid->global.lease_until_ms, Now() + 3000 + kLeaseMarginMs - 200)
       << "the lease covers step 2's deadline plus the margin";
+  EXPECT_GE(mid->global.next_cron_time_ms, mid->global.lease_until_ms)
+      << "and the wake-up does not come before it";
   EXPECT_TRUE(Await(fut).ok());
 }
 
 // Concurrent steps: a fast step's success (whose reset wake-up, 200 ms away, is sooner than the
-// slow step's deadline) must not pull the stored wake-up in front of the lease of the call still in
-// flight; otherwise another coordinator could claim the transaction and call that step again.
+// slow step's deadline) must not shorten the stored lease of the call still in flight; otherwise
+// another coordinator could claim the transaction and call that step again. (The lease is kept
+// apart from the wake-up, lease_until: a claim waits for both.)
 TEST_F(EngineTest, StepSuccessNeverShortensTheLeaseOfACallInFlight) {
   net_.delay_ms["http://p/a1"] = 30;
   net_.delay_ms["http://p/slow"] = 400;
@@ -356,12 +359,12 @@ TEST_F(EngineTest, StepSuccessNeverShortensTheLeaseOfACallInFlight) {
   ASSERT_EQ(net_.Count("http://p/slow"), 0u);
   auto mid = Load("w6");
   ASSERT_TRUE(mid);
-  EXPECT_GE(mid->global.next_cron_time_ms, t0 + 3000 + kLeaseMarginMs)
-      << "the stored wake-up covers the slow call's deadline plus the margin";
+  EXPECT_GE(mid->global.lease_until_ms, t0 + 3000 + kLeaseMarginMs)
+      << "the stored lease covers the slow call's deadline plus the margin";
   EXPECT_TRUE(Await(fut).ok());
 
   // The same with an error answer, which is written at once (with its backed-off wake-up, 400 ms
-  // away): the lease is raised in that same write.
+  // away): the wake-up may come sooner, the stored lease stays.
   net_.answers["http://p/a1"] = {500, "boom"};
   saga.global.gid = "w7";
   const int64_t t1 = Now();
@@ -370,7 +373,7 @@ TEST_F(EngineTest, StepSuccessNeverShortensTheLeaseOfACallInFlight) {
   auto err = Load("w7");
   ASSERT_TRUE(err);
   EXPECT_EQ(err->branches[1].attempts, 1) << "the error was written";
-  EXPECT_GE(err->global.next_cron_time_ms, t1 + 3000 + kLeaseMarginMs);
+  EXPECT_GE(err->global.lease_until_ms, t1 + 3000 + kLeaseMarginMs);
 }
 
 // A held success is written with the failure that follows it: step 1 is stored as succeeded and is

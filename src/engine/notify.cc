@@ -168,6 +168,8 @@ awaitable<Status> Engine::CreateNotifyOnShard(core::TransSnapshot proposed) {
     proposed.global.next_cron_interval_ms = state->schedule_ms[0];
     proposed.global.next_cron_time_ms =
         now + (now_due ? state->timeout_ms + kLeaseMarginMs + 1000 : state->schedule_ms[0]);
+    // The lease is the round's started here; without one, recovery claims it when due.
+    proposed.global.lease_until_ms = now_due ? proposed.global.next_cron_time_ms : 0;
   }
   Status created = co_await Create(proposed);
   if (created.code() == Code::kAlreadyExists) {
@@ -277,6 +279,7 @@ awaitable<Status> Engine::ResendNotifyOnShard(std::string id) {
   u.finish_time_ms = 0;
   u.next_cron_interval_ms = state->schedule_ms[0];
   u.next_cron_time_ms = now + state->timeout_ms + kLeaseMarginMs + 1000;
+  u.lease_until_ms = u.next_cron_time_ms;  // the round started below holds it
   u.owner = options_.owner;
   u.update_time_ms = now;
   // The one move out of a final status (Engine::Transition refuses those): a resend restarts a
@@ -291,6 +294,7 @@ awaitable<Status> Engine::ResendNotifyOnShard(std::string id) {
   snap.global.finish_time_ms = 0;
   snap.global.next_cron_interval_ms = *applied.next_cron_interval_ms;
   snap.global.next_cron_time_ms = *applied.next_cron_time_ms;
+  snap.global.lease_until_ms = *applied.lease_until_ms;
   snap.global.owner = options_.owner;
   if (active_count_.load() < options_.max_active_transactions) {
     StartRound(shard, std::move(snap));

@@ -21,6 +21,7 @@ using asio::awaitable;
 awaitable<void> Engine::RunRound(Shard* shard, ActivePtr a) {
   // The round's snapshot is the stored state when it starts (loaded, or just committed).
   a->stored_wakeup_ms = a->snap.global.next_cron_time_ms;
+  a->stored_lease_ms = a->snap.global.lease_until_ms;
   core::Decision d =
       core::Step(a->snap, a->round, core::Event{}, options_.settings, clock_.NowMs());
   for (;;) {
@@ -66,6 +67,7 @@ awaitable<Status> Engine::WriteStep(Active& a, core::Decision& d) {
   ctx.gid = a.snap.global.gid;
   ctx.status = a.snap.global.status;
   ctx.stored_wakeup_ms = a.stored_wakeup_ms;
+  ctx.stored_lease_ms = a.stored_lease_ms;
   ctx.lease_needed_ms = in_flight ? a.lease_needed_ms : 0;
   ctx.round_over = d.round_over;
   ctx.stopping = stopped_;
@@ -73,7 +75,12 @@ awaitable<Status> Engine::WriteStep(Active& a, core::Decision& d) {
   core::WritePlan plan = core::PlanWrite(std::move(d.update), std::move(a.held), ctx);
   d.update.reset();
   a.held = std::move(plan.held);
-  if (plan.lease_ms) a.snap.global.next_cron_time_ms = *plan.lease_ms;
+  if (plan.lease_ms) {
+    a.snap.global.lease_until_ms = *plan.lease_ms;
+    if (plan.write && plan.write->next_cron_time_ms == plan.lease_ms) {
+      a.snap.global.next_cron_time_ms = *plan.lease_ms;
+    }
+  }
   if (!plan.write) co_return Status::Ok();
   if (d.round_over && DTX_MUTANT(kAckBeforeCommit)) {  // broken on purpose: not awaited
     if (plan.write->new_status) a.stored_status = *plan.write->new_status;  // "as if committed"
@@ -84,10 +91,12 @@ awaitable<Status> Engine::WriteStep(Active& a, core::Decision& d) {
   // write any more, so it abandons the round before it calls anyone.
   plan.write->expected_owner = options_.owner;
   const std::optional<int64_t> wakeup = plan.write->next_cron_time_ms;
+  const std::optional<int64_t> lease = plan.write->lease_until_ms;
   const std::optional<core::GlobalStatus> new_status = plan.write->new_status;
   Status st = co_await Transition(std::move(*plan.write));
   if (!st.ok()) co_return st;
   if (wakeup) a.stored_wakeup_ms = *wakeup;
+  if (lease) a.stored_lease_ms = *lease;
   if (new_status) {
     // tcc/xa: the decision that leaves prepared ended the round (core/tcc.cc): registerBranch on
     // another coordinator may have added rows after this round's snapshot was loaded.
@@ -104,7 +113,7 @@ awaitable<Status> Engine::WriteStep(Active& a, core::Decision& d) {
 awaitable<Status> Engine::RecheckLease(Active& a, const core::Decision& d) {
   // Time passed while the write was in flight (a slow commit, a pause): the calls it orders start
   // only while the stored lease still covers their deadline; else it is extended (fenced) first.
-  if (d.calls.empty() || LeaseCovers(a.snap, a.stored_wakeup_ms) ||
+  if (d.calls.empty() || LeaseCovers(a.snap, a.stored_lease_ms) ||
       DTX_MUTANT(kSkipLeaseExtension)) {
     co_return Status::Ok();
   }
@@ -113,7 +122,7 @@ awaitable<Status> Engine::RecheckLease(Active& a, const core::Decision& d) {
   core::Decision lease_only;
   lease_only.calls = d.calls;
   Status st = co_await WriteStep(a, lease_only);
-  if (st.ok() && !LeaseCovers(a.snap, a.stored_wakeup_ms)) {
+  if (st.ok() && !LeaseCovers(a.snap, a.stored_lease_ms)) {
     st = Status::Unavailable("the store is too slow to hold a lease; round abandoned");
   }
   co_return st;
@@ -124,7 +133,7 @@ void Engine::StartCalls(Shard* shard, const ActivePtr& a, const std::vector<size
   const int64_t timeout_ms = core::RequestTimeoutMs(a->snap.global.options, options_.settings);
   // The lease rule: a call starts only once the stored wake-up lies beyond its deadline plus the
   // clock-skew margin (WriteStep raised lease_needed_ms to it when the decision was made).
-  DTX_INVARIANT(a->stored_wakeup_ms >= a->lease_needed_ms || DTX_MUTANT(kSkipLeaseExtension),
+  DTX_INVARIANT(a->stored_lease_ms >= a->lease_needed_ms || DTX_MUTANT(kSkipLeaseExtension),
                 "no branch call without a stored lease that covers its deadline");
   for (size_t i : calls) {
     if (a->snap.global.trans_type == core::TransType::kNotify && i != core::kCheckBackIndex) {

@@ -127,6 +127,9 @@ void Engine::InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64
     // tcc/xa give up, and msg is first checked back, at create + timeout (§1.4).
     g.next_cron_time_ms = now + core::TimeoutToFailMs(g, options_.settings);
   }
+  // A submitted one: the creator holds it until its first wake-up (its first round starts now).
+  // A prepared one: no round runs yet, nothing holds it.
+  g.lease_until_ms = status == core::GlobalStatus::kPrepared ? 0 : g.next_cron_time_ms;
   g.retry_count = g.options.retry_count;
   g.owner = options_.owner;
   for (auto& b : snap.branches) {
@@ -183,12 +186,14 @@ awaitable<bool> Engine::ClaimForResume(core::TransSnapshot& snap) {
   }
   u.owner = options_.owner;
   u.next_cron_time_ms = LeaseUntil(snap);
+  u.lease_until_ms = u.next_cron_time_ms;
   u.update_time_ms = now;
   const int64_t lease = *u.next_cron_time_ms;
   Status st = co_await Transition(std::move(u));
   if (!st.ok()) co_return false;
   snap.global.owner = options_.owner;
   snap.global.next_cron_time_ms = lease;
+  snap.global.lease_until_ms = lease;
   co_return true;
 }
 

@@ -141,6 +141,7 @@ awaitable<Result<Engine::ActivePtr>> Engine::SubmitPrepared(Shard& shard, Submit
     delay_ms = MsgDelayMs(u.custom_data ? *u.custom_data : stored.global.custom_data);
     if (delay_ms > 0) u.next_cron_time_ms = now + delay_ms;
   }
+  u.lease_until_ms = u.next_cron_time_ms;  // this coordinator's round holds it until then
   const core::TransUpdate applied = u;
   Status st = co_await Transition(std::move(u));
   if (!st.ok()) co_return st;
@@ -156,6 +157,7 @@ awaitable<Result<Engine::ActivePtr>> Engine::SubmitPrepared(Shard& shard, Submit
   if (applied.custom_data) g.custom_data = *applied.custom_data;
   g.next_cron_interval_ms = *applied.next_cron_interval_ms;
   g.next_cron_time_ms = *applied.next_cron_time_ms;
+  g.lease_until_ms = *applied.lease_until_ms;
   co_return StartRound(shard, std::move(stored));
 }
 
@@ -174,7 +176,10 @@ awaitable<Result<Engine::ActivePtr>> Engine::SubmitNew(Shard& shard, SubmitReque
   InitNew(req.proposed, core::GlobalStatus::kSubmitted, now);
   const int64_t delay_ms =
       type == core::TransType::kMsg ? MsgDelayMs(req.proposed.global.custom_data) : 0;
-  if (delay_ms > 0) req.proposed.global.next_cron_time_ms = now + delay_ms;
+  if (delay_ms > 0) {
+    req.proposed.global.next_cron_time_ms = now + delay_ms;
+    req.proposed.global.lease_until_ms = 0;  // no round starts now: recovery starts it when due
+  }
   Status created = co_await Create(req.proposed);
   if (created.code() == Code::kAlreadyExists) {
     co_return Status::Unavailable("a concurrent request created this gid; retry");

@@ -40,6 +40,9 @@ Metrics::Metrics() {
   branch_total_.name = "dtm_branch_process_total";
   branch_total_.help = "All branches processed by dtm";
   branch_total_.type = "counter";
+  operator_total_.name = "dtx_operator_actions_total";
+  operator_total_.help = "Operator actions through the admin API, by action";
+  operator_total_.type = "counter";
 }
 
 Metrics::Series& Metrics::Get(Family& f, const std::string& labels) {
@@ -80,6 +83,11 @@ void Metrics::RecordBranch(const std::string& model, const std::string& branch_i
       .count.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::RecordOperatorAction(const std::string& action) {
+  Get(operator_total_, fmt::format("action=\"{}\"", Escape(action)))
+      .count.fetch_add(1, std::memory_order_relaxed);
+}
+
 void Metrics::AddGauge(std::string name, std::string help, std::function<double()> read) {
   std::lock_guard<std::mutex> lock(gauges_mu_);
   gauges_.push_back({std::move(name), std::move(help), std::move(read)});
@@ -90,8 +98,8 @@ std::string Metrics::Render() const {
   out += "# HELP dtm_server_info The information of this dtm server.\n";
   out += "# TYPE dtm_server_info gauge\n";
   out += "dtm_server_info{gin_version=\"dtx\",grpc_version=\"none\"} 1\n";
-  for (const Family* f :
-       {&api_total_, &api_duration_, &trans_total_, &trans_duration_, &branch_total_}) {
+  for (const Family* f : {&api_total_, &api_duration_, &trans_total_, &trans_duration_,
+                          &branch_total_, &operator_total_}) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f->name, f->help, f->name, f->type);
     std::lock_guard<std::mutex> lock(f->mu);
     for (const auto& [labels, s] : f->series) {

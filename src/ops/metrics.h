@@ -30,6 +30,9 @@ class Metrics {
   void RecordBranch(const std::string& model, const std::string& branch_id, const std::string& op,
                     bool ok);
 
+  // dtx_operator_actions_total{action}: operator actions through the admin API (issue 13).
+  void RecordOperatorAction(const std::string& action);
+
   // A gauge read at exposition time (e.g. active transactions, store queue length).
   void AddGauge(std::string name, std::string help, std::function<double()> read);
 
@@ -58,6 +61,7 @@ class Metrics {
   Family trans_total_;
   Family trans_duration_;
   Family branch_total_;
+  Family operator_total_;
   struct Gauge {
     std::string name, help;
     std::function<double()> read;

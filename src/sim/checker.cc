@@ -35,16 +35,6 @@ void Sim::OnCall(const CallRecord& c) {
     const int64_t o_end = o.end_ms >= 0 ? o.end_ms : o.deadline_ms;
     if (o_end <= c.start_ms) continue;
     const bool same_round_owner = o.node == c.node && o.incarnation == c.incarnation;
-    // An operator's resetNextCronTime sent while `o` was in flight may cut its lease short
-    // (a known limitation, docs/simulation.md): not counted.
-    if (!same_round_owner && tx != txs.end() &&
-        std::any_of(tx->second.resets.begin(), tx->second.resets.end(), [&](int64_t t) {
-          // The reset may land before `o` started too: `o`'s coordinator kept its
-          // earlier view of the lease and did not extend it again.
-          return t <= c.start_ms && t + 5000 >= o.start_ms;
-        })) {
-      continue;
-    }
     world.Violation(fmt::format(
         "gid {} branch {}: {} by n{}.{} at +{} ms overlaps {} by n{}.{} in flight since +{} ms{}",
         c.gid, c.branch_id, c.op, c.node, c.incarnation, world.Rel(c.start_ms), o.op, o.node,
@@ -86,8 +76,6 @@ void Sim::OnAck(int node, const std::string& what, const Status& status) {
   const std::string& gid = w[1];
   auto tx = txs.find(gid);
   if (tx != txs.end() && kind == "forceStop") tx->second.force_stopped = true;
-  // When the reset landed (a paused coordinator may apply it long after it was sent).
-  if (tx != txs.end() && kind == "reset") tx->second.resets.push_back(world.time.now_ms());
   if (tx == txs.end() || tx->second.force_stop_sent) return;
   std::optional<core::TransSnapshot> stored = disk.Peek(gid);
   auto fail = [&](const std::string& why) {
@@ -124,7 +112,8 @@ void Sim::CheckEnd() {
                                   core::ToString(stored->global.status)));
       continue;
     }
-    if (tx.force_stop_sent) continue;  // stopped by an operator: no outcome to check
+    // Stopped by an operator, or a branch marked done without running: no outcome to check.
+    if (tx.force_stop_sent || tx.operator_skipped) continue;
     switch (tx.type) {
       case core::TransType::kSaga:
         CheckSaga(tx, *stored);

@@ -27,10 +27,8 @@ struct TxInfo {
   std::vector<bool> failing;               // saga: the step's action fails (business)
   bool force_stopped = false;              // an operator's forceStop was acknowledged
   bool force_stop_sent = false;            // ... or may have landed
+  bool operator_skipped = false;           // an operator's skip may have landed
   bool app_done = false;
-  // World times of an operator's resetNextCronTime: it makes the transaction due at once, which
-  // cuts short the lease of a round in flight on another coordinator (docs/simulation.md).
-  std::vector<int64_t> resets;
   // notify: its schedule and whether it was created two-phase.
   std::vector<int64_t> schedule_ms;
   bool two_phase = false;

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <boost/asio/this_coro.hpp>
+#include <optional>
+#include <vector>
 
 #include "core/notify.h"
 #include "sim/sim_internal.h"
@@ -349,15 +351,29 @@ awaitable<void> Sim::NotifyApp(std::string gid) {
 }
 
 awaitable<void> Sim::OperatorApp() {
-  // Now and then, an operator stops a transaction (DTM's forceStop) or makes one due now.
+  // Now and then, an operator stops a transaction (DTM's forceStop), makes one due now (DTM's
+  // resetNextCronTime), or acts through the admin actions: retry, stop, abort, skip.
   while (world.chaos) {
     co_await Sleep(world.Uniform(2000, 15000));
     if (!world.chaos || txs.empty()) break;
-    auto it = txs.begin();
-    std::advance(it, world.Uniform(0, static_cast<int64_t>(txs.size()) - 1));
-    const std::string gid = it->first;
-    if (world.Chance(0.3)) {
-      it->second.force_stop_sent = true;
+    // Mostly one the console shows as unfinished (an operator acts on those), else any.
+    std::vector<std::string> open;
+    for (const auto& [g, info] : txs) {
+      std::optional<core::TransSnapshot> stored = disk.Peek(g);
+      if (stored && !core::IsFinal(stored->global.status)) open.push_back(g);
+    }
+    std::string gid;
+    if (!open.empty() && world.Chance(0.8)) {
+      gid = open[static_cast<size_t>(world.Uniform(0, static_cast<int64_t>(open.size()) - 1))];
+    } else {
+      auto any = txs.begin();
+      std::advance(any, world.Uniform(0, static_cast<int64_t>(txs.size()) - 1));
+      gid = any->first;
+    }
+    TxInfo& tx = txs.at(gid);
+    const int64_t pick = world.Uniform(0, 9);
+    if (pick < 3) {
+      tx.force_stop_sent = true;
       std::string what = "forceStop " + gid;
       Node::Op op = [gid](engine::Engine& e) -> awaitable<Status> {
         std::string g = gid;
@@ -365,8 +381,9 @@ awaitable<void> Sim::OperatorApp() {
       };
       Status s = co_await Api(what, std::move(op));
       world.Trace(fmt::format("operator: forceStop {} -> {}", gid, s.ToString()));
-    } else {
-      it->second.resets.push_back(world.time.now_ms());
+      continue;
+    }
+    if (pick < 5) {
       std::string what = "reset " + gid;
       Node::Op op = [gid](engine::Engine& e) -> awaitable<Status> {
         std::string g = gid;
@@ -374,7 +391,29 @@ awaitable<void> Sim::OperatorApp() {
       };
       Status s = co_await Api(what, std::move(op));
       world.Trace(fmt::format("operator: resetNextCronTime {} -> {}", gid, s.ToString()));
+      continue;
     }
+    using A = engine::Engine::OperatorAction;
+    engine::Engine::OperatorRequest req;
+    req.gid = gid;
+    req.reason = "simulated operator";
+    req.action = pick < 7 ? A::kRetry : pick < 8 ? A::kStop : pick < 9 ? A::kAbort : A::kSkip;
+    if (req.action == A::kStop) tx.force_stop_sent = true;  // no outcome to check, like forceStop
+    if (req.action == A::kSkip) {
+      if (tx.branch_ids.empty()) continue;
+      req.branch_id = tx.branch_ids[static_cast<size_t>(
+          world.Uniform(0, static_cast<int64_t>(tx.branch_ids.size()) - 1))];
+      req.op = tx.type == core::TransType::kTcc ? "confirm" : "action";
+      tx.operator_skipped = true;  // a branch never ran: the outcome checks do not apply
+    }
+    std::string what = fmt::format("operator-{} {}", engine::ToString(req.action), gid);
+    Node::Op op = [req](engine::Engine& e) -> awaitable<Status> {
+      engine::Engine::OperatorRequest r = req;
+      auto out = co_await e.Operate(std::move(r));
+      co_return out.status();
+    };
+    Status s = co_await Api(what, std::move(op));
+    world.Trace(fmt::format("operator: {} -> {}", what, s.ToString()));
   }
 }
 

@@ -143,6 +143,7 @@ void ExpectGlobalEq(const core::GlobalTrans& a, const core::GlobalTrans& b) {
   EXPECT_EQ(a.rollback_time_ms, b.rollback_time_ms);
   EXPECT_EQ(a.next_cron_interval_ms, b.next_cron_interval_ms);
   EXPECT_EQ(a.next_cron_time_ms, b.next_cron_time_ms);
+  EXPECT_EQ(a.lease_until_ms, b.lease_until_ms);
   EXPECT_EQ(a.retry_count, b.retry_count);
 }
 
@@ -461,6 +462,7 @@ TEST_P(StoreTest, CreateLoadRoundTripsEveryField) {
   g.rollback_time_ms = 1'700'000'000'004;
   g.next_cron_interval_ms = 20'000;
   g.next_cron_time_ms = 1'700'000'020'001;
+  g.lease_until_ms = 1'700'000'009'001;
   g.retry_count = 7;
   core::BranchRow b1 = Branch("01", "try");
   b1.bin_data = std::string("a\0b\0\xff\x01", 6);  // binary with NUL bytes
@@ -818,6 +820,45 @@ TEST_P(StoreTest, ResetNextCronTime) {
   EXPECT_EQ(MustLoadGlobal("final").next_cron_time_ms, 50'000);
   EXPECT_TRUE(ResetNext(*store_, "open", 10).ok());
   EXPECT_EQ(MustLoadGlobal("open").next_cron_time_ms, 10);
+}
+
+// The lease is kept apart from the wake-up (issue 13): an operator who makes a transaction due
+// (resetNextCronTime, the admin retry) moves next_cron_time only; nobody claims it until the lease
+// of the round in flight has passed too.
+TEST_P(StoreTest, ClaimsWaitForTheLeaseKeptApartFromTheWakeup) {
+  core::TransSnapshot t = Trans("leased", GlobalStatus::kSubmitted, /*next_cron_time_ms=*/50'000);
+  t.global.owner = "A";
+  t.global.lease_until_ms = 8'000;
+  ASSERT_TRUE(Create(*store_, t).ok());
+  EXPECT_EQ(MustLoadGlobal("leased").lease_until_ms, 8'000);
+  ASSERT_TRUE(ResetNext(*store_, "leased", 1'000).ok());
+  EXPECT_EQ(MustLoadGlobal("leased").next_cron_time_ms, 1'000);
+  EXPECT_EQ(MustLoadGlobal("leased").lease_until_ms, 8'000) << "a reset never moves the lease";
+  auto early = Claim(*store_, 7'999, 10, 20'000, "B");
+  ASSERT_TRUE(early.ok());
+  EXPECT_TRUE(early->empty()) << "due, but a round holds the lease";
+  TransUpdate claim;
+  claim.gid = "leased";
+  claim.expected_status = GlobalStatus::kSubmitted;
+  claim.due_by_ms = 7'999;
+  claim.owner = "B";
+  claim.next_cron_time_ms = claim.lease_until_ms = 20'000;
+  claim.update_time_ms = 7'999;
+  EXPECT_EQ(Update(*store_, claim).code(), Code::kConflict) << "an API resume waits as well";
+  auto due = Claim(*store_, 8'000, 10, 20'000, "B");
+  ASSERT_TRUE(due.ok());
+  EXPECT_EQ(*due, (std::vector<std::string>{"leased"}));
+  EXPECT_EQ(MustLoadGlobal("leased").lease_until_ms, 20'000) << "the claim writes its lease";
+  // A round's write may move the lease alone.
+  TransUpdate lease;
+  lease.gid = "leased";
+  lease.expected_status = GlobalStatus::kSubmitted;
+  lease.expected_owner = "B";
+  lease.lease_until_ms = 30'000;
+  lease.update_time_ms = 9'000;
+  ASSERT_TRUE(Update(*store_, lease).ok());
+  EXPECT_EQ(MustLoadGlobal("leased").lease_until_ms, 30'000);
+  EXPECT_EQ(MustLoadGlobal("leased").next_cron_time_ms, 20'000);
 }
 
 TEST_P(StoreTest, ResetCronTimeHonoursLimitAndCounts) {

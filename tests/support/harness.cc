@@ -63,6 +63,12 @@ std::string ReadFile(const std::string& path) {
 
 HttpResult HttpFetch(const std::string& method, const std::string& url, const std::string& body,
                      std::chrono::milliseconds timeout) {
+  return HttpFetchWithHeaders(method, url, body, {}, timeout);
+}
+
+HttpResult HttpFetchWithHeaders(const std::string& method, const std::string& url,
+                                const std::string& body, const http::HeaderList& headers,
+                                std::chrono::milliseconds timeout) {
   // One client per calling thread: http::Client is bound to one executor.
   thread_local FetchContext ctx;
   http::ClientRequest req;
@@ -71,6 +77,7 @@ HttpResult HttpFetch(const std::string& method, const std::string& url, const st
   req.body = body;
   req.timeout = timeout;
   if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
+  for (const auto& h : headers) req.headers.push_back(h);
   auto fut =
       asio::co_spawn(ctx.pool.Get(0), DoFetch(ctx.client.get(), std::move(req)), asio::use_future);
   if (fut.wait_for(timeout + std::chrono::seconds(2)) != std::future_status::ready) {

@@ -33,6 +33,11 @@ HttpResult HttpFetch(const std::string& method, const std::string& url,
                      const std::string& body = {},
                      std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// The same with extra request headers (e.g. Authorization).
+HttpResult HttpFetchWithHeaders(const std::string& method, const std::string& url,
+                                const std::string& body, const http::HeaderList& headers,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 class ServerProcess {
  public:
   // `args` are appended to `dtx server --listen 127.0.0.1:0 --store <store>`, where `store` is a

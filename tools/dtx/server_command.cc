@@ -10,13 +10,17 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "api/routes.h"
 #include "engine/engine.h"
 #include "http/server.h"
+#include "ops/admin.h"
+#include "ops/auth.h"
 #include "ops/metrics.h"
 #include "runtime/io_pool.h"
 #include "store/store.h"
@@ -42,7 +46,29 @@ struct ServerFlags {
   int64_t alert_retry_limit = 3;
   std::string check_back_policy = "guarded";
   int64_t max_retry_limit = 1000;
+  std::vector<std::string> admin_tokens;  // NAME=TOKEN
+  std::string admin_token_file;
+  std::vector<std::string> allow_origins;  // web pages allowed to call (browser_guard.h)
 };
+
+// The admin tokens of --admin-token, DTX_ADMIN_TOKEN and --admin-token-file. Tokens never appear
+// in a message, only their names.
+Result<ops::TokenSet> LoadAdminTokens(const ServerFlags& f) {
+  ops::TokenSet tokens;
+  for (const std::string& t : f.admin_tokens) {
+    if (Status s = tokens.Add(t); !s.ok())
+      return Status::InvalidArgument("--admin-token: " + s.message());
+  }
+  if (const char* env = std::getenv("DTX_ADMIN_TOKEN"); env != nullptr && *env != '\0') {
+    if (Status s = tokens.AddList(env); !s.ok()) {
+      return Status::InvalidArgument("DTX_ADMIN_TOKEN: " + s.message());
+    }
+  }
+  if (!f.admin_token_file.empty()) {
+    if (Status s = tokens.AddFile(f.admin_token_file); !s.ok()) return s;
+  }
+  return tokens;
+}
 
 // The store spec for logs: a postgres:// password is replaced by "***".
 std::string RedactStore(const std::string& spec) {
@@ -115,6 +141,19 @@ int RunServer(const ServerFlags& f) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  auto admin_tokens = LoadAdminTokens(f);
+  if (!admin_tokens.ok()) {
+    spdlog::error("{}", admin_tokens.status().message());
+    return 2;
+  }
+  if (admin_tokens->empty()) {
+    spdlog::warn(
+        "admin API disabled (it answers 403): start with --admin-token NAME=TOKEN, "
+        "DTX_ADMIN_TOKEN=NAME=TOKEN or --admin-token-file PATH to enable it");
+  } else {
+    spdlog::info("admin API enabled for {} token(s)", admin_tokens->size());
+  }
+
   auto store = store::OpenStore(f.store);
   if (!store.ok()) {
     spdlog::error("cannot open store '{}': {}", RedactStore(f.store), store.status().ToString());
@@ -149,6 +188,13 @@ int RunServer(const ServerFlags& f) {
                                                        SystemClock::Instance(), &metrics);
   engine::Engine& engine = *engine_owner;
   api::ApiHandler handler(engine, metrics);
+  ops::AdminOptions admin_options;
+  admin_options.alert_retry_limit = f.alert_retry_limit;
+  ops::AdminService admin_service(engine, **store, SystemClock::Instance(), &metrics,
+                                  admin_options);
+  api::AdminRoutes admin_routes(admin_service, *admin_tokens);
+  handler.SetAdmin(&admin_routes);
+  handler.SetAllowedOrigins(f.allow_origins);
   auto server_owner = std::make_unique<http::Server>(pool, server_options, handler);
   http::Server& server = *server_owner;
   pool.Start();
@@ -300,6 +346,15 @@ void AddServerCommand(CLI::App& app) {
                   "largest saga retry_limit a request may set (above: 400)")
       ->envname("DTX_MAX_RETRY_LIMIT")
       ->capture_default_str();
+  cmd->add_option("--admin-token", flags->admin_tokens,
+                  "NAME=TOKEN allowed on the admin API /api/dtx/admin/ (repeatable; also "
+                  "DTX_ADMIN_TOKEN=NAME=TOKEN[,NAME=TOKEN]); NAME is recorded in the audit log");
+  cmd->add_option("--admin-token-file", flags->admin_token_file,
+                  "file of NAME=TOKEN lines for the admin API ('#' comments)")
+      ->envname("DTX_ADMIN_TOKEN_FILE");
+  cmd->add_option("--allow-origin", flags->allow_origins,
+                  "ORIGIN (scheme://host:port) whose web pages may call this server (repeatable); "
+                  "other browser cross-site requests are refused with 403");
   cmd->callback([flags] {
     int rc = RunServer(*flags);
     if (rc != 0) throw CLI::RuntimeError(rc);

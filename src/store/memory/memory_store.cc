@@ -80,7 +80,8 @@ Status MemoryStore::UpdateLocked(const TransUpdate& u) {
     return internal::ConflictStatus(u.gid, u.expected_status, t.global.status);
   }
   if ((u.expected_owner && t.global.owner != *u.expected_owner) ||
-      (u.due_by_ms && t.global.next_cron_time_ms > *u.due_by_ms)) {
+      (u.due_by_ms &&
+       (t.global.next_cron_time_ms > *u.due_by_ms || t.global.lease_until_ms > *u.due_by_ms))) {
     return internal::LeaseConflict(u.gid);
   }
   // All or nothing: every addressed branch row must exist before anything changes.
@@ -101,6 +102,7 @@ Status MemoryStore::UpdateLocked(const TransUpdate& u) {
   if (u.finish_time_ms) g.finish_time_ms = *u.finish_time_ms;
   if (u.rollback_time_ms) g.rollback_time_ms = *u.rollback_time_ms;
   if (u.owner) g.owner = *u.owner;
+  if (u.lease_until_ms) g.lease_until_ms = *u.lease_until_ms;
   g.update_time_ms = u.update_time_ms;
   Index(g);
   for (const auto& bu : u.branches) {
@@ -209,6 +211,7 @@ void MemoryStore::ClaimDue(int64_t now_ms, int limit, int64_t lease_until_ms, st
     if (!closed) {
       std::vector<int64_t> ids;
       for (auto it = due_.begin(); it != due_.end() && it->first <= now_ms; ++it) {
+        if (by_id_.at(it->second)->global.lease_until_ms > now_ms) continue;  // a round holds it
         ids.push_back(it->second);
         if (static_cast<int>(ids.size()) == limit) break;
       }
@@ -216,6 +219,7 @@ void MemoryStore::ClaimDue(int64_t now_ms, int limit, int64_t lease_until_ms, st
         core::TransSnapshot* t = by_id_.at(id);
         Unindex(t->global);
         t->global.next_cron_time_ms = lease_until_ms;
+        t->global.lease_until_ms = lease_until_ms;
         t->global.owner = owner;
         Index(t->global);
         gids.push_back(t->global.gid);

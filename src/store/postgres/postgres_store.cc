@@ -106,7 +106,13 @@ CREATE TABLE kv (
   CONSTRAINT kv_key UNIQUE (cat, k)
 ))sql",
 };
-constexpr std::span<const std::string_view> kMigrations[] = {kMigrationV1, kMigrationV2};
+// v3: the lease of a round in flight, kept apart from the wake-up (core::GlobalTrans): an
+// operator's retry makes a transaction due without cutting a lease short.
+constexpr std::string_view kMigrationV3[] = {
+    "ALTER TABLE trans_global ADD COLUMN lease_until bigint NOT NULL DEFAULT 0",
+};
+constexpr std::span<const std::string_view> kMigrations[] = {kMigrationV1, kMigrationV2,
+                                                             kMigrationV3};
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion,
               "kPostgresSchemaVersion must equal the number of migration steps");
 
@@ -120,7 +126,7 @@ constexpr int32_t kMigrationLockClass = 0x64747831;
 constexpr const char* kGlobalColumns =
     "id, gid, trans_type, status, protocol, query_prepared, custom_data, rollback_reason, result, "
     "owner, options, create_time, update_time, finish_time, rollback_time, next_cron_interval, "
-    "next_cron_time, retry_count";
+    "next_cron_time, retry_count, lease_until";
 constexpr const char* kBranchColumns =
     "id, gid, url, bin_data, branch_id, op, status, create_time, update_time, finish_time, "
     "attempts, last_error";
@@ -178,14 +184,14 @@ std::string CreateSql() {
              "WITH g AS (INSERT INTO trans_global (gid, trans_type, status, protocol, "
              "query_prepared, custom_data, rollback_reason, result, owner, options, create_time, "
              "update_time, finish_time, rollback_time, next_cron_interval, next_cron_time, "
-             "retry_count) "
+             "retry_count, lease_until) "
              "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::int8, $12::int8, $13::int8, "
-             "$14::int8, $15::int8, $16::int8, $17::int8 "
+             "$14::int8, $15::int8, $16::int8, $17::int8, $18::int8 "
              "WHERE NOT EXISTS (SELECT 1 FROM trans_global WHERE gid = $1) "
              "ON CONFLICT (gid) DO NOTHING RETURNING gid), "
              "b AS (") +
          kInsertBranchColumns + "SELECT g.gid, " + kBranchValues + " FROM g, " +
-         BranchRowsUnnest(18) +
+         BranchRowsUnnest(19) +
          " ORDER BY v.n RETURNING 1) "
          "SELECT (SELECT count(*) FROM g), (SELECT count(*) FROM b)";
 }
@@ -208,10 +214,10 @@ constexpr const char* kUpdateSql =
     "retry_count = COALESCE($9::int8, retry_count), "
     "finish_time = COALESCE($10::int8, finish_time), "
     "rollback_time = COALESCE($11::int8, rollback_time), update_time = $12::int8, "
-    "owner = COALESCE($21, owner) "
+    "owner = COALESCE($21, owner), lease_until = COALESCE($22::int8, lease_until) "
     "WHERE gid = $1 AND status = $2 AND NOT EXISTS (SELECT 1 FROM miss) "
-    "AND ($19::text IS NULL OR owner = $19) AND ($20::int8 IS NULL OR next_cron_time <= "
-    "$20::int8) RETURNING id), "
+    "AND ($19::text IS NULL OR owner = $19) AND ($20::int8 IS NULL OR (next_cron_time <= "
+    "$20::int8 AND lease_until <= $20::int8)) RETURNING id), "
     "b AS (UPDATE trans_branch_op t SET status = COALESCE(v.status, t.status), "
     "attempts = COALESCE(v.attempts, t.attempts), last_error = COALESCE(v.last_error, "
     "t.last_error), finish_time = COALESCE(v.finish_time, t.finish_time), update_time = $12::int8 "
@@ -245,8 +251,10 @@ std::string AddBranchesSql() {
 constexpr const char* kClaimDueSql =
     "WITH due AS (SELECT id, next_cron_time FROM trans_global "
     "WHERE status IN ('prepared', 'submitted', 'aborting') AND next_cron_time <= $1::int8 "
+    "AND lease_until <= $1::int8 "
     "ORDER BY next_cron_time, id LIMIT $2::int8 FOR UPDATE SKIP LOCKED), "
-    "upd AS (UPDATE trans_global t SET next_cron_time = $3::int8, owner = $4 FROM due "
+    "upd AS (UPDATE trans_global t SET next_cron_time = $3::int8, lease_until = $3::int8, "
+    "owner = $4 FROM due "
     "WHERE t.id = due.id RETURNING t.gid, due.next_cron_time AS due_time, t.id) "
     "SELECT gid FROM upd ORDER BY due_time, id";
 
@@ -346,6 +354,7 @@ Result<core::GlobalTrans> ReadGlobal(const PGresult* r, int row) {
   g.next_cron_interval_ms = GetInt(r, row, 15);
   g.next_cron_time_ms = GetInt(r, row, 16);
   g.retry_count = GetInt(r, row, 17);
+  g.lease_until_ms = GetInt(r, row, 18);
   return g;
 }
 
@@ -773,7 +782,8 @@ void PostgresStore::Create(core::TransSnapshot trans, DoneCallback done) {
       .Int(g.rollback_time_ms)
       .Int(g.next_cron_interval_ms)
       .Int(g.next_cron_time_ms)
-      .Int(g.retry_count);
+      .Int(g.retry_count)
+      .Int(g.lease_until_ms);
   AddBranchArrays(trans.branches, op.params);
   if (op.pre.ok() && !op.params.nul_free()) op.pre = NulByte(g.gid);
   op.parse = [gid = g.gid, n = static_cast<int64_t>(trans.branches.size())](const PGresult* r) {
@@ -833,7 +843,7 @@ void PostgresStore::Update(TransUpdate u, DoneCallback done) {
     ft.OptInt(b.finish_time_ms);
   }
   for (ArrayBuilder* a : {&bid, &opn, &st, &at, &le, &ft}) op.params.Text(std::move(*a).Finish());
-  op.params.OptText(u.expected_owner).OptInt(u.due_by_ms).OptText(u.owner);
+  op.params.OptText(u.expected_owner).OptInt(u.due_by_ms).OptText(u.owner).OptInt(u.lease_until_ms);
   if (!op.params.nul_free()) op.pre = NulByte(u.gid);
   op.parse = [gid = u.gid, expected = u.expected_status,
               n = static_cast<int64_t>(rows.size())](const PGresult* r) {

@@ -156,6 +156,11 @@ DROP TABLE trans_branch_op;
 ALTER TABLE trans_branch_op_v3 RENAME TO trans_branch_op;
 DELETE FROM sqlite_sequence WHERE name IN ('trans_global', 'trans_branch_op');
 )sql",
+    // v4: the lease of a round in flight, kept apart from the wake-up (core::GlobalTrans): an
+    // operator's retry makes a transaction due without cutting a lease short.
+    R"sql(
+ALTER TABLE trans_global ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must equal the number of migration steps");
@@ -163,7 +168,7 @@ static_assert(std::size(kMigrations) == kSqliteSchemaVersion,
 constexpr const char* kGlobalColumns =
     "id, gid, trans_type, status, protocol, query_prepared, custom_data, rollback_reason, result, "
     "owner, options, create_time, update_time, finish_time, rollback_time, next_cron_interval, "
-    "next_cron_time, retry_count";
+    "next_cron_time, retry_count, lease_until";
 constexpr const char* kBranchColumns =
     "id, gid, url, bin_data, branch_id, op, status, create_time, update_time, finish_time, "
     "attempts, "
@@ -374,6 +379,7 @@ Result<core::GlobalTrans> ReadGlobal(const Use& q) {
   g.next_cron_interval_ms = q.ColInt(15);
   g.next_cron_time_ms = q.ColInt(16);
   g.retry_count = q.ColInt(17);
+  g.lease_until_ms = q.ColInt(18);
   return g;
 }
 
@@ -540,8 +546,8 @@ Status WriterConn::PrepareAll() {
       {&insert_global_,
        "INSERT INTO trans_global (gid, trans_type, status, protocol, query_prepared, custom_data, "
        "rollback_reason, result, owner, options, create_time, update_time, finish_time, "
-       "rollback_time, next_cron_interval, next_cron_time, retry_count) "
-       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"},
+       "rollback_time, next_cron_interval, next_cron_time, retry_count, lease_until) "
+       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"},
       {&insert_branch_,
        "INSERT INTO trans_branch_op (gid, url, bin_data, branch_id, op, status, create_time, "
        "update_time, finish_time, attempts, last_error, trans_id) "
@@ -554,9 +560,9 @@ Status WriterConn::PrepareAll() {
        "next_cron_interval = COALESCE(?8, next_cron_interval), "
        "retry_count = COALESCE(?9, retry_count), finish_time = COALESCE(?10, finish_time), "
        "rollback_time = COALESCE(?11, rollback_time), update_time = ?12, "
-       "owner = COALESCE(?15, owner) "
+       "owner = COALESCE(?15, owner), lease_until = COALESCE(?16, lease_until) "
        "WHERE gid = ?1 AND status = ?2 AND (?13 IS NULL OR owner = ?13) "
-       "AND (?14 IS NULL OR next_cron_time <= ?14)"},
+       "AND (?14 IS NULL OR (next_cron_time <= ?14 AND lease_until <= ?14))"},
       {&select_status_, "SELECT status, id FROM trans_global WHERE gid = ?1"},
       {&update_branch_,
        "UPDATE trans_branch_op SET status = COALESCE(?4, status), "
@@ -565,7 +571,8 @@ Status WriterConn::PrepareAll() {
        "WHERE trans_id = (SELECT id FROM trans_global WHERE gid = ?1) AND branch_id = ?2 AND "
        "op = ?3"},
       {&claim_select_, std::string(kSqliteClaimDueSql)},
-      {&claim_update_, "UPDATE trans_global SET next_cron_time = ?2, owner = ?3 WHERE id = ?1"},
+      {&claim_update_,
+       "UPDATE trans_global SET next_cron_time = ?2, lease_until = ?2, owner = ?3 WHERE id = ?1"},
       {&reset_next_,
        "UPDATE trans_global SET next_cron_time = ?2 "
        "WHERE gid = ?1 AND status IN ('prepared','submitted','aborting')"},
@@ -643,7 +650,8 @@ Status WriterConn::Create(const core::TransSnapshot& t) {
         .Int(14, g.rollback_time_ms)
         .Int(15, g.next_cron_interval_ms)
         .Int(16, g.next_cron_time_ms)
-        .Int(17, g.retry_count);
+        .Int(17, g.retry_count)
+        .Int(18, g.lease_until_ms);
     int rc = q.Step();
     if (IsUniqueViolation(rc)) return internal::TransExists(g.gid);
     if (rc != SQLITE_DONE) return SqlError(db(), rc, "insert transaction");
@@ -675,7 +683,8 @@ Status WriterConn::Update(const TransUpdate& u) {
         .Int(12, u.update_time_ms)
         .OptText(13, u.expected_owner)
         .OptInt(14, u.due_by_ms)
-        .OptText(15, u.owner);
+        .OptText(15, u.owner)
+        .OptInt(16, u.lease_until_ms);
     int rc = q.Step();
     if (rc != SQLITE_DONE) return SqlError(db(), rc, "update transaction");
   }

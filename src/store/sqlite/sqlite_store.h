@@ -34,7 +34,7 @@
 namespace dtx::store {
 
 // The newest schema version this binary knows (and creates).
-inline constexpr int kSqliteSchemaVersion = 3;
+inline constexpr int kSqliteSchemaVersion = 4;
 
 // PRAGMA application_id of a dtx database ("dtx1" in ASCII).
 inline constexpr int kSqliteApplicationId = 0x64747831;
@@ -46,7 +46,7 @@ inline constexpr int kSqliteApplicationId = 0x64747831;
 inline constexpr std::string_view kSqliteClaimDueSql =
     "SELECT id, gid FROM trans_global INDEXED BY trans_global_due "
     "WHERE (status = 'prepared' OR status = 'submitted' OR status = 'aborting') "
-    "AND next_cron_time <= ?1 "
+    "AND next_cron_time <= ?1 AND lease_until <= ?1 "
     "ORDER BY next_cron_time, id LIMIT ?2";
 inline constexpr std::string_view kSqliteResetCronTimeSql =
     "UPDATE trans_global SET next_cron_time = ?1 WHERE id IN ("

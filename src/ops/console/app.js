@@ -1,0 +1,256 @@
+// The dtx console: plain JavaScript over the admin API (/api/dtx/admin/). The token stays in this
+// tab (sessionStorage). Every value from the server is inserted as text, never as HTML.
+'use strict';
+
+const API = '/api/dtx/admin/';
+const $ = (id) => document.getElementById(id);
+let refreshTimer = null;
+let nextPosition = 0;
+let current = null;  // the transaction shown in the detail view
+
+function token() { return sessionStorage.getItem('dtx-token') || ''; }
+
+async function call(method, path, body) {
+  const headers = { 'Authorization': 'Bearer ' + token() };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const r = await fetch(API + path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = { message: 'not JSON (' + r.status + ')' }; }
+  if (r.status === 401 || r.status === 403) {
+    if (method === 'GET') { showLogin(data.message || 'not logged in'); }
+  }
+  return { status: r.status, data };
+}
+
+function time(ms) {
+  if (!ms) return '-';
+  return new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement('td');
+  td.textContent = text === undefined || text === null ? '' : String(text);
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
+
+function show(section) {
+  for (const id of ['login', 'list', 'detail', 'audit']) $(id).hidden = id !== section;
+  $('nav').hidden = section === 'login';
+}
+
+function showLogin(message) {
+  stopRefresh();
+  show('login');
+  $('login-error').textContent = message || '';
+}
+
+function stopRefresh() {
+  if (refreshTimer) clearInterval(refreshTimer);
+  refreshTimer = null;
+}
+
+function filterQuery() {
+  const q = new URLSearchParams();
+  q.set('limit', '50');
+  if ($('f-status').value) q.set('status', $('f-status').value);
+  if ($('f-type').value) q.set('trans_type', $('f-type').value);
+  if ($('f-gid').value) q.set('gid_prefix', $('f-gid').value.trim());
+  if ($('f-stuck').checked) q.set('stuck', '1');
+  if ($('f-resolved').value) q.set('resolved', $('f-resolved').value);
+  return q;
+}
+
+async function loadList(append) {
+  const q = filterQuery();
+  if (append && nextPosition) q.set('position', String(nextPosition));
+  const r = await call('GET', 'transactions?' + q.toString());
+  if (r.status !== 200) return;
+  const body = $('tx-table').tBodies[0];
+  if (!append) body.replaceChildren();
+  for (const t of r.data.transactions) {
+    const tr = document.createElement('tr');
+    if (t.stuck) tr.className = 'stuck';
+    const gidCell = cell(tr, '');
+    const a = document.createElement('a');
+    a.href = '#/tx/' + encodeURIComponent(t.gid);
+    a.textContent = t.gid;
+    a.className = 'gid-link';
+    gidCell.appendChild(a);
+    cell(tr, t.trans_type);
+    cell(tr, t.status, 'status-' + t.status);
+    cell(tr, time(t.create_time_ms));
+    cell(tr, t.retries);
+    cell(tr, (t.stuck ? 'stuck' : '') + (t.resolved ? ' resolved' : ''));
+    cell(tr, t.rollback_reason);
+    body.appendChild(tr);
+  }
+  const counts = Object.entries(r.data.status_counts).map(([k, v]) => k + ': ' + v).join(', ');
+  $('counts').textContent = 'This page: ' + (counts || 'nothing') +
+      (r.data.next_position ? ' (more below)' : '');
+  nextPosition = r.data.next_position;
+  $('more').hidden = !nextPosition;
+}
+
+async function loadDetail(gid) {
+  const r = await call('GET', 'transactions/' + encodeURIComponent(gid));
+  if (r.status === 404) {
+    $('d-gid').textContent = gid + ' (not found)';
+    return;
+  }
+  if (r.status !== 200) return;
+  const t = r.data.transaction;
+  current = t;
+  $('d-gid').textContent = t.gid;
+  const facts = $('d-facts');
+  facts.replaceChildren();
+  const fact = (k, v, id) => {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    if (id) dd.id = id;
+    facts.append(dt, dd);
+  };
+  fact('status', t.status + (t.stuck ? ' (stuck)' : '') + (t.resolved ? ' (resolved)' : ''),
+       'd-status');
+  fact('type', t.trans_type);
+  fact('created', time(t.create_time_ms));
+  const final = t.status === 'succeed' || t.status === 'failed';
+  if (final) {
+    fact('finished', time(t.finish_time_ms));
+  } else {
+    fact('next attempt', time(t.next_cron_time_ms) + ' (retries: ' + t.retries + ')');
+  }
+  if (t.rollback_reason) fact('reason', t.rollback_reason);
+  if (t.owner) fact('coordinator', t.owner);
+  $('act-retry').disabled = final;
+  $('act-stop').disabled = final;
+  $('act-abort').disabled = !((t.trans_type === 'saga' && t.status === 'submitted') ||
+                              ((t.trans_type === 'tcc' || t.trans_type === 'xa') &&
+                               t.status === 'prepared'));
+  $('act-resolve').disabled = t.status === 'succeed' || t.resolved;
+  const body = $('branch-table').tBodies[0];
+  body.replaceChildren();
+  for (const b of r.data.branches) {
+    const tr = document.createElement('tr');
+    cell(tr, b.branch_id);
+    cell(tr, b.op);
+    cell(tr, b.status, 'status-' + (b.status === 'prepared' ? 'submitted' : b.status));
+    cell(tr, b.attempts);
+    cell(tr, b.url);
+    cell(tr, b.last_error, 'err');
+    cell(tr, time(b.update_time_ms));
+    const td = cell(tr, '');
+    if (!final && b.status === 'prepared' && b.attempts > 0) {
+      const btn = document.createElement('button');
+      btn.type = 'button';
+      btn.className = 'skip';
+      btn.textContent = 'Skip';
+      btn.onclick = () => act('skip', { branch_id: b.branch_id, op: b.op });
+      td.appendChild(btn);
+    }
+    body.appendChild(tr);
+  }
+  fillAudit($('d-audit').tBodies[0], r.data.audit, false);
+}
+
+function fillAudit(body, records, withGid) {
+  body.replaceChildren();
+  for (const a of records) {
+    const tr = document.createElement('tr');
+    cell(tr, time(a.time_ms));
+    cell(tr, a.who);
+    if (withGid) cell(tr, a.gid);
+    cell(tr, a.action + (a.branch_id ? ' ' + a.branch_id + '/' + a.op : ''));
+    cell(tr, a.status_before + ' \u2192 ' + a.status_after);
+    cell(tr, a.reason);
+    body.appendChild(tr);
+  }
+}
+
+const HELP = {
+  retry: 'Runs it now instead of at the next backoff, and starts the backoff over.',
+  abort: 'Compensates what ran (saga compensations, tcc cancels), then fails it.',
+  stop: 'Fails it at once. Nothing is compensated: clean up by hand.',
+  resolve: 'Marks it as handled. Nothing changes in the transaction.',
+  skip: 'Marks this branch step as done (you did it by hand) and continues.',
+};
+
+function act(action, extra) {
+  if (!current) return;
+  $('confirm-title').textContent = action + ' ' + current.gid +
+      (extra ? ' (branch ' + extra.branch_id + ' ' + extra.op + ')' : '');
+  $('confirm-help').textContent = HELP[action];
+  $('reason').value = '';
+  const dialog = $('confirm');
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== 'ok') return;
+    const body = Object.assign({ reason: $('reason').value, expect_status: current.status },
+                               extra || {});
+    const r = await call('POST', 'transactions/' + encodeURIComponent(current.gid) + '/' + action,
+                         body);
+    const result = $('result');
+    if (r.status === 200) {
+      result.className = 'ok';
+      result.textContent = action + ' done: ' + r.data.status_before + ' \u2192 ' +
+          r.data.status_after;
+    } else {
+      result.className = 'error';
+      result.textContent = action + ' refused (' + r.status + '): ' + r.data.message +
+          (r.data.current ? ' (now ' + r.data.current.status + ')' : '');
+    }
+    await loadDetail(current.gid);
+  };
+  dialog.showModal();
+}
+
+async function loadAudit() {
+  const r = await call('GET', 'audit?limit=200');
+  if (r.status !== 200) return;
+  fillAudit($('audit-table').tBodies[0], r.data.audit, true);
+}
+
+async function route() {
+  stopRefresh();
+  if (!token()) return showLogin('');
+  const who = await call('GET', 'whoami');
+  if (who.status !== 200) return;
+  $('who').textContent = 'logged in as ' + who.data.who;
+  const hash = location.hash || '#/transactions';
+  if (hash.startsWith('#/tx/')) {
+    show('detail');
+    $('result').textContent = '';
+    const gid = decodeURIComponent(hash.slice(5));
+    await loadDetail(gid);
+    refreshTimer = setInterval(() => loadDetail(gid), 2000);
+  } else if (hash === '#/audit') {
+    show('audit');
+    await loadAudit();
+  } else {
+    show('list');
+    await loadList(false);
+    refreshTimer = setInterval(() => { if ($('auto').checked) loadList(false); }, 5000);
+  }
+}
+
+$('login-form').onsubmit = (e) => {
+  e.preventDefault();
+  sessionStorage.setItem('dtx-token', $('token').value.trim());
+  $('token').value = '';
+  route();
+};
+$('logout').onclick = () => {
+  sessionStorage.removeItem('dtx-token');
+  showLogin('logged out');
+};
+$('filters').onsubmit = (e) => { e.preventDefault(); loadList(false); };
+$('more').onclick = () => loadList(true);
+for (const b of document.querySelectorAll('#actions button')) {
+  b.onclick = () => act(b.dataset.action);
+}
+window.addEventListener('hashchange', route);
+route();

@@ -1,0 +1,343 @@
+#include "tools/dtx/tx_command.h"
+
+#include <fmt/format.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http/client.h"
+#include "http/server.h"
+
+// GCC 12: a false -Wmismatched-new-delete for Asio's awaitable frames (see engine_internal.h).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+namespace dtx::tools {
+namespace {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+struct Common {
+  std::string server = "http://127.0.0.1:36789";
+  std::string token;
+  bool json_out = false;
+  double timeout_s = 10;
+};
+
+struct TxFlags {
+  Common c;
+  // list
+  std::string status, trans_type, gid_prefix, position;
+  bool stuck = false;
+  std::string resolved;  // "", "yes", "no"
+  int limit = 50;
+  // show / actions
+  std::string gid, reason, expect_status, branch_id, op;
+};
+
+asio::awaitable<void> SendInto(http::ClientRequest request,
+                               std::optional<Result<http::ClientResponse>>* out) {
+  http::Client client(co_await asio::this_coro::executor);
+  out->emplace(co_await client.Send(std::move(request)));
+}
+
+// One blocking exchange on a private io_context.
+Result<http::ClientResponse> Send(http::ClientRequest request) {
+  asio::io_context ioc{1};
+  std::optional<Result<http::ClientResponse>> out;
+  std::optional<Status> failure;
+  asio::co_spawn(ioc, SendInto(std::move(request), &out), [&failure](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      failure.emplace(Status::Internal(ex.what()));
+    }
+  });
+  ioc.run();
+  if (failure) return *failure;
+  if (!out) return Status::Internal("the request did not complete");
+  return std::move(*out);
+}
+
+std::string Time(int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+std::string S(const json::value& v, const char* k) {
+  if (!v.is_object()) return {};
+  const json::value* x = v.get_object().if_contains(k);
+  if (x == nullptr) return {};
+  if (x->is_string()) return std::string(x->get_string());
+  if (x->is_int64()) return std::to_string(x->get_int64());
+  if (x->is_bool()) return x->get_bool() ? "yes" : "no";
+  return {};
+}
+
+int64_t I(const json::value& v, const char* k) {
+  if (!v.is_object()) return 0;
+  const json::value* x = v.get_object().if_contains(k);
+  return x && x->is_int64() ? x->get_int64() : 0;
+}
+
+std::string Cut(std::string s, size_t n) {
+  for (char& c : s) {
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  }
+  if (s.size() > n) s = s.substr(0, n - 3) + "...";
+  return s;
+}
+
+// Calls the admin API; prints the refusal and returns nullopt with `exit_code` set on failure.
+std::optional<json::value> Call(const Common& c, const std::string& method, const std::string& path,
+                                const std::string& body, int* exit_code) {
+  http::ClientRequest req;
+  req.method = method;
+  std::string base = c.server;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  req.url = base + "/api/dtx/admin/" + path;
+  req.body = body;
+  req.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout_s * 1000));
+  if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
+  if (!c.token.empty()) req.headers.emplace_back("Authorization", "Bearer " + c.token);
+  auto r = Send(std::move(req));
+  if (!r.ok()) {
+    std::fprintf(stderr, "dtx: cannot reach %s: %s\n", c.server.c_str(),
+                 r.status().ToString().c_str());
+    *exit_code = 2;
+    return std::nullopt;
+  }
+  boost::system::error_code ec;
+  json::value v = json::parse(r->body, ec);
+  if (r->status != 200) {
+    std::string msg = ec ? Cut(r->body, 300) : S(v, "message");
+    std::fprintf(stderr, "dtx: refused (%d): %s\n", r->status, msg.c_str());
+    if (!ec && v.is_object() && v.get_object().contains("current")) {
+      const json::value& cur = v.get_object().at("current");
+      std::fprintf(stderr, "dtx: current state: %s is %s\n", S(cur, "gid").c_str(),
+                   S(cur, "status").c_str());
+    }
+    if (r->status == 401 || r->status == 403) {
+      std::fprintf(stderr, "dtx: give the admin token with --token or DTX_TOKEN\n");
+    }
+    *exit_code = 1;
+    return std::nullopt;
+  }
+  if (ec) {
+    std::fprintf(stderr, "dtx: the server answered something that is not JSON\n");
+    *exit_code = 2;
+    return std::nullopt;
+  }
+  return v;
+}
+
+void PrintJson(const json::value& v) { std::printf("%s\n", json::serialize(v).c_str()); }
+
+int RunList(const TxFlags& f) {
+  std::string q = fmt::format("transactions?limit={}", f.limit);
+  auto add = [&](const char* k, const std::string& v) {
+    if (!v.empty()) q += fmt::format("&{}={}", k, http::UrlEncode(v));
+  };
+  add("status", f.status);
+  add("trans_type", f.trans_type);
+  add("gid_prefix", f.gid_prefix);
+  add("position", f.position);
+  if (f.stuck) q += "&stuck=1";
+  if (f.resolved == "yes") q += "&resolved=1";
+  if (f.resolved == "no") q += "&resolved=0";
+  int rc = 0;
+  auto v = Call(f.c, "GET", q, "", &rc);
+  if (!v) return rc;
+  if (f.c.json_out) {
+    PrintJson(*v);
+    return 0;
+  }
+  std::printf("%-34s %-5s %-10s %-19s %7s %-5s %s\n", "GID", "TYPE", "STATUS", "CREATED (UTC)",
+              "RETRIES", "STUCK", "LAST REASON");
+  for (const auto& t : v->at("transactions").as_array()) {
+    std::string stuck = S(t, "stuck") == "yes" ? "yes" : "";
+    if (S(t, "resolved") == "yes") stuck += stuck.empty() ? "res" : "/res";
+    std::printf("%-34s %-5s %-10s %-19s %7lld %-5s %s\n", Cut(S(t, "gid"), 34).c_str(),
+                S(t, "trans_type").c_str(), S(t, "status").c_str(),
+                Time(I(t, "create_time_ms")).c_str(), static_cast<long long>(I(t, "retries")),
+                stuck.c_str(), Cut(S(t, "rollback_reason"), 40).c_str());
+  }
+  const int64_t next = I(*v, "next_position");
+  if (next > 0) std::printf("(more: --position %lld)\n", static_cast<long long>(next));
+  return 0;
+}
+
+int RunShow(const TxFlags& f) {
+  int rc = 0;
+  auto v = Call(f.c, "GET", "transactions/" + http::UrlEncode(f.gid), "", &rc);
+  if (!v) return rc;
+  if (f.c.json_out) {
+    PrintJson(*v);
+    return 0;
+  }
+  const json::value& t = v->at("transaction");
+  std::printf("gid:        %s\n", S(t, "gid").c_str());
+  std::printf("type:       %s\n", S(t, "trans_type").c_str());
+  std::printf("status:     %s%s%s\n", S(t, "status").c_str(),
+              S(t, "stuck") == "yes" ? "  (stuck)" : "",
+              S(t, "resolved") == "yes" ? "  (resolved)" : "");
+  std::printf("created:    %s UTC\n", Time(I(t, "create_time_ms")).c_str());
+  std::printf("next try:   %s UTC (retries %lld)\n", Time(I(t, "next_cron_time_ms")).c_str(),
+              static_cast<long long>(I(t, "retries")));
+  if (!S(t, "rollback_reason").empty()) {
+    std::printf("reason:     %s\n", Cut(S(t, "rollback_reason"), 200).c_str());
+  }
+  std::printf("\n%-8s %-10s %-8s %8s  %-40s %s\n", "BRANCH", "OP", "STATUS", "ATTEMPTS", "URL",
+              "LAST ERROR");
+  for (const auto& b : v->at("branches").as_array()) {
+    std::printf("%-8s %-10s %-8s %8lld  %-40s %s\n", S(b, "branch_id").c_str(), S(b, "op").c_str(),
+                S(b, "status").c_str(), static_cast<long long>(I(b, "attempts")),
+                Cut(S(b, "url"), 40).c_str(), Cut(S(b, "last_error"), 60).c_str());
+  }
+  const auto& audit = v->at("audit").as_array();
+  if (!audit.empty()) {
+    std::printf("\n%-19s %-12s %-8s %-22s %s\n", "WHEN (UTC)", "WHO", "ACTION", "STATUS", "REASON");
+    for (const auto& a : audit) {
+      std::printf("%-19s %-12s %-8s %-22s %s\n", Time(I(a, "time_ms")).c_str(),
+                  Cut(S(a, "who"), 12).c_str(), S(a, "action").c_str(),
+                  (S(a, "status_before") + " -> " + S(a, "status_after")).c_str(),
+                  Cut(S(a, "reason"), 60).c_str());
+    }
+  }
+  return 0;
+}
+
+int RunAction(const TxFlags& f, const std::string& action) {
+  json::object body{{"reason", f.reason}};
+  if (!f.expect_status.empty()) body["expect_status"] = f.expect_status;
+  if (!f.branch_id.empty()) body["branch_id"] = f.branch_id;
+  if (!f.op.empty()) body["op"] = f.op;
+  int rc = 0;
+  auto v = Call(f.c, "POST", "transactions/" + http::UrlEncode(f.gid) + "/" + action,
+                json::serialize(body), &rc);
+  if (!v) return rc;
+  if (f.c.json_out) {
+    PrintJson(*v);
+    return 0;
+  }
+  std::printf("%s %s: %s -> %s\n", action.c_str(), f.gid.c_str(), S(*v, "status_before").c_str(),
+              S(*v, "status_after").c_str());
+  return 0;
+}
+
+int RunAudit(const TxFlags& f) {
+  std::string q = fmt::format("audit?limit={}", f.limit);
+  if (!f.gid.empty()) q += "&gid=" + http::UrlEncode(f.gid);
+  if (!f.position.empty()) q += "&position=" + http::UrlEncode(f.position);
+  int rc = 0;
+  auto v = Call(f.c, "GET", q, "", &rc);
+  if (!v) return rc;
+  if (f.c.json_out) {
+    PrintJson(*v);
+    return 0;
+  }
+  std::printf("%-19s %-12s %-34s %-8s %-22s %s\n", "WHEN (UTC)", "WHO", "GID", "ACTION", "STATUS",
+              "REASON");
+  for (const auto& a : v->at("audit").as_array()) {
+    std::printf("%-19s %-12s %-34s %-8s %-22s %s\n", Time(I(a, "time_ms")).c_str(),
+                Cut(S(a, "who"), 12).c_str(), Cut(S(a, "gid"), 34).c_str(), S(a, "action").c_str(),
+                (S(a, "status_before") + " -> " + S(a, "status_after")).c_str(),
+                Cut(S(a, "reason"), 60).c_str());
+  }
+  const int64_t next = I(*v, "next_position");
+  if (next > 0) std::printf("(more: --position %lld)\n", static_cast<long long>(next));
+  return 0;
+}
+
+void AddCommon(CLI::App* cmd, Common& c) {
+  cmd->add_option("--server", c.server, "the coordinator's base URL")
+      ->envname("DTX_SERVER")
+      ->capture_default_str();
+  cmd->add_option("--token", c.token, "admin token (see dtx server --admin-token)")
+      ->envname("DTX_TOKEN");
+  cmd->add_flag("--json", c.json_out, "print the server's JSON answer");
+  cmd->add_option("--timeout", c.timeout_s, "seconds to wait for the answer")
+      ->capture_default_str();
+}
+
+// Runs `fn` as the subcommand's callback and turns a non-zero code into the process's exit code.
+template <class Fn>
+void Run(CLI::App* cmd, Fn fn) {
+  cmd->callback([fn] {
+    const int rc = fn();
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace
+
+void AddTxCommands(CLI::App& app) {
+  auto f = std::make_shared<TxFlags>();
+  CLI::App* tx = app.add_subcommand("tx", "look at and act on transactions (admin API)");
+  tx->require_subcommand(1);
+
+  CLI::App* list = tx->add_subcommand("list", "list transactions, newest first");
+  AddCommon(list, f->c);
+  list->add_option("--status", f->status, "prepared, submitted, aborting, succeed, failed");
+  list->add_option("--type", f->trans_type, "saga, tcc, xa, msg");
+  list->add_option("--gid-prefix", f->gid_prefix, "gids starting with this");
+  list->add_flag("--stuck", f->stuck, "only unfinished ones retried often or past their timeout");
+  list->add_option("--resolved", f->resolved, "yes or no")->check(CLI::IsMember({"yes", "no"}));
+  list->add_option("--limit", f->limit, "rows (1-500)")->capture_default_str();
+  list->add_option("--position", f->position, "continue a listing (printed at its end)");
+  Run(list, [f] { return RunList(*f); });
+
+  CLI::App* show = tx->add_subcommand("show", "a transaction, its branches and its audit log");
+  AddCommon(show, f->c);
+  show->add_option("gid", f->gid, "the transaction")->required();
+  Run(show, [f] { return RunShow(*f); });
+
+  const std::vector<std::pair<std::string, std::string>> actions = {
+      {"retry", "make it due now (the backoff starts over)"},
+      {"stop", "fail it at once, without compensation (DTM's forceStop)"},
+      {"abort", "compensate it: saga compensations / tcc cancels run"},
+      {"resolve", "mark it as handled (no state change)"},
+      {"skip", "mark one branch op done after a manual fix, then continue"}};
+  for (const auto& [name, help] : actions) {
+    CLI::App* a = tx->add_subcommand(name, help);
+    AddCommon(a, f->c);
+    a->add_option("gid", f->gid, "the transaction")->required();
+    a->add_option("--reason", f->reason, "why (recorded in the audit log)")->required();
+    a->add_option("--expect-status", f->expect_status,
+                  "act only if the transaction is still in this status");
+    if (name == "skip") {
+      a->add_option("--branch", f->branch_id, "branch id, e.g. 01")->required();
+      a->add_option("--op", f->op,
+                    "action, compensate, confirm, cancel (default: the unfinished one)");
+    }
+    Run(a, [f, action = name] { return RunAction(*f, action); });
+  }
+
+  CLI::App* audit = app.add_subcommand("audit", "the operators' audit log, newest first");
+  AddCommon(audit, f->c);
+  audit->add_option("--gid", f->gid, "only this transaction");
+  audit->add_option("--limit", f->limit, "rows (1-1000)")->capture_default_str();
+  audit->add_option("--position", f->position, "continue a listing (printed at its end)");
+  Run(audit, [f] { return RunAudit(*f); });
+}
+
+}  // namespace dtx::tools
