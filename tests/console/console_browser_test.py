@@ -69,13 +69,21 @@ def http_json(method, url, body=None, token=None):
 
 
 def wait_for(pred, timeout, what):
+    # The console re-renders its tables every few seconds: an element found a moment ago may be
+    # gone (stale) when it is read; such a miss is retried, not a failure.
+    from selenium.common.exceptions import (NoSuchElementException,
+                                            StaleElementReferenceException)
     end = time.time() + timeout
+    last = None
     while time.time() < end:
-        v = pred()
-        if v:
-            return v
+        try:
+            v = pred()
+            if v:
+                return v
+        except (StaleElementReferenceException, NoSuchElementException) as e:
+            last = e
         time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
+    raise AssertionError("timed out waiting for %s (%s)" % (what, last))
 
 
 def start_server(dtx, workdir):
@@ -160,7 +168,8 @@ def main():
                  == [gid], 10, "only the stuck payment listed")
         shot("console-3-stuck.png")
 
-        driver.find_element(By.LINK_TEXT, gid).click()
+        wait_for(lambda: driver.find_element(By.LINK_TEXT, gid).click() or True, 10,
+                 "a click on the stuck payment")
         wait_for(lambda: find("#detail").is_displayed() and "submitted" in find("#d-status").text,
                  10, "the transaction page")
         wait_for(lambda: "payment DB down" in find("#branch-table").text, 10,
