@@ -13,6 +13,9 @@
 //                               .headers = {{"correlation_id", order_id}}});
 //   sqlite3_exec(db, "COMMIT", ...);
 //
+// Linking: the sqlite3 calls are in libdtx (dtx::dtx); the PGconn calls (EnsureTable, Write on a
+// PGconn) are in libdtx_pg (dtx::pg), so a program that uses only SQLite needs no libpq.
+//
 // Thread-safety: an Outbox is an immutable value (table name, limits) and may be shared; each
 // connection is used by one thread at a time, as SQLite and libpq require.
 //
@@ -76,14 +79,15 @@ struct DTX_EXPORT OutboxOptions {
 DTX_EXPORT Status ValidateOutboxMessage(const OutboxMessage& m);
 // A random message id: 32 lowercase hex digits (128 bits from a per-thread generator seeded by
 // std::random_device).
-std::string NewOutboxMessageId();
+DTX_EXPORT std::string NewOutboxMessageId();
 // Headers as the JSON object stored in the `headers` column ({"name":"value",...}), and back.
-std::string EncodeOutboxHeaders(const std::vector<std::pair<std::string, std::string>>& headers);
+DTX_EXPORT std::string EncodeOutboxHeaders(
+    const std::vector<std::pair<std::string, std::string>>& headers);
 DTX_EXPORT Result<std::vector<std::pair<std::string, std::string>>> DecodeOutboxHeaders(
     std::string_view json);
 // The PostgreSQL channel the insert trigger notifies (and `dtx relay` listens on): dtx_outbox_ +
 // the table name with '.' replaced by '_'.
-std::string OutboxNotifyChannel(std::string_view table);
+DTX_EXPORT std::string OutboxNotifyChannel(std::string_view table);
 
 class DTX_EXPORT Outbox {
  public:

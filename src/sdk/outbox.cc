@@ -1,8 +1,8 @@
 // dtx::Outbox (include/dtx/outbox.h): validation, the schema of docs/outbox.md for SQLite and
-// PostgreSQL, and the insert of one row in the caller's open transaction.
+// PostgreSQL, and the SQLite insert of one row in the caller's open transaction. The PostgreSQL
+// calls (EnsureTable/Write on a PGconn) are in outbox_pg.cc, part of libdtx_pg.
 #include "dtx/outbox.h"
 
-#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <boost/json.hpp>
@@ -31,27 +31,6 @@ Status CheckText(std::string_view what, std::string_view v) {
   return Status::Ok();
 }
 
-std::string Trimmed(const char* text) {
-  std::string s = text != nullptr ? text : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
-Status PgStatus(PGconn* conn, const PGresult* res, std::string_view what) {
-  std::string msg = std::string(what) + ": " +
-                    Trimmed(res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(conn));
-  const char* state = res != nullptr ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-  std::string_view code = state != nullptr ? state : "";
-  if (code.empty() || PQstatus(conn) == CONNECTION_BAD) return Status::Unavailable(msg);
-  msg += " [SQLSTATE " + std::string(code) + "]";
-  if (code == "55P03" || code == "57014") return Status::Timeout(msg);
-  if (code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") ||
-      code == "40001" || code == "40P01") {
-    return Status::Unavailable(msg);
-  }
-  return Status::Internal(msg);
-}
-
 Status SqliteStatus(sqlite3* db, int rc, std::string_view what) {
   std::string msg = std::string(what) + ": " + sqlite3_errstr(rc) + " (" + sqlite3_errmsg(db) + ")";
   switch (rc & 0xFF) {
@@ -66,11 +45,6 @@ Status SqliteStatus(sqlite3* db, int rc, std::string_view what) {
       return Status::Internal(std::move(msg));
   }
 }
-
-struct PgResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
 
 struct StmtDeleter {
   void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
@@ -250,21 +224,6 @@ Status Outbox::EnsureTable(sqlite3* db) const {
   return Status::Ok();
 }
 
-Status Outbox::EnsureTable(PGconn* conn) const {
-  Result<std::string> sql = SchemaSql(OutboxDialect::kPostgres);
-  if (!sql.ok()) return sql.status();
-  if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
-    return Status::InvalidArgument("outbox: EnsureTable needs a connection outside a transaction");
-  }
-  // A multi-statement simple query runs as one transaction; no NOTICE for each "already exists".
-  const std::string script = "set local client_min_messages = warning;\n" + sql.value();
-  PgResult res(PQexec(conn, script.c_str()));
-  if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
-    return PgStatus(conn, res.get(), "outbox: create table");
-  }
-  return Status::Ok();
-}
-
 Result<std::string> Outbox::Write(sqlite3* db, const OutboxMessage& m) const {
   if (Status s = ValidTable(OutboxDialect::kSqlite); !s.ok()) return s;
   if (Status s = ValidateOutboxMessage(m); !s.ok()) return s;
@@ -288,27 +247,6 @@ Result<std::string> Outbox::Write(sqlite3* db, const OutboxMessage& m) const {
   }
   rc = sqlite3_step(raw);
   if (rc != SQLITE_DONE) return SqliteStatus(db, rc, "outbox: insert");
-  return id;
-}
-
-Result<std::string> Outbox::Write(PGconn* conn, const OutboxMessage& m) const {
-  if (Status s = ValidTable(OutboxDialect::kPostgres); !s.ok()) return s;
-  if (Status s = ValidateOutboxMessage(m); !s.ok()) return s;
-  if (PQtransactionStatus(conn) != PQTRANS_INTRANS) {
-    return Status::InvalidArgument(
-        "outbox: Write needs the caller's open transaction (BEGIN first, not aborted): a row "
-        "written in autocommit would commit without the business data");
-  }
-  const std::string id = m.message_id.empty() ? NewOutboxMessageId() : m.message_id;
-  const std::string headers = EncodeOutboxHeaders(m.headers);
-  const std::string sql = "insert into " + options_.table +
-                          " (message_id, topic, msg_key, payload, headers) values ($1,$2,$3,$4,$5)";
-  const char* params[] = {id.c_str(), m.topic.c_str(), m.key.c_str(), m.payload.c_str(),
-                          headers.c_str()};
-  PgResult res(PQexecParams(conn, sql.c_str(), 5, nullptr, params, nullptr, nullptr, 0));
-  if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
-    return PgStatus(conn, res.get(), "outbox: insert");
-  }
   return id;
 }
 
