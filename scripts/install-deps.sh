@@ -16,6 +16,7 @@ PKGS=(
   librabbitmq-dev rabbitmq-server  # tests start a private rabbitmq-server (not the system service)
   dpkg-dev file  # scripts/package.sh: cpack -G DEB runs dpkg-shlibdeps and file
   chromium chromium-driver python3-selenium  # the admin console's browser test (headless)
+  doxygen  # scripts/api-docs.sh: the API reference
 )
 missing=()
 for p in "${PKGS[@]}"; do

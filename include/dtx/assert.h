@@ -1,15 +1,15 @@
-// DTX_ASSERT / DTX_INVARIANT: programmer errors crash loudly (in every build type), e.g. reading
-// the value of a Result that holds an error. Never use them for anything a user or a peer can send;
-// validate input and return a Status instead.
-//
-//   DTX_ASSERT(index < size);
-//   DTX_INVARIANT(status != "succeed", "a final transaction is never resumed");
+/// @file
+/// DTX_ASSERT / DTX_INVARIANT: programmer errors crash loudly (in every build type), e.g. reading
+/// the value of a Result that holds an error; never for anything a user or a peer can send.
+/// @code
+///   int index = 0, size = 1;  DTX_ASSERT(index < size);  DTX_INVARIANT(size > 0, "not empty");
+/// @endcode
 #pragma once
 
 #include "dtx/export.h"
 
 namespace dtx::detail {
-// Prints the failed expression with its place to stderr and aborts.
+/// Prints the failed expression with its place to stderr and aborts.
 [[noreturn]] DTX_EXPORT void AssertFail(const char* expr, const char* file, int line,
                                         const char* msg);
 }  // namespace dtx::detail

@@ -1,14 +1,14 @@
-// dtx::Status and dtx::Result<T>: how dtx reports expected failures (bad input, a conflict, a
-// coordinator that is down, a participant that timed out) as values instead of exceptions. The set
-// of codes is closed and each code says whether the caller may retry. Thread-safe as values (no
-// shared state).
-//
-//   dtx::Result<std::string> gid = client.NewGid();
-//   if (!gid.ok()) {
-//     if (gid.status().retryable()) { /* try again later */ }
-//     return gid.status();                  // e.g. "UNAVAILABLE: connection refused"
-//   }
-//   UseGid(*gid);
+/// @file
+/// dtx::Status and dtx::Result<T>: expected failures (bad input, a conflict, a coordinator that is
+/// down, a participant that timed out) as values instead of exceptions; each code says whether the
+/// caller may retry. Thread-safe as values (no shared state). Members: docs/api/status.dox.
+/// @code
+/// #include <dtx/client.h>
+///   dtx::Client client("http://127.0.0.1:36789/api/dtmsvr");
+///   dtx::Result<std::string> gid = client.NewGid();
+///   if (!gid.ok() && gid.status().retryable()) { /* e.g. "UNAVAILABLE: ...": try again later */ }
+///   std::string id = gid.ok() ? *gid : std::string();  // *gid: the value (only when ok)
+/// @endcode
 #pragma once
 
 #include <memory>
@@ -38,18 +38,18 @@ enum class Code : unsigned char {
   kUnimplemented,    // a feature that this build does not have yet; HTTP 501
 };
 
-// The code's name in capitals ("INVALID_ARGUMENT", ...), as Status::ToString prints it.
+/// The code's name in capitals ("INVALID_ARGUMENT", ...), as Status::ToString prints it.
 DTX_EXPORT std::string_view CodeName(Code code);
-// True for kOngoing, kUnavailable, kTimeout and kIoError.
+/// True for kOngoing, kUnavailable, kTimeout and kIoError.
 DTX_EXPORT bool IsRetryable(Code code);
 
-// Machine-readable facts about a failure, for a caller that words it itself (the coordinator's API
-// renders DTM's wire wording from them). `reason` is a stable UPPER_SNAKE_CASE token defined by the
-// module that produces it; `facts` are its named values.
+/// Machine-readable facts about a failure, for a caller that words it itself (the coordinator's API
+/// renders DTM's wire wording from them). `reason` is a stable UPPER_SNAKE_CASE token defined by
+/// the module that produces it; `facts` are its named values.
 struct DTX_EXPORT ErrorInfo {
   std::string reason;
   std::vector<std::pair<std::string, std::string>> facts;
-  // The value of fact `key`; empty when absent.
+  /// The value of fact `key`; empty when absent.
   std::string_view Fact(std::string_view key) const;
 };
 
@@ -77,11 +77,11 @@ class [[nodiscard]] DTX_EXPORT Status {
   bool retryable() const { return IsRetryable(code_); }
   std::string ToString() const;
 
-  // The same Status carrying `info` (shared by its copies). Not for an ok Status.
+  /// The same Status carrying `info` (shared by its copies). Not for an ok Status.
   Status WithInfo(ErrorInfo info) &&;
-  // The attached facts, or null.
+  /// The attached facts, or null.
   const ErrorInfo* info() const { return info_.get(); }
-  // info()->reason, or empty.
+  /// info()->reason, or empty.
   std::string_view reason() const;
 
  private:
@@ -90,7 +90,7 @@ class [[nodiscard]] DTX_EXPORT Status {
   std::shared_ptr<const ErrorInfo> info_;
 };
 
-// Result<T>: a T or a non-ok Status.
+/// Result<T>: a T or a non-ok Status.
 template <class T>
 class [[nodiscard]] Result {
  public:
@@ -101,22 +101,22 @@ class [[nodiscard]] Result {
 
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
-  T& value() & {
+  T& value() & {  ///< The value (asserts ok()).
     DTX_ASSERT(ok());
     return *value_;
   }
-  const T& value() const& {
+  const T& value() const& {  ///< The value (asserts ok()).
     DTX_ASSERT(ok());
     return *value_;
   }
-  T&& value() && {
+  T&& value() && {  ///< The value, moved out (asserts ok()).
     DTX_ASSERT(ok());
     return std::move(*value_);
   }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
+  T& operator*() & { return value(); }             ///< value()
+  const T& operator*() const& { return value(); }  ///< value()
 
  private:
   Status status_;
