@@ -11,7 +11,8 @@
 //       "success"; GET /state lists what it recorded.
 //   notify-payment-example demo --dtx URL --data-dir DIR
 //       starts both; the merchant is down for the first attempts and meanwhile pulls the payment
-//       from the gateway's query interface; prints the attempt log; exits 0 on the expected outcome.
+//       from the gateway's query interface; prints the attempt log; exits 0 on the expected
+//       outcome.
 // Each service prints "notify-payment-example ready: service NAME listening on HOST:PORT".
 #include <signal.h>
 #include <sqlite3.h>
@@ -119,8 +120,9 @@ int ServeGateway(const std::string& db_path, const std::string& dtx_url,
         json::object{{"order", order}, {"amount", amount}, {"trade_status", "TRADE_SUCCESS"}});
     dtx::Notification n(client, "pay-" + order, merchant + "/notify");
     // Alipay's ladder would be SetSchedule("alipay"); the demo compresses it to seconds.
-    n.SetPayload(payload).SetSchedule(std::vector<double>{0, 1, 1, 2, 2, 4}).SuccessOnBody(
-        "success");
+    n.SetPayload(payload)
+        .SetSchedule(std::vector<double>{0, 1, 1, 2, 2, 4})
+        .SuccessOnBody("success");
     n.SetSecret(secret).SetTimeoutToFail(5);
     std::lock_guard lock(db.mu());
     dtx::Status s = n.DoAndSubmit(self + "/queryPrepared", barrier_db, [&](dtx::SqliteTx&) {
@@ -143,8 +145,8 @@ int ServeGateway(const std::string& db_path, const std::string& dtx_url,
     std::lock_guard lock(db.mu());
     std::string status = db.One("SELECT status FROM payment WHERE order_id = ?1", order);
     return dtx::BranchResult::Custom(
-        200, json::serialize(json::object{{"order", order},
-                                          {"status", status.empty() ? "unknown" : status}}));
+        200, json::serialize(
+                 json::object{{"order", order}, {"status", status.empty() ? "unknown" : status}}));
   });
   if (!server.Start().ok()) return 1;
   self = "http://127.0.0.1:" + std::to_string(server.port());
@@ -199,7 +201,8 @@ std::string PrintLog(const std::string& dtx_base, const std::string& id) {
               std::string((*o)["status"].as_string()).c_str(),
               static_cast<long long>((*o)["attempt_count"].as_int64()));
   for (const auto& a : (*o)["attempts"].as_array()) {
-    std::printf("    #%lld %s http=%lld %lld ms %s%s\n", static_cast<long long>(a.at("n").as_int64()),
+    std::printf("    #%lld %s http=%lld %lld ms %s%s\n",
+                static_cast<long long>(a.at("n").as_int64()),
                 std::string(a.at("time").as_string()).c_str(),
                 static_cast<long long>(a.at("http_status").as_int64()),
                 static_cast<long long>(a.at("latency_ms").as_int64()),
@@ -218,17 +221,17 @@ int Demo(const std::string& dtx_url, const std::string& dir) {
   dtx_examples::Checker check;
   dtx_examples::Children merchant_proc;
   dtx_examples::Children gateway_proc;
-  const std::vector<std::string> merchant_args = {"serve",    "--service", "merchant", "--db",
-                                                  dir + "/merchant.db", "--secret", secret};
+  const std::vector<std::string> merchant_args = {
+      "serve", "--service", "merchant", "--db", dir + "/merchant.db", "--secret", secret};
   // Start the merchant once to learn a free port, then take it down: it is down at first.
   auto mport = merchant_proc.SpawnListening(merchant_args, kReady);
   if (!mport.ok()) return 2;
   merchant_proc.StopAll();
   const std::string merchant = "http://127.0.0.1:" + std::to_string(*mport);
-  auto gport = gateway_proc.SpawnListening({"serve", "--service", "gateway", "--db",
-                                            dir + "/gateway.db", "--dtx", dtx_url, "--merchant",
-                                            merchant, "--secret", secret},
-                                           kReady);
+  auto gport =
+      gateway_proc.SpawnListening({"serve", "--service", "gateway", "--db", dir + "/gateway.db",
+                                   "--dtx", dtx_url, "--merchant", merchant, "--secret", secret},
+                                  kReady);
   if (!gport.ok()) return 2;
   const std::string gateway = "http://127.0.0.1:" + std::to_string(*gport);
 
@@ -256,8 +259,8 @@ int Demo(const std::string& dtx_url, const std::string& dir) {
   check.Expect(status == "delivered", "delivered after the merchant came back");
   auto o = dtx_examples::FetchJson(dtx_base + "/api/dtx/notify/pay-A1");
   check.Expect(o.ok() && (*o)["attempt_count"].as_int64() >= 2 &&
-                    (*o)["attempts"].as_array()[0].at("http_status").as_int64() == 0,
-                "the first attempt(s) found the merchant down, and are in the log");
+                   (*o)["attempts"].as_array()[0].at("http_status").as_int64() == 0,
+               "the first attempt(s) found the merchant down, and are in the log");
   auto got = dtx_examples::FetchJson(merchant + "/state?id=pay-A1");
   check.Expect(got.ok() && (*got)["received_times"] == "1", "the merchant recorded it once");
 
