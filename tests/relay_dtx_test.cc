@@ -161,5 +161,78 @@ TEST_F(RelayDtxTest, RepublishIsNotDeliveredTwiceBadInputAndCoordinatorDown) {
   for (const Status& s : r) EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
 }
 
+// A fake coordinator (Busi answering /api/dtmsvr/submit) for the sink's per-key order.
+class DtxSinkOrderTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<brokers::Publisher> Open() {
+    const std::string url = fake_.Url("");  // http://127.0.0.1:PORT
+    auto p = brokers::OpenPublisher("dtx://" + url.substr(url.find("//") + 2));
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return p.ok() ? std::move(p.value()) : nullptr;
+  }
+  // The gid of a submit call.
+  static std::string Gid(const BusiCall& c) {
+    return std::string(boost::json::parse(c.body).as_object().at("gid").as_string());
+  }
+  static std::vector<brokers::Message> Batch(int n, int keys) {
+    std::vector<brokers::Message> batch;
+    for (int i = 0; i < n; ++i) {
+      batch.push_back({.topic = "orders",
+                       .key = "k" + std::to_string(i % keys),
+                       .message_id = "m" + std::to_string(i),
+                       .payload = "{}"});
+    }
+    return batch;
+  }
+  static constexpr const char* kSubmit = "/api/dtmsvr/submit";
+  Busi fake_;
+};
+
+// Each submit takes 30 ms: a key's next message must start only after the previous one's answer,
+// while messages of different keys still go in parallel.
+TEST_F(DtxSinkOrderTest, AKeysNextMessageIsSubmittedOnlyAfterThePreviousIsAcknowledged) {
+  fake_.SetDefault(kSubmit, {200, R"({"dtm_result":"SUCCESS"})", 30});
+  auto p = Open();
+  ASSERT_NE(p, nullptr);
+  const std::vector<brokers::Message> batch = Batch(48, 4);
+  std::vector<Status> r = p->Publish(batch, 20s);
+  ASSERT_EQ(r.size(), batch.size());
+  for (const Status& s : r) EXPECT_TRUE(s.ok()) << s.ToString();
+  std::map<std::string, BusiCall> by_gid;
+  for (const BusiCall& c : fake_.Calls(kSubmit)) by_gid[Gid(c)] = c;
+  ASSERT_EQ(by_gid.size(), batch.size());
+  for (size_t i = 4; i < batch.size(); ++i) {  // m(i-4) is the same key's previous message
+    const BusiCall& prev = by_gid.at("m" + std::to_string(i - 4));
+    const BusiCall& next = by_gid.at("m" + std::to_string(i));
+    EXPECT_GE(next.start, prev.end) << "m" << i << " submitted before m" << i - 4 << " was acked";
+  }
+  EXPECT_GE(fake_.MaxConcurrent(), 2);  // the four keys overlap
+  EXPECT_LE(fake_.MaxConcurrent(), 4);
+}
+
+// A transport failure of a key's message (here: a topic without subscribers, fate "pending") holds
+// the key's later messages back, unsubmitted; the other key is published.
+TEST_F(DtxSinkOrderTest, ATransportFailureHoldsBackTheKeysLaterMessages) {
+  fake_.Script(kSubmit, {{400, R"({"message":"topic not found"})", 0}});
+  fake_.SetDefault(kSubmit, {200, R"({"dtm_result":"SUCCESS"})", 10});
+  auto p = Open();
+  ASSERT_NE(p, nullptr);
+  const std::vector<brokers::Message> batch = Batch(6, 2);  // k0: m0 m2 m4, k1: m1 m3 m5
+  std::vector<Status> r = p->Publish(batch, 20s);
+  ASSERT_EQ(r.size(), 6u);
+  const std::vector<BusiCall> calls = fake_.Calls(kSubmit);
+  ASSERT_EQ(calls.size(), 4u);  // the failed key's first message, the other key's three
+  const int failed = std::stoi(Gid(calls[0]).substr(1)) % 2;  // the first call got the 400
+  for (int i = 0; i < 6; ++i) {
+    if (i % 2 == failed) {
+      EXPECT_EQ(r[i].code(), Code::kUnavailable) << i << ": " << r[i].ToString();
+    } else {
+      EXPECT_TRUE(r[i].ok()) << i << ": " << r[i].ToString();
+    }
+  }
+  EXPECT_NE(r[failed + 2].message().find("held back"), std::string::npos)
+      << r[failed + 2].message();
+}
+
 }  // namespace
 }  // namespace dtx::testing

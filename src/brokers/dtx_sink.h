@@ -15,10 +15,13 @@
 // ("topic not found") is a transport failure: the row stays pending until someone subscribes.
 // Other 4xx answers are refusals (parked); no answer, 5xx and 503 are transport failures.
 //
-// No per-key order at the subscribers: the coordinator delivers each message on its own (retries
-// with backoff per message), and the sink submits up to 8 messages at once (8 threads per Publish,
-// each with its own kept-alive connection). A sink only: OpenConsumer refuses dtx:// (subscribers
-// receive calls).
+// Per-key order of the publish, as with the brokers: a key's messages are submitted one at a time
+// in batch order, the next only after the coordinator acknowledged the previous one; after a
+// transport failure the key's later messages of the batch are held back (not submitted). Messages
+// of different keys go up to 8 at once (8 threads per Publish, each with its own kept-alive
+// connection). The coordinator then delivers each message on its own (retries with backoff per
+// message, concurrently with others): subscribers can still see a key's messages out of order.
+// A sink only: OpenConsumer refuses dtx:// (subscribers receive calls).
 #pragma once
 
 #include <memory>
