@@ -43,8 +43,8 @@ function(dtx_add_library target)
   if(L_KIND STREQUAL "SHARED")
     set_target_properties(${target} PROPERTIES VERSION ${PROJECT_VERSION} SOVERSION ${DTX_SOVERSION})
     target_link_options(${target} PRIVATE LINKER:--no-undefined
-                        LINKER:--version-script=${CMAKE_CURRENT_SOURCE_DIR}/libdtx.map)
-    set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/libdtx.map)
+                        LINKER:--version-script=${PROJECT_SOURCE_DIR}/src/sdk/libdtx.map)
+    set_property(TARGET ${target} APPEND PROPERTY LINK_DEPENDS ${PROJECT_SOURCE_DIR}/src/sdk/libdtx.map)
   endif()
 endfunction()
 
@@ -67,3 +67,4 @@ endforeach()
 set(DTX_SDK_LIBS ${DTX_SDK_LIBS} PARENT_SCOPE)
 set(DTX_SDK_PG_LIBS ${DTX_SDK_PG_LIBS} PARENT_SCOPE)
 set(DTX_SOVERSION ${DTX_SOVERSION} PARENT_SCOPE)
+set(_dtx_public_includes ${_dtx_public_includes} PARENT_SCOPE)  # dtx_add_library in src/brokers

@@ -19,10 +19,16 @@ field() { dpkg-deb --field "$2" "$1"; }
 server=$(ls "$build"/packages/dtx_*.deb) || fail "no dtx package"
 dev=$(ls "$build"/packages/libdtx-dev_*.deb) || fail "no libdtx-dev package"
 runtime=$(ls "$build"/packages/libdtx[0-9]*.deb) || fail "no libdtx runtime package"
+inbox=$(ls "$build"/packages/libdtx-inbox[0-9]*.deb) || fail "no libdtx-inbox package"
 echo "deb_test: ${debs[*]##*/}"
 field Depends "$server" | grep -q 'libc6' || fail "dtx: no shlibs dependencies: $(field Depends "$server")"
 field Depends "$runtime" | grep -q 'libboost-json1.81.0' ||
   fail "libdtx: no dependency on libboost-json1.81.0: $(field Depends "$runtime")"
+# The broker clients are the inbox package's dependencies, never libdtx's.
+field Depends "$inbox" | grep -q 'librdkafka1' ||
+  fail "libdtx-inbox: no dependency on librdkafka1: $(field Depends "$inbox")"
+! field Depends "$runtime" | grep -q 'rdkafka\|hiredis\|libnats\|rabbitmq' ||
+  fail "libdtx depends on a broker client: $(field Depends "$runtime")"
 field Depends "$dev" | grep -q "$(field Package "$runtime") (= $(field Version "$runtime"))" ||
   fail "libdtx-dev does not depend on its runtime package"
 # (Listings go through variables: grep -q closing a pipe early would kill dpkg-deb with SIGPIPE.)

@@ -12,8 +12,13 @@ usage() { echo "usage: $0 --install BUILD_DIR | --prefix PREFIX" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 work=$(mktemp -d /tmp/dtx-consumer.XXXXXX)
 server_pid=
+relay_pid=
+redis_pid=
+stop_pid() { if [ -n "$1" ]; then kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; fi; }
 cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  stop_pid "$relay_pid"
+  stop_pid "$redis_pid"
+  stop_pid "$server_pid"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -59,6 +64,49 @@ fi
 "$work/cmake/consumer_shared" "$api" "${DTX_TEST_PG_URL:-}" || fail "consumer_shared"
 "$work/cmake/consumer_static" "$api" "${DTX_TEST_PG_URL:-}" || fail "consumer_static"
 
+# The inbox: outbox rows -> the installed `dtx relay` -> a private redis-server -> dtx::Inbox.
+redis_url=
+if [ -x /usr/bin/redis-server ]; then
+  for _ in 1 2 3 4 5; do
+    redis_port=$((20000 + RANDOM % 20000))
+    /usr/bin/redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
+      --appendonly no >"$work/redis.log" 2>&1 &
+    redis_pid=$!
+    for _ in $(seq 1 50); do
+      grep -q 'Ready to accept connections' "$work/redis.log" && break
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if grep -q 'Ready to accept connections' "$work/redis.log"; then
+      redis_url=redis://127.0.0.1:$redis_port
+      break
+    fi
+    stop_pid "$redis_pid"
+    redis_pid=
+  done
+  [ -n "$redis_url" ] || { cat "$work/redis.log" >&2; fail "redis-server did not start"; }
+elif [ -n "${CI:-}" ]; then
+  fail "redis-server is not installed (scripts/install-deps.sh installs it)"
+else
+  step "SKIPPED the inbox checks: no /usr/bin/redis-server"
+fi
+# run_inbox NAME BINARY: a fresh outbox and consumer database, the relay, the consumer.
+run_inbox() {
+  [ -n "$redis_url" ] || return 0
+  local dir=$work/inbox-$1
+  mkdir -p "$dir"
+  "$2" write "$dir" || fail "$1 write"
+  "$prefix/bin/dtx" relay --source "sqlite:$dir/app.db" --sink "$redis_url" --poll-interval 0.05 \
+    >"$dir/relay.log" 2>&1 &
+  relay_pid=$!
+  "$2" consume "$dir" "$redis_url" || { cat "$dir/relay.log" >&2; fail "$1"; }
+  stop_pid "$relay_pid"
+  relay_pid=
+}
+step "inbox through dtx relay and $redis_url"
+run_inbox consumer_inbox "$work/cmake/consumer_inbox"
+run_inbox consumer_inbox_static "$work/cmake/consumer_inbox_static"
+
 step "pkg-config build"
 pcdir=$(dirname "$(find "$prefix" -name dtx.pc | head -n 1)")
 export PKG_CONFIG_PATH=$pcdir
@@ -69,4 +117,9 @@ libdir=$(pkg-config --variable=libdir dtx)
 c++ -std=c++20 -Wall -Wextra -Werror -o "$work/consumer_pkgconfig" "$here/main.cc" $flags \
   "-Wl,-rpath,$libdir" || fail "pkg-config build"
 "$work/consumer_pkgconfig" "$api" "${DTX_TEST_PG_URL:-}" || fail "consumer_pkgconfig"
+inbox_flags=$(pkg-config --cflags --libs dtx-inbox sqlite3) || fail "pkg-config dtx-inbox"
+# shellcheck disable=SC2086
+c++ -std=c++20 -Wall -Wextra -Werror -o "$work/consumer_inbox_pkgconfig" "$here/inbox_main.cc" \
+  $inbox_flags "-Wl,-rpath,$libdir" || fail "pkg-config build of the inbox consumer"
+run_inbox consumer_inbox_pkgconfig "$work/consumer_inbox_pkgconfig"
 step "all builds passed"
