@@ -3,14 +3,23 @@
 #   bench/relay_bench.sh [ROWS] [BATCH] [WORKERS] [RATE] [SECONDS]
 #   defaults:             100000  500     1         5000   20
 #   DTX_BENCH_SINK=redis|nats|kafka|amqp (default redis); DTX_BENCH_TX_ROWS rows per pgbench
-#   transaction (default 10; 50 reaches 10,000 rows/s with fewer commits).
+#   transaction (default 10; 50 reaches 10,000 rows/s with fewer commits); DTX_BENCH_MODE=both
+#   (default) | throughput | latency: run only one of the two parts.
+# DTX_BENCH_PERF=1 also records the whole machine with perf during the throughput part and prints
+# the CPU samples per process name (the relay is `dtx` plus librdkafka's `rdk:*` threads, postgres,
+# the broker, everything else) and the relay's main threads per library (needs perf and
+# kernel.perf_event_paranoid <= 0, or root).
+# Every figure is printed with the machine's 1-minute load average at its start (the machine may
+# be shared), and the throughput part with where the relay's wall time went (claim / publish /
+# mark, from its `relay time` line at exit).
 # 1. Throughput: ROWS pending rows (1000 keys, 200-byte payloads) pre-filled, then one relay drains
 #    them; prints events/s and the relay's CPU per event (utime+stime from /proc).
 # 2. Latency: pgbench commits TX_ROWS-row transactions at RATE rows/s (RATE/TX_ROWS transactions/s,
 #    8 clients) for SECONDS while the relay runs (woken by LISTEN/NOTIFY); commit->published =
-#    published_at - created_at per row (created_at is the transaction's start, a few ms before its
-#    commit: the figure slightly over-states the relay's part); prints p50/p99/max and the rate
-#    pgbench reached.
+#    published_at (the relay's mark, after the broker's acks) - created_at (the inserting
+#    transaction's start, before its commit: pgbench's "latency average" minus its "schedule lag",
+#    both printed below, is how long such a transaction took, so the figure over-states the
+#    relay's part by up to that); prints p50/p99/max and the rate pgbench reached.
 # A private PostgreSQL (scripts/pg-cluster.sh; or DTX_BENCH_PG_URL) and a private broker on free
 # ports: redis-server (appendonly yes, appendfsync everysec), nats-server -js (file storage), or
 # dtx-kafka-mock (librdkafka's mock cluster: real protocol, data in memory, no disk: a Kafka
@@ -25,6 +34,9 @@ workers=${3:-1}
 rate=${4:-5000}
 seconds=${5:-20}
 sink_kind=${DTX_BENCH_SINK:-redis}
+mode=${DTX_BENCH_MODE:-both}
+case "$mode" in both|throughput|latency) ;; *) echo "relay_bench: DTX_BENCH_MODE must be both, throughput or latency" >&2; exit 2 ;; esac
+load() { cut -d' ' -f1 /proc/loadavg; }
 tx_rows=${DTX_BENCH_TX_ROWS:-10}
 dtx=${DTX_BIN:-$root/build/tools/dtx/dtx}
 bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -103,48 +115,80 @@ kill "$init_pid"; wait "$init_pid" 2>/dev/null || true
 
 start_relay() {
   "$dtx" relay --source "$pg" --table $table --sink "$sink" \
-    --batch "$batch" --workers "$workers" --poll-interval 1 --log-level warn \
+    --batch "$batch" --workers "$workers" --poll-interval 1 --log-level info \
     >"$work/relay.log" 2>&1 &
   relay_pid=$!
   pids+=($relay_pid)
+  for _ in $(seq 200); do grep -q "dtx relay ready" "$work/relay.log" && break; sleep 0.05; done
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-pending() { sql "select count(*) from $table where state = 0"; }
+# Waits in one database session until no row is pending (polling with a psql per check cost ~11 %
+# of the machine's CPU in a perf profile: a process and a backend each time).
+wait_drained() {
+  sql "do \$\$ begin while exists (select 1 from $table where state = 0) loop
+         perform pg_sleep(0.02); end loop; end \$\$"
+}
+
+stop_relay() {
+  kill "$relay_pid"
+  wait "$relay_pid" 2>/dev/null || true
+}
 
 # 1. Throughput.
+if [ "$mode" != latency ]; then
 sql "insert into $table (topic, msg_key, payload) select 'orders', 'k' || (g % 1000),
      repeat('x', 200) from generate_series(1, $rows) g"
 sql "vacuum analyze $table"
+load0=$(load)
 t0=$(date +%s.%N)
 start_relay
-while [ "$(pending)" != 0 ]; do sleep 0.05; done
+if [ -n "${DTX_BENCH_PERF:-}" ]; then
+  perf record -a -F 499 -o "$work/perf.data" >"$work/perf.log" 2>&1 &
+  perf_pid=$!
+fi
+wait_drained
 t1=$(date +%s.%N)
+if [ -n "${DTX_BENCH_PERF:-}" ]; then
+  kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+  echo "perf: CPU samples per process during the drain (whole machine, 499 Hz):"
+  perf report -i "$work/perf.data" --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -12
+  echo "perf: the relay's threads (dtx, rdk:*) per library:"
+  perf report -i "$work/perf.data" --comms dtx --sort dso --stdio 2>/dev/null |
+    grep -E '^ +[0-9]' | head -8
+fi
 ticks=$(cpu_ticks "$relay_pid")
 hz=$(getconf CLK_TCK)
-python3 - "$rows" "$t0" "$t1" "$ticks" "$hz" "$batch" "$workers" <<'EOF'
+stop_relay
+python3 - "$rows" "$t0" "$t1" "$ticks" "$hz" "$batch" "$workers" "$load0" <<'EOF'
 import sys
-rows, t0, t1, ticks, hz, batch, workers = sys.argv[1:]
+rows, t0, t1, ticks, hz, batch, workers, load0 = sys.argv[1:]
 secs = float(t1) - float(t0)
 cpu = int(ticks) / int(hz)
 print(f"throughput: {rows} rows, batch {batch}, {workers} worker(s): {secs:.2f} s, "
-      f"{int(rows)/secs:,.0f} events/s, relay CPU {cpu:.2f} s = {cpu*1e6/int(rows):.1f} us/event")
+      f"{int(rows)/secs:,.0f} events/s, relay CPU {cpu:.2f} s = {cpu*1e6/int(rows):.1f} us/event, "
+      f"load {load0}")
 EOF
-
-# 2. Latency at RATE rows/s (the relay keeps running, idle, woken by NOTIFY).
+sed -n 's/.*relay time: /relay time: /p' "$work/relay.log"
 sql "delete from $table"
+fi
+[ "$mode" != throughput ] || exit 0
+
+# 2. Latency at RATE rows/s (a fresh relay, idle until woken by NOTIFY).
 sql "vacuum analyze $table"
+start_relay
+load0=$(load)
 cat >"$work/insert.sql" <<EOF
 insert into $table (topic, msg_key, payload)
   select 'orders', 'k' || (random() * 999)::int, repeat('x', 200) from generate_series(1, $tx_rows);
 EOF
 "$bindir/pgbench" -n -f "$work/insert.sql" -R $((rate / tx_rows)) -T "$seconds" -c 8 -j 2 "$pg" \
   >"$work/pgbench.log" 2>&1
-while [ "$(pending)" != 0 ]; do sleep 0.05; done
+wait_drained
 sql "select 'latency: ' || count(*) || ' rows at ' || $rate || '/s target: commit->published p50 '
      || round(extract(epoch from percentile_cont(0.5) within group (order by published_at - created_at)) * 1000, 1)
      || ' ms, p99 '
      || round(extract(epoch from percentile_cont(0.99) within group (order by published_at - created_at)) * 1000, 1)
      || ' ms, max '
-     || round(extract(epoch from max(published_at - created_at)) * 1000, 1) || ' ms'
+     || round(extract(epoch from max(published_at - created_at)) * 1000, 1) || ' ms, load $load0'
      from $table where state = 1"
-grep -E "^tps" "$work/pgbench.log" | sed "s/^/pgbench ($tx_rows rows per transaction): /" || true
+grep -E "^(tps|latency average|rate limit schedule lag)" "$work/pgbench.log" | sed "s/^/pgbench ($tx_rows rows per transaction): /" || true

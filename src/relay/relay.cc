@@ -46,6 +46,11 @@ Result<brokers::Message> ToMessage(const OutboxRow& row) {
                           .headers = std::move(m.headers)};
 }
 
+int64_t MicrosSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t)
+      .count();
+}
+
 class Worker {
  public:
   Worker(const RelayOptions& o, int index, const std::atomic<bool>& stop, RelayStats& stats)
@@ -54,7 +59,9 @@ class Worker {
   void Run() {
     while (!stop_.load()) {
       if (!Connected()) continue;
+      const auto t0 = std::chrono::steady_clock::now();
       Result<std::vector<OutboxRow>> rows = source_->Claim(o_.batch);
+      stats_.claim_us += MicrosSince(t0);
       if (!rows.ok()) {
         Fail("claim", rows.status());
         source_.reset();  // reconnect
@@ -107,7 +114,11 @@ class Worker {
       batch_ids.push_back(row.id);
     }
     std::vector<Status> acks;
+    const auto t0 = std::chrono::steady_clock::now();
     if (!batch.empty()) acks = publisher_->Publish(batch, o_.publish_timeout);
+    const auto t1 = std::chrono::steady_clock::now();
+    stats_.publish_us += std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count();
+    ++stats_.batches;
     Status transport;
     int64_t published = 0, refused = 0;
     for (size_t i = 0; i < acks.size(); ++i) {
@@ -124,7 +135,9 @@ class Worker {
                      a.message());
       }
     }
-    if (Status s = source_->Finish(outcomes, o_.max_attempts); !s.ok()) {
+    Status finished = source_->Finish(outcomes, o_.max_attempts);
+    stats_.mark_us += MicrosSince(t1);
+    if (Status s = finished; !s.ok()) {
       Fail("mark published", s);  // the acknowledged rows are published again later
       source_.reset();
       return;

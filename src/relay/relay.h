@@ -41,6 +41,12 @@ struct RelayStats {
   std::atomic<int64_t> refused{0};
   std::atomic<int64_t> transport_failures{0};
   std::atomic<int64_t> deleted{0};
+  // Where the workers' wall time went (summed over workers), for `relay stopped` and benchmarks:
+  // claiming rows, publishing them (until the last ack), marking them and committing.
+  std::atomic<int64_t> batches{0};
+  std::atomic<int64_t> claim_us{0};
+  std::atomic<int64_t> publish_us{0};
+  std::atomic<int64_t> mark_us{0};
 };
 
 // Checks options, prepares the table, calls `ready` once, then runs until `stop`.

@@ -155,9 +155,11 @@ class PgSource final : public OutboxSource {
       published += std::to_string(o.id);
     }
     published += '}';
-    Status s = Exec(
-        "update " + table_ + " set state = 1, published_at = now() where id = any($1::bigint[])",
-        published.c_str());
+    // clock_timestamp(), not now(): now() is the claim's start, before the broker had the rows.
+    Status s = Exec("update " + table_ +
+                        " set state = 1, published_at = clock_timestamp() where id = "
+                        "any($1::bigint[])",
+                    published.c_str());
     for (const RowOutcome& o : outcomes) {
       if (!s.ok() || o.kind == RowOutcome::kPublished) continue;
       const std::string id = std::to_string(o.id);

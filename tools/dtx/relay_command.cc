@@ -69,6 +69,9 @@ int RunRelayCommand(RelayFlags& f) {
   spdlog::info("relay stopped: {} published, {} refused, {} transport failures, {} deleted",
                stats.published.load(), stats.refused.load(), stats.transport_failures.load(),
                stats.deleted.load());
+  spdlog::info("relay time: {} batches, claim {} ms, publish {} ms, mark {} ms",
+               stats.batches.load(), stats.claim_us.load() / 1000, stats.publish_us.load() / 1000,
+               stats.mark_us.load() / 1000);
   return 0;
 }
 
