@@ -152,7 +152,7 @@ if [ -n "${DTX_BENCH_PERF:-}" ]; then
   kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
   echo "perf: CPU samples per process during the drain (whole machine, 499 Hz):"
   perf report -i "$work/perf.data" --sort comm --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -12
-  echo "perf: the relay's threads (dtx, rdk:*) per library:"
+  echo "perf: the relay's own threads (comm dtx; librdkafka's are rdk:*, above) per library:"
   perf report -i "$work/perf.data" --comms dtx --sort dso --stdio 2>/dev/null |
     grep -E '^ +[0-9]' | head -8
 fi
