@@ -11,6 +11,7 @@
 
 #include "core/json_keys.h"
 #include "http/server.h"
+#include "util/base64.h"
 #include "util/clock.h"
 #include "util/utf8.h"
 
@@ -569,7 +570,7 @@ json::object BranchObject(const core::BranchRow& b) {
   o.emplace("update_time", Time(b.update_time_ms));
   PutString(o, "gid", b.gid);
   PutString(o, "url", b.url);
-  PutString(o, "bin_data", Base64Encode(b.bin_data));
+  PutString(o, "bin_data", util::Base64Encode(b.bin_data));
   PutString(o, "branch_id", b.branch_id);
   PutString(o, "op", b.op);
   PutString(o, "status", core::ToString(b.status));
@@ -712,30 +713,6 @@ std::string ErrorBody(std::string_view message, std::string_view code, std::stri
   PutString(o, "gid", gid);
   PutString(o, "status", status);
   return Serialize(o);
-}
-
-std::string Base64Encode(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  auto byte = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[k])); };
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t n = byte(i) << 16 | byte(i + 1) << 8 | byte(i + 2);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += kAlphabet[n & 63];
-  }
-  if (size_t rest = bytes.size() - i; rest > 0) {
-    uint32_t n = byte(i) << 16 | (rest == 2 ? byte(i + 1) << 8 : 0);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(n >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
 }
 
 }  // namespace dtx::api

@@ -101,6 +101,4 @@ std::string OngoingBody(std::string_view message);  // {"dtm_result":"ONGOING","
 std::string ErrorBody(std::string_view message, std::string_view code, std::string_view gid = {},
                       std::string_view status = {});
 
-std::string Base64Encode(std::string_view bytes);
-
 }  // namespace dtx::api

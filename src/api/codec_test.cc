@@ -701,17 +701,5 @@ TEST(Envelope, ErrorBodyEscapes) {
   EXPECT_EQ(o.size(), 4u);
 }
 
-TEST(Base64Encode, Rfc4648Vectors) {
-  EXPECT_EQ(Base64Encode(""), "");
-  EXPECT_EQ(Base64Encode("f"), "Zg==");
-  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
-  EXPECT_EQ(Base64Encode("foo"), "Zm9v");
-  EXPECT_EQ(Base64Encode("foob"), "Zm9vYg==");
-  EXPECT_EQ(Base64Encode("fooba"), "Zm9vYmE=");
-  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
-  EXPECT_EQ(Base64Encode(R"({"amount":30})"), "eyJhbW91bnQiOjMwfQ==");
-  EXPECT_EQ(Base64Encode(std::string("\xfb\xff\xbf", 3)), "+/+/");
-}
-
 }  // namespace
 }  // namespace dtx::api

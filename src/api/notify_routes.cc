@@ -13,8 +13,8 @@
 #include "api/codec.h"
 #include "api/routes.h"
 #include "core/notify.h"
-#include "engine/notify.h"
 #include "http/client.h"
+#include "util/webhook.h"
 
 namespace dtx::api {
 
@@ -205,9 +205,8 @@ Status ParseSecretAndTimeout(const json::object& o, int64_t default_timeout_ms,
                              core::NotifyState& st) {
   st.secret = GetStr(o, "secret");
   if (o.contains("secret")) {
-    std::optional<std::string> key;
-    if (st.secret.starts_with("whsec_")) key = engine::Base64Decode(st.secret.substr(6));
-    if (!key || key->empty() || key->size() > kMaxSecretKeyBytes) {
+    std::optional<std::string> key = util::WebhookSecretKey(st.secret);
+    if (!key || key->size() > kMaxSecretKeyBytes) {
       return Bad(
           fmt::format("secret: must be 'whsec_' + base64 of 1..{} bytes", kMaxSecretKeyBytes));
     }
@@ -239,28 +238,15 @@ std::string RequestHash(const core::TransSnapshot& snap, const core::NotifyState
   return Sha256Hex(json::serialize(canon));
 }
 
-std::string ApiStatus(const core::GlobalTrans& g) {
-  switch (g.status) {
-    case core::GlobalStatus::kPrepared:
-      return "prepared";
-    case core::GlobalStatus::kSubmitted:
-    case core::GlobalStatus::kAborting:
-      return "pending";
-    case core::GlobalStatus::kSucceed:
-      return "delivered";
-    case core::GlobalStatus::kFailed:
-      return g.rollback_reason == core::kNotifyExhausted ? "failed" : "aborted";
-  }
-  return "";
-}
+}  // namespace
 
-json::object Describe(const core::TransSnapshot& snap, bool with_log) {
+json::object DescribeNotification(const core::TransSnapshot& snap, bool with_log) {
   const core::GlobalTrans& g = snap.global;
   Result<core::NotifyState> st = core::DecodeNotifyState(g.custom_data);
   json::object o;
   o["id"] = g.gid;
   o["url"] = snap.branches.empty() ? std::string() : snap.branches[0].url;
-  o["status"] = ApiStatus(g);
+  o["status"] = core::NotifyApiStatus(g);
   o["created_time"] = Rfc3339(g.create_time_ms);
   o["attempt_count"] = st.ok() ? st->total_attempts : 0;
   json::value next = nullptr;
@@ -297,6 +283,8 @@ json::object Describe(const core::TransSnapshot& snap, bool with_log) {
   return o;
 }
 
+namespace {
+
 http::Response Answer(const std::string& id, std::string_view status) {
   return JsonAnswer(200, json::serialize(json::object{{"id", id}, {"status", status}}));
 }
@@ -314,16 +302,12 @@ awaitable<http::Response> List(engine::Engine& engine, const http::Request& req)
   store::ListQuery q;
   q.trans_type = "notify";
   const std::string status = req.QueryParam("status").value_or("");
-  if (status == "pending") {
-    q.status = "submitted";
-  } else if (status == "delivered") {
-    q.status = "succeed";
-  } else if (status == "failed" || status == "aborted") {
-    q.status = "failed";
-  } else if (status == "prepared") {
-    q.status = "prepared";
-  } else if (!status.empty()) {
-    co_return ErrorResponse(Bad("status: one of pending, delivered, failed, aborted, prepared"));
+  if (!status.empty()) {
+    std::optional<core::GlobalStatus> stored = core::NotifyStoredStatus(status);
+    if (!stored) {
+      co_return ErrorResponse(Bad("status: one of pending, delivered, failed, aborted, prepared"));
+    }
+    q.status = std::string(core::ToString(*stored));
   }
   for (auto [name, lo, hi] : {std::tuple{"limit", 1, 1000}, std::tuple{"position", 1, 0}}) {
     std::optional<std::string> v = req.QueryParam(name);
@@ -345,7 +329,7 @@ awaitable<http::Response> List(engine::Engine& engine, const http::Request& req)
   for (const core::GlobalTrans& g : page->transactions) {
     core::TransSnapshot snap;
     snap.global = g;
-    json::object o = Describe(snap, false);
+    json::object o = DescribeNotification(snap, false);
     o.erase("url");
     if (!status.empty() && o["status"].as_string() != status) continue;
     items.push_back(std::move(o));
@@ -357,8 +341,8 @@ awaitable<http::Response> List(engine::Engine& engine, const http::Request& req)
 
 }  // namespace
 
-Result<core::TransSnapshot> BuildNotify(std::string_view body, bool two_phase,
-                                        int64_t default_timeout_ms) {
+Result<NotifyCreate> BuildNotify(std::string_view body, bool two_phase,
+                                 int64_t default_timeout_ms) {
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
   if (ec || !v.is_object()) return Bad("the body must be a JSON object");
@@ -402,8 +386,7 @@ Result<core::TransSnapshot> BuildNotify(std::string_view body, bool two_phase,
     }
   }
   st.request_hash = RequestHash(snap, st, two_phase);
-  g.custom_data = core::EncodeNotifyState(st);
-  return snap;
+  return NotifyCreate{std::move(snap), std::move(st)};
 }
 
 bool IsNotifyPath(std::string_view path) {
@@ -411,13 +394,7 @@ bool IsNotifyPath(std::string_view path) {
          (path.starts_with(kNotifyPrefix) && path[kNotifyPrefix.size()] == '/');
 }
 
-void RedactNotify(core::GlobalTrans& g) {
-  if (g.trans_type != core::TransType::kNotify) return;
-  Result<core::NotifyState> st = core::DecodeNotifyState(g.custom_data);
-  if (!st.ok()) return;
-  if (!st->secret.empty()) st->secret = "(redacted)";
-  g.custom_data = core::EncodeNotifyState(*st);
-}
+void RedactNotify(core::GlobalTrans& g) { core::RedactNotifySecret(g); }
 
 awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Request& req,
                                        std::string& api) {
@@ -438,11 +415,11 @@ awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Reque
     api = rest.empty() ? "notify" : "notify_prepare";
     if (!is_post) co_return not_allowed();
     const bool two_phase = !rest.empty();
-    Result<core::TransSnapshot> snap =
+    Result<NotifyCreate> create =
         BuildNotify(req.body, two_phase, engine.options().settings.request_timeout_ms);
-    if (!snap.ok()) co_return ErrorResponse(snap.status());
-    const std::string id = snap->global.gid;
-    Status s = co_await engine.CreateNotify(std::move(*snap));
+    if (!create.ok()) co_return ErrorResponse(create.status());
+    const std::string id = create->snap.global.gid;
+    Status s = co_await engine.CreateNotify(std::move(create->snap), std::move(create->state));
     if (!s.ok()) co_return ErrorResponse(s, id);
     co_return Answer(id, two_phase ? "prepared" : "pending");
   }
@@ -482,7 +459,7 @@ awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Reque
   if (!r->has_value() || (*r)->global.trans_type != core::TransType::kNotify) {
     co_return ErrorResponse(Status::NotFound(fmt::format("no notification with id '{}'", id)), id);
   }
-  co_return JsonAnswer(200, json::serialize(Describe(**r, true)));
+  co_return JsonAnswer(200, json::serialize(DescribeNotification(**r, true)));
 }
 
 }  // namespace dtx::api

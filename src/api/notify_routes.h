@@ -9,10 +9,12 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 #include <string>
 #include <string_view>
 
 #include "core/model.h"
+#include "core/notify.h"
 #include "engine/engine.h"
 #include "http/server.h"
 #include "util/status.h"
@@ -31,9 +33,20 @@ boost::asio::awaitable<http::Response> HandleNotify(engine::Engine& engine,
 // custom_data). No-op for other transactions.
 void RedactNotify(core::GlobalTrans& global);
 
+// A validated create/prepare request: the notification to store and its state (which the engine
+// encodes into custom_data).
+struct NotifyCreate {
+  core::TransSnapshot snap;
+  core::NotifyState state;
+};
+
+// A notification as the read API shows it: id, url, status (core::NotifyApiStatus), created_time,
+// attempt_count, next_attempt_time; `with_log` adds preset, schedule, signed and the attempt log.
+// Never the secret.
+boost::json::object DescribeNotification(const core::TransSnapshot& snap, bool with_log);
+
 // Decodes and validates a create/prepare body into the notification to store (`two_phase`:
 // prepared, query_prepared required). kInvalidArgument / kTooLarge on bad input.
-Result<core::TransSnapshot> BuildNotify(std::string_view body, bool two_phase,
-                                        int64_t default_timeout_ms);
+Result<NotifyCreate> BuildNotify(std::string_view body, bool two_phase, int64_t default_timeout_ms);
 
 }  // namespace dtx::api

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@
 #include "core/retry_policy.h"
 
 namespace dtx::core {
+
+struct NotifyCache;  // core/notify.h
 
 // Engine-owned, in-memory state of one round. Not persisted: a restart begins a new round.
 struct Round {
@@ -33,6 +36,9 @@ struct Round {
   // msg: the check-back call (kCheckBackIndex) is outstanding / answered non-SUCCESS this round.
   bool check_back_in_flight = false;
   bool check_back_parked = false;
+  // notify: the state parsed from custom_data, kept for the round so that it is parsed once, not
+  // at every step and call (core/notify.h, RoundNotifyState).
+  std::shared_ptr<NotifyCache> notify;
 };
 
 // msg: the check-back call (GET query_prepared?gid&trans_type=msg&branch_id=00&op=msg) has no

@@ -130,6 +130,18 @@ inline Decision EndDecision(const TransSnapshot& snap, const Round& round, const
   return d;
 }
 
+// msg and notify, prepared (two-phase): the check-back (core/check_back.cc). It is asked once
+// timeout_to_fail has passed since creation (the call is appended to `calls`); until then the next
+// round is due exactly then. Nothing when one is in flight or answered this round.
+void MaybeCheckBack(const TransSnapshot& snap, Round& round, Writer& w, const Settings& settings,
+                    int64_t now_ms, std::vector<size_t>& calls);
+// What a check-back answer decides: kSubmit (SUCCESS) and kFail (FAILURE) are applied by the
+// mode; ONGOING (ask again after I0) and anything else (back off, the guarded rule) set the
+// wake-up here and decide kNone, as does an answer that arrives after the status left prepared.
+enum class CheckBackDecision : unsigned char { kNone, kSubmit, kFail };
+CheckBackDecision OnCheckBackResult(const TransSnapshot& snap, Round& round, Writer& w,
+                                    const Settings& settings, int64_t now_ms, const Event& ev);
+
 Decision SagaStep(TransSnapshot& snap, Round& round, const Event& event, const Settings& settings,
                   int64_t now_ms);
 // tcc and xa: second phase over confirm/cancel (tcc) or commit/rollback (xa) rows.

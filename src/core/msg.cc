@@ -52,29 +52,15 @@ class Msg {
   }
 
   void OnCheckBack(const Event& ev) {
-    DTX_INVARIANT(round_.check_back_in_flight, "check-back result without a check-back in flight");
-    round_.check_back_in_flight = false;
-    round_.in_flight_count -= 1;
-    // Decided meanwhile (the AP submitted while we asked): the stored decision stands.
-    if (snap_.global.status != GlobalStatus::kPrepared) return;
-    switch (ev.result) {
-      case CallClass::kSuccess:
+    switch (OnCheckBackResult(snap_, round_, w_, settings_, now_ms_, ev)) {
+      case CheckBackDecision::kSubmit:
         w_.SetStatus(GlobalStatus::kSubmitted);
         w_.SetWakeup(Next(CallClass::kSuccess));
         return;
-      case CallClass::kFailure:
+      case CheckBackDecision::kFail:
         w_.SetStatus(GlobalStatus::kFailed);  // no branch was called: nothing to undo
         return;
-      case CallClass::kOngoing:
-        // The local transaction is still open: ask again after I0 (the interval is reset).
-        round_.check_back_parked = true;
-        w_.SetWakeup(Next(CallClass::kSuccess));
-        return;
-      case CallClass::kError:
-        // No answer, or an indeterminate one (§3.3 guarded rule): back off. The answer has no row
-        // to be kept in; the engine logs it and raises the alert.
-        round_.check_back_parked = true;
-        w_.SetWakeup(Next(CallClass::kError));
+      case CheckBackDecision::kNone:
         return;
     }
   }
@@ -99,7 +85,7 @@ class Msg {
   void Advance() {
     switch (snap_.global.status) {
       case GlobalStatus::kPrepared:
-        MaybeCheckBack();
+        MaybeCheckBack(snap_, round_, w_, settings_, now_ms_, calls_);
         break;
       case GlobalStatus::kSubmitted:
         AdvanceActions();
@@ -112,26 +98,6 @@ class Msg {
       case GlobalStatus::kSucceed:
       case GlobalStatus::kFailed:
         break;
-    }
-  }
-
-  // Prepared: check back only once timeout_to_fail has passed since creation; before that the
-  // next round is due exactly then.
-  void MaybeCheckBack() {
-    if (round_.check_back_in_flight || round_.check_back_parked) return;
-    const int64_t timeout_ms = TimeoutToFailMs(snap_.global, settings_);
-    if (timeout_ms <= 0) return;  // never checked back (server default 0)
-    const int64_t due = snap_.global.create_time_ms + timeout_ms;
-    if (now_ms_ >= due) {
-      round_.check_back_in_flight = true;
-      round_.in_flight_count += 1;
-      calls_.push_back(kCheckBackIndex);
-      return;
-    }
-    if (snap_.global.next_cron_time_ms != due) {
-      const int64_t interval =
-          snap_.global.next_cron_interval_ms > 0 ? snap_.global.next_cron_interval_ms : I0();
-      w_.SetWakeup(Wakeup{interval, due});
     }
   }
 

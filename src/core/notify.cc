@@ -184,6 +184,54 @@ int64_t NotifyDueMs(const NotifyState& s, int64_t now_ms) {
   return s.last_attempt_end_ms + s.schedule_ms[k];
 }
 
+std::string_view NotifyApiStatus(const GlobalTrans& g) {
+  switch (g.status) {
+    case GlobalStatus::kPrepared:
+      return "prepared";
+    case GlobalStatus::kSubmitted:
+    case GlobalStatus::kAborting:
+      return "pending";
+    case GlobalStatus::kSucceed:
+      return "delivered";
+    case GlobalStatus::kFailed:
+      return g.rollback_reason == kNotifyExhausted ? "failed" : "aborted";
+  }
+  return "pending";
+}
+
+std::optional<GlobalStatus> NotifyStoredStatus(std::string_view api_status) {
+  if (api_status == "pending") return GlobalStatus::kSubmitted;
+  if (api_status == "delivered") return GlobalStatus::kSucceed;
+  if (api_status == "failed" || api_status == "aborted") return GlobalStatus::kFailed;
+  if (api_status == "prepared") return GlobalStatus::kPrepared;
+  return std::nullopt;
+}
+
+void RedactNotifySecret(GlobalTrans& g) {
+  if (g.trans_type != TransType::kNotify) return;
+  Result<NotifyState> st = DecodeNotifyState(g.custom_data);
+  if (!st.ok() || st->secret.empty()) return;
+  st->secret = "(redacted)";
+  g.custom_data = EncodeNotifyState(*st);
+}
+
+Result<NotifyState*> RoundNotifyState(Round& round, std::string_view custom_data) {
+  if (round.notify && round.notify->text == custom_data) return &round.notify->state;
+  Result<NotifyState> decoded = DecodeNotifyState(custom_data);
+  if (!decoded.ok()) {
+    round.notify.reset();
+    return decoded.status();
+  }
+  CacheNotifyState(round, std::string(custom_data), std::move(*decoded));
+  return &round.notify->state;
+}
+
+void CacheNotifyState(Round& round, std::string text, NotifyState state) {
+  if (!round.notify) round.notify = std::make_shared<NotifyCache>();
+  round.notify->text = std::move(text);
+  round.notify->state = std::move(state);
+}
+
 void AppendNotifyAttempt(NotifyState& s, NotifyAttempt attempt) {
   s.log.push_back(std::move(attempt));
   if (s.log.size() > kMaxNotifyLog) {
@@ -208,7 +256,7 @@ class Notify {
       round_.check_back_in_flight = false;
       round_.check_back_parked = false;
     }
-    Result<NotifyState> decoded = DecodeNotifyState(snap_.global.custom_data);
+    Result<NotifyState*> decoded = RoundNotifyState(round_, snap_.global.custom_data);
     if (!decoded.ok()) {
       // Not written by dtx (an operator's edit): it cannot be followed, so it ends here.
       Unflight(ev);
@@ -218,7 +266,7 @@ class Notify {
       }
       return EndDecision(snap_, round_, settings_, now_ms_, w_, calls_);
     }
-    state_ = std::move(*decoded);
+    state_ = *decoded;  // the round's cache: changes below are encoded into it when dirty
     if (ev.kind == Event::Kind::kResult) {
       if (ev.branch_index == kCheckBackIndex) {
         OnCheckBack(ev);
@@ -227,17 +275,15 @@ class Notify {
       }
     }
     Advance();
-    if (dirty_) w_.SetCustomData(EncodeNotifyState(state_));
+    if (dirty_) {
+      std::string text = EncodeNotifyState(*state_);
+      round_.notify->text = text;
+      w_.SetCustomData(std::move(text));
+    }
     return EndDecision(snap_, round_, settings_, now_ms_, w_, calls_);
   }
 
  private:
-  int64_t I0() const { return InitialIntervalMs(snap_.global.options, settings_); }
-  Wakeup Next(CallClass c) const {
-    return NextWakeup(c, snap_.global.next_cron_interval_ms, I0(), settings_, snap_.global.gid,
-                      now_ms_);
-  }
-
   void Unflight(const Event& ev) {
     if (ev.kind != Event::Kind::kResult) return;
     if (ev.branch_index == kCheckBackIndex) {
@@ -249,26 +295,17 @@ class Notify {
   }
 
   void OnCheckBack(const Event& ev) {
-    DTX_INVARIANT(round_.check_back_in_flight, "check-back result without a check-back in flight");
-    Unflight(ev);
-    if (snap_.global.status != GlobalStatus::kPrepared) return;  // decided meanwhile
-    switch (ev.result) {
-      case CallClass::kSuccess:
+    switch (OnCheckBackResult(snap_, round_, w_, settings_, now_ms_, ev)) {
+      case CheckBackDecision::kSubmit:
         w_.SetStatus(GlobalStatus::kSubmitted);
-        state_.cycle_start_ms = now_ms_;
+        state_->cycle_start_ms = now_ms_;
         dirty_ = true;
         return;
-      case CallClass::kFailure:
+      case CheckBackDecision::kFail:
         w_.SetStatus(GlobalStatus::kFailed);
         w_.SetRollbackReason("aborted: the check-back answered FAILURE");
         return;
-      case CallClass::kOngoing:
-        round_.check_back_parked = true;
-        w_.SetWakeup(Next(CallClass::kSuccess));
-        return;
-      case CallClass::kError:
-        round_.check_back_parked = true;
-        w_.SetWakeup(Next(CallClass::kError));
+      case CheckBackDecision::kNone:
         return;
     }
   }
@@ -278,7 +315,7 @@ class Notify {
     Unflight(ev);
     const bool ok = ev.result == CallClass::kSuccess;
     NotifyAttempt a;
-    a.n = state_.total_attempts + 1;
+    a.n = state_->total_attempts + 1;
     a.latency_ms = std::max<int64_t>(ev.latency_ms, 0);
     a.time_ms = now_ms_ - a.latency_ms;
     a.http_status = ev.http_status;
@@ -288,16 +325,16 @@ class Notify {
     } else if (!ok) {
       a.error = Truncate(ev.answer.empty() ? "no answer" : ev.answer, kMaxNotifyErrorBytes);
     }
-    AppendNotifyAttempt(state_, std::move(a));
-    state_.total_attempts += 1;
-    state_.cycle_attempts += 1;
-    state_.last_attempt_end_ms = now_ms_;
+    AppendNotifyAttempt(*state_, std::move(a));
+    state_->total_attempts += 1;
+    state_->cycle_attempts += 1;
+    state_->last_attempt_end_ms = now_ms_;
     dirty_ = true;
     w_.RecordAttempt(0, ok ? CallClass::kSuccess : CallClass::kError, ev.answer);
     if (snap_.global.status != GlobalStatus::kSubmitted) return;  // an operator moved it
     if (ok) {
       w_.SetStatus(GlobalStatus::kSucceed);
-    } else if (static_cast<size_t>(state_.cycle_attempts) >= state_.schedule_ms.size()) {
+    } else if (static_cast<size_t>(state_->cycle_attempts) >= state_->schedule_ms.size()) {
       w_.SetStatus(GlobalStatus::kFailed);
       w_.SetRollbackReason(std::string(kNotifyExhausted));
     }
@@ -306,7 +343,7 @@ class Notify {
   void Advance() {
     switch (snap_.global.status) {
       case GlobalStatus::kPrepared:
-        MaybeCheckBack();
+        MaybeCheckBack(snap_, round_, w_, settings_, now_ms_, calls_);
         break;
       case GlobalStatus::kSubmitted:
         AdvanceAttempts();
@@ -323,16 +360,16 @@ class Notify {
 
   void AdvanceAttempts() {
     if (round_.in_flight_count > 0) return;
-    if (static_cast<size_t>(state_.cycle_attempts) >= state_.schedule_ms.size()) {
+    if (static_cast<size_t>(state_->cycle_attempts) >= state_->schedule_ms.size()) {
       w_.SetStatus(GlobalStatus::kFailed);
       w_.SetRollbackReason(std::string(kNotifyExhausted));
       return;
     }
-    if (state_.cycle_start_ms == 0) {  // submitted just now (two-phase, resend)
-      state_.cycle_start_ms = now_ms_;
+    if (state_->cycle_start_ms == 0) {  // submitted just now (two-phase, resend)
+      state_->cycle_start_ms = now_ms_;
       dirty_ = true;
     }
-    const int64_t due = NotifyDueMs(state_, now_ms_);
+    const int64_t due = NotifyDueMs(*state_, now_ms_);
     if (now_ms_ >= due) {
       round_.in_flight[0] = 1;
       round_.in_flight_count += 1;
@@ -340,28 +377,8 @@ class Notify {
       return;
     }
     if (snap_.global.next_cron_time_ms != due) {
-      const size_t k = static_cast<size_t>(state_.cycle_attempts);
-      w_.SetWakeup(Wakeup{state_.schedule_ms[k], due});
-    }
-  }
-
-  // Like msg: checked back once timeout_to_fail has passed since creation; until then the next
-  // round is due exactly then.
-  void MaybeCheckBack() {
-    if (round_.check_back_in_flight || round_.check_back_parked) return;
-    const int64_t timeout_ms = TimeoutToFailMs(snap_.global, settings_);
-    if (timeout_ms <= 0) return;
-    const int64_t due = snap_.global.create_time_ms + timeout_ms;
-    if (now_ms_ >= due) {
-      round_.check_back_in_flight = true;
-      round_.in_flight_count += 1;
-      calls_.push_back(kCheckBackIndex);
-      return;
-    }
-    if (snap_.global.next_cron_time_ms != due) {
-      const int64_t interval =
-          snap_.global.next_cron_interval_ms > 0 ? snap_.global.next_cron_interval_ms : I0();
-      w_.SetWakeup(Wakeup{interval, due});
+      const size_t k = static_cast<size_t>(state_->cycle_attempts);
+      w_.SetWakeup(Wakeup{state_->schedule_ms[k], due});
     }
   }
 
@@ -370,7 +387,7 @@ class Notify {
   const Settings& settings_;
   int64_t now_ms_;
   Writer w_;
-  NotifyState state_;
+  NotifyState* state_ = nullptr;  // in round_.notify
   bool dirty_ = false;
   std::vector<size_t> calls_;
 };

@@ -12,10 +12,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/machine.h"
 #include "core/model.h"
 #include "util/status.h"
 
@@ -78,6 +80,32 @@ bool IsNotifySuccess(const SuccessRule& rule, int http_status, std::string_view 
 // When the next attempt of the current schedule is due (cycle_start_ms 0 counts as now_ms).
 // Precondition: cycle_attempts < schedule_ms.size().
 int64_t NotifyDueMs(const NotifyState& state, int64_t now_ms);
+
+// The API's word for a notification's status (docs/notifications.md): prepared, pending
+// (submitted, or aborting set by an operator), delivered (succeed), failed (the schedule ran out)
+// or aborted (any other failed).
+std::string_view NotifyApiStatus(const GlobalTrans& global);
+// The stored status under which an API status word is listed (pending -> submitted, delivered ->
+// succeed, failed and aborted -> failed, prepared -> prepared); nullopt for another word.
+std::optional<GlobalStatus> NotifyStoredStatus(std::string_view api_status);
+// Replaces the secret in a notification's custom_data by "(redacted)": secrets are never returned
+// by a read API. No-op for other transactions and for a notification without a secret.
+void RedactNotifySecret(GlobalTrans& global);
+
+// A round's parsed notify state (core::Round::notify): `state` is what `text` decodes to.
+struct NotifyCache {
+  std::string text;
+  NotifyState state;
+};
+
+// The state of the notification whose custom_data is `custom_data`, parsed once per round: the
+// round's cache when its text equals custom_data (a compare, no parse), else decoded into the
+// cache. Errors as DecodeNotifyState (the cache then holds nothing).
+Result<NotifyState*> RoundNotifyState(Round& round, std::string_view custom_data);
+
+// Records in the round's cache that `state` encodes to `text` (after the machine or the engine
+// encoded it for a write).
+void CacheNotifyState(Round& round, std::string text, NotifyState state);
 
 // Appends an attempt to the log, dropping the oldest beyond kMaxNotifyLog.
 void AppendNotifyAttempt(NotifyState& state, NotifyAttempt attempt);

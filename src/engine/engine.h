@@ -30,6 +30,7 @@
 
 #include "core/machine.h"
 #include "core/model.h"
+#include "core/notify.h"
 #include "engine/branch_caller.h"
 #include "engine/timer.h"
 #include "ops/metrics.h"
@@ -134,11 +135,12 @@ class Engine {
                                        int64_t expected_version);
 
   // Notifications (docs/notifications.md, engine/notify.cc). `proposed` is a validated notify
-  // transaction (status prepared for a two-phase one, else submitted) whose custom_data is its
-  // core::NotifyState. The same id with the same request_hash -> ok, unchanged; a different one (or
-  // another transaction with that gid) -> kConflict. A first attempt due at once is made by a round
-  // started here; a later one by recovery when it is due.
-  boost::asio::awaitable<Status> CreateNotify(core::TransSnapshot proposed);
+  // transaction (status prepared for a two-phase one, else submitted) and `state` its
+  // core::NotifyState (encoded into custom_data here, once). The same id with the same request_hash
+  // -> ok, unchanged; a different one (or another transaction with that gid) -> kConflict. A first
+  // attempt due at once is made by a round started here; a later one by recovery when it is due.
+  boost::asio::awaitable<Status> CreateNotify(core::TransSnapshot proposed,
+                                              core::NotifyState state);
   // prepared -> pending (submitted; ok if it was submitted already, even if it finished since).
   // kNotFound; kConflict when aborted.
   boost::asio::awaitable<Status> SubmitNotify(std::string id);
@@ -269,7 +271,8 @@ class Engine {
   boost::asio::awaitable<void> SendAlert(Shard* shard, BranchCallSpec alert);
 
   // notify.cc: notifications.
-  boost::asio::awaitable<Status> CreateNotifyOnShard(core::TransSnapshot proposed);
+  boost::asio::awaitable<Status> CreateNotifyOnShard(core::TransSnapshot proposed,
+                                                     core::NotifyState state);
   boost::asio::awaitable<Status> AbortNotifyOnShard(std::string id);
   boost::asio::awaitable<Status> ResendNotifyOnShard(std::string id);
   // Starts one attempt of the round's notification (counted in outstanding_calls).

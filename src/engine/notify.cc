@@ -5,8 +5,6 @@
 #include "engine/notify.h"
 
 #include <fmt/format.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/algorithm/string/predicate.hpp>
@@ -19,56 +17,26 @@
 #include "engine/store_await.h"
 #include "ops/alerts.h"
 #include "util/assert.h"
+#include "util/webhook.h"
 
 namespace dtx::engine {
 
 using asio::awaitable;
 
-std::string Base64Encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
+namespace {
+
+// The notification a load found: kNotFound when there is none (or the gid is another kind of
+// transaction), the load's error as is.
+Result<core::TransSnapshot> NotificationOf(Result<std::optional<core::TransSnapshot>> loaded,
+                                           std::string_view id) {
+  if (!loaded.ok()) return loaded.status();
+  if (!loaded->has_value() || (*loaded)->global.trans_type != core::TransType::kNotify) {
+    return Status::NotFound(fmt::format("no notification with id '{}'", id));
+  }
+  return std::move(**loaded);
 }
 
-std::optional<std::string> Base64Decode(std::string_view in) {
-  if (in.empty() || in.size() % 4 != 0) return std::nullopt;
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    const bool pad_ok = c == '=' && i >= in.size() - 2 && (i == in.size() - 1 || in.back() == '=');
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || pad_ok)) {
-      return std::nullopt;
-    }
-  }
-  std::string out(3 * in.size() / 4, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  size_t len = static_cast<size_t>(n);
-  if (in.back() == '=') --len;  // EVP_DecodeBlock counts the padding as zero bytes
-  if (in.size() >= 2 && in[in.size() - 2] == '=') --len;
-  out.resize(len);
-  return out;
-}
-
-std::optional<std::string> WebhookSignature(std::string_view secret, std::string_view id,
-                                            int64_t timestamp_s, std::string_view body) {
-  if (!secret.starts_with("whsec_")) return std::nullopt;
-  std::optional<std::string> key = Base64Decode(secret.substr(6));
-  if (!key || key->empty()) return std::nullopt;
-  const std::string signed_text = fmt::format("{}.{}.{}", id, timestamp_s, body);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  if (HMAC(EVP_sha256(), key->data(), static_cast<int>(key->size()),
-           reinterpret_cast<const unsigned char*>(signed_text.data()), signed_text.size(), mac,
-           &mac_len) == nullptr) {
-    return std::nullopt;
-  }
-  return "v1," + Base64Encode(std::string_view(reinterpret_cast<const char*>(mac), mac_len));
-}
+}  // namespace
 
 BranchCallSpec BuildNotifyCall(const core::TransSnapshot& snap, const core::NotifyState& state,
                                int64_t now_ms) {
@@ -87,7 +55,7 @@ BranchCallSpec BuildNotifyCall(const core::TransSnapshot& snap, const core::Noti
   for (const auto& h : g.options.branch_headers) spec.headers.push_back(h);
   if (!state.secret.empty()) {
     const int64_t ts = now_ms / 1000;
-    std::optional<std::string> sig = WebhookSignature(state.secret, g.gid, ts, row.bin_data);
+    std::optional<std::string> sig = util::WebhookSignature(state.secret, g.gid, ts, row.bin_data);
     spec.headers.emplace_back("webhook-id", g.gid);
     spec.headers.emplace_back("webhook-timestamp", std::to_string(ts));
     // Validated at creation; an unusable secret sends no signature, so the receiver rejects it.
@@ -97,9 +65,9 @@ BranchCallSpec BuildNotifyCall(const core::TransSnapshot& snap, const core::Noti
 }
 
 void Engine::StartNotifyCall(Shard* shard, const ActivePtr& a) {
-  Result<core::NotifyState> state = core::DecodeNotifyState(a->snap.global.custom_data);
+  Result<core::NotifyState*> state = core::RoundNotifyState(a->round, a->snap.global.custom_data);
   DTX_INVARIANT(state.ok(), "the machine only calls a notification whose state it read");
-  BranchCallSpec spec = BuildNotifyCall(a->snap, *state, clock_.NowMs());
+  BranchCallSpec spec = BuildNotifyCall(a->snap, **state, clock_.NowMs());
   a->outstanding_calls += 1;
   asio::co_spawn(shard->ioc, CallNotify(shard, a, std::move(spec)), LogException{"notify call"});
 }
@@ -112,9 +80,9 @@ awaitable<void> Engine::CallNotify(Shard* shard, ActivePtr a, BranchCallSpec spe
   ev.branch_index = 0;
   ev.http_status = answer.http_status;
   ev.latency_ms = clock_.NowMs() - start_ms;
-  Result<core::NotifyState> state = core::DecodeNotifyState(a->snap.global.custom_data);
+  Result<core::NotifyState*> state = core::RoundNotifyState(a->round, a->snap.global.custom_data);
   const bool ok =
-      state.ok() && core::IsNotifySuccess(state->success, answer.http_status, answer.body);
+      state.ok() && core::IsNotifySuccess((*state)->success, answer.http_status, answer.body);
   ev.result = ok ? core::CallClass::kSuccess : core::CallClass::kError;
   ev.answer = std::move(answer.body);
   RecordCallMetric(*a, ev);
@@ -142,32 +110,34 @@ void Engine::NotifyStatusCommitted(const Active& a, core::GlobalStatus status) {
   asio::co_spawn(shard.ioc, SendAlert(&shard, std::move(spec)), LogException{"alert"});
 }
 
-awaitable<Status> Engine::CreateNotify(core::TransSnapshot proposed) {
+awaitable<Status> Engine::CreateNotify(core::TransSnapshot proposed, core::NotifyState state) {
   Shard& shard = ShardFor(proposed.global.gid);
-  co_return co_await asio::co_spawn(shard.ioc, CreateNotifyOnShard(std::move(proposed)),
-                                    OnShardToken());
+  co_return co_await asio::co_spawn(
+      shard.ioc, CreateNotifyOnShard(std::move(proposed), std::move(state)), OnShardToken());
 }
 
-awaitable<Status> Engine::CreateNotifyOnShard(core::TransSnapshot proposed) {
+awaitable<Status> Engine::CreateNotifyOnShard(core::TransSnapshot proposed,
+                                              core::NotifyState state) {
   if (stopped_) co_return Status::Unavailable("the server is shutting down");
   Shard& shard = ShardFor(proposed.global.gid);
   const std::string id = proposed.global.gid;
   GidGuard guard = co_await LockGid(shard, id);
-  Result<core::NotifyState> state = core::DecodeNotifyState(proposed.global.custom_data);
-  DTX_INVARIANT(state.ok(), "a notification is created with its state");
+  DTX_INVARIANT(!state.schedule_ms.empty(), "a notification is created with its schedule");
   const int64_t now = clock_.NowMs();
   const core::GlobalStatus status = proposed.global.status;
   InitNew(proposed, status, now);
-  const bool now_due = status == core::GlobalStatus::kSubmitted && state->schedule_ms[0] == 0 &&
+  const bool now_due = status == core::GlobalStatus::kSubmitted && state.schedule_ms[0] == 0 &&
                        active_count_.load() < options_.max_active_transactions;
   if (status == core::GlobalStatus::kSubmitted) {
-    state->cycle_start_ms = now;  // attempt 1 is due schedule[0] after creation
-    proposed.global.custom_data = core::EncodeNotifyState(*state);
+    state.cycle_start_ms = now;  // attempt 1 is due schedule[0] after creation
+  }
+  proposed.global.custom_data = core::EncodeNotifyState(state);
+  if (status == core::GlobalStatus::kSubmitted) {
     // The wake-up is the first attempt; one made at once (by the round below) is covered by the
     // stored lease, so the round starts without another write. Recovery makes it if we die.
-    proposed.global.next_cron_interval_ms = state->schedule_ms[0];
+    proposed.global.next_cron_interval_ms = state.schedule_ms[0];
     proposed.global.next_cron_time_ms =
-        now + (now_due ? state->timeout_ms + kLeaseMarginMs + 1000 : state->schedule_ms[0]);
+        now + (now_due ? state.timeout_ms + kLeaseMarginMs + 1000 : state.schedule_ms[0]);
     // The lease is the round's started here; without one, recovery claims it when due.
     proposed.global.lease_until_ms = now_due ? proposed.global.next_cron_time_ms : 0;
   }
@@ -180,22 +150,25 @@ awaitable<Status> Engine::CreateNotifyOnShard(core::TransSnapshot proposed) {
     Result<core::NotifyState> stored = g.trans_type == core::TransType::kNotify
                                            ? core::DecodeNotifyState(g.custom_data)
                                            : Result<core::NotifyState>(Status::NotFound("-"));
-    if (stored.ok() && stored->request_hash == state->request_hash) co_return Status::Ok();
+    if (stored.ok() && stored->request_hash == state.request_hash) co_return Status::Ok();
     co_return Status::Conflict(fmt::format(
         "a notification (or transaction) with id '{}' exists with a different body", id));
   }
   if (!created.ok()) co_return created;
-  if (now_due) StartRound(shard, std::move(proposed));
+  if (now_due) {
+    std::string text = proposed.global.custom_data;
+    ActivePtr a = StartRound(shard, std::move(proposed));
+    // The round starts later (posted): it finds its state parsed already.
+    core::CacheNotifyState(a->round, std::move(text), std::move(state));
+  }
   co_return Status::Ok();
 }
 
 awaitable<Status> Engine::SubmitNotify(std::string id) {
   Loaded loaded = co_await Query(id);
-  if (!loaded.ok()) co_return loaded.status();
-  if (!loaded->has_value() || (*loaded)->global.trans_type != core::TransType::kNotify) {
-    co_return Status::NotFound(fmt::format("no notification with id '{}'", id));
-  }
-  const core::GlobalTrans& g = (*loaded)->global;
+  Result<core::TransSnapshot> snap = NotificationOf(std::move(loaded), id);
+  if (!snap.ok()) co_return snap.status();
+  const core::GlobalTrans& g = snap->global;
   if (g.status == core::GlobalStatus::kFailed && g.rollback_reason != core::kNotifyExhausted) {
     co_return Status::Conflict(fmt::format("notification '{}' was aborted", id));
   }
@@ -218,11 +191,9 @@ awaitable<Status> Engine::AbortNotifyOnShard(std::string id) {
   GidGuard guard = co_await LockGid(shard, id);
   co_await WaitWhilePrepared(shard, id);  // a check-back in flight decides first
   Loaded loaded = co_await LoadOnShard(id);
-  if (!loaded.ok()) co_return loaded.status();
-  if (!loaded->has_value() || (*loaded)->global.trans_type != core::TransType::kNotify) {
-    co_return Status::NotFound(fmt::format("no notification with id '{}'", id));
-  }
-  const core::GlobalTrans& g = (*loaded)->global;
+  Result<core::TransSnapshot> snap = NotificationOf(std::move(loaded), id);
+  if (!snap.ok()) co_return snap.status();
+  const core::GlobalTrans& g = snap->global;
   if (g.status == core::GlobalStatus::kFailed && g.rollback_reason != core::kNotifyExhausted) {
     co_return Status::Ok();  // aborted already
   }
@@ -251,11 +222,9 @@ awaitable<Status> Engine::ResendNotifyOnShard(std::string id) {
   Shard& shard = ShardFor(id);
   GidGuard guard = co_await LockGid(shard, id);
   Loaded loaded = co_await LoadOnShard(id);
-  if (!loaded.ok()) co_return loaded.status();
-  if (!loaded->has_value() || (*loaded)->global.trans_type != core::TransType::kNotify) {
-    co_return Status::NotFound(fmt::format("no notification with id '{}'", id));
-  }
-  core::TransSnapshot snap = std::move(**loaded);
+  Result<core::TransSnapshot> found = NotificationOf(std::move(loaded), id);
+  if (!found.ok()) co_return found.status();
+  core::TransSnapshot snap = std::move(*found);
   const core::GlobalTrans& g = snap.global;
   const bool resendable =
       g.status == core::GlobalStatus::kSucceed ||

@@ -1,6 +1,6 @@
 // The notification attempt call (docs/notifications.md): the request of one attempt with the
 // notification's headers, its own timeout and, with a secret, the Standard Webhooks signature
-// (https://www.standardwebhooks.com: webhook-id, webhook-timestamp, webhook-signature
+// (util/webhook.h: webhook-id, webhook-timestamp, webhook-signature
 // "v1,<base64 HMAC-SHA256 over id.timestamp.body>"). Pure functions; thread-safe.
 #pragma once
 
@@ -14,14 +14,6 @@
 #include "engine/branch_caller.h"
 
 namespace dtx::engine {
-
-std::string Base64Encode(std::string_view in);
-// Standard base64 with padding; nullopt for anything else.
-std::optional<std::string> Base64Decode(std::string_view in);
-
-// "v1,<signature>" for `secret` ("whsec_" + base64 key); nullopt if the secret is not of that form.
-std::optional<std::string> WebhookSignature(std::string_view secret, std::string_view id,
-                                            int64_t timestamp_s, std::string_view body);
 
 // POST to the row's URL with the payload verbatim; Content-Type application/json unless the
 // notification's headers name one; signed at `now_ms` when the state has a secret.

@@ -4,8 +4,6 @@
 #include "dtx/notify.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <boost/json.hpp>
 #include <cctype>
@@ -16,42 +14,13 @@
 
 #include "dtx/assert.h"
 #include "sdk/blocking_http.h"
+#include "util/webhook.h"
 
 namespace dtx {
 
 namespace json = boost::json;
 
 namespace {
-
-std::string B64Encode(std::string_view in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
-
-std::optional<std::string> B64Decode(std::string_view in) {
-  if (in.empty() || in.size() % 4 != 0) return std::nullopt;
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char c = in[i];
-    const bool pad = c == '=' && i + 2 >= in.size() && (i + 1 == in.size() || in.back() == '=');
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || pad)) {
-      return std::nullopt;
-    }
-  }
-  std::string out(3 * in.size() / 4, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  size_t len = static_cast<size_t>(n);
-  if (in.back() == '=') --len;
-  if (in[in.size() - 2] == '=') --len;
-  out.resize(len);
-  return out;
-}
 
 std::string_view HeaderOf(const std::vector<std::pair<std::string, std::string>>& headers,
                           std::string_view name) {
@@ -71,20 +40,7 @@ int64_t NowSeconds() {
 
 std::optional<std::string> SignWebhook(std::string_view secret, std::string_view id,
                                        int64_t timestamp_s, std::string_view body) {
-  if (!secret.starts_with("whsec_")) return std::nullopt;
-  std::optional<std::string> key = B64Decode(secret.substr(6));
-  if (!key || key->empty()) return std::nullopt;
-  std::string text;
-  text.reserve(id.size() + body.size() + 24);
-  text.append(id).append(".").append(std::to_string(timestamp_s)).append(".").append(body);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (HMAC(EVP_sha256(), key->data(), static_cast<int>(key->size()),
-           reinterpret_cast<const unsigned char*>(text.data()), text.size(), mac,
-           &len) == nullptr) {
-    return std::nullopt;
-  }
-  return "v1," + B64Encode(std::string_view(reinterpret_cast<const char*>(mac), len));
+  return util::WebhookSignature(secret, id, timestamp_s, body);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -287,7 +287,6 @@ awaitable<void> Sim::NotifyApp(std::string gid) {
   if (tx.two_phase) g.query_prepared = kQueryPrepared;
   g.options.request_timeout_s = (st.timeout_ms + 999) / 1000;
   if (tx.two_phase && world.Chance(0.3)) g.options.timeout_to_fail_s = world.Uniform(2, 10);
-  g.custom_data = core::EncodeNotifyState(st);
   core::BranchRow& row = snap.branches.emplace_back();
   row.url = std::string(kNotifyUrl) + "?gid=" + gid + "&branch_id=01&op=notify";
   row.branch_id = "01";
@@ -297,9 +296,10 @@ awaitable<void> Sim::NotifyApp(std::string gid) {
   world.Trace(fmt::format("app: notify {} two_phase={} schedule={} receiver fails {}", gid,
                           tx.two_phase, steps, fail_first));
   auto create = [&] {
-    return [snap](engine::Engine& e) -> awaitable<Status> {
+    return [snap, st](engine::Engine& e) -> awaitable<Status> {
       core::TransSnapshot copy = snap;
-      co_return co_await e.CreateNotify(std::move(copy));
+      core::NotifyState state = st;
+      co_return co_await e.CreateNotify(std::move(copy), std::move(state));
     };
   };
   std::string what = (tx.two_phase ? "prepare " : "create ") + gid;
