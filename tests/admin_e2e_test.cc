@@ -468,5 +468,124 @@ TEST_F(AdminE2E, CliListShowActAudit) {
   EXPECT_EQ(Str(a.at("audit").as_array()[0], "action"), "skip");
 }
 
+// Notifications through the admin API (issue 13 item 1, issue 11): list and show in the
+// notification API's words, resend with a reason, audited; the secret is never shown.
+constexpr const char* kNotifySecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+std::string CreateNotification(const ServerProcess& s, const std::string& id,
+                               const std::string& url, const std::string& schedule) {
+  json::object body{{"id", id}, {"url", url}, {"payload", "{\"n\":1}"}, {"secret", kNotifySecret}};
+  body["schedule"] = json::parse(schedule);
+  auto r = HttpFetch("POST", s.Base() + "/api/dtx/notify", json::serialize(body));
+  EXPECT_EQ(r.status, 200) << r.body;
+  return id;
+}
+
+std::string NotifyStatus(const ServerProcess& s, const std::string& id) {
+  return Str(Parse(HttpFetch("GET", s.Base() + "/api/dtx/notify/" + id)), "status");
+}
+
+bool Lists(const json::value& page, const std::string& id) {
+  for (const auto& n : page.at("notifications").as_array()) {
+    if (Str(n, "id") == id) return true;
+  }
+  return false;
+}
+
+TEST_F(AdminE2E, NotificationsListShowResendAudited) {
+  busi_->SetDefault(P("/hook"), BusiAnswer::Error());
+  const std::string id = CreateNotification(*server_, Gid(), U("/hook"), "[0]");
+  ASSERT_TRUE(WaitFor([&] { return NotifyStatus(*server_, id) == "failed"; }, milliseconds(5000)));
+
+  json::value failed = Parse(Get("notifications?status=failed&limit=500"));
+  EXPECT_TRUE(Lists(failed, id)) << json::serialize(failed);
+  EXPECT_FALSE(Lists(Parse(Get("notifications?status=delivered&limit=500")), id));
+  EXPECT_FALSE(Lists(Parse(Get("notifications?status=aborted&limit=500")), id));
+  EXPECT_EQ(Get("notifications?status=stuck").status, 400);
+  EXPECT_EQ(Get("notifications?limit=0").status, 400);
+
+  HttpResult shown = Get("notifications/" + id);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  json::value n = Parse(shown).at("notification");
+  EXPECT_EQ(Str(n, "status"), "failed");
+  ASSERT_EQ(n.at("attempts").as_array().size(), 1u);
+  EXPECT_EQ(n.at("attempts").as_array()[0].at("http_status").as_int64(), 500);
+  EXPECT_TRUE(n.at("signed").as_bool());
+  // The secret is never shown: not here, not in the transaction views of the admin API.
+  EXPECT_EQ(shown.body.find("MfKQ9r8G"), std::string::npos) << shown.body;
+  EXPECT_EQ(Get("transactions/" + id).body.find("MfKQ9r8G"), std::string::npos);
+  EXPECT_EQ(Get("transactions?trans_type=notify&limit=500").body.find("MfKQ9r8G"),
+            std::string::npos);
+  EXPECT_EQ(Get("notifications/no-such-notification").status, 404);
+  EXPECT_EQ(Get("notifications/" + StuckSaga()).status, 404);  // a saga is not a notification
+
+  // Refusals change nothing: no reason, unknown id, GET on the action.
+  EXPECT_EQ(Post("notifications/" + id + "/resend", {}).status, 400);
+  EXPECT_EQ(Post("notifications/nope/resend", {{"reason", "x"}}).status, 404);
+  EXPECT_EQ(Get("notifications/" + id + "/resend").status, 405);
+  EXPECT_EQ(NotifyStatus(*server_, id), "failed");
+
+  busi_->SetDefault(P("/hook"), BusiAnswer::Success());  // the receiver is fixed
+  HttpResult resent = Post("notifications/" + id + "/resend", {{"reason", "receiver fixed"}});
+  ASSERT_EQ(resent.status, 200) << resent.body;
+  EXPECT_EQ(Str(Parse(resent), "status_before"), "failed");
+  EXPECT_EQ(Str(Parse(resent), "status_after"), "pending");
+  ASSERT_TRUE(
+      WaitFor([&] { return NotifyStatus(*server_, id) == "delivered"; }, milliseconds(5000)));
+  json::value after = Parse(Get("notifications/" + id));
+  EXPECT_EQ(after.at("notification").at("attempts").as_array().size(), 2u);
+  const json::array& audit = after.at("audit").as_array();
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(Str(audit[0], "action"), "resend");
+  EXPECT_EQ(Str(audit[0], "who"), "alice");
+  EXPECT_EQ(Str(audit[0], "reason"), "receiver fixed");
+  EXPECT_EQ(Str(audit[0], "status_before"), "failed");
+
+  // A pending notification (its first attempt an hour away) cannot be resent: 409.
+  const std::string parked = CreateNotification(*server_, Gid(), U("/hook"), "[3600]");
+  HttpResult busy = Post("notifications/" + parked + "/resend", {{"reason", "too early"}});
+  EXPECT_EQ(busy.status, 409) << busy.body;
+  EXPECT_TRUE(Lists(Parse(Get("notifications?status=pending&limit=500")), parked));
+  EXPECT_TRUE(Parse(Get("notifications/" + parked)).at("audit").as_array().empty());
+}
+
+TEST_F(AdminE2E, CliNotifyListShowResend) {
+  busi_->SetDefault(P("/hook"), BusiAnswer::Error());
+  const std::string id = CreateNotification(*server_, Gid(), U("/hook"), "[0]");
+  ASSERT_TRUE(WaitFor([&] { return NotifyStatus(*server_, id) == "failed"; }, milliseconds(5000)));
+  const std::string common = " --server " + server_->Base() + " --token " + kAlice;
+
+  CliResult list = RunDtx("notify list --status failed --limit 500" + common);
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("ATTEMPTS"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(id), std::string::npos) << list.out;
+  CliResult js = RunDtx("notify list --json --status failed --limit 500" + common);
+  ASSERT_EQ(js.exit_code, 0) << js.err;
+  boost::system::error_code ec;
+  json::value v = json::parse(js.out, ec);
+  ASSERT_FALSE(ec) << js.out;
+  EXPECT_TRUE(Lists(v, id));
+
+  CliResult show = RunDtx("notify show " + id + common);
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_NE(show.out.find("failed"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("500"), std::string::npos) << show.out;  // the attempt's answer
+  EXPECT_EQ(show.out.find("MfKQ9r8G"), std::string::npos) << show.out;
+  EXPECT_EQ(RunDtx("notify show nope" + common).exit_code, 1);
+
+  EXPECT_NE(RunDtx("notify resend " + id + common).exit_code, 0);  // no --reason: usage error
+  busi_->SetDefault(P("/hook"), BusiAnswer::Success());
+  CliResult resend = RunDtx("notify resend " + id + " --reason 'receiver back'" + common);
+  ASSERT_EQ(resend.exit_code, 0) << resend.err;
+  EXPECT_NE(resend.out.find("failed -> pending"), std::string::npos) << resend.out;
+  ASSERT_TRUE(
+      WaitFor([&] { return NotifyStatus(*server_, id) == "delivered"; }, milliseconds(5000)));
+  // Resending a pending one is refused by the server: exit 1 with the reason.
+  const std::string parked = CreateNotification(*server_, Gid(), U("/hook"), "[3600]");
+  CliResult refused = RunDtx("notify resend " + parked + " --reason early" + common);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("409"), std::string::npos) << refused.err;
+}
+
 }  // namespace
 }  // namespace dtx::testing

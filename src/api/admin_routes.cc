@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "api/codec.h"
+#include "api/notify_routes.h"
 #include "ops/console.h"
 
 // GCC 12: a false -Wmismatched-new-delete for Asio's awaitable frames (see engine_internal.h).
@@ -275,6 +276,9 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
     if (req.method != "POST") co_return not_allowed();
     co_return co_await Act(req, who, std::move(parts[1]), std::move(parts[2]));
   }
+  if (!parts.empty() && parts[0] == "notifications") {
+    co_return co_await Notifications(req, who, std::move(parts), api);
+  }
   if (parts.size() == 1 && parts[0] == "audit") {
     api = "admin_audit";
     if (!get) co_return not_allowed();
@@ -347,6 +351,84 @@ awaitable<http::Response> AdminRoutes::Act(const http::Request& req, const std::
     }
   }
   co_return resp;
+}
+
+awaitable<http::Response> AdminRoutes::Notifications(const http::Request& req,
+                                                     const std::string& who,
+                                                     std::vector<std::string> parts,
+                                                     std::string& api) {
+  const bool get = req.method == "GET";
+  if (parts.size() == 1) {
+    api = "admin_notify_list";
+    if (!get) co_return Error(405, "METHOD_NOT_ALLOWED", "notifications are listed with GET");
+    ops::NotifyListQuery q;
+    q.status = req.QueryParam("status").value_or("");
+    auto limit = IntParam(req, "limit", 50);
+    if (!limit.ok()) co_return FromStatus(limit.status());
+    auto position = IntParam(req, "position", 0);
+    if (!position.ok()) co_return FromStatus(position.status());
+    if (*limit < 1 || *limit > ops::kMaxAdminListLimit) {
+      co_return Error(400, "INVALID_ARGUMENT",
+                      fmt::format("limit must be 1..{}", ops::kMaxAdminListLimit));
+    }
+    q.limit = static_cast<int>(*limit);
+    q.position = *position;
+    auto page = co_await service_.ListNotifications(std::move(q));
+    if (!page.ok()) co_return FromStatus(page.status());
+    json::array rows;
+    json::object counts;
+    for (ops::AdminRow& row : page->rows) {
+      core::TransSnapshot snap;
+      snap.global = std::move(row.trans);
+      json::object o = DescribeNotification(snap, false);
+      const std::string st(o["status"].as_string());
+      counts[st] = (counts.contains(st) ? counts[st].as_int64() : 0) + 1;
+      rows.push_back(std::move(o));
+    }
+    co_return JsonAnswer(200, json::object{{"notifications", std::move(rows)},
+                                           {"status_counts", std::move(counts)},
+                                           {"next_position", page->next_position},
+                                           {"scanned", page->scanned}});
+  }
+  if (parts.size() == 2) {
+    api = "admin_notify_show";
+    if (!get) co_return Error(405, "METHOD_NOT_ALLOWED", "a notification is read with GET");
+    auto d = co_await service_.ShowNotification(parts[1]);
+    if (!d.ok()) co_return FromStatus(d.status());
+    if (!d->has_value()) {
+      co_return Error(404, "NOT_FOUND", fmt::format("no notification with id '{}'", parts[1]));
+    }
+    core::TransSnapshot snap;
+    snap.global = std::move((*d)->row.trans);
+    snap.branches = std::move((*d)->branches);
+    json::object o{{"notification", DescribeNotification(snap, true)},
+                   {"audit", AuditArray((*d)->audit)}};
+    co_return JsonAnswer(200, o);
+  }
+  if (parts.size() == 3 && parts[2] == "resend") {
+    api = "admin_notify_resend";
+    if (req.method != "POST") {
+      co_return Error(405, "METHOD_NOT_ALLOWED", "a notification is resent with POST");
+    }
+    std::string reason;
+    boost::system::error_code ec;
+    json::value v = json::parse(req.body.empty() ? std::string_view("{}") : req.body, ec);
+    if (ec || !v.is_object()) {
+      co_return Error(400, "INVALID_ARGUMENT", "the body must be a JSON object");
+    }
+    if (const json::value* x = v.get_object().if_contains("reason")) {
+      if (!x->is_string()) co_return Error(400, "INVALID_ARGUMENT", "reason must be a string");
+      reason = std::string(x->get_string());
+    }
+    const std::string id = parts[1];
+    auto out = co_await service_.Resend(who, std::move(parts[1]), std::move(reason));
+    if (!out.ok()) co_return FromStatus(out.status());
+    co_return JsonAnswer(200, json::object{{"id", id},
+                                           {"status_before", out->status_before},
+                                           {"status_after", out->status_after}});
+  }
+  api = "admin_unknown";
+  co_return Error(404, "NOT_FOUND", fmt::format("no admin route for {} {}", req.method, req.path));
 }
 
 }  // namespace dtx::api

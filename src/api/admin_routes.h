@@ -6,6 +6,9 @@
 //   GET  /api/dtx/admin/transactions/{gid}
 //   POST /api/dtx/admin/transactions/{gid}/{retry|stop|abort|skip|resolve}
 //        {"reason": "...", "expect_status": "submitted", "branch_id": "01", "op": "action"}
+//   GET  /api/dtx/admin/notifications?status=&limit=&position=   (docs/notifications.md words)
+//   GET  /api/dtx/admin/notifications/{id}
+//   POST /api/dtx/admin/notifications/{id}/resend {"reason": "..."}
 //   GET  /api/dtx/admin/audit?gid=&limit=&position=
 //   GET  /api/dtx/admin/whoami
 //   GET  /admin/  (the console's page and files, ops/console.h; no token needed to load them)
@@ -17,6 +20,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http/server.h"
 #include "ops/admin.h"
@@ -42,6 +46,11 @@ class AdminRoutes {
   static http::Response Console(const http::Request& request);
   boost::asio::awaitable<http::Response> Act(const http::Request& request, const std::string& who,
                                              std::string gid, std::string action);
+  // /api/dtx/admin/notifications...; `parts` are the path's segments after the prefix.
+  boost::asio::awaitable<http::Response> Notifications(const http::Request& request,
+                                                       const std::string& who,
+                                                       std::vector<std::string> parts,
+                                                       std::string& api);
 
   ops::AdminService& service_;
   const ops::TokenSet& tokens_;

@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <random>
 
+#include "core/notify.h"
 #include "core/retry_policy.h"
 #include "engine/store_await.h"
 
@@ -83,6 +84,7 @@ AdminService::AdminService(engine::Engine& engine, store::Store& store, Clock& c
 
 AdminRow AdminService::Classify(core::GlobalTrans g) const {
   AdminRow row;
+  core::RedactNotifySecret(g);  // what an operator sees never carries a notification's secret
   const core::Settings& settings = engine_.options().settings;
   const int64_t i0 = core::InitialIntervalMs(g.options, settings);
   for (int64_t v = g.next_cron_interval_ms; i0 > 0 && v >= 2 * i0; v /= 2) ++row.retries;

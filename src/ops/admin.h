@@ -11,6 +11,9 @@
 //   operator saw. A successful action is recorded in the audit log with who, when, reason and
 //   status before -> after.
 // - Audit: the audit log, newest first, for all transactions or one gid.
+// - Notifications (docs/notifications.md, ops/admin_notify.cc): list and show in the notification
+//   API's status words, resend (engine::Engine::ResendNotify) with a reason, audited like the
+//   actions above. A notification's secret is never in what List, Show or these return.
 //
 // Storage: the audit log and resolve marks live in the store's key-value table (cat "dtx-audit",
 // "dtx-audit:<gid>", "dtx-resolved"), so they are durable on SQLite, PostgreSQL and memory alike.
@@ -69,6 +72,12 @@ struct AdminListQuery {
   int64_t position = 0;  // 0 = from the newest
 };
 
+struct NotifyListQuery {
+  std::string status;  // pending, delivered, failed, aborted, prepared; empty: all
+  int limit = 50;      // 1..kMaxAdminListLimit
+  int64_t position = 0;
+};
+
 struct AdminRow {
   core::GlobalTrans trans;
   bool stuck = false;
@@ -120,6 +129,16 @@ class AdminService {
   // gid empty: all transactions. limit 1..kMaxAuditLimit; position 0 = from the newest.
   boost::asio::awaitable<Result<std::vector<AuditRecord>>> Audit(std::string gid, int limit,
                                                                  int64_t position);
+
+  // Notifications (ops/admin_notify.cc). kInvalidArgument: an unknown status word.
+  boost::asio::awaitable<Result<AdminPage>> ListNotifications(NotifyListQuery query);
+  // nullopt: no notification with that id (or the gid is another kind of transaction).
+  boost::asio::awaitable<Result<std::optional<TransDetail>>> ShowNotification(std::string id);
+  // A delivered or failed notification becomes pending, its schedule from the start; statuses in
+  // the notification API's words. kInvalidArgument: no reason; kNotFound; kConflict: pending,
+  // prepared or aborted.
+  boost::asio::awaitable<Result<ActionResult>> Resend(std::string who, std::string id,
+                                                      std::string reason);
 
   // Whether `g` is stuck now, and its retry count (derived from the backoff).
   AdminRow Classify(core::GlobalTrans g) const;

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "api/routes.h"
+#include "tools/dtx/notify_command.h"
 #include "tools/dtx/relay_command.h"
 #include "tools/dtx/saga_command.h"
 #include "tools/dtx/server_command.h"
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   dtx::tools::AddRelayCommand(app);
   dtx::tools::AddSagaCommand(app);
   dtx::tools::AddTxCommands(app);
+  dtx::tools::AddNotifyCommands(app);
   if (dtx::Status s = dtx::tools::LoadConfigFile(app, argc, argv); !s.ok()) {
     std::fprintf(stderr, "dtx: %s\n", s.message().c_str());
     return 2;

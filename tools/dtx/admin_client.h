@@ -1,0 +1,51 @@
+// The admin API's client for the `dtx` verbs (`dtx tx`, `dtx audit`, `dtx notify`): the options
+// every verb takes (--server, --token, --json, --timeout), one blocking exchange with the admin
+// API that prints a refusal, and the small formatting helpers of the human tables.
+// Exit codes: 0 done, 1 refused by the server (the reason is printed), 2 the server unreachable
+// or an answer that is not JSON.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace dtx::tools {
+
+struct Common {
+  std::string server = "http://127.0.0.1:36789";
+  std::string token;
+  bool json_out = false;
+  double timeout_s = 10;
+};
+
+// Adds --server (DTX_SERVER), --token (DTX_TOKEN), --json and --timeout to `cmd`.
+void AddCommon(CLI::App* cmd, Common& c);
+
+// Calls METHOD /api/dtx/admin/PATH; on anything but a 200 with JSON, prints why to stderr and
+// returns nullopt with `exit_code` set (1 refused, 2 unreachable or not JSON).
+std::optional<boost::json::value> Call(const Common& c, const std::string& method,
+                                       const std::string& path, const std::string& body,
+                                       int* exit_code);
+
+void PrintJson(const boost::json::value& v);
+// "YYYY-MM-DD HH:MM:SS" (UTC) of unix milliseconds; "-" for 0.
+std::string Time(int64_t ms);
+// A field as text: strings as they are, integers in decimal, booleans yes/no; "" otherwise.
+std::string S(const boost::json::value& v, const char* key);
+// An integer field; 0 otherwise.
+int64_t I(const boost::json::value& v, const char* key);
+// One line of at most n characters ("..." when cut).
+std::string Cut(std::string s, size_t n);
+
+// Runs `fn` as the subcommand's callback and turns a non-zero code into the process's exit code.
+template <class Fn>
+void Run(CLI::App* cmd, Fn fn) {
+  cmd->callback([fn] {
+    const int rc = fn();
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace dtx::tools
