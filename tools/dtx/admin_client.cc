@@ -130,6 +130,33 @@ std::optional<json::value> Call(const Common& c, const std::string& method, cons
 
 void PrintJson(const json::value& v) { std::printf("%s\n", json::serialize(v).c_str()); }
 
+std::optional<json::value> Fetch(const Common& c, const std::string& method,
+                                 const std::string& path, const std::string& body, int* exit_code) {
+  std::optional<json::value> v = Call(c, method, path, body, exit_code);
+  if (v && c.json_out) {
+    PrintJson(*v);
+    *exit_code = 0;
+    return std::nullopt;
+  }
+  return v;
+}
+
+void PrintNextPosition(const json::value& page) {
+  const int64_t next = I(page, "next_position");
+  if (next > 0) std::printf("(more: --position %lld)\n", static_cast<long long>(next));
+}
+
+void PrintAudit(const json::array& audit) {
+  if (audit.empty()) return;
+  std::printf("\n%-19s %-12s %-8s %-22s %s\n", "WHEN (UTC)", "WHO", "ACTION", "STATUS", "REASON");
+  for (const auto& a : audit) {
+    std::printf("%-19s %-12s %-8s %-22s %s\n", Time(I(a, "time_ms")).c_str(),
+                Cut(S(a, "who"), 12).c_str(), S(a, "action").c_str(),
+                (S(a, "status_before") + " -> " + S(a, "status_after")).c_str(),
+                Cut(S(a, "reason"), 60).c_str());
+  }
+}
+
 void AddCommon(CLI::App* cmd, Common& c) {
   cmd->add_option("--server", c.server, "the coordinator's base URL")
       ->envname("DTX_SERVER")

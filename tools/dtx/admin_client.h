@@ -29,7 +29,17 @@ std::optional<boost::json::value> Call(const Common& c, const std::string& metho
                                        const std::string& path, const std::string& body,
                                        int* exit_code);
 
+// Call, and with --json print the answer: nullopt then too, with `exit_code` 0. What is returned is
+// to be printed as a table.
+std::optional<boost::json::value> Fetch(const Common& c, const std::string& method,
+                                        const std::string& path, const std::string& body,
+                                        int* exit_code);
+
 void PrintJson(const boost::json::value& v);
+// The "(more: --position N)" line of a page whose next_position is not 0.
+void PrintNextPosition(const boost::json::value& page);
+// The table of a transaction's or a notification's audit records (nothing when there are none).
+void PrintAudit(const boost::json::array& audit);
 // "YYYY-MM-DD HH:MM:SS" (UTC) of unix milliseconds; "-" for 0.
 std::string Time(int64_t ms);
 // A field as text: strings as they are, integers in decimal, booleans yes/no; "" otherwise.

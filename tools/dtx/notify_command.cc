@@ -26,12 +26,8 @@ int RunList(const NotifyFlags& f) {
   if (!f.status.empty()) q += "&status=" + http::UrlEncode(f.status);
   if (!f.position.empty()) q += "&position=" + http::UrlEncode(f.position);
   int rc = 0;
-  auto v = Call(f.c, "GET", q, "", &rc);
+  auto v = Fetch(f.c, "GET", q, "", &rc);
   if (!v) return rc;
-  if (f.c.json_out) {
-    PrintJson(*v);
-    return 0;
-  }
   std::printf("%-34s %-9s %-19s %8s %-19s\n", "ID", "STATUS", "CREATED (UTC)", "ATTEMPTS",
               "NEXT ATTEMPT (UTC)");
   for (const auto& n : v->at("notifications").as_array()) {
@@ -40,19 +36,14 @@ int RunList(const NotifyFlags& f) {
                 static_cast<long long>(I(n, "attempt_count")),
                 Time(I(n, "next_attempt_time_ms")).c_str());
   }
-  const int64_t next = I(*v, "next_position");
-  if (next > 0) std::printf("(more: --position %lld)\n", static_cast<long long>(next));
+  PrintNextPosition(*v);
   return 0;
 }
 
 int RunShow(const NotifyFlags& f) {
   int rc = 0;
-  auto v = Call(f.c, "GET", "notifications/" + http::UrlEncode(f.id), "", &rc);
+  auto v = Fetch(f.c, "GET", "notifications/" + http::UrlEncode(f.id), "", &rc);
   if (!v) return rc;
-  if (f.c.json_out) {
-    PrintJson(*v);
-    return 0;
-  }
   const json::value& n = v->at("notification");
   std::printf("id:         %s\n", S(n, "id").c_str());
   std::printf("url:        %s\n", S(n, "url").c_str());
@@ -73,28 +64,15 @@ int RunShow(const NotifyFlags& f) {
                   Cut(S(a, "response"), 40).c_str());
     }
   }
-  const auto& audit = v->at("audit").as_array();
-  if (!audit.empty()) {
-    std::printf("\n%-19s %-12s %-8s %-22s %s\n", "WHEN (UTC)", "WHO", "ACTION", "STATUS", "REASON");
-    for (const auto& a : audit) {
-      std::printf("%-19s %-12s %-8s %-22s %s\n", Time(I(a, "time_ms")).c_str(),
-                  Cut(S(a, "who"), 12).c_str(), S(a, "action").c_str(),
-                  (S(a, "status_before") + " -> " + S(a, "status_after")).c_str(),
-                  Cut(S(a, "reason"), 60).c_str());
-    }
-  }
+  PrintAudit(v->at("audit").as_array());
   return 0;
 }
 
 int RunResend(const NotifyFlags& f) {
   int rc = 0;
-  auto v = Call(f.c, "POST", "notifications/" + http::UrlEncode(f.id) + "/resend",
-                json::serialize(json::object{{"reason", f.reason}}), &rc);
+  auto v = Fetch(f.c, "POST", "notifications/" + http::UrlEncode(f.id) + "/resend",
+                 json::serialize(json::object{{"reason", f.reason}}), &rc);
   if (!v) return rc;
-  if (f.c.json_out) {
-    PrintJson(*v);
-    return 0;
-  }
   std::printf("resend %s: %s -> %s\n", f.id.c_str(), S(*v, "status_before").c_str(),
               S(*v, "status_after").c_str());
   return 0;

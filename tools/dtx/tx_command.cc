@@ -55,12 +55,8 @@ int RunList(const TxFlags& f) {
   if (f.resolved == "yes") q += "&resolved=1";
   if (f.resolved == "no") q += "&resolved=0";
   int rc = 0;
-  auto v = Call(f.c, "GET", q, "", &rc);
+  auto v = Fetch(f.c, "GET", q, "", &rc);
   if (!v) return rc;
-  if (f.c.json_out) {
-    PrintJson(*v);
-    return 0;
-  }
   std::printf("%-34s %-5s %-10s %-19s %7s %-5s %s\n", "GID", "TYPE", "STATUS", "CREATED (UTC)",
               "RETRIES", "STUCK", "LAST REASON");
   for (const auto& t : v->at("transactions").as_array()) {
@@ -71,19 +67,14 @@ int RunList(const TxFlags& f) {
                 Time(I(t, "create_time_ms")).c_str(), static_cast<long long>(I(t, "retries")),
                 stuck.c_str(), Cut(S(t, "rollback_reason"), 40).c_str());
   }
-  const int64_t next = I(*v, "next_position");
-  if (next > 0) std::printf("(more: --position %lld)\n", static_cast<long long>(next));
+  PrintNextPosition(*v);
   return 0;
 }
 
 int RunShow(const TxFlags& f) {
   int rc = 0;
-  auto v = Call(f.c, "GET", "transactions/" + http::UrlEncode(f.gid), "", &rc);
+  auto v = Fetch(f.c, "GET", "transactions/" + http::UrlEncode(f.gid), "", &rc);
   if (!v) return rc;
-  if (f.c.json_out) {
-    PrintJson(*v);
-    return 0;
-  }
   const json::value& t = v->at("transaction");
   std::printf("gid:        %s\n", S(t, "gid").c_str());
   std::printf("type:       %s\n", S(t, "trans_type").c_str());
@@ -103,16 +94,7 @@ int RunShow(const TxFlags& f) {
                 S(b, "status").c_str(), static_cast<long long>(I(b, "attempts")),
                 Cut(S(b, "url"), 40).c_str(), Cut(S(b, "last_error"), 60).c_str());
   }
-  const auto& audit = v->at("audit").as_array();
-  if (!audit.empty()) {
-    std::printf("\n%-19s %-12s %-8s %-22s %s\n", "WHEN (UTC)", "WHO", "ACTION", "STATUS", "REASON");
-    for (const auto& a : audit) {
-      std::printf("%-19s %-12s %-8s %-22s %s\n", Time(I(a, "time_ms")).c_str(),
-                  Cut(S(a, "who"), 12).c_str(), S(a, "action").c_str(),
-                  (S(a, "status_before") + " -> " + S(a, "status_after")).c_str(),
-                  Cut(S(a, "reason"), 60).c_str());
-    }
-  }
+  PrintAudit(v->at("audit").as_array());
   return 0;
 }
 
@@ -122,13 +104,9 @@ int RunAction(const TxFlags& f, const std::string& action) {
   if (!f.branch_id.empty()) body["branch_id"] = f.branch_id;
   if (!f.op.empty()) body["op"] = f.op;
   int rc = 0;
-  auto v = Call(f.c, "POST", "transactions/" + http::UrlEncode(f.gid) + "/" + action,
-                json::serialize(body), &rc);
+  auto v = Fetch(f.c, "POST", "transactions/" + http::UrlEncode(f.gid) + "/" + action,
+                 json::serialize(body), &rc);
   if (!v) return rc;
-  if (f.c.json_out) {
-    PrintJson(*v);
-    return 0;
-  }
   std::printf("%s %s: %s -> %s\n", action.c_str(), f.gid.c_str(), S(*v, "status_before").c_str(),
               S(*v, "status_after").c_str());
   return 0;
@@ -139,12 +117,8 @@ int RunAudit(const TxFlags& f) {
   if (!f.gid.empty()) q += "&gid=" + http::UrlEncode(f.gid);
   if (!f.position.empty()) q += "&position=" + http::UrlEncode(f.position);
   int rc = 0;
-  auto v = Call(f.c, "GET", q, "", &rc);
+  auto v = Fetch(f.c, "GET", q, "", &rc);
   if (!v) return rc;
-  if (f.c.json_out) {
-    PrintJson(*v);
-    return 0;
-  }
   std::printf("%-19s %-12s %-34s %-8s %-22s %s\n", "WHEN (UTC)", "WHO", "GID", "ACTION", "STATUS",
               "REASON");
   for (const auto& a : v->at("audit").as_array()) {
@@ -153,8 +127,7 @@ int RunAudit(const TxFlags& f) {
                 (S(a, "status_before") + " -> " + S(a, "status_after")).c_str(),
                 Cut(S(a, "reason"), 60).c_str());
   }
-  const int64_t next = I(*v, "next_position");
-  if (next > 0) std::printf("(more: --position %lld)\n", static_cast<long long>(next));
+  PrintNextPosition(*v);
   return 0;
 }
 
