@@ -18,7 +18,7 @@
 //
 // Schema: versioned by PRAGMA user_version and marked as a dtx database by PRAGMA application_id.
 // Migrations run in one transaction at open; a database written by a newer dtx, or a SQLite file
-// that is not a dtx database, is refused at open. The schema is documented in sqlite_store.cc
+// that is not a dtx database, is refused at open. The schema is documented in schema.cc
 // (kMigrations).
 //
 // All public methods are thread-safe. Close() drains both queues, joins the threads and closes the
