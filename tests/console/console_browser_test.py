@@ -4,7 +4,9 @@
 Starts `dtx server` (SQLite, an admin token) and a participant whose payment step fails; the test
 logs in to /admin/, finds the stuck transaction with the "stuck only" filter, opens it, sees the
 participant's error, fixes the participant, retries from the console, and sees the transaction
-succeed long before its next backoff. Screenshots go to --out (docs/operations.md uses them).
+succeed long before its next backoff. Then the notifications view: a merchant callback that failed
+(its schedule ran out) is found, its attempt log shows the 500, and after the merchant is fixed a
+resend from the console (with a reason) delivers it and lands in its audit log. Screenshots go to --out (docs/operations.md uses them).
 
 Exit 77 (ctest: skipped) when chromium, chromedriver or python3-selenium are not installed
 (scripts/install-deps.sh installs them).
@@ -37,6 +39,7 @@ def need_browser():
 
 class Participant(http.server.ThreadingHTTPServer):
     fixed = False
+    hook_fixed = False
     calls = 0
 
 
@@ -46,6 +49,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.server.calls += 1
         if self.path.startswith("/pay/action") and not self.server.fixed:
             body, status = b'{"message":"payment DB down: connection refused (db-3:5432)"}', 500
+        elif self.path.startswith("/hook") and not self.server.hook_fixed:
+            body, status = b'merchant callback broken', 500
         else:
             body, status = b'{"dtm_result":"SUCCESS"}', 200
         self.send_response(status)
@@ -132,6 +137,13 @@ def main():
             "gid": "order-4712-payment", "trans_type": "saga",
             "steps": [{"action": busi_url + "/ship/action", "compensate": busi_url + "/ship/compensate"}],
             "payloads": ['{"sku":"B-2"}']})
+        # A merchant notification whose only attempt fails: it ends failed.
+        notify_id = "pay-20261203-0042"
+        http_json("POST", base + "/api/dtx/notify", {
+            "id": notify_id, "url": busi_url + "/hook/merchant", "payload": '{"trade_no":"T42"}',
+            "schedule": [0], "success": {"status": "2xx"}})
+        wait_for(lambda: http_json("GET", base + "/api/dtx/notify/" + notify_id)["status"]
+                 == "failed", 20, "the notification to fail")
         wait_for(lambda: http_json("GET", base + "/api/dtx/admin/transactions?stuck=1",
                                    token=TOKEN)["transactions"], 20, "the payment to be stuck")
 
@@ -199,6 +211,25 @@ def main():
         wait_for(lambda: find("#audit").is_displayed() and gid in find("#audit-table").text, 10,
                  "the audit log page")
         shot("console-7-audit.png")
+
+        driver.get(base + "/admin/#/notifications")
+        wait_for(lambda: find("#notifications").is_displayed() and
+                 notify_id in find("#notify-table").text, 10, "the notifications list")
+        shot("console-8-notifications.png")
+        wait_for(lambda: driver.find_element(By.LINK_TEXT, notify_id).click() or True, 10,
+                 "a click on the notification")
+        wait_for(lambda: find("#notification").is_displayed() and
+                 "failed" in find("#n-status").text, 10, "the notification page")
+        wait_for(lambda: "500" in find("#n-attempts").text, 10, "the failed attempt in the log")
+        busi.hook_fixed = True  # the merchant's callback works again
+        find("#n-resend").click()
+        wait_for(lambda: find("#confirm").is_displayed(), 5, "the reason dialog")
+        find("#reason").send_keys("merchant callback fixed, INC-2240")
+        find("#confirm-ok").click()
+        wait_for(lambda: "delivered" in find("#n-status").text, 30, "the notification delivered")
+        wait_for(lambda: "resend" in find("#n-audit").text and "INC-2240" in find("#n-audit").text,
+                 10, "the resend in the audit log")
+        shot("console-9-notification-resent.png")
         print("console browser test passed; succeeded %.2f s after retry; screenshots in %s"
               % (took, args.out))
         return 0

@@ -38,7 +38,9 @@ function cell(tr, text, cls) {
 }
 
 function show(section) {
-  for (const id of ['login', 'list', 'detail', 'audit']) $(id).hidden = id !== section;
+  for (const id of ['login', 'list', 'detail', 'audit', 'notifications', 'notification']) {
+    $(id).hidden = id !== section;
+  }
   $('nav').hidden = section === 'login';
 }
 
@@ -208,6 +210,98 @@ function act(action, extra) {
   dialog.showModal();
 }
 
+async function loadNotifications() {
+  const q = new URLSearchParams();
+  q.set('limit', '100');
+  if ($('n-status-filter').value) q.set('status', $('n-status-filter').value);
+  const r = await call('GET', 'notifications?' + q.toString());
+  if (r.status !== 200) return;
+  const body = $('notify-table').tBodies[0];
+  body.replaceChildren();
+  for (const n of r.data.notifications) {
+    const tr = document.createElement('tr');
+    const idCell = cell(tr, '');
+    const a = document.createElement('a');
+    a.href = '#/notify/' + encodeURIComponent(n.id);
+    a.textContent = n.id;
+    a.className = 'notify-link';
+    idCell.appendChild(a);
+    cell(tr, n.status, 'notify-' + n.status);
+    cell(tr, time(Date.parse(n.created_time)));
+    cell(tr, n.attempt_count);
+    cell(tr, time(n.next_attempt_time_ms));
+    body.appendChild(tr);
+  }
+  const counts = Object.entries(r.data.status_counts).map(([k, v]) => k + ': ' + v).join(', ');
+  $('n-counts').textContent = 'This page: ' + (counts || 'nothing');
+}
+
+async function loadNotification(id) {
+  const r = await call('GET', 'notifications/' + encodeURIComponent(id));
+  if (r.status === 404) {
+    $('n-id').textContent = id + ' (not found)';
+    return;
+  }
+  if (r.status !== 200) return;
+  const n = r.data.notification;
+  $('n-id').textContent = n.id;
+  const facts = $('n-facts');
+  facts.replaceChildren();
+  const fact = (k, v, factId) => {
+    const dt = document.createElement('dt');
+    dt.textContent = k;
+    const dd = document.createElement('dd');
+    dd.textContent = v;
+    if (factId) dd.id = factId;
+    facts.append(dt, dd);
+  };
+  fact('status', n.status, 'n-status');
+  fact('url', n.url);
+  fact('schedule', (n.preset ? n.preset + ' ' : '') + JSON.stringify(n.schedule || []));
+  fact('signed', n.signed ? 'yes' : 'no');
+  fact('attempts', n.attempt_count + (n.next_attempt_time_ms ?
+      ', next ' + time(n.next_attempt_time_ms) : ''));
+  $('n-resend').disabled = !(n.status === 'delivered' || n.status === 'failed');
+  $('n-resend').onclick = () => resendNotification(n.id);
+  const body = $('n-attempts').tBodies[0];
+  body.replaceChildren();
+  for (const a of (n.attempts || []).slice().reverse()) {
+    const tr = document.createElement('tr');
+    cell(tr, a.n);
+    cell(tr, time(a.time_ms));
+    cell(tr, a.http_status || '-');
+    cell(tr, a.latency_ms + ' ms');
+    cell(tr, a.error, 'err');
+    cell(tr, a.response);
+    body.appendChild(tr);
+  }
+  fillAudit($('n-audit').tBodies[0], r.data.audit, false);
+}
+
+function resendNotification(id) {
+  $('confirm-title').textContent = 'resend ' + id;
+  $('confirm-help').textContent =
+      'Delivers it again, its schedule from the start. Earlier attempts stay in the log.';
+  $('reason').value = '';
+  const dialog = $('confirm');
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== 'ok') return;
+    const r = await call('POST', 'notifications/' + encodeURIComponent(id) + '/resend',
+                         { reason: $('reason').value });
+    const result = $('n-result');
+    if (r.status === 200) {
+      result.className = 'ok';
+      result.textContent = 'resend done: ' + r.data.status_before + ' \u2192 ' +
+          r.data.status_after;
+    } else {
+      result.className = 'error';
+      result.textContent = 'resend refused (' + r.status + '): ' + r.data.message;
+    }
+    await loadNotification(id);
+  };
+  dialog.showModal();
+}
+
 async function loadAudit() {
   const r = await call('GET', 'audit?limit=200');
   if (r.status !== 200) return;
@@ -227,6 +321,16 @@ async function route() {
     const gid = decodeURIComponent(hash.slice(5));
     await loadDetail(gid);
     refreshTimer = setInterval(() => loadDetail(gid), 2000);
+  } else if (hash.startsWith('#/notify/')) {
+    show('notification');
+    $('n-result').textContent = '';
+    const id = decodeURIComponent(hash.slice(9));
+    await loadNotification(id);
+    refreshTimer = setInterval(() => loadNotification(id), 2000);
+  } else if (hash === '#/notifications') {
+    show('notifications');
+    await loadNotifications();
+    refreshTimer = setInterval(loadNotifications, 5000);
   } else if (hash === '#/audit') {
     show('audit');
     await loadAudit();
@@ -249,6 +353,7 @@ $('logout').onclick = () => {
 };
 $('filters').onsubmit = (e) => { e.preventDefault(); loadList(false); };
 $('more').onclick = () => loadList(true);
+$('n-filters').onsubmit = (e) => { e.preventDefault(); loadNotifications(); };
 for (const b of document.querySelectorAll('#actions button')) {
   b.onclick = () => act(b.dataset.action);
 }
