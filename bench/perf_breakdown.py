@@ -3,7 +3,9 @@
 recorded with --call-graph dwarf (bench/profile.sh does both). Reads stdin, prints markdown.
 
 Each sample is attributed by its whole stack: first to a thread role (SQLite writer, SQLite readers,
-I/O threads), then to one activity within it. Categories are exclusive and sum to 100 %; the
+I/O threads), then to one activity within it. A thread's role is that of any of its samples whose
+stack reaches WriterLoop/ReaderLoop: DWARF unwinding of the writer's deep SQLite stacks often stops
+short of WriterLoop, and such samples used to be counted as I/O-thread work. Categories are exclusive and sum to 100 %; the
 "inclusive" lines count a sample for every pattern found anywhere in its stack.
 """
 import collections
@@ -12,13 +14,14 @@ import sys
 
 
 def load(stream):
+    """[(tid, frames)], frames leaf first as (symbol, dso)."""
     samples, cur = [], None
     for line in stream:
         if not line.strip():
             continue
         if not line[0].isspace() or re.match(r"^\s*\d+\s*$", line):  # the sample's tid line
             cur = []
-            samples.append(cur)
+            samples.append((line.split()[-1] if line.split() else "", cur))
             continue
         parts = line.strip().split(" ", 1)
         if len(parts) < 2 or cur is None:
@@ -61,13 +64,13 @@ READER = [
 ]
 
 
-def categorize(frames):
-    if has(frames, r"WriterLoop"):
+def categorize(frames, role=None):
+    if role == "writer" or has(frames, r"WriterLoop"):
         for name, pat in WRITER:
             if has(frames, pat):
                 return "SQLite writer thread", name
         return "SQLite writer thread", "other"
-    if has(frames, r"ReaderLoop"):
+    if role == "reader" or has(frames, r"ReaderLoop"):
         for name, pat in READER:
             if has(frames, pat):
                 return "SQLite reader threads", name
@@ -118,15 +121,22 @@ INCLUSIVE = [
 
 
 def main():
-    samples = load(sys.stdin)
+    tagged = load(sys.stdin)
+    samples = [frames for _, frames in tagged]
     n = len(samples)
     if n == 0:
         print("no samples")
         return 1
+    roles = {}
+    for tid, frames in tagged:
+        if has(frames, r"WriterLoop"):
+            roles[tid] = "writer"
+        elif has(frames, r"ReaderLoop"):
+            roles.setdefault(tid, "reader")
     by_role = collections.Counter()
     by_cat = collections.Counter()
-    for frames in samples:
-        role, cat = categorize(frames)
+    for tid, frames in tagged:
+        role, cat = categorize(frames, roles.get(tid))
         by_role[role] += 1
         by_cat[(role, cat)] += 1
     print(f"{n} samples\n")
