@@ -195,6 +195,23 @@ class Engine {
   void InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now);
   // Starts a round for a loaded snapshot unless one is running; returns the round's entry.
   ActivePtr StartRound(Shard& shard, core::TransSnapshot snap);
+  // A place under max_active_transactions for the round of a transaction about to be created,
+  // taken before the create's store write so that concurrent creates cannot pass the limit
+  // together; released when it goes out of scope (after StartRound counted the round).
+  // Takes up to `want` places (0 at the limit); the caller gives them back with reserved_.
+  size_t ReservePlaces(size_t want);
+  class RoundSlot {
+   public:
+    explicit RoundSlot(Engine& e);
+    RoundSlot(const RoundSlot&) = delete;
+    RoundSlot& operator=(const RoundSlot&) = delete;
+    ~RoundSlot();
+    bool held() const { return held_; }
+
+   private:
+    Engine& e_;
+    bool held_ = false;
+  };
   // Called by the round when it ends: it leaves the shard's bookkeeping.
   void EndRound(Shard& shard, const ActivePtr& active);
   // now + the request timeout + kLeaseMarginMs: how far the stored wake-up must lie for a call made
@@ -304,6 +321,7 @@ class Engine {
   std::vector<std::unique_ptr<Shard>> shards_;
   std::atomic<size_t> active_count_{0};
   std::atomic<size_t> resuming_{0};  // claimed by recovery, round not started yet
+  std::atomic<size_t> reserved_{0};  // RoundSlots held: creates whose round has not started yet
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};
   std::shared_ptr<CronState> cron_;

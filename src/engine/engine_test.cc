@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
@@ -266,6 +267,38 @@ TEST_F(EngineTest, ActiveLimitRefusesBeforePersisting) {
   EXPECT_EQ(refused.code(), Code::kUnavailable);
   EXPECT_FALSE(Load("refused").has_value());
   EXPECT_EQ(WaitFinal("held"), core::GlobalStatus::kSucceed);
+}
+
+// Concurrent creates cannot pass the limit together: each takes its place before its store write
+// (checking the count of running rounds alone let every create in flight through).
+TEST_F(EngineTest, ConcurrentSubmitsNeverPassTheActiveLimit) {
+  EngineOptions opts;
+  opts.max_active_transactions = 3;
+  Make(opts);
+  net_.delay_ms["http://p/slow"] = 500;
+  std::vector<std::shared_ptr<std::optional<Status>>> results;
+  for (int i = 0; i < 12; ++i) {
+    results.push_back(std::make_shared<std::optional<Status>>());
+    rt_->Spawn(engine_->Submit(Req(Saga("c" + std::to_string(i), {{"http://p/slow", ""}}), false)),
+               results.back());
+  }
+  ASSERT_TRUE(rt_->RunUntil([&] {
+    return std::all_of(results.begin(), results.end(), [](auto& r) { return r->has_value(); });
+  }));
+  int accepted = 0;
+  for (int i = 0; i < 12; ++i) {
+    const Status& st = **results[static_cast<size_t>(i)];
+    if (st.ok()) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(st.code(), Code::kUnavailable) << st.ToString();
+      EXPECT_FALSE(Load("c" + std::to_string(i)).has_value()) << "refused before persisting";
+    }
+  }
+  EXPECT_EQ(accepted, 3);
+  EXPECT_LE(engine_->active_transactions(), 3u);
+  rt_->Advance(1000);
+  EXPECT_LE(net_.peak_in_flight, 3) << "never more rounds than max_active_transactions";
 }
 
 TEST_F(EngineTest, ForceStopDuringARoundWins) {

@@ -126,8 +126,9 @@ awaitable<Status> Engine::CreateNotifyOnShard(core::TransSnapshot proposed,
   const int64_t now = clock_.NowMs();
   const core::GlobalStatus status = proposed.global.status;
   InitNew(proposed, status, now);
-  const bool now_due = status == core::GlobalStatus::kSubmitted && state.schedule_ms[0] == 0 &&
-                       active_count_.load() < options_.max_active_transactions;
+  RoundSlot slot(*this);  // without a place, the first attempt waits for recovery
+  const bool now_due =
+      status == core::GlobalStatus::kSubmitted && state.schedule_ms[0] == 0 && slot.held();
   if (status == core::GlobalStatus::kSubmitted) {
     state.cycle_start_ms = now;  // attempt 1 is due schedule[0] after creation
   }

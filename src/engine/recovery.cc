@@ -18,15 +18,17 @@ awaitable<void> Engine::CronLoop() {
   auto cron = cron_;
   const int64_t lease_ms = std::max(options_.settings.retry_interval_ms, options_.cron_interval_ms);
   while (!stopped_) {
-    // Claimed transactions whose round has not started yet count too: the claim loop runs ahead
-    // of the loads, and without them it would claim everything due at once.
-    const size_t busy = active_count_.load() + resuming_.load();
-    const size_t room =
-        busy < options_.max_active_transactions ? options_.max_active_transactions - busy : 0;
-    const int limit =
-        static_cast<int>(std::min<size_t>(room, static_cast<size_t>(options_.claim_batch)));
+    // The places are reserved before the claim (new transactions racing for them cannot take
+    // them meanwhile); claimed transactions whose round has not started yet count in resuming_
+    // (the claim loop runs ahead of the loads).
+    const size_t want = static_cast<size_t>(options_.claim_batch);
+    const size_t places = ReservePlaces(want);
     size_t claimed = 0;
-    if (limit > 0) claimed = co_await ClaimAndResume(limit, lease_ms);
+    if (places > 0) {
+      claimed = co_await ClaimAndResume(static_cast<int>(places), lease_ms);
+      reserved_.fetch_sub(places);
+    }
+    const int limit = static_cast<int>(places);
     if (stopped_) break;
     if (limit > 0 && claimed == static_cast<size_t>(limit)) continue;  // more may be due at once
     co_await cron->timer->WaitUntil(clock_.NowMs() + options_.cron_interval_ms);

@@ -152,6 +152,29 @@ Engine::ActivePtr Engine::StartRound(Shard& shard, core::TransSnapshot snap) {
   return active;
 }
 
+size_t Engine::ReservePlaces(size_t want) {
+  // A compare-and-set on one counter, by every creator of rounds that the limit admits (new
+  // transactions, recovery's claims): two that both saw room cannot both take the last place. A
+  // place is counted twice while its round has started and the reservation is not yet released,
+  // which only errs on the side of the limit.
+  size_t r = reserved_.load();
+  size_t take = 0;
+  do {
+    const size_t busy = active_count_.load() + resuming_.load() + r;
+    const size_t room =
+        busy < options_.max_active_transactions ? options_.max_active_transactions - busy : 0;
+    take = std::min(room, want);
+    if (take == 0) return 0;
+  } while (!reserved_.compare_exchange_weak(r, r + take));
+  return take;
+}
+
+Engine::RoundSlot::RoundSlot(Engine& e) : e_(e), held_(e.ReservePlaces(1) == 1) {}
+
+Engine::RoundSlot::~RoundSlot() {
+  if (held_) e_.reserved_.fetch_sub(1);
+}
+
 void Engine::EndRound(Shard& shard, const ActivePtr& active) {
   const std::string& gid = active->snap.global.gid;
   auto it = shard.active.find(gid);

@@ -84,11 +84,14 @@ awaitable<Result<Engine::ActivePtr>> Engine::SubmitLocked(Shard& shard, SubmitRe
   // A saga submit almost always names a new gid: try to create it first, and read what is stored
   // only when the gid exists (a re-submit). This saves a store read per saga; the refused insert
   // of a re-submit costs one savepoint in a group commit.
-  if (type == core::TransType::kSaga && active_count_.load() < options_.max_active_transactions) {
-    InitNew(req.proposed, core::GlobalStatus::kSubmitted, clock_.NowMs());
-    Status created = co_await Create(req.proposed);
-    if (created.ok()) co_return StartRound(shard, std::move(req.proposed));
-    if (created.code() != Code::kAlreadyExists) co_return created;
+  if (type == core::TransType::kSaga) {
+    RoundSlot slot(*this);
+    if (slot.held()) {
+      InitNew(req.proposed, core::GlobalStatus::kSubmitted, clock_.NowMs());
+      Status created = co_await Create(req.proposed);
+      if (created.ok()) co_return StartRound(shard, std::move(req.proposed));
+      if (created.code() != Code::kAlreadyExists) co_return created;
+    }
   }
   Loaded loaded = co_await LoadOnShard(gid);
   if (!loaded.ok()) co_return loaded.status();
@@ -167,7 +170,8 @@ awaitable<Result<Engine::ActivePtr>> Engine::SubmitNew(Shard& shard, SubmitReque
   if (type != core::TransType::kSaga && type != core::TransType::kMsg) {
     co_return refusal::NotPrepared(req.proposed.global.gid);
   }
-  if (active_count_.load() >= options_.max_active_transactions) {
+  RoundSlot slot(*this);
+  if (!slot.held()) {
     co_return Status::Unavailable(
         fmt::format("too many transactions in flight (limit {}); retry later",
                     options_.max_active_transactions));
