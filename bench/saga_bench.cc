@@ -11,6 +11,8 @@
 //             [--store-pid PID[,PID...]] [--json] [--latency-log FILE] [--gids ordered|random]
 //   dtx-bench --servers URL1,URL2,...   (the clients are spread round-robin over the coordinators)
 //   dtx-bench --participant-only PORT   (only serve the fast participant until SIGINT/SIGTERM)
+//   TLS: --participant-tls-cert FILE --participant-tls-key FILE serve the participant over https;
+//        --ca-file FILE trusts that CA for an https:// coordinator (bench/tls_bench.sh).
 //
 // Only the DTM HTTP API is used (POST {server}/submit), so any DTM-compatible server can be driven.
 // With --json, the human-readable report goes to stderr and one JSON object to stdout.
@@ -41,6 +43,7 @@
 
 #include "http/client.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "runtime/io_pool.h"
 
 namespace {
@@ -127,6 +130,9 @@ struct Config {
   // saga; notify: best-effort notifications (POST /api/dtx/notify, first attempt at once, counted
   // when the receiver got it); notify-parked: first attempt in 1 h (nothing is delivered).
   std::string mode = "saga";
+  std::string participant_tls_cert;  // with the key: the participant serves https
+  std::string participant_tls_key;
+  std::string ca_file;  // extra CA for an https:// coordinator
 };
 
 // Shared by the client coroutines: tickets hand out saga numbers (count mode, pacing).
@@ -354,6 +360,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--participant-only", cfg.participant_only_port,
                  "only serve the fast participant on this port until killed");
+  app.add_option("--participant-tls-cert", cfg.participant_tls_cert,
+                 "serve the participant over https with this PEM certificate");
+  app.add_option("--participant-tls-key", cfg.participant_tls_key, "its PEM key");
+  app.add_option("--ca-file", cfg.ca_file, "PEM CA trusted for an https:// coordinator");
   app.add_flag("--json", cfg.json, "one JSON object on stdout (report on stderr)");
   app.add_option("--gids", cfg.gids,
                  "ordered (ascending, like newGid's) or random (like client-side UUIDs)")
@@ -382,19 +392,36 @@ int main(int argc, char** argv) {
   FastParticipant participant;
   dtx::http::ServerOptions so;
   so.port = 0;
+  if (!cfg.participant_tls_cert.empty()) {
+    auto tls = dtx::http::MakeServerTlsContext(cfg.participant_tls_cert, cfg.participant_tls_key);
+    if (!tls.ok()) {
+      std::fprintf(stderr, "dtx-bench: %s\n", tls.status().ToString().c_str());
+      return 2;
+    }
+    so.tls = *tls;
+  }
   dtx::http::Server part_server(part_pool, so, participant);
   part_pool.Start();
   if (auto s = part_server.Start(); !s.ok()) {
     std::fprintf(stderr, "dtx-bench: participant: %s\n", s.ToString().c_str());
     return 1;
   }
-  std::string part = fmt::format("http://127.0.0.1:{}/busi", part_server.port());
+  std::string part =
+      fmt::format("{}://127.0.0.1:{}/busi", so.tls ? "https" : "http", part_server.port());
 
   dtx::runtime::IoPool client_pool(static_cast<size_t>(cfg.client_threads));
   std::vector<std::unique_ptr<dtx::http::Client>> clients;
   dtx::http::ClientOptions co;
   co.max_connections_per_host = static_cast<size_t>(cfg.clients);
   co.max_idle_per_host = static_cast<size_t>(cfg.clients);
+  if (!cfg.ca_file.empty()) {
+    auto tls = dtx::http::MakeClientTlsContext(cfg.ca_file);
+    if (!tls.ok()) {
+      std::fprintf(stderr, "dtx-bench: %s\n", tls.status().ToString().c_str());
+      return 2;
+    }
+    co.tls = *tls;
+  }
   for (size_t i = 0; i < client_pool.size(); ++i) {
     clients.push_back(std::make_unique<dtx::http::Client>(client_pool.Get(i).get_executor(), co));
   }

@@ -13,6 +13,7 @@
 #include "api/browser_guard.h"
 #include "api/codec.h"
 #include "api/input_checks.h"
+#include "api/net_guard.h"
 #include "api/notify_routes.h"
 #include "api/saga_def_routes.h"
 #include "api/wording.h"
@@ -350,6 +351,9 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     api = "json-rpc";
     co_return ErrorResponse(Status::Unimplemented("JSON-RPC is not supported yet"));
   }
+  if (IsNotifyPath(path) && url_policy_ && req.method == "POST") {  // the SSRF guard
+    if (Status s = CheckNotifyUrls(req.body, *url_policy_); !s.ok()) co_return ErrorResponse(s);
+  }
   if (IsNotifyPath(path)) co_return co_await HandleNotify(engine_, req, api);  // notify_routes.cc
   if (IsSagaDefPath(path))
     co_return co_await HandleSagaDefs(engine_, req, api);  // saga_def_routes.cc
@@ -452,6 +456,11 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     std::string url = QueryOr(req, "url");
     std::string remark = QueryOr(req, "remark");
     Status s = Status::Ok();
+    if (api == "subscribe" && url_policy_) {  // the SSRF guard (net_guard.h)
+      if (Status c = url_policy_->CheckUrl(url); !c.ok()) {
+        co_return ErrorResponse(Status::InvalidArgument("url: " + c.message()));
+      }
+    }
     if (api == "subscribe") {
       s = co_await engine_.Subscribe(std::move(topic), std::move(url), std::move(remark));
     } else {
@@ -511,6 +520,9 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     core::TransType type = core::TransType::kTcc;
     auto rows = BuildRegisteredRows(*kv, gid, type);
     if (!rows.ok()) co_return ErrorResponse(rows.status(), gid);
+    if (url_policy_) {
+      if (Status s = CheckRowUrls(*rows, *url_policy_); !s.ok()) co_return ErrorResponse(s, gid);
+    }
     Status s = co_await engine_.RegisterBranch(gid, type, std::move(*rows));
     co_return s.ok() ? Ok() : ErrorResponse(s, gid);
   }
@@ -595,6 +607,11 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     }
   }
   if (!proposed.ok()) co_return ErrorResponse(proposed.status(), tr.gid);
+  if (url_policy_) {  // the SSRF guard (net_guard.h)
+    if (Status s = CheckSnapshotUrls(*proposed, *url_policy_); !s.ok()) {
+      co_return ErrorResponse(s, tr.gid);
+    }
+  }
   if (api == "prepare") {
     if (type == core::TransType::kMsg && proposed->global.query_prepared.empty()) {
       co_return ErrorResponse(

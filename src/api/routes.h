@@ -11,6 +11,7 @@
 #include "api/codec.h"
 #include "engine/engine.h"
 #include "http/server.h"
+#include "http/url_policy.h"
 #include "ops/metrics.h"
 
 namespace dtx::api {
@@ -29,6 +30,11 @@ class ApiHandler final : public http::Handler {
   void SetAllowedOrigins(std::vector<std::string> origins) {
     allowed_origins_ = std::move(origins);
   }
+  // The SSRF guard of --branch-url-allow (net_guard.h): URLs a request would store are checked
+  // against it (400 before anything is stored). Null = no check. Set before the server starts.
+  void SetUrlPolicy(std::shared_ptr<const http::UrlPolicy> policy) {
+    url_policy_ = std::move(policy);
+  }
 
  private:
   boost::asio::awaitable<http::Response> Route(const http::Request& request, std::string& api);
@@ -37,6 +43,7 @@ class ApiHandler final : public http::Handler {
   ops::Metrics& metrics_;
   AdminRoutes* admin_ = nullptr;
   std::vector<std::string> allowed_origins_;
+  std::shared_ptr<const http::UrlPolicy> url_policy_;
 };
 
 // Maps a non-ok Status to the HTTP answer of §2.1 (409 FAILURE, 425 ONGOING, 400, 404, 413, 501,

@@ -9,7 +9,8 @@ namespace {
 
 class HttpBranchCaller final : public BranchCaller {
  public:
-  explicit HttpBranchCaller(boost::asio::any_io_executor executor) : client_(executor) {}
+  HttpBranchCaller(boost::asio::any_io_executor executor, http::ClientOptions options)
+      : client_(executor, std::move(options)) {}
 
   boost::asio::awaitable<BranchAnswer> Call(BranchCallSpec spec) override {
     http::ClientRequest req;
@@ -37,7 +38,12 @@ class HttpBranchCaller final : public BranchCaller {
 }  // namespace
 
 std::unique_ptr<BranchCaller> NewHttpBranchCaller(boost::asio::any_io_executor executor) {
-  return std::make_unique<HttpBranchCaller>(std::move(executor));
+  return std::make_unique<HttpBranchCaller>(std::move(executor), http::ClientOptions{});
+}
+
+std::unique_ptr<BranchCaller> NewHttpBranchCallerWith(boost::asio::any_io_executor executor,
+                                                      http::ClientOptions options) {
+  return std::make_unique<HttpBranchCaller>(std::move(executor), std::move(options));
 }
 
 namespace {

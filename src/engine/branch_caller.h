@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/model.h"
+#include "http/client.h"
 
 namespace dtx::engine {
 
@@ -34,6 +35,10 @@ class BranchCaller {
 
 // An HTTP caller on top of http::Client, bound to `executor`.
 std::unique_ptr<BranchCaller> NewHttpBranchCaller(boost::asio::any_io_executor executor);
+// The same with client options: the TLS context of --ca-file, the URL policy of
+// --branch-url-allow (dtx server's caller factory).
+std::unique_ptr<BranchCaller> NewHttpBranchCallerWith(boost::asio::any_io_executor executor,
+                                                      http::ClientOptions options);
 
 // Builds the request of §3.2 for branch row `row` of `global`: POST with bin_data when it is
 // non-empty, else GET; query gid, trans_type, branch_id, op merged into the URL's own query;

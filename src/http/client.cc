@@ -6,6 +6,8 @@
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -19,6 +21,8 @@
 #include <deque>
 #include <unordered_map>
 #include <vector>
+
+#include "http/url_internal.h"
 
 // GCC 12 reports a false -Wmismatched-new-delete for Asio's awaitable frames: operator new uses
 // aligned_alloc and the matching operator delete uses free, which GCC cannot pair once inlined
@@ -35,6 +39,9 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 using ErrorCode = boost::system::error_code;
+using detail::Authority;
+using detail::HostKey;
+using detail::ResolveLocation;
 
 namespace {
 
@@ -46,40 +53,6 @@ constexpr std::chrono::seconds kMaxIdleAge{30};
 // Resolved names are reused for this long.
 constexpr std::chrono::seconds kDnsTtl{30};
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(24 * 365);
-
-bool StartsWithNoCase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && beast::iequals(s.substr(0, prefix.size()), prefix);
-}
-
-// The Host header (and the authority of redirect targets): IPv6 literals in brackets, port when
-// not 80.
-std::string Authority(const ParsedUrl& url) {
-  std::string out;
-  if (url.host.find(':') != std::string::npos) {
-    out = "[" + url.host + "]";
-  } else {
-    out = url.host;
-  }
-  if (url.port != 80) out += ":" + std::to_string(url.port);
-  return out;
-}
-
-std::string HostKey(const ParsedUrl& url) { return url.host + ":" + std::to_string(url.port); }
-
-// A Location header relative to the URL that answered it.
-std::string ResolveLocation(const ParsedUrl& base, std::string_view location) {
-  if (StartsWithNoCase(location, "http://") || StartsWithNoCase(location, "https://")) {
-    return std::string(location);
-  }
-  if (location.starts_with("//")) return "http:" + std::string(location);
-  const std::string origin = "http://" + Authority(base);
-  if (location.starts_with("/")) return origin + std::string(location);
-  const std::string_view target = base.target;
-  const std::string_view path = target.substr(0, target.find('?'));
-  if (location.starts_with("?")) return origin + std::string(path) + std::string(location);
-  const size_t slash = path.rfind('/');
-  return origin + std::string(path.substr(0, slash + 1)) + std::string(location);
-}
 
 bool IsRedirect(int status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
@@ -94,98 +67,15 @@ bool IsStaleConnectionError(const ErrorCode& ec) {
 
 }  // namespace
 
-Result<ParsedUrl> ParseHttpUrl(std::string_view url) {
-  if (StartsWithNoCase(url, "https://")) {
-    return Status::InvalidArgument("https is not supported yet: '" + std::string(url) + "'");
-  }
-  if (!StartsWithNoCase(url, "http://")) {
-    return Status::InvalidArgument("url must start with http://: '" + std::string(url) + "'");
-  }
-  const std::string_view rest = url.substr(7);
-  const size_t authority_end = rest.find_first_of("/?#");
-  const std::string_view authority = rest.substr(0, authority_end);
-  std::string_view target =
-      authority_end == std::string_view::npos ? std::string_view() : rest.substr(authority_end);
-  target = target.substr(0, target.find('#'));  // a fragment is never sent
-
-  ParsedUrl out;
-  if (authority.find('@') != std::string_view::npos) {
-    return Status::InvalidArgument("credentials in the url are not supported: '" +
-                                   std::string(url) + "'");
-  }
-  std::string_view port;
-  if (authority.starts_with("[")) {
-    const size_t close = authority.find(']');
-    if (close == std::string_view::npos) {
-      return Status::InvalidArgument("unterminated IPv6 literal in url: '" + std::string(url) +
-                                     "'");
-    }
-    out.host = std::string(authority.substr(1, close - 1));
-    const std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') {
-        return Status::InvalidArgument("bad authority in url: '" + std::string(url) + "'");
-      }
-      port = after.substr(1);
-      if (port.empty()) {
-        return Status::InvalidArgument("empty port in url: '" + std::string(url) + "'");
-      }
-    }
-  } else {
-    const size_t colon = authority.find(':');
-    out.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) {
-      port = authority.substr(colon + 1);
-      if (port.empty()) {
-        return Status::InvalidArgument("empty port in url: '" + std::string(url) + "'");
-      }
-    }
-  }
-  if (out.host.empty()) {
-    return Status::InvalidArgument("missing host in url: '" + std::string(url) + "'");
-  }
-  for (const char c : out.host) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u >= 0x7F || c == '/' || c == '\\' || c == '[' || c == ']') {
-      return Status::InvalidArgument("bad host in url: '" + std::string(url) + "'");
-    }
-  }
-  if (!port.empty()) {
-    unsigned value = 0;
-    for (const char c : port) {
-      if (c < '0' || c > '9' || value > 65535) {
-        return Status::InvalidArgument("bad port in url: '" + std::string(url) + "'");
-      }
-      value = value * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (value == 0 || value > 65535) {
-      return Status::InvalidArgument("port out of range in url: '" + std::string(url) + "'");
-    }
-    out.port = static_cast<uint16_t>(value);
-  }
-  for (const char c : target) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7F) {
-      return Status::InvalidArgument("the url path contains a space or control character: '" +
-                                     std::string(url) + "'");
-    }
-  }
-  if (target.empty()) {
-    out.target = "/";
-  } else if (target[0] == '?') {
-    out.target = "/" + std::string(target);
-  } else {
-    out.target = std::string(target);
-  }
-  return out;
-}
-
 namespace {
+
+using TlsStream = asio::ssl::stream<beast::tcp_stream&>;
 
 // A kept-alive connection with the bytes read past the last response (normally none).
 struct PooledConn {
   explicit PooledConn(const asio::any_io_executor& executor) : stream(executor) {}
   beast::tcp_stream stream;
+  std::unique_ptr<TlsStream> tls;  // over `stream` for https
   beast::flat_buffer buffer;
   SteadyClock::time_point idle_since;
 };
@@ -281,6 +171,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
                                                           std::shared_ptr<const Outgoing> out,
                                                           SteadyClock::time_point deadline,
                                                           std::chrono::milliseconds timeout);
+  // A new connection to `url`'s host: resolved, connected and, for https, the TLS handshake done
+  // with the host name verified.
+  static asio::awaitable<Result<std::unique_ptr<PooledConn>>> Connect(
+      std::shared_ptr<Impl> self, const ParsedUrl& url, SteadyClock::time_point deadline,
+      std::chrono::milliseconds timeout);
   static asio::awaitable<Result<std::vector<tcp::endpoint>>> Resolve(
       std::shared_ptr<Impl> self, std::string host, uint16_t port, SteadyClock::time_point deadline,
       std::chrono::milliseconds timeout);
@@ -337,7 +232,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::any_io_executor executor;
-  const ClientOptions options;
+  ClientOptions options;  // options.tls is set on the first https request when null
   std::unordered_map<std::string, HostPool> hosts;  // never erased: HostPool addresses stay valid
   std::unordered_map<std::string, DnsEntry> dns;
   bool closed = false;  // the Client was destroyed: nothing is pooled any more
@@ -410,6 +305,58 @@ asio::awaitable<Result<std::vector<tcp::endpoint>>> Client::Impl::Resolve(
   co_return endpoints;
 }
 
+asio::awaitable<Result<std::unique_ptr<PooledConn>>> Client::Impl::Connect(
+    std::shared_ptr<Impl> self, const ParsedUrl& url, SteadyClock::time_point deadline,
+    std::chrono::milliseconds timeout) {
+  const std::string key = HostKey(url);
+  auto endpoints = co_await Resolve(self, url.host, url.port, deadline, timeout);
+  if (!endpoints.ok()) co_return endpoints.status();
+  if (const auto& policy = self->options.url_policy) {  // DNS rebinding: check what it resolved to
+    Status refused = Status::Ok();
+    std::erase_if(*endpoints, [&](const tcp::endpoint& e) {
+      Status s = policy->CheckAddress(url, e.address());
+      if (s.ok()) return false;
+      if (refused.ok()) refused = std::move(s);
+      return true;
+    });
+    if (endpoints->empty()) co_return refused;
+  }
+  auto conn = std::make_unique<PooledConn>(self->executor);
+  conn->stream.expires_at(deadline);
+  auto [ec, endpoint] = co_await conn->stream.async_connect(*endpoints, kUse);
+  if (ec) co_return self->MapError(ec, "connect to", key, timeout);
+  ErrorCode ignored;
+  conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+  if (!url.tls) co_return conn;
+
+  if (!self->options.tls) {
+    auto made = MakeClientTlsContext("");
+    if (!made.ok()) co_return made.status();
+    self->options.tls = std::move(made).value();
+  }
+  conn->tls = std::make_unique<TlsStream>(conn->stream, *self->options.tls);
+  ErrorCode address_ec;
+  asio::ip::make_address(url.host, address_ec);
+  // SNI for names (RFC 6066 forbids it for addresses); the certificate must name the host.
+  if (address_ec && SSL_set_tlsext_host_name(conn->tls->native_handle(), url.host.c_str()) != 1) {
+    co_return Status::InvalidArgument("TLS: bad server name '" + url.host + "'");
+  }
+  conn->tls->set_verify_mode(asio::ssl::verify_peer);
+  conn->tls->set_verify_callback(asio::ssl::host_name_verification(url.host));
+  auto [hec] = co_await conn->tls->async_handshake(asio::ssl::stream_base::client, kUse);
+  if (hec) {
+    if (hec == beast::error::timeout)
+      co_return self->MapError(hec, "TLS handshake with", key, timeout);
+    std::string why = hec.message();
+    const long verify = SSL_get_verify_result(conn->tls->native_handle());
+    if (verify != X509_V_OK) {
+      why += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+    }
+    co_return Status::Unavailable(fmt::format("TLS handshake with {}: {}", key, why));
+  }
+  co_return conn;
+}
+
 asio::awaitable<Result<ClientResponse>> Client::Impl::Exchange(std::shared_ptr<Impl> self,
                                                                ParsedUrl url,
                                                                std::shared_ptr<const Outgoing> out,
@@ -457,20 +404,20 @@ asio::awaitable<Result<ClientResponse>> Client::Impl::Exchange(std::shared_ptr<I
   for (int attempt = 0;; ++attempt) {
     const bool reused = lease.conn != nullptr;
     if (!reused) {
-      auto endpoints = co_await Resolve(self, url.host, url.port, deadline, timeout);
-      if (!endpoints.ok()) co_return endpoints.status();
-      lease.conn = std::make_unique<PooledConn>(self->executor);
-      lease.conn->stream.expires_at(deadline);
-      auto [ec, endpoint] = co_await lease.conn->stream.async_connect(*endpoints, kUse);
-      if (ec) co_return self->MapError(ec, "connect to", key, timeout);
-      ErrorCode ignored;
-      lease.conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+      auto connected = co_await Connect(self, url, deadline, timeout);
+      if (!connected.ok()) co_return connected.status();
+      lease.conn = std::move(connected).value();
     }
     PooledConn& conn = *lease.conn;
 
     conn.stream.expires_at(deadline);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(head), asio::buffer(out->body)};
-    auto [wec, wn] = co_await asio::async_write(conn.stream, buffers, kUse);
+    ErrorCode wec;
+    if (conn.tls) {
+      std::tie(wec, std::ignore) = co_await asio::async_write(*conn.tls, buffers, kUse);
+    } else {
+      std::tie(wec, std::ignore) = co_await asio::async_write(conn.stream, buffers, kUse);
+    }
     if (wec) {
       if (reused && attempt == 0 && wec != beast::error::timeout) {
         lease.conn.reset();
@@ -485,7 +432,14 @@ asio::awaitable<Result<ClientResponse>> Client::Impl::Exchange(std::shared_ptr<I
       parser.body_limit(self->options.max_response_bytes);
       parser.header_limit(kMaxResponseHeaderBytes);
       if (head_request) parser.skip(true);
-      auto [rec, rn] = co_await bhttp::async_read(conn.stream, conn.buffer, parser, kUse);
+      ErrorCode rec;
+      if (conn.tls) {
+        std::tie(rec, std::ignore) =
+            co_await bhttp::async_read(*conn.tls, conn.buffer, parser, kUse);
+      } else {
+        std::tie(rec, std::ignore) =
+            co_await bhttp::async_read(conn.stream, conn.buffer, parser, kUse);
+      }
       if (rec) {
         if (reused && attempt == 0 && !parser.got_some() && conn.buffer.size() == 0 &&
             IsStaleConnectionError(rec)) {
@@ -528,6 +482,9 @@ asio::awaitable<Result<ClientResponse>> Client::Impl::Send(std::shared_ptr<Impl>
   auto parsed = ParseHttpUrl(request.url);
   if (!parsed.ok()) co_return parsed.status();
   ParsedUrl url = std::move(parsed).value();
+  if (self->options.url_policy) {
+    if (Status s = self->options.url_policy->CheckTarget(url); !s.ok()) co_return s;
+  }
 
   auto out = std::make_shared<Outgoing>();
   out->method = std::move(request.method);
@@ -548,6 +505,12 @@ asio::awaitable<Result<ClientResponse>> Client::Impl::Send(std::shared_ptr<Impl>
     if (!next.ok()) {
       co_return Status::InvalidArgument("redirect from " + url.host + url.target + ": " +
                                         next.status().message());
+    }
+    if (self->options.url_policy) {
+      if (Status s = self->options.url_policy->CheckTarget(*next); !s.ok()) {
+        co_return Status::InvalidArgument("redirect from " + url.host + url.target +
+                                          " refused: " + s.message());
+      }
     }
     const bool same_host = HostKey(next.value()) == HostKey(url);
     if (result->status == 303 || !same_host) {

@@ -8,8 +8,11 @@
 //   full
 //                 until the deadline
 //   kTooLarge     the response body exceeded max_response_bytes
-//   kInvalidArgument  the URL is not http://host[:port][/path][?query]  (https is not supported
-//   yet)
+//   kInvalidArgument  the URL is not http[s]://host[:port][/path][?query]
+//   kUnavailable  also: the TLS handshake failed (the message says why, e.g. "certificate verify
+//                 failed")
+// https:// URLs are verified against ClientOptions::tls (or, when null, the system's trust store),
+// host name included (SNI is sent for names); pooled connections are reused as for http.
 // An HTTP answer of any status (200, 409, 500, ...) is a success at this level.
 #pragma once
 
@@ -21,6 +24,8 @@
 #include <string>
 
 #include "http/server.h"
+#include "http/tls.h"
+#include "http/url_policy.h"
 #include "util/status.h"
 
 namespace dtx::http {
@@ -30,6 +35,13 @@ struct ClientOptions {
   size_t max_idle_per_host = 64;          // kept-alive connections held for reuse
   size_t max_response_bytes = 4 * 1024 * 1024;
   int max_redirects = 10;  // 301/302/303/307/308 with Location are followed
+  // Peer verification for https (MakeClientTlsContext); null = the system's trust store, built on
+  // the first https request.
+  std::shared_ptr<TlsContext> tls;
+  // The SSRF guard (url_policy.h): checked on the URL of each request and of every redirect hop
+  // (a refused redirect is not followed), and on every address a host resolves to before
+  // connecting. A refusal is kInvalidArgument. Null = no checks.
+  std::shared_ptr<const UrlPolicy> url_policy;
 };
 
 struct ClientRequest {
@@ -47,8 +59,9 @@ struct ClientResponse {
 };
 
 struct ParsedUrl {
+  bool tls = false;  // https
   std::string host;
-  uint16_t port = 80;
+  uint16_t port = 80;  // 443 by default for https
   std::string target;  // path + '?' + query, at least "/"
 };
 Result<ParsedUrl> ParseHttpUrl(std::string_view url);

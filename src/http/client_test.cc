@@ -133,9 +133,6 @@ TEST(ParseHttpUrlTest, Valid) {
 }
 
 TEST(ParseHttpUrlTest, Invalid) {
-  auto https = ParseHttpUrl("https://example.com/");
-  EXPECT_EQ(https.status().code(), Code::kInvalidArgument);
-  EXPECT_NE(https.status().message().find("https is not supported yet"), std::string::npos);
   for (const char* url : {"", "example.com", "ftp://x/", "http://", "http:///path", "http://h:/",
                           "http://h:abc/", "http://h:0/", "http://h:70000/", "http://[::1/",
                           "http://[::1]x/", "http://user:pw@h/", "http://h/a b"}) {
@@ -208,7 +205,7 @@ TEST_F(ClientTest, ConnectionRefusedIsUnavailable) {
 
 TEST_F(ClientTest, BadUrlIsInvalidArgument) {
   MakeClient();
-  EXPECT_EQ(Send(Request("GET", "https://127.0.0.1/")).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Send(Request("GET", "ftp://127.0.0.1/")).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(Send(Request("GET", "not a url")).status().code(), Code::kInvalidArgument);
   ClientRequest bad_header = Request("GET", "http://127.0.0.1:1/");
   bad_header.headers = {{"X-Evil", "a\r\nInjected: yes"}};

@@ -1,5 +1,8 @@
+// The HTTP server: the listener (accept loop, connection limit, Stop) and the connections (one
+// coroutine each, plain or TLS). The message helpers are in message.cc, TLS contexts in tls.cc.
 #include "http/server.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -21,12 +25,20 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <charconv>
 #include <condition_variable>
 #include <exception>
 #include <limits>
 #include <mutex>
 #include <unordered_map>
+
+#include "http/server_connection.h"
+#include "http/server_internal.h"
+#include "http/tls.h"
+
+// GCC 12 reports a false -Wmismatched-new-delete for Asio's awaitable frames (GCC bug 109224).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
 namespace dtx::http {
 
@@ -36,361 +48,14 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 using ErrorCode = boost::system::error_code;
+using detail::ErrorJson;
+using detail::InternalError;
+using detail::SerializeHead;
+using detail::StatusHasNoBody;
+using detail::ValidStatus;
 
-// ---------------------------------------------------------------------------------------------------
-// Request helpers and URL coding.
-
-namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
-
-std::string UrlDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '+') {
-      out.push_back(' ');
-    } else if (c == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(c);  // a stray '%' is kept as is
-    }
-  }
-  return out;
-}
-
-std::string UrlEncode(std::string_view s) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size());
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') || u == '-' ||
-        u == '.' || u == '_' || u == '~') {
-      out.push_back(c);
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 0xF]);
-    }
-  }
-  return out;
-}
-
-std::string_view Request::Header(std::string_view name) const {
-  for (const auto& [key, value] : headers) {
-    if (beast::iequals(key, name)) return value;
-  }
-  return {};
-}
-
-std::optional<std::string> Request::QueryParam(std::string_view name) const {
-  std::string_view rest = query;
-  while (!rest.empty()) {
-    const size_t amp = rest.find('&');
-    const std::string_view pair = rest.substr(0, amp);
-    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
-    if (pair.empty()) continue;
-    const size_t eq = pair.find('=');
-    const std::string_view key = pair.substr(0, eq);
-    const std::string_view value =
-        eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-    // Keys are compared decoded only when they need it, which keeps the common case
-    // allocation-free.
-    const bool match =
-        key.find_first_of("%+") == std::string_view::npos ? key == name : UrlDecode(key) == name;
-    if (match) return UrlDecode(value);
-  }
-  return std::nullopt;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Connections.
-
-namespace {
-
-using Executor = asio::io_context::executor_type;
-using Socket = asio::basic_stream_socket<tcp, Executor>;
-using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
-using Timer = asio::basic_waitable_timer<SteadyClock, asio::wait_traits<SteadyClock>, Executor>;
-
-constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
-
-// After an error answer (413, 408, 503, ...) the server stops sending, then reads and discards what
-// the client still sends for a short while before closing. Closing with unread data makes the
-// kernel send a RST, which can destroy the answer before the client reads it.
-constexpr std::chrono::milliseconds kLingerTimeout{1000};
-constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;
-// Stop() waits this long for connection coroutines (and handlers, which are cancelled) to finish.
-constexpr std::chrono::milliseconds kStopWait{5000};
-// Reads grow from kReadChunkMin to kReadChunkMax while they fill the buffer (large bodies).
-constexpr size_t kReadChunkMin = 4096;
-constexpr size_t kReadChunkMax = 64 * 1024;
-// Timeouts are clamped so that now + timeout cannot overflow the clock.
-constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(24 * 365);
-
-constexpr std::string_view k100Continue = "HTTP/1.1 100 Continue\r\n\r\n";
-
-// What a connection is doing; decides what a passed deadline means.
-enum class Phase : unsigned char {
-  kIdle,      // waiting for the first byte of a request: a timeout closes silently
-  kReading,   // inside a request: a timeout is answered with 408
-  kHandling,  // the handler runs: no deadline
-  kWriting,   // sending a response: a timeout closes
-  kLinger,    // draining before close
-  kDone,      // the coroutine has finished
-};
-
-// One accepted connection. Owned (shared) by its coroutine, its completion handler, the watchdog
-// wait and, until Stop, the server's registry. Touched only on its own context, except
-// construction.
-//
-// Timeouts use one lazily re-armed timer per connection (a watchdog) instead of arming and
-// cancelling a timer around every read and write: a request only stores a new deadline, and the
-// timer is re-armed when it fires early or when a deadline moves earlier. This keeps timer
-// operations off the per-request path. (beast::tcp_stream's expiry would close the socket on
-// timeout, which makes a 408 impossible.)
-struct Connection {
-  explicit Connection(Socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
-
-  Socket socket;
-  Timer timer;
-  asio::cancellation_signal cancel;
-  beast::flat_buffer buffer;  // reused for every request of the connection
-  std::string head;           // the response status line and headers, reused
-  size_t read_chunk = kReadChunkMin;
-  SteadyClock::time_point deadline;
-  Phase phase = Phase::kIdle;
-  bool armed = false;      // a watchdog wait is pending
-  bool timed_out = false;  // the watchdog cancelled the socket for the current phase
-  bool counted = false;    // counts towards max_connections (false for a 503 rejection)
-  uint64_t id = 0;
-};
-
-struct Watchdog {
-  std::shared_ptr<Connection> conn;
-
-  void operator()(const ErrorCode& ec) const {
-    if (ec) return;  // re-armed (a newer wait exists) or the connection is done
-    Connection& c = *conn;
-    if (c.phase == Phase::kHandling || c.phase == Phase::kDone) {
-      c.armed = false;  // the next SetDeadline re-arms
-      return;
-    }
-    if (SteadyClock::now() < c.deadline) {
-      c.timer.expires_at(c.deadline);
-      c.timer.async_wait(Watchdog{conn});
-      return;
-    }
-    c.armed = false;
-    c.timed_out = true;
-    ErrorCode ignored;
-    c.socket.cancel(ignored);
-  }
-};
-
-void SetDeadline(const std::shared_ptr<Connection>& conn, Phase phase,
-                 std::chrono::milliseconds timeout) {
-  Connection& c = *conn;
-  c.phase = phase;
-  c.timed_out = false;
-  c.deadline = SteadyClock::now() + std::min(timeout, kMaxTimeout);
-  if (!c.armed || c.deadline < c.timer.expiry()) {
-    c.armed = true;
-    c.timer.expires_at(c.deadline);  // cancels an earlier wait, whose handler then does nothing
-    c.timer.async_wait(Watchdog{conn});
-  }
-}
-
-void AppendJsonEscaped(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[(c >> 4) & 0xF]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-}
-
-std::string ErrorJson(std::string_view message, std::string_view code) {
-  std::string out = R"({"message":")";
-  AppendJsonEscaped(out, message);
-  out += R"(","code":")";
-  out += code;
-  out += "\"}";
-  return out;
-}
-
-void AppendNumber(std::string& out, uint64_t n) {
-  char digits[24];
-  const auto [end, ec] = std::to_chars(std::begin(digits), std::end(digits), n);
-  out.append(digits, end);
-}
-
-bool IsTokenImpl(std::string_view s) {
-  if (s.empty()) return false;
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u >= 0x7F || c == ':' || c == '(' || c == ')' || c == ',' || c == '/' ||
-        c == ';' || c == '<' || c == '=' || c == '>' || c == '?' || c == '@' || c == '[' ||
-        c == '\\' || c == ']' || c == '{' || c == '}' || c == '"') {
-      return false;
-    }
-  }
-  return true;
-}
-
-bool IsFieldValueImpl(std::string_view s) {
-  return s.find_first_of("\r\n", 0) == std::string_view::npos &&
-         s.find('\0') == std::string_view::npos;
-}
-
-bool HasCloseToken(std::string_view value) {
-  // "Connection: close" or a list containing it.
-  for (size_t i = 0; i + 5 <= value.size(); ++i) {
-    if (beast::iequals(value.substr(i, 5), "close")) return true;
-  }
-  return false;
-}
-
-// A handler may answer any final status; anything else is a bug and becomes a 500.
-bool ValidStatus(int status) { return status >= 200 && status <= 999; }
-
-// Whether a response with this status carries no body (RFC 9110 6.4.1).
-bool StatusHasNoBody(int status) { return status < 200 || status == 204 || status == 304; }
-
-// Writes the status line and headers of `response` into `out` (reused per connection). Returns the
-// effective keep-alive: a handler may close the connection with its own "Connection: close".
-// `response.status` must be valid (see ValidStatus).
-bool SerializeHead(std::string& out, const Response& response, bool keep_alive, bool http10) {
-  const int status = response.status;
-  std::string_view reason =
-      bhttp::obsolete_reason(bhttp::int_to_status(static_cast<unsigned>(status)));
-  if (bhttp::int_to_status(static_cast<unsigned>(status)) == bhttp::status::unknown)
-    reason = "Unknown";
-  const bool no_body = StatusHasNoBody(status);
-
-  out.clear();
-  out += "HTTP/1.1 ";
-  AppendNumber(out, static_cast<uint64_t>(status));
-  out += ' ';
-  out += reason;
-  out += "\r\n";
-  if (!response.content_type.empty() && IsHttpFieldValue(response.content_type)) {
-    out += "Content-Type: ";
-    out += response.content_type;
-    out += "\r\n";
-  }
-  for (const auto& [name, value] : response.headers) {
-    if (!IsHttpToken(name) || !IsHttpFieldValue(value)) {
-      spdlog::warn("http server: handler returned an invalid header '{}'; dropped", name);
-      continue;
-    }
-    if (beast::iequals(name, "content-length") || beast::iequals(name, "transfer-encoding"))
-      continue;
-    if (!response.content_type.empty() && beast::iequals(name, "content-type")) continue;
-    if (beast::iequals(name, "connection")) {
-      if (HasCloseToken(value)) keep_alive = false;
-      continue;
-    }
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
-  }
-  if (!no_body) {
-    out += "Content-Length: ";
-    AppendNumber(out, response.body.size());
-    out += "\r\n";
-  }
-  if (!keep_alive) {
-    out += "Connection: close\r\n";
-  } else if (http10) {
-    out += "Connection: keep-alive\r\n";
-  }
-  out += "\r\n";
-  return keep_alive;
-}
-
-bool ExpectsContinue(const bhttp::request<bhttp::string_body>& msg) {
-  if (msg.version() < 11) return false;
-  const auto it = msg.find(bhttp::field::expect);
-  return it != msg.end() && beast::iequals(it->value(), "100-continue");
-}
-
-bool IsBeastHttpError(const ErrorCode& ec) {
-  return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category();
-}
-
-Request MakeRequest(bhttp::request<bhttp::string_body>&& msg) {
-  Request req;
-  req.method = std::string(msg.method_string());
-  req.target = std::string(msg.target());
-  std::string_view path = req.target;
-  // absolute-form (a request meant for a proxy): drop the scheme and authority
-  if (path.size() > 7 && beast::iequals(path.substr(0, 7), "http://")) {
-    const size_t slash = path.find_first_of("/?", 7);
-    path = slash == std::string_view::npos ? std::string_view("/") : path.substr(slash);
-  }
-  const size_t q = path.find('?');
-  if (q == std::string_view::npos) {
-    req.path = std::string(path);
-  } else {
-    req.path = std::string(path.substr(0, q));
-    req.query = std::string(path.substr(q + 1));
-  }
-  if (req.path.empty()) req.path = "/";
-  size_t count = 0;
-  for (auto it = msg.begin(); it != msg.end(); ++it) ++count;
-  req.headers.reserve(count);
-  for (const auto& field : msg) {
-    req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-  }
-  req.body = std::move(msg.body());
-  return req;
-}
-
-Response InternalError(std::string_view what) {
-  Response r;
-  r.status = 500;
-  r.body = ErrorJson(std::string("internal error: ") + std::string(what), "INTERNAL");
-  return r;
-}
-
-}  // namespace
-
-bool IsHttpToken(std::string_view s) { return IsTokenImpl(s); }
-bool IsHttpFieldValue(std::string_view s) { return IsFieldValueImpl(s); }
+// Connection, Phase, SetDeadline and the limits of a connection: server_connection.h.
+using namespace detail;
 
 // ---------------------------------------------------------------------------------------------------
 // Server::Impl
@@ -453,6 +118,13 @@ struct Server::Impl : std::enable_shared_from_this<Impl> {
                                             std::shared_ptr<Connection> conn, int status,
                                             std::string body, bool linger);
   static asio::awaitable<void> CloseGracefully(std::shared_ptr<Connection> conn);
+  // The TLS handshake of a new connection within read_timeout; true when done or not TLS.
+  static asio::awaitable<bool> Handshake(std::shared_ptr<Impl> self,
+                                         std::shared_ptr<Connection> conn);
+  // Answers what ended the reading of a request (408, 413, 431, 400) or closes silently.
+  static asio::awaitable<void> AnswerReadError(std::shared_ptr<Impl> self,
+                                               std::shared_ptr<Connection> conn, ErrorCode ec,
+                                               bool inside_request);
 
   runtime::IoPool& pool_;
   const ServerOptions options_;
@@ -541,6 +213,8 @@ void Server::Impl::OnAccepted(const std::shared_ptr<Impl>& self, Socket socket) 
   socket.set_option(tcp::no_delay(true), ec);
   self->accepted_.fetch_add(1, std::memory_order_relaxed);
   auto conn = std::make_shared<Connection>(std::move(socket));
+  if (self->options_.tls)
+    conn->tls = std::make_unique<TlsStream>(conn->socket, *self->options_.tls);
   {
     std::lock_guard lock(self->mu_);
     if (self->stopped_) return;  // the socket closes with conn
@@ -562,14 +236,37 @@ void Server::Impl::OnAccepted(const std::shared_ptr<Impl>& self, Socket socket) 
 asio::awaitable<void> Server::Impl::Reject(std::shared_ptr<Impl> self,
                                            std::shared_ptr<Connection> conn) {
   const size_t limit = self->options_.max_connections;
+  if (!co_await Handshake(self, conn)) co_return;
   co_await FailAndClose(
       self, conn, 503,
       ErrorJson(fmt::format("too many open connections (limit {})", limit), "UNAVAILABLE"), true);
 }
 
+asio::awaitable<bool> Server::Impl::Handshake(std::shared_ptr<Impl> self,
+                                              std::shared_ptr<Connection> conn) {
+  Connection& c = *conn;
+  if (!c.tls) co_return true;
+  SetDeadline(conn, Phase::kReading, self->options_.read_timeout);
+  auto [ec] = co_await c.tls->async_handshake(asio::ssl::stream_base::server, kUse);
+  if (ec) {
+    spdlog::debug("http server: TLS handshake failed: {}", ec.message());
+    ErrorCode ignored;
+    c.socket.close(ignored);
+    co_return false;
+  }
+  co_return true;
+}
+
 asio::awaitable<void> Server::Impl::CloseGracefully(std::shared_ptr<Connection> conn) {
   Connection& c = *conn;
   ErrorCode ec;
+  if (c.tls) {
+    // close_notify, then wait (briefly) for the client's; what it still sends is discarded.
+    SetDeadline(conn, Phase::kLinger, kLingerTimeout);
+    std::tie(ec) = co_await c.tls->async_shutdown(kUse);
+    c.socket.close(ec);
+    co_return;
+  }
   c.socket.shutdown(tcp::socket::shutdown_send, ec);
   if (!ec) {
     SetDeadline(conn, Phase::kLinger, kLingerTimeout);
@@ -595,7 +292,12 @@ asio::awaitable<void> Server::Impl::FailAndClose(std::shared_ptr<Impl> self,
   SetDeadline(conn, Phase::kWriting, self->options_.write_timeout);
   const std::array<asio::const_buffer, 2> buffers{asio::buffer(c.head),
                                                   asio::buffer(response.body)};
-  auto [ec, n] = co_await asio::async_write(c.socket, buffers, kUse);
+  ErrorCode ec;
+  if (c.tls) {
+    std::tie(ec, std::ignore) = co_await asio::async_write(*c.tls, buffers, kUse);
+  } else {
+    std::tie(ec, std::ignore) = co_await asio::async_write(c.socket, buffers, kUse);
+  }
   if (!ec && !c.timed_out && linger) {
     co_await CloseGracefully(conn);
   } else {
@@ -604,10 +306,60 @@ asio::awaitable<void> Server::Impl::FailAndClose(std::shared_ptr<Impl> self,
   }
 }
 
+asio::awaitable<void> Server::Impl::AnswerReadError(std::shared_ptr<Impl> self,
+                                                    std::shared_ptr<Connection> conn, ErrorCode ec,
+                                                    bool inside_request) {
+  Connection& c = *conn;
+  if (self->stopping_.load()) co_return;
+  if (ec == asio::error::operation_aborted && c.timed_out) {
+    if (c.phase == Phase::kReading) {
+      co_await FailAndClose(self, conn, 408,
+                            ErrorJson(fmt::format("request not received within {} ms",
+                                                  self->options_.read_timeout.count()),
+                                      "TIMEOUT"),
+                            true);
+    }
+    co_return;  // an idle connection timed out: close silently
+  }
+  if (ec == bhttp::error::body_limit) {
+    co_await FailAndClose(self, conn, 413,
+                          ErrorJson(fmt::format("request body too large (limit {} bytes)",
+                                                self->options_.max_body_bytes),
+                                    "TOO_LARGE"),
+                          true);
+    co_return;
+  }
+  if (ec == bhttp::error::header_limit) {
+    co_await FailAndClose(self, conn, 431,
+                          ErrorJson(fmt::format("request header too large (limit {} bytes)",
+                                                self->options_.max_header_bytes),
+                                    "TOO_LARGE"),
+                          true);
+    co_return;
+  }
+  if (detail::IsBeastHttpError(ec)) {
+    co_await FailAndClose(
+        self, conn, 400, ErrorJson("malformed request: " + ec.message(), "INVALID_ARGUMENT"), true);
+    co_return;
+  }
+  if ((ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) && inside_request) {
+    // The client closed (or half-closed) in the middle of a request. If it still listens it
+    // learns why; if it is gone the write fails quietly.
+    co_await FailAndClose(self, conn, 400,
+                          ErrorJson("truncated request: the connection was closed before the "
+                                    "request was complete",
+                                    "INVALID_ARGUMENT"),
+                          false);
+    co_return;
+  }
+  co_return;  // EOF between requests, reset, or closed by Stop
+}
+
 asio::awaitable<void> Server::Impl::Serve(std::shared_ptr<Impl> self,
                                           std::shared_ptr<Connection> conn) {
   const ServerOptions& options = self->options_;
   Connection& c = *conn;
+  if (!co_await Handshake(self, conn)) co_return;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser;
   bool first = true;
   for (;;) {
@@ -631,9 +383,16 @@ asio::awaitable<void> Server::Impl::Serve(std::shared_ptr<Impl> self,
         c.buffer.consume(used);
         if (ec == bhttp::error::need_more) ec = {};
         if (ec || parser->is_done()) break;
-        if (!continue_sent && parser->is_header_done() && ExpectsContinue(parser->get())) {
+        if (!continue_sent && parser->is_header_done() && detail::ExpectsContinue(parser->get())) {
           continue_sent = true;
-          auto [wec, wn] = co_await asio::async_write(c.socket, asio::buffer(k100Continue), kUse);
+          ErrorCode wec;
+          if (c.tls) {
+            std::tie(wec, std::ignore) =
+                co_await asio::async_write(*c.tls, asio::buffer(k100Continue), kUse);
+          } else {
+            std::tie(wec, std::ignore) =
+                co_await asio::async_write(c.socket, asio::buffer(k100Continue), kUse);
+          }
           if (wec) co_return;
         }
       }
@@ -641,7 +400,13 @@ asio::awaitable<void> Server::Impl::Serve(std::shared_ptr<Impl> self,
         ec = asio::error::operation_aborted;
         break;
       }
-      auto [rec, n] = co_await c.socket.async_read_some(c.buffer.prepare(c.read_chunk), kUse);
+      ErrorCode rec;
+      size_t n = 0;
+      if (c.tls) {
+        std::tie(rec, n) = co_await c.tls->async_read_some(c.buffer.prepare(c.read_chunk), kUse);
+      } else {
+        std::tie(rec, n) = co_await c.socket.async_read_some(c.buffer.prepare(c.read_chunk), kUse);
+      }
       if (rec) {
         ec = rec;
         break;
@@ -652,50 +417,8 @@ asio::awaitable<void> Server::Impl::Serve(std::shared_ptr<Impl> self,
 
     if (ec) {
       const bool inside_request = parser->got_some() || c.buffer.size() != 0;
-      if (self->stopping_.load()) co_return;
-      if (ec == asio::error::operation_aborted && c.timed_out) {
-        if (c.phase == Phase::kReading) {
-          co_await FailAndClose(self, conn, 408,
-                                ErrorJson(fmt::format("request not received within {} ms",
-                                                      options.read_timeout.count()),
-                                          "TIMEOUT"),
-                                true);
-        }
-        co_return;  // an idle connection timed out: close silently
-      }
-      if (ec == bhttp::error::body_limit) {
-        co_await FailAndClose(self, conn, 413,
-                              ErrorJson(fmt::format("request body too large (limit {} bytes)",
-                                                    options.max_body_bytes),
-                                        "TOO_LARGE"),
-                              true);
-        co_return;
-      }
-      if (ec == bhttp::error::header_limit) {
-        co_await FailAndClose(self, conn, 431,
-                              ErrorJson(fmt::format("request header too large (limit {} bytes)",
-                                                    options.max_header_bytes),
-                                        "TOO_LARGE"),
-                              true);
-        co_return;
-      }
-      if (IsBeastHttpError(ec)) {
-        co_await FailAndClose(self, conn, 400,
-                              ErrorJson("malformed request: " + ec.message(), "INVALID_ARGUMENT"),
-                              true);
-        co_return;
-      }
-      if (ec == asio::error::eof && inside_request) {
-        // The client closed (or half-closed) in the middle of a request. If it still listens it
-        // learns why; if it is gone the write fails quietly.
-        co_await FailAndClose(self, conn, 400,
-                              ErrorJson("truncated request: the connection was closed before the "
-                                        "request was complete",
-                                        "INVALID_ARGUMENT"),
-                              false);
-        co_return;
-      }
-      co_return;  // EOF between requests, reset, or closed by Stop
+      co_await AnswerReadError(self, conn, ec, inside_request);
+      co_return;
     }
 
     // --- Handle it.
@@ -706,7 +429,7 @@ asio::awaitable<void> Server::Impl::Serve(std::shared_ptr<Impl> self,
     c.phase = Phase::kHandling;
     Response response;
     try {
-      response = co_await self->handler_.Handle(MakeRequest(std::move(msg)));
+      response = co_await self->handler_.Handle(detail::MakeRequest(std::move(msg)));
     } catch (const boost::system::system_error& e) {
       if (e.code() == asio::error::operation_aborted && self->stopping_.load()) co_return;
       spdlog::error("http server: handler threw: {}", e.what());
@@ -730,7 +453,12 @@ asio::awaitable<void> Server::Impl::Serve(std::shared_ptr<Impl> self,
     SetDeadline(conn, Phase::kWriting, options.write_timeout);
     const std::array<asio::const_buffer, 2> buffers{
         asio::buffer(c.head), send_body ? asio::buffer(response.body) : asio::const_buffer()};
-    auto [wec, wn] = co_await asio::async_write(c.socket, buffers, kUse);
+    ErrorCode wec;
+    if (c.tls) {
+      std::tie(wec, std::ignore) = co_await asio::async_write(*c.tls, buffers, kUse);
+    } else {
+      std::tie(wec, std::ignore) = co_await asio::async_write(c.socket, buffers, kUse);
+    }
     if (wec || c.timed_out) co_return;
     if (!keep_alive) {
       co_await CloseGracefully(conn);

@@ -10,6 +10,9 @@
 // A connection that sends no byte of a request (a new one within read_timeout, a kept-alive one
 // within idle_timeout) is closed without an answer; so is one that closes between requests.
 //
+// TLS (ServerOptions::tls): the same coroutine per connection over an ssl::stream; the handshake
+// must finish within read_timeout.
+//
 // Thread-safety: Start/Stop from the controlling thread. The handler is called concurrently from
 // every IoPool thread and must be thread-safe.
 #pragma once
@@ -25,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "http/tls.h"
 #include "runtime/io_pool.h"
 #include "util/status.h"
 
@@ -69,6 +73,9 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout{10'000};
   std::chrono::milliseconds idle_timeout{60'000};  // keep-alive connection without a request
   size_t max_connections = 10'000;
+  // Serve HTTPS with this context (MakeServerTlsContext); null = plain HTTP. The handshake counts
+  // against read_timeout; a connection beyond max_connections is answered 503 after it.
+  std::shared_ptr<TlsContext> tls;
 };
 
 class Server {

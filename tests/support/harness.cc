@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <thread>
@@ -41,12 +43,29 @@ asio::awaitable<HttpResult> DoFetch(http::Client* client, http::ClientRequest re
   co_return out;
 }
 
+std::mutex g_fetch_ca_mu;
+std::string g_fetch_ca;  // guarded by g_fetch_ca_mu
+
+std::string FetchCaFile() {
+  std::lock_guard lock(g_fetch_ca_mu);
+  return g_fetch_ca;
+}
+
 struct FetchContext {
   runtime::IoPool pool{1};
-  std::unique_ptr<http::Client> client;
-  FetchContext() {
-    pool.Start();
-    client = std::make_unique<http::Client>(pool.Get(0).get_executor());
+  std::map<std::string, std::unique_ptr<http::Client>> clients;  // by CA file
+  FetchContext() { pool.Start(); }
+  http::Client* ClientFor(const std::string& ca_file) {
+    auto& c = clients[ca_file];
+    if (!c) {
+      http::ClientOptions options;
+      if (!ca_file.empty()) {
+        auto tls = http::MakeClientTlsContext(ca_file);
+        if (tls.ok()) options.tls = *tls;
+      }
+      c = std::make_unique<http::Client>(pool.Get(0).get_executor(), options);
+    }
+    return c.get();
   }
   ~FetchContext() {
     pool.Stop();
@@ -60,6 +79,11 @@ std::string ReadFile(const std::string& path) {
 }
 
 }  // namespace
+
+void SetFetchCaFile(const std::string& path) {
+  std::lock_guard lock(g_fetch_ca_mu);
+  g_fetch_ca = path;
+}
 
 HttpResult HttpFetch(const std::string& method, const std::string& url, const std::string& body,
                      std::chrono::milliseconds timeout) {
@@ -78,8 +102,8 @@ HttpResult HttpFetchWithHeaders(const std::string& method, const std::string& ur
   req.timeout = timeout;
   if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
   for (const auto& h : headers) req.headers.push_back(h);
-  auto fut =
-      asio::co_spawn(ctx.pool.Get(0), DoFetch(ctx.client.get(), std::move(req)), asio::use_future);
+  auto fut = asio::co_spawn(ctx.pool.Get(0), DoFetch(ctx.ClientFor(FetchCaFile()), std::move(req)),
+                            asio::use_future);
   if (fut.wait_for(timeout + std::chrono::seconds(2)) != std::future_status::ready) {
     return {0, "test harness: fetch did not complete"};
   }
@@ -130,7 +154,10 @@ bool ServerProcess::Start(std::chrono::milliseconds timeout) {
   std::vector<std::string> argv_s = {DtxBinary(), "server",
                                      "--listen",  "127.0.0.1:0",
                                      "--store",   postgres ? store_path_ : "sqlite:" + store_path_};
-  for (const auto& a : args_) argv_s.push_back(a);
+  for (const auto& a : args_) {
+    argv_s.push_back(a);
+    if (a == "--tls-cert") scheme_ = "https";
+  }
   int out_fd = ::open(log_path_.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
   if (out_fd < 0) return false;
   pid_t pid = ::fork();
@@ -153,6 +180,10 @@ bool ServerProcess::Start(std::chrono::milliseconds timeout) {
     std::smatch m;
     if (std::regex_search(log, m, ready)) {
       port_ = static_cast<uint16_t>(std::stoi(m[1]));
+      std::smatch a;
+      if (std::regex_search(log, a, std::regex(R"(dtx admin listener ready: [0-9.]+:(\d+))"))) {
+        admin_port_ = static_cast<uint16_t>(std::stoi(a[1]));
+      }
       return true;
     }
     int status = 0;
@@ -191,14 +222,23 @@ int ServerProcess::Terminate(std::chrono::milliseconds timeout) {
   return -2;
 }
 
-std::string ServerProcess::Base() const { return "http://127.0.0.1:" + std::to_string(port_); }
+std::string ServerProcess::Base() const {
+  return scheme_ + "://127.0.0.1:" + std::to_string(port_);
+}
+std::string ServerProcess::AdminBase() const {
+  return scheme_ + "://127.0.0.1:" + std::to_string(admin_port_);
+}
 std::string ServerProcess::Api(const std::string& op) const { return Base() + "/api/dtmsvr/" + op; }
 
-Busi::Busi() {
+Busi::Busi() : Busi(nullptr) {}
+
+Busi::Busi(std::shared_ptr<http::TlsContext> tls) {
   pool_.Start();
   http::ServerOptions opts;
   opts.host = "127.0.0.1";
   opts.port = 0;
+  if (tls) scheme_ = "https";
+  opts.tls = std::move(tls);
   server_ = std::make_unique<http::Server>(pool_, opts, *this);
   Status s = server_->Start();
   DTX_ASSERT(s.ok());
@@ -211,7 +251,7 @@ Busi::~Busi() {
 }
 
 std::string Busi::Url(const std::string& path) const {
-  return "http://127.0.0.1:" + std::to_string(server_->port()) + path;
+  return scheme_ + "://127.0.0.1:" + std::to_string(server_->port()) + path;
 }
 
 void Busi::Script(const std::string& path, std::vector<BusiAnswer> answers) {

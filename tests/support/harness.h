@@ -38,6 +38,10 @@ HttpResult HttpFetchWithHeaders(const std::string& method, const std::string& ur
                                 const std::string& body, const http::HeaderList& headers,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// https:// URLs fetched by HttpFetch* trust the CA certificates in this PEM file (besides the
+// system store) from now on; empty = the system store only.
+void SetFetchCaFile(const std::string& path);
+
 class ServerProcess {
  public:
   // `args` are appended to `dtx server --listen 127.0.0.1:0 --store <store>`, where `store` is a
@@ -53,6 +57,9 @@ class ServerProcess {
   bool running() const { return pid_ > 0; }
   int pid() const { return pid_; }
   uint16_t port() const { return port_; }
+  // The --admin-listen port (0 when the server has no admin listener).
+  uint16_t admin_port() const { return admin_port_; }
+  std::string AdminBase() const;                 // http(s)://127.0.0.1:admin_port
   std::string Api(const std::string& op) const;  // http://127.0.0.1:port/api/dtmsvr/<op>
   std::string Base() const;
   const std::string& log_path() const { return log_path_; }
@@ -62,6 +69,8 @@ class ServerProcess {
   std::vector<std::string> args_;
   int pid_ = -1;
   uint16_t port_ = 0;
+  uint16_t admin_port_ = 0;
+  std::string scheme_ = "http";  // https when started with --tls-cert
   std::string log_path_;
 };
 
@@ -104,6 +113,8 @@ struct BusiCall {
 class Busi final : public http::Handler {
  public:
   Busi();
+  // An https participant when `tls` is set (http::MakeServerTlsContext).
+  explicit Busi(std::shared_ptr<http::TlsContext> tls);
   ~Busi() override;
 
   std::string Url(const std::string& path) const;
@@ -115,6 +126,8 @@ class Busi final : public http::Handler {
   // Calls for one gid in arrival order.
   std::vector<BusiCall> CallsFor(const std::string& gid) const;
   int MaxConcurrent() const;
+  // TCP connections the participant accepted so far (connection reuse by the coordinator).
+  uint64_t AcceptedConnections() const { return server_->accepted_connections(); }
 
   boost::asio::awaitable<http::Response> Handle(http::Request request) override;
 
@@ -128,6 +141,7 @@ class Busi final : public http::Handler {
   int max_in_flight_ = 0;
   runtime::IoPool pool_{2};
   std::unique_ptr<http::Server> server_;
+  std::string scheme_ = "http";
 };
 
 // Query helpers (against a running server).

@@ -24,6 +24,7 @@
 #include "ops/metrics.h"
 #include "runtime/io_pool.h"
 #include "store/store.h"
+#include "tools/dtx/net_flags.h"
 
 namespace dtx::tools {
 namespace {
@@ -49,6 +50,7 @@ struct ServerFlags {
   std::vector<std::string> admin_tokens;  // NAME=TOKEN
   std::string admin_token_file;
   std::vector<std::string> allow_origins;  // web pages allowed to call (browser_guard.h)
+  NetFlags net;                            // TLS, --admin-listen, --api-token, ... (net_flags.h)
 };
 
 // The admin tokens of --admin-token, DTX_ADMIN_TOKEN and --admin-token-file. Tokens never appear
@@ -141,6 +143,13 @@ int RunServer(const ServerFlags& f) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  auto net = PrepareNet(f.net);
+  if (!net.ok()) {
+    spdlog::error("{}", net.status().message());
+    return 2;
+  }
+  server_options.tls = net->server_tls;
+
   auto admin_tokens = LoadAdminTokens(f);
   if (!admin_tokens.ok()) {
     spdlog::error("{}", admin_tokens.status().message());
@@ -184,8 +193,11 @@ int RunServer(const ServerFlags& f) {
     return 2;
   }
   engine_options.settings.legacy_check_back = f.check_back_policy == "legacy";
+  engine::CallerFactory callers = [client = net->client](boost::asio::any_io_executor ex) {
+    return engine::NewHttpBranchCallerWith(std::move(ex), client);
+  };
   auto engine_owner = std::make_unique<engine::Engine>(engine_options, **store, pool,
-                                                       SystemClock::Instance(), &metrics);
+                                                       SystemClock::Instance(), &metrics, callers);
   engine::Engine& engine = *engine_owner;
   api::ApiHandler handler(engine, metrics);
   ops::AdminOptions admin_options;
@@ -195,11 +207,17 @@ int RunServer(const ServerFlags& f) {
   api::AdminRoutes admin_routes(admin_service, *admin_tokens);
   handler.SetAdmin(&admin_routes);
   handler.SetAllowedOrigins(f.allow_origins);
-  auto server_owner = std::make_unique<http::Server>(pool, server_options, handler);
+  handler.SetUrlPolicy(net->url_policy);
+  auto listeners = std::make_unique<NetListeners>(*net, handler);  // net_flags.h
+  auto server_owner =
+      std::make_unique<http::Server>(pool, server_options, listeners->main_handler());
   http::Server& server = *server_owner;
   pool.Start();
-  if (Status s = server.Start(); !s.ok()) {
-    spdlog::error("cannot listen on {}: {}", f.listen, s.ToString());
+  Status admin_started = listeners->StartAdmin(pool, server_options);
+  if (!admin_started.ok()) spdlog::error("{}", admin_started.message());
+  if (Status s = admin_started.ok() ? server.Start() : admin_started; !s.ok()) {
+    if (admin_started.ok()) spdlog::error("cannot listen on {}: {}", f.listen, s.ToString());
+    listeners.reset();
     pool.Stop();
     pool.Join();
     (*store)->Close();
@@ -210,19 +228,22 @@ int RunServer(const ServerFlags& f) {
   }
   engine.Start();
   // The one ready line (tests wait for it and read the port from it).
-  std::printf("dtx server ready: listening on %s:%u, store %s\n", server_options.host.c_str(),
-              static_cast<unsigned>(server.port()), RedactStore(f.store).c_str());
+  std::printf("dtx server ready: listening on %s:%u, store %s%s\n", server_options.host.c_str(),
+              static_cast<unsigned>(server.port()), RedactStore(f.store).c_str(),
+              server_options.tls ? ", https" : "");
   std::fflush(stdout);
 
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("signal {} received, shutting down", sig);
+  listeners->Stop();
   server.Stop();
   engine.Stop();
   pool.Stop();
   pool.Join();
   (*store)->Close();  // drains queued writes; their callbacks post to the stopped contexts
   server_owner.reset();
+  listeners.reset();
   engine.Shutdown();
   pool_owner.reset();  // destroys suspended coroutines while the engine is still alive
   engine_owner.reset();
@@ -355,6 +376,7 @@ void AddServerCommand(CLI::App& app) {
   cmd->add_option("--allow-origin", flags->allow_origins,
                   "ORIGIN (scheme://host:port) whose web pages may call this server (repeatable); "
                   "other browser cross-site requests are refused with 403");
+  AddNetFlags(cmd, flags->net);
   cmd->callback([flags] {
     int rc = RunServer(*flags);
     if (rc != 0) throw CLI::RuntimeError(rc);
