@@ -166,51 +166,6 @@ TEST_F(NetTlsE2E, WithoutTheCaTheBranchFailsWithACertificateErrorAndKeepsRetryin
   EXPECT_EQ(server.Terminate(), 0);
 }
 
-// Notifications go through the same client: an https receiver is verified against --ca-file, and
-// without the CA every attempt fails with the certificate error in the attempt log (issue 11).
-std::string CreateNotification(ServerProcess& server, const std::string& id,
-                               const std::string& url) {
-  const std::string body = R"({"id":")" + id + R"(","url":")" + url +
-                           R"(","payload":"{\"paid\":1}","schedule":[0,0.2,0.2,0.2,0.2]})";
-  auto r = HttpFetch("POST", server.Base() + "/api/dtx/notify", body);
-  EXPECT_EQ(r.status, 200) << r.body;
-  return server.Base() + "/api/dtx/notify/" + id;
-}
-
-TEST_F(NetTlsE2E, HttpsNotificationReceiverIsVerifiedAgainstTheCaFile) {
-  ServerProcess server(dir_ + "/dtx.db", {"--ca-file", Certs().ca, "--log-level", "warn"});
-  ASSERT_TRUE(server.Start());
-  const std::string get = CreateNotification(server, "tls-ntf-ok", busi_->Url("/ntf/ok"));
-  std::string seen;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        seen = HttpFetch("GET", get).body;
-        return seen.find(R"("status":"delivered")") != std::string::npos;
-      },
-      std::chrono::seconds(15)))
-      << seen;
-  EXPECT_EQ(busi_->CallCount("/ntf/ok"), 1u);
-  EXPECT_EQ(server.Terminate(), 0);
-}
-
-TEST_F(NetTlsE2E, HttpsNotificationWithoutTheCaFailsEachAttemptWithTheCertificateError) {
-  ServerProcess server(dir_ + "/dtx.db", {"--cron-interval", "0.1", "--log-level", "warn"});
-  ASSERT_TRUE(server.Start());
-  const std::string get = CreateNotification(server, "tls-ntf-no-ca", busi_->Url("/ntf/nca"));
-  std::string seen;
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        seen = HttpFetch("GET", get).body;
-        return seen.find(R"("status":"failed")") != std::string::npos;
-      },
-      std::chrono::seconds(20)))
-      << seen;
-  EXPECT_NE(seen.find("certificate verify failed"), std::string::npos) << seen;
-  EXPECT_NE(seen.find(R"("n":5)"), std::string::npos) << "all five attempts were made: " << seen;
-  EXPECT_EQ(busi_->CallCount("/ntf/nca"), 0u) << "the receiver never got the payload";
-  EXPECT_EQ(server.Terminate(), 0);
-}
-
 constexpr const char* kAdminToken = "alice-token-0123456789";
 constexpr const char* kApiToken = "sdk-token-0123456789abcd";
 

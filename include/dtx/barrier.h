@@ -190,6 +190,10 @@ class DTX_EXPORT SqliteDb final : public BarrierDb {
   void Rollback() override;
   bool InTransaction() const override;
 
+  /// One cleanup batch (see CleanBarrierTable): deletes at most `limit` rows whose create_time is
+  /// before `horizon`, oldest first, in a transaction of their own; returns how many.
+  /// kInvalidArgument inside a transaction or for a limit outside 1..kMaxBarrierCleanupBatch.
+  Result<int64_t> DeleteBefore(std::chrono::system_clock::time_point horizon, int limit);
   /// Creates the table and its unique index as §4.1 gives them, if missing, in one transaction. The
   /// index is named uniq_barrier for the default table and uniq_\<table\> otherwise (SQLite index
   /// names are per database). Does not check the layout of an existing table.
@@ -205,6 +209,43 @@ class DTX_EXPORT SqliteDb final : public BarrierDb {
 
 /// Free-function spelling of EnsureTable, for symmetry with the rest of the API.
 inline Status EnsureBarrierTable(SqliteDb& db) { return db.EnsureTable(); }
+
+/// Largest batch of a barrier cleanup (rows per delete transaction).
+inline constexpr int kMaxBarrierCleanupBatch = 10'000;
+
+/// Settings of CleanBarrierTable.
+struct DTX_EXPORT BarrierCleanupOptions {
+  /// Rows created before this instant are deleted. It must lie further back than the longest a
+  /// global transaction can stay unfinished (its timeout plus every retry, including an operator's
+  /// manual retry days later): a branch call that arrives after its barrier rows are gone is
+  /// executed again (no idempotency, no null-compensation or anti-hanging protection).
+  std::chrono::system_clock::time_point horizon;
+  /// Rows per delete transaction, 1..kMaxBarrierCleanupBatch: short transactions keep the table's
+  /// locks (SQLite: the write lock) for a moment only, so handlers are not starved.
+  int batch_rows = 1000;
+  /// Batches per call at most (>= 1); what is left waits for the next call.
+  int max_batches = 1000;
+  /// Sleep between two batches (the calling thread sleeps; run it off the request path).
+  std::chrono::milliseconds pause{10};
+};
+
+/// Deletes old barrier rows in batches (rows created before options.horizon), on a connection
+/// outside any transaction; returns how many rows it deleted. Stops at the first database error
+/// (rows deleted by earlier batches stay deleted). Call it periodically, e.g. once an hour with a
+/// horizon of 7 days:
+/// @code
+/// #include <sqlite3.h>
+/// #include <cstdio>
+///   sqlite3* conn = nullptr;
+///   if (sqlite3_open("bank.db", &conn) != SQLITE_OK) return;
+///   dtx::SqliteDb db(conn);
+///   dtx::BarrierCleanupOptions cleanup;
+///   cleanup.horizon = std::chrono::system_clock::now() - std::chrono::hours(24 * 7);
+///   dtx::Result<int64_t> deleted = dtx::CleanBarrierTable(db, cleanup);
+///   if (!deleted.ok()) std::fprintf(stderr, "%s\n", deleted.status().ToString().c_str());
+/// @endcode
+/// PostgreSQL: the same with a dtx::PgDb (dtx/barrier_pg.h).
+DTX_EXPORT Result<int64_t> CleanBarrierTable(SqliteDb& db, const BarrierCleanupOptions& options);
 
 // ---------------------------------------------------------------------------------------------------
 // The barrier

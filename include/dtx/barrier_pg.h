@@ -83,6 +83,12 @@ class DTX_EXPORT PgDb final : public BarrierDb {
   void Rollback() override;
   bool InTransaction() const override;
 
+  /// One cleanup batch (see CleanBarrierTable): deletes at most `limit` rows whose create_time is
+  /// before `horizon`, in a transaction of its own (rows locked by a running handler are skipped);
+  /// returns how many. kInvalidArgument inside a transaction or for a limit outside
+  /// 1..kMaxBarrierCleanupBatch.
+  Result<int64_t> DeleteBefore(std::chrono::system_clock::time_point horizon, int limit);
+
   /// Runs §4.1's PostgreSQL script for this table, in one transaction: create schema (when the
   /// name is qualified), sequence \<table\>_seq, and the table with constraint uniq_barrier, each
   /// "if not exists". Two concurrent first calls may fail with a unique violation: retry.
@@ -98,5 +104,8 @@ class DTX_EXPORT PgDb final : public BarrierDb {
 
 /// Free-function spelling of EnsureTable, for symmetry with dtx/barrier.h.
 inline Status EnsureBarrierTable(PgDb& db) { return db.EnsureTable(); }
+
+/// CleanBarrierTable of dtx/barrier.h on PostgreSQL.
+DTX_EXPORT Result<int64_t> CleanBarrierTable(PgDb& db, const BarrierCleanupOptions& options);
 
 }  // namespace dtx

@@ -264,7 +264,20 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
       co_return Error(404, "NOT_FOUND", fmt::format("no transaction with gid '{}'", parts[1]));
     }
     json::array branches;
-    for (const core::BranchRow& b : (*d)->branches) branches.push_back(BranchJson(b));
+    for (size_t i = 0; i < (*d)->branches.size(); ++i) {
+      json::object b = BranchJson((*d)->branches[i]);
+      json::array calls;
+      for (const core::CallAttempt& a : (*d)->attempts[i]) {
+        calls.push_back(json::object{{"seq", a.seq},
+                                     {"time_ms", a.time_ms},
+                                     {"http_status", a.http_status},
+                                     {"latency_ms", a.latency_ms},
+                                     {"result", a.result},
+                                     {"error", a.error}});
+      }
+      b["calls"] = std::move(calls);  // the newest kMaxAttemptLog; "attempts" counts them all
+      branches.push_back(std::move(b));
+    }
     json::object o{{"transaction", TransJson((*d)->row)},
                    {"branches", std::move(branches)},
                    {"audit", AuditArray((*d)->audit)}};

@@ -342,6 +342,7 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   }
   if (path == "/api/metrics") {
     api = "metrics";
+    co_await engine_.RefreshMonitoring();  // gauges that need a store read (bounded, <= 1/s)
     http::Response r = Json(200, metrics_.Render());
     r.content_type = "text/plain; version=0.0.4";
     co_return r;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/machine.h"
+#include "util/utf8.h"
 
 namespace dtx::core {
 
@@ -85,11 +86,22 @@ class Writer {
       bu.finish_time_ms = now_ms_;
     }
   }
-  void RecordAttempt(size_t i, CallClass c, std::string_view answer) {
+  // `ev` given: the call is also recorded in the row's attempt history (notifications keep their
+  // own log in custom_data instead).
+  void RecordAttempt(size_t i, CallClass c, std::string_view answer, const Event* ev = nullptr) {
     BranchRow& row = snap_.branches[i];
     row.attempts += 1;
     auto& bu = Branch(i);
     bu.attempts = row.attempts;
+    if (ev != nullptr) {
+      CallAttempt& a = bu.new_attempts.emplace_back();
+      a.seq = row.attempts;
+      a.time_ms = now_ms_;
+      a.http_status = ev->http_status;
+      a.latency_ms = std::max<int64_t>(ev->latency_ms, 0);
+      a.result = std::string(ToString(c));
+      if (c != CallClass::kSuccess) a.error = RepairUtf8(Truncate(answer, kMaxAttemptErrorBytes));
+    }
     if (c != CallClass::kSuccess) {
       row.last_error = Truncate(fmt::format("{}: {}", ToString(c), answer), kMaxLastErrorBytes);
       bu.last_error = row.last_error;

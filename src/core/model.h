@@ -114,6 +114,17 @@ struct BranchRow {
   std::string last_error;  // last non-SUCCESS answer, truncated to kMaxLastErrorBytes
 };
 
+// One call of a branch op, kept for operators (issue 13; GET /api/dtx/admin/transactions/{gid}).
+// The store keeps the newest kMaxAttemptLog per branch row; BranchRow::attempts counts them all.
+struct CallAttempt {
+  int64_t seq = 0;      // 1-based: the row's attempts count after this call
+  int64_t time_ms = 0;  // when the answer (or the failure) came
+  int http_status = 0;  // 0 = no answer (connection error, timeout)
+  int64_t latency_ms = 0;
+  std::string result;  // SUCCESS, FAILURE, ONGOING or ERROR (the call's class)
+  std::string error;   // non-SUCCESS: the answer's start, at most kMaxAttemptErrorBytes
+};
+
 // A global transaction with all its branch rows, in creation (id) order.
 struct TransSnapshot {
   GlobalTrans global;
@@ -158,6 +169,9 @@ struct TransUpdate {
     std::optional<int64_t> attempts;  // new absolute value
     std::optional<std::string> last_error;
     std::optional<int64_t> finish_time_ms;
+    // Calls to record in the row's attempt history (appended; the store keeps the newest
+    // kMaxAttemptLog of the row). Written in the same atomic write as the rest of the update.
+    std::vector<CallAttempt> new_attempts;
   };
   std::vector<BranchUpdate> branches;
 };
@@ -169,6 +183,8 @@ inline constexpr size_t kMaxUrlBytes = 1024;
 inline constexpr size_t kMaxCustomDataBytes = 1024;
 inline constexpr size_t kMaxRollbackReasonBytes = 1024;
 inline constexpr size_t kMaxLastErrorBytes = 1024;
+inline constexpr size_t kMaxAttemptLog = 20;             // attempts kept per branch row
+inline constexpr size_t kMaxAttemptErrorBytes = 256;     // CallAttempt::error
 inline constexpr size_t kMaxBinDataBytes = 1024 * 1024;  // per branch payload; DTM/MySQL: 64 KiB
 inline constexpr size_t kMaxSteps = 1000;                // steps per saga/msg
 

@@ -66,7 +66,7 @@ class Saga {
                   "result for a call not in flight");
     round_.in_flight[i] = 0;
     round_.in_flight_count -= 1;
-    w_.RecordAttempt(i, ev.result, ev.answer);
+    w_.RecordAttempt(i, ev.result, ev.answer, &ev);
     const bool is_action = (i % 2) == 1;
     if (ev.result == CallClass::kSuccess) {
       if (row(i).status == BranchStatus::kPrepared) w_.SetBranchStatus(i, BranchStatus::kSucceed);

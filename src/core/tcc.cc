@@ -52,7 +52,7 @@ class Tcc {
                   "result for a call not in flight");
     round_.in_flight[i] = 0;
     round_.in_flight_count -= 1;
-    w_.RecordAttempt(i, ev.result, ev.answer);
+    w_.RecordAttempt(i, ev.result, ev.answer, &ev);
     if (ev.result == CallClass::kSuccess) {
       if (row(i).status == BranchStatus::kPrepared) w_.SetBranchStatus(i, BranchStatus::kSucceed);
       w_.SetWakeup(NextWakeup(CallClass::kSuccess, snap_.global.next_cron_interval_ms, I0(),

@@ -52,6 +52,9 @@ struct EngineOptions {
   std::string alert_webhook;                // POSTed to when a branch keeps failing (§3.6)
   int64_t alert_retry_limit = 3;            // retry count from which alerts fire
   std::string owner;  // lease owner written on claimed rows; empty = host-pid-random
+  // Records every branch call in the store's call history (issue 13; --call-history). Off: only
+  // the attempt count and the last error are kept, as before.
+  bool call_history = true;
 };
 
 using CallerFactory =
@@ -173,6 +176,12 @@ class Engine {
   boost::asio::awaitable<Result<OperatorOutcome>> Operate(OperatorRequest request);
 
   size_t active_transactions() const { return active_count_.load(std::memory_order_relaxed); }
+
+  // monitoring.cc: refreshes the dtx_due_backlog gauge (transactions due now and not leased,
+  // counted up to kDueBacklogCap) with one bounded store read, at most once per second; called
+  // before the metrics are rendered. The gauge reads -1 until the first count.
+  boost::asio::awaitable<void> RefreshMonitoring();
+  static constexpr int64_t kDueBacklogCap = 100'000;
   const EngineOptions& options() const { return options_; }
 
  private:
@@ -284,6 +293,8 @@ class Engine {
   boost::asio::awaitable<void> CallBranch(Shard* shard, ActivePtr active, size_t index,
                                           BranchCallSpec spec);
   void RecordCallMetric(const Active& active, const core::Event& event);
+  // Every participant call goes through here: counted in flight, its latency by host in metrics.
+  boost::asio::awaitable<BranchAnswer> MeteredCall(Shard* shard, BranchCallSpec spec);
   void MaybeAlert(Shard* shard, const Active& active, const core::Event& event, bool indeterminate);
   boost::asio::awaitable<void> SendAlert(Shard* shard, BranchCallSpec alert);
 
@@ -322,6 +333,9 @@ class Engine {
   std::atomic<size_t> active_count_{0};
   std::atomic<size_t> resuming_{0};  // claimed by recovery, round not started yet
   std::atomic<size_t> reserved_{0};  // RoundSlots held: creates whose round has not started yet
+  std::atomic<size_t> calls_in_flight_{0};  // participant calls awaiting an answer
+  std::atomic<int64_t> due_backlog_{-1};    // monitoring.cc
+  std::atomic<int64_t> due_backlog_at_ms_{0};
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};
   std::shared_ptr<CronState> cron_;

@@ -74,7 +74,7 @@ void Engine::StartNotifyCall(Shard* shard, const ActivePtr& a) {
 
 awaitable<void> Engine::CallNotify(Shard* shard, ActivePtr a, BranchCallSpec spec) {
   const int64_t start_ms = clock_.NowMs();
-  BranchAnswer answer = co_await shard->caller->Call(std::move(spec));
+  BranchAnswer answer = co_await MeteredCall(shard, std::move(spec));
   core::Event ev;
   ev.kind = core::Event::Kind::kResult;
   ev.branch_index = 0;
@@ -86,6 +86,7 @@ awaitable<void> Engine::CallNotify(Shard* shard, ActivePtr a, BranchCallSpec spe
   ev.result = ok ? core::CallClass::kSuccess : core::CallClass::kError;
   ev.answer = std::move(answer.body);
   RecordCallMetric(*a, ev);
+  if (metrics_) metrics_->RecordNotification(ok ? "delivered" : "failed");
   a->events.push_back(std::move(ev));
   a->signal.cancel();
 }
@@ -93,6 +94,7 @@ awaitable<void> Engine::CallNotify(Shard* shard, ActivePtr a, BranchCallSpec spe
 void Engine::NotifyStatusCommitted(const Active& a, core::GlobalStatus status) {
   const core::GlobalTrans& g = a.snap.global;
   if (status != core::GlobalStatus::kFailed || g.rollback_reason != core::kNotifyExhausted) return;
+  if (metrics_) metrics_->RecordNotification("exhausted");
   spdlog::warn("notification {}: schedule exhausted, no success from {}", g.gid,
                a.snap.branches.front().url);
   if (options_.alert_webhook.empty()) return;

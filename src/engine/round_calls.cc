@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <chrono>
 
 #include "core/machine.h"
 #include "engine/engine_internal.h"
@@ -79,12 +80,37 @@ awaitable<void> PauseUntil(TimerFactory& timers, int64_t until_ms) {
   co_await timer->WaitUntil(until_ms);
 }
 
+// The participant's host[:port], the label of the latency metric (no scheme, path or credentials).
+std::string HostOf(std::string_view url) {
+  if (auto p = url.find("://"); p != std::string_view::npos) url.remove_prefix(p + 3);
+  url = url.substr(0, url.find_first_of("/?#"));
+  if (auto at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+  return url.empty() ? std::string("unknown") : std::string(url);
+}
+
 }  // namespace
 
-awaitable<void> Engine::CallBranch(Shard* shard, ActivePtr a, size_t index, BranchCallSpec spec) {
+awaitable<BranchAnswer> Engine::MeteredCall(Shard* shard, BranchCallSpec spec) {
+  std::string host = metrics_ ? HostOf(spec.url) : std::string();
+  const auto start = std::chrono::steady_clock::now();
+  calls_in_flight_.fetch_add(1, std::memory_order_relaxed);
   BranchAnswer answer = co_await shard->caller->Call(std::move(spec));
+  calls_in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  if (metrics_) {
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    metrics_->RecordBranchCall(host, took.count());
+  }
+  co_return answer;
+}
+
+awaitable<void> Engine::CallBranch(Shard* shard, ActivePtr a, size_t index, BranchCallSpec spec) {
+  const int64_t start_ms = clock_.NowMs();
+  BranchAnswer answer = co_await MeteredCall(shard, std::move(spec));
+  const int http_status = answer.http_status;
   Classified c =
       Classify(a->snap.global.gid, index, std::move(answer), options_.settings.legacy_check_back);
+  c.event.http_status = http_status;
+  c.event.latency_ms = clock_.NowMs() - start_ms;
   RecordCallMetric(*a, c.event);
   if (c.event.result == core::CallClass::kError) MaybeAlert(shard, *a, c.event, c.indeterminate);
   if (index != core::kCheckBackIndex &&

@@ -56,6 +56,12 @@ Engine::Engine(EngineOptions options, store::Store& store, runtime::IoPool& pool
   if (metrics_) {
     metrics_->AddGauge("dtx_active_transactions", "Transactions with a processing round in memory",
                        [this] { return static_cast<double>(active_transactions()); });
+    metrics_->AddGauge(
+        "dtx_branch_calls_in_flight", "Participant calls awaiting an answer",
+        [this] { return static_cast<double>(calls_in_flight_.load(std::memory_order_relaxed)); });
+    metrics_->AddGauge("dtx_due_backlog",
+                       "Unfinished transactions due now and not leased (counted up to 100000)",
+                       [this] { return static_cast<double>(due_backlog_.load()); });
   }
 }
 
@@ -113,6 +119,9 @@ awaitable<Status> Engine::Create(const core::TransSnapshot& snap) {
 awaitable<Status> Engine::Transition(core::TransUpdate update) {
   DTX_INVARIANT(!core::IsFinal(update.expected_status),
                 "a compare-and-set never moves a final transaction");
+  if (!options_.call_history) {
+    for (auto& b : update.branches) b.new_attempts.clear();
+  }
   co_return co_await AwaitStore<Status>(
       [&](auto cb) { store_.Update(std::move(update), std::move(cb)); });
 }

@@ -161,6 +161,21 @@ awaitable<Result<std::optional<TransDetail>>> AdminService::Show(std::string gid
   TransDetail d;
   d.branches = std::move((*loaded)->branches);
   d.row = Classify(std::move((*loaded)->global));
+  auto attempts = co_await AwaitStore<Result<std::vector<store::AttemptRow>>>(
+      [&](auto cb) { store_.LoadAttempts(gid, std::move(cb)); });
+  d.attempts.resize(d.branches.size());
+  if (attempts.ok()) {
+    for (store::AttemptRow& a : *attempts) {
+      for (size_t i = 0; i < d.branches.size(); ++i) {
+        if (d.branches[i].branch_id == a.branch_id && d.branches[i].op == a.op) {
+          d.attempts[i].push_back(std::move(a.attempt));
+          break;
+        }
+      }
+    }
+  } else if (attempts.status().code() != Code::kUnimplemented) {
+    co_return attempts.status();
+  }
   auto audit = co_await Audit(gid, 100, 0);
   if (!audit.ok()) co_return audit.status();
   d.audit = std::move(*audit);

@@ -94,6 +94,9 @@ struct AdminPage {
 struct TransDetail {
   AdminRow row;
   std::vector<core::BranchRow> branches;
+  // Per branch row (same order as `branches`): its newest calls (core::kMaxAttemptLog), oldest
+  // first; BranchRow::attempts counts all of them. Empty when the store keeps no history.
+  std::vector<std::vector<core::CallAttempt>> attempts;
   std::vector<AuditRecord> audit;  // newest first, at most 100
   std::optional<AuditRecord> resolved;
 };

@@ -21,6 +21,24 @@ std::string Escape(const std::string& v) {
   return out;
 }
 
+// Buckets of a participant call, in seconds: 1 ms .. 30 s (the request timeout is capped below it).
+Histogram* NewCallHistogram() {
+  return new Histogram(
+      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30});
+}
+
+void RenderHistogram(std::string& out, const std::string& name, const std::string& labels,
+                     const Histogram& h) {
+  const Histogram::Snapshot s = h.Read();
+  const std::string sep = labels.empty() ? "" : ",";
+  for (size_t i = 0; i < s.cumulative.size(); ++i) {
+    const std::string le = i < s.bounds.size() ? fmt::format("{}", s.bounds[i]) : "+Inf";
+    out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, le, s.cumulative[i]);
+  }
+  const std::string braces = labels.empty() ? "" : "{" + labels + "}";
+  out += fmt::format("{}_sum{} {}\n{}_count{} {}\n", name, braces, s.sum, name, braces, s.count);
+}
+
 }  // namespace
 
 Metrics::Metrics() {
@@ -43,6 +61,12 @@ Metrics::Metrics() {
   operator_total_.name = "dtx_operator_actions_total";
   operator_total_.help = "Operator actions through the admin API, by action";
   operator_total_.type = "counter";
+  notify_total_.name = "dtx_notification_attempts_total";
+  notify_total_.help = "Notification attempts by outcome (delivered, failed, exhausted)";
+  notify_total_.type = "counter";
+  retention_total_.name = "dtx_retention_deleted_rows_total";
+  retention_total_.help = "Rows deleted by the retention job, by table";
+  retention_total_.type = "counter";
 }
 
 Metrics::Series& Metrics::Get(Family& f, const std::string& labels) {
@@ -88,6 +112,39 @@ void Metrics::RecordOperatorAction(const std::string& action) {
       .count.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::RecordBranchCall(const std::string& host, double seconds) {
+  Histogram* h = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(hosts_mu_);
+    auto it = hosts_.find(host);
+    if (it == hosts_.end()) {
+      // Beyond kMaxHosts distinct hosts (plus "other"), new hosts share one series.
+      const std::string& key = hosts_.size() >= kMaxHosts ? std::string("other") : host;
+      auto& slot = hosts_[key];
+      if (!slot) slot.reset(NewCallHistogram());
+      h = slot.get();
+    } else {
+      h = it->second.get();
+    }
+  }
+  h->Observe(seconds);
+}
+
+void Metrics::RecordNotification(const std::string& outcome) {
+  Get(notify_total_, fmt::format("outcome=\"{}\"", Escape(outcome)))
+      .count.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Metrics::RecordRetentionDeleted(const std::string& table, uint64_t rows) {
+  Get(retention_total_, fmt::format("table=\"{}\"", Escape(table)))
+      .count.fetch_add(rows, std::memory_order_relaxed);
+}
+
+void Metrics::AddHistogram(std::string name, std::string help, const Histogram* h) {
+  std::lock_guard<std::mutex> lock(gauges_mu_);
+  histograms_.push_back({std::move(name), std::move(help), h});
+}
+
 void Metrics::AddGauge(std::string name, std::string help, std::function<double()> read) {
   std::lock_guard<std::mutex> lock(gauges_mu_);
   gauges_.push_back({std::move(name), std::move(help), std::move(read)});
@@ -99,7 +156,7 @@ std::string Metrics::Render() const {
   out += "# TYPE dtm_server_info gauge\n";
   out += "dtm_server_info{gin_version=\"dtx\",grpc_version=\"none\"} 1\n";
   for (const Family* f : {&api_total_, &api_duration_, &trans_total_, &trans_duration_,
-                          &branch_total_, &operator_total_}) {
+                          &branch_total_, &operator_total_, &notify_total_, &retention_total_}) {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f->name, f->help, f->name, f->type);
     std::lock_guard<std::mutex> lock(f->mu);
     for (const auto& [labels, s] : f->series) {
@@ -112,7 +169,22 @@ std::string Metrics::Render() const {
       }
     }
   }
+  {
+    const char* name = "dtx_branch_call_duration_seconds";
+    out += fmt::format(
+        "# HELP {} Participant call latency by host (at most {} hosts, then host=\"other\")\n"
+        "# TYPE {} histogram\n",
+        name, kMaxHosts, name);
+    std::lock_guard<std::mutex> lock(hosts_mu_);
+    for (const auto& [host, h] : hosts_) {
+      RenderHistogram(out, name, fmt::format("host=\"{}\"", Escape(host)), *h);
+    }
+  }
   std::lock_guard<std::mutex> lock(gauges_mu_);
+  for (const auto& e : histograms_) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", e.name, e.help, e.name);
+    RenderHistogram(out, e.name, "", *e.h);
+  }
   for (const auto& g : gauges_) {
     out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", g.name, g.help, g.name, g.name,
                        g.read());

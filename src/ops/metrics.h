@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "util/histogram.h"
+
 namespace dtx::ops {
 
 class Metrics {
@@ -32,6 +34,24 @@ class Metrics {
 
   // dtx_operator_actions_total{action}: operator actions through the admin API (issue 13).
   void RecordOperatorAction(const std::string& action);
+
+  // dtx_branch_call_duration_seconds{host}: the latency of one participant call (branch op,
+  // check-back, notification attempt) by the host:port of its URL. At most kMaxHosts distinct
+  // hosts get a series; calls to further hosts are counted under host="other".
+  void RecordBranchCall(const std::string& host, double seconds);
+  static constexpr size_t kMaxHosts = 100;
+
+  // dtx_notification_attempts_total{outcome}: delivered, failed (to be retried) or exhausted (the
+  // last attempt of the schedule failed).
+  void RecordNotification(const std::string& outcome);
+
+  // dtx_retention_deleted_rows_total{table}: rows deleted by the retention job (transactions,
+  // branches, attempts, audit).
+  void RecordRetentionDeleted(const std::string& table, uint64_t rows);
+
+  // A histogram owned elsewhere (e.g. the store's batch sizes), rendered at exposition time. `h`
+  // must outlive this Metrics.
+  void AddHistogram(std::string name, std::string help, const Histogram* h);
 
   // A gauge read at exposition time (e.g. active transactions, store queue length).
   void AddGauge(std::string name, std::string help, std::function<double()> read);
@@ -62,6 +82,15 @@ class Metrics {
   Family trans_duration_;
   Family branch_total_;
   Family operator_total_;
+  Family notify_total_;
+  Family retention_total_;
+  mutable std::mutex hosts_mu_;
+  std::map<std::string, std::unique_ptr<Histogram>> hosts_;  // guarded by hosts_mu_
+  struct ExternalHistogram {
+    std::string name, help;
+    const Histogram* h;
+  };
+  std::vector<ExternalHistogram> histograms_;  // guarded by gauges_mu_
   struct Gauge {
     std::string name, help;
     std::function<double()> read;

@@ -36,5 +36,65 @@ TEST(MetricsTest, LabelSetsAreBounded) {
   EXPECT_NE(text.find("dtm_branch_process_total{overflow=\"true\"} 50"), std::string::npos);
 }
 
+TEST(MetricsTest, BranchCallHistogramByHost) {
+  Metrics m;
+  m.RecordBranchCall("127.0.0.1:8081", 0.0004);  // first bucket (le=0.001)
+  m.RecordBranchCall("127.0.0.1:8081", 0.2);     // le=0.25
+  m.RecordBranchCall("127.0.0.1:8081", 100);     // beyond every bound: only +Inf
+  std::string text = m.Render();
+  EXPECT_NE(text.find("# TYPE dtx_branch_call_duration_seconds histogram"), std::string::npos);
+  const std::string p = "dtx_branch_call_duration_seconds_bucket{host=\"127.0.0.1:8081\",le=";
+  EXPECT_NE(text.find(p + "\"0.001\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(p + "\"0.1\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(p + "\"0.25\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(p + "\"30\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find(p + "\"+Inf\"} 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("dtx_branch_call_duration_seconds_count{host=\"127.0.0.1:8081\"} 3"),
+            std::string::npos);
+  EXPECT_NE(text.find("dtx_branch_call_duration_seconds_sum{host=\"127.0.0.1:8081\"} 100.2004"),
+            std::string::npos)
+      << text;
+}
+
+TEST(MetricsTest, HostLabelsAreCappedThenOther) {
+  Metrics m;
+  for (size_t i = 0; i < Metrics::kMaxHosts + 7; ++i) {
+    m.RecordBranchCall("h" + std::to_string(i) + ":80", 0.01);
+  }
+  std::string text = m.Render();
+  size_t series = 0;
+  for (size_t at = 0;
+       (at = text.find("dtx_branch_call_duration_seconds_count{", at)) != std::string::npos; ++at) {
+    ++series;
+  }
+  EXPECT_EQ(series, Metrics::kMaxHosts + 1) << "100 hosts and other";
+  EXPECT_NE(text.find("dtx_branch_call_duration_seconds_count{host=\"other\"} 7"),
+            std::string::npos);
+  EXPECT_EQ(text.find("host=\"h100:80\""), std::string::npos);
+}
+
+TEST(MetricsTest, ExternalHistogramCountersAndOutcomes) {
+  Metrics m;
+  Histogram batch({1, 8, 64});
+  batch.Observe(1);
+  batch.Observe(5);
+  batch.Observe(500);
+  m.AddHistogram("dtx_store_batch_ops", "Operations per committed batch", &batch);
+  m.RecordNotification("delivered");
+  m.RecordNotification("failed");
+  m.RecordNotification("failed");
+  m.RecordRetentionDeleted("transactions", 500);
+  m.RecordRetentionDeleted("transactions", 3);
+  std::string text = m.Render();
+  EXPECT_NE(text.find("dtx_store_batch_ops_bucket{le=\"1\"} 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("dtx_store_batch_ops_bucket{le=\"8\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("dtx_store_batch_ops_bucket{le=\"64\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("dtx_store_batch_ops_bucket{le=\"+Inf\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("dtx_store_batch_ops_sum 506\n"), std::string::npos);
+  EXPECT_NE(text.find("dtx_notification_attempts_total{outcome=\"failed\"} 2"), std::string::npos);
+  EXPECT_NE(text.find("dtx_retention_deleted_rows_total{table=\"transactions\"} 503"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace dtx::ops

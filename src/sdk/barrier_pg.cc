@@ -209,4 +209,34 @@ Status PgDb::EnsureTable() {
   return s;
 }
 
+Result<int64_t> PgDb::DeleteBefore(std::chrono::system_clock::time_point horizon, int limit) {
+  if (!usable_.ok()) return usable_;
+  if (Status s = barrier_internal::ValidateCleanupBatch(limit); !s.ok()) return s;
+  if (PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+    return Status::InvalidArgument(
+        "barrier cleanup: the connection is inside a transaction or broken");
+  }
+  // A single statement: its own short transaction. SKIP LOCKED leaves rows that a running
+  // handler holds (they are new anyway) and lets several cleaners run at once.
+  const std::string sql = "delete from " + options_.table + " where id in (select id from " +
+                          options_.table +
+                          " where create_time < to_timestamp($1::double precision / 1000.0) "
+                          "order by id limit $2 for update skip locked)";
+  const int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(horizon.time_since_epoch()).count();
+  const std::string values[] = {std::to_string(ms), std::to_string(limit)};
+  const char* params[] = {values[0].c_str(), values[1].c_str()};
+  PgResult res(PQexecParams(conn_, sql.c_str(), 2, nullptr, params, nullptr, nullptr, 0));
+  if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
+    return PgError(conn_, res.get(), "barrier: cleanup");
+  }
+  return static_cast<int64_t>(std::strtoll(PQcmdTuples(res.get()), nullptr, 10));
+}
+
+Result<int64_t> CleanBarrierTable(PgDb& db, const BarrierCleanupOptions& options) {
+  return barrier_internal::CleanInBatches(
+      [&db](std::chrono::system_clock::time_point h, int n) { return db.DeleteBefore(h, n); },
+      options);
+}
+
 }  // namespace dtx

@@ -188,4 +188,34 @@ Status SqliteDb::EnsureTable() {
   return s;
 }
 
+Result<int64_t> SqliteDb::DeleteBefore(std::chrono::system_clock::time_point horizon, int limit) {
+  if (!usable_.ok()) return usable_;
+  if (Status s = barrier_internal::ValidateCleanupBatch(limit); !s.ok()) return s;
+  if (InTransaction()) {
+    return Status::InvalidArgument("barrier cleanup: the connection is inside a transaction");
+  }
+  // create_time is UTC text 'YYYY-MM-DDTHH:MM:SS.mmmZ' (EnsureTable's default): it sorts like
+  // time. The oldest rows come first in rowid order, so the inner select stops early.
+  const int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(horizon.time_since_epoch()).count();
+  const std::string sql = "delete from " + options_.table + " where rowid in (select rowid from " +
+                          options_.table +
+                          " where create_time < strftime('%Y-%m-%dT%H:%M:%fZ', ?1 / 1000.0, "
+                          "'unixepoch') order by rowid limit ?2)";
+  constexpr std::string_view kWhat = "barrier: cleanup";
+  Result<Stmt> stmt = Prepare(db_, sql, kWhat);
+  if (!stmt.ok()) return stmt.status();
+  sqlite3_bind_int64(stmt->get(), 1, ms);
+  sqlite3_bind_int(stmt->get(), 2, limit);
+  const int rc = sqlite3_step(stmt->get());  // autocommit: its own short write transaction
+  if (rc != SQLITE_DONE) return SqliteError(db_, rc, kWhat);
+  return static_cast<int64_t>(sqlite3_changes(db_));
+}
+
+Result<int64_t> CleanBarrierTable(SqliteDb& db, const BarrierCleanupOptions& options) {
+  return barrier_internal::CleanInBatches(
+      [&db](std::chrono::system_clock::time_point h, int n) { return db.DeleteBefore(h, n); },
+      options);
+}
+
 }  // namespace dtx

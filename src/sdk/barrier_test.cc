@@ -951,6 +951,48 @@ TEST_P(BarrierDbTest, MissingTableIsAnErrorNotASkip) {
 
 // Concurrent Try and Cancel of one branch, several deliveries of each, every one on its own
 // connection: either both business codes ran (Try first) or neither did; never Try after Cancel.
+// CleanBarrierTable deletes rows created before the horizon, in batches of batch_rows, at most
+// max_batches per call, and never a newer row.
+TEST_P(BarrierDbTest, CleanupDeletesOnlyOldRowsInBoundedBatches) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(Deliver(*conn_, "saga", "old-" + std::to_string(i), "action", 1).ok());
+  }
+  ASSERT_TRUE(Deliver(*conn_, "saga", "new-0", "action", 1).ok());
+  const std::string past =
+      GetParam() == "Postgres" ? "2020-01-01 00:00:00+00" : "2020-01-01T00:00:00.000Z";
+  ASSERT_TRUE(conn_
+                  ->Exec("update " + backend_->BarrierTable() + " set create_time = '" + past +
+                         "' where gid like 'old-%'")
+                  .ok());
+  const std::string count = "select count(*) from " + backend_->BarrierTable();
+  ASSERT_EQ(conn_->Int(count), 6);  // one row per delivery: the action's own
+
+  auto clean = [&](int batch_rows, int max_batches) -> Result<int64_t> {
+    BarrierCleanupOptions o;
+    o.horizon = std::chrono::system_clock::now() - std::chrono::hours(1);
+    o.batch_rows = batch_rows;
+    o.max_batches = max_batches;
+    o.pause = std::chrono::milliseconds(0);
+    if (auto* sqlite = dynamic_cast<SqliteDb*>(&conn_->db())) return CleanBarrierTable(*sqlite, o);
+    return CleanBarrierTable(dynamic_cast<PgDb&>(conn_->db()), o);
+  };
+  Result<int64_t> first = clean(2, 1);  // one batch of 2
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(*first, 2);
+  EXPECT_EQ(conn_->Int(count), 4);
+  Result<int64_t> rest = clean(2, 100);  // 2 + 1, then a short batch ends the call
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_EQ(*rest, 3);
+  EXPECT_EQ(conn_->Int(count), 1);
+  EXPECT_EQ(BarrierRows("new-0").size(), 1u) << "a row newer than the horizon is kept";
+  // The kept row still guards its branch: a duplicate delivery does not run the business again.
+  ASSERT_TRUE(Deliver(*conn_, "saga", "new-0", "action", 1).ok());
+  EXPECT_EQ(Runs("new-0", "action"), 1);
+
+  Result<int64_t> bad = clean(kMaxBarrierCleanupBatch + 1, 1);
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+}
+
 TEST_P(BarrierDbTest, ConcurrentTryAndCancelAreConsistent) {
   constexpr int kIterations = 300;
   constexpr int kThreads = 6;  // even: Try, odd: Cancel

@@ -106,7 +106,11 @@ void Sim::OnAck(int node, const std::string& what, const Status& status) {
 void Sim::CheckEnd() {
   for (auto& [gid, tx] : txs) {
     std::optional<core::TransSnapshot> stored = disk.Peek(gid);
-    if (!stored) continue;  // never created (every attempt failed before persisting)
+    if (!stored) {
+      auto r = retained.find(gid);
+      if (r == retained.end()) continue;  // never created (every attempt failed before persisting)
+      stored = r->second;                 // deleted by the retention once final
+    }
     if (!core::IsFinal(stored->global.status)) {
       world.Violation(fmt::format("gid {}: still {} at the end (liveness)", gid,
                                   core::ToString(stored->global.status)));

@@ -46,6 +46,8 @@ class Sim {
   boost::asio::awaitable<void> MsgApp(std::string gid);
   boost::asio::awaitable<void> NotifyApp(std::string gid);
   boost::asio::awaitable<void> OperatorApp();
+  // retention.cc: deletes finished transactions older than a horizon, as --retain-finished does.
+  boost::asio::awaitable<void> RetentionApp();
   boost::asio::awaitable<void> Sleep(int64_t ms);
   // An API call through the (faulty) client network to a random coordinator.
   boost::asio::awaitable<Status> Api(std::string what, Node::Op op);
@@ -67,6 +69,8 @@ class Sim {
   VirtualTimerFactory client_timers;
   std::map<std::string, TxInfo> txs;
   int apps_running = 0;
+  // Transactions the retention deleted: their last stored state, checked at the end instead.
+  std::map<std::string, core::TransSnapshot> retained;
 
  private:
   void Configure(uint64_t seed);

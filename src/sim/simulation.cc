@@ -157,6 +157,7 @@ RunResult Sim::Run() {
     });
   }
   asio::co_spawn(client_ctx, OperatorApp(), asio::detached);
+  asio::co_spawn(client_ctx, RetentionApp(), asio::detached);
   auto all_final = [this] {
     if (world.chaos || apps_running > 0) return false;
     for (const auto& [gid, tx] : txs) {

@@ -59,6 +59,7 @@ struct Counters {
   uint64_t crashes = 0;
   uint64_t pauses = 0;
   uint64_t store_faults = 0;
+  uint64_t retained = 0;  // finished transactions deleted by the retention (retention.cc)
 };
 
 class World {

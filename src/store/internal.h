@@ -69,6 +69,28 @@ inline Status ValidateClaimLimit(const char* what, int limit) {
   return Status::Ok();
 }
 
+inline Status ValidateRetentionLimit(int limit) {
+  if (limit < 1 || limit > kMaxRetentionBatch) {
+    return Status::InvalidArgument("retention batch must be 1.." +
+                                   std::to_string(kMaxRetentionBatch) + ", got " +
+                                   std::to_string(limit));
+  }
+  return Status::Ok();
+}
+
+inline Status ValidateCountCap(int64_t cap) {
+  if (cap < 1 || cap > kMaxCountCap) {
+    return Status::InvalidArgument("count cap must be 1.." + std::to_string(kMaxCountCap));
+  }
+  return Status::Ok();
+}
+
+// Whether a key-value category belongs to `cat` in DeleteKvBefore: `cat` itself or `cat:...`.
+inline bool KvCatMatches(std::string_view row_cat, std::string_view cat) {
+  return row_cat == cat ||
+         (row_cat.size() > cat.size() && row_cat.starts_with(cat) && row_cat[cat.size()] == ':');
+}
+
 inline Status ConflictStatus(const std::string& gid, core::GlobalStatus expected,
                              core::GlobalStatus actual) {
   return Status::Conflict("transaction " + gid + " is " + std::string(core::ToString(actual)) +

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/model.h"
+#include "util/histogram.h"
 #include "util/status.h"
 
 namespace dtx::store {
@@ -84,6 +85,28 @@ struct StoreStats {
   uint64_t commits = 0;        // committed write batches (one fsync / one COMMIT each)
   uint64_t write_ops = 0;      // write operations committed
   uint64_t queued_writes = 0;  // operations waiting for the writer right now
+};
+
+// What one retention batch deleted (Store::DeleteFinished).
+struct RetentionCount {
+  int64_t transactions = 0;  // trans_global rows
+  int64_t branches = 0;      // trans_branch_op rows of those transactions
+};
+
+// One entry of a branch row's call history (Store::LoadAttempts).
+struct AttemptRow {
+  std::string branch_id;
+  std::string op;
+  core::CallAttempt attempt;
+};
+
+// Distributions of the committed write batches (SQLite and PostgreSQL; recorded by the writer
+// threads, read by the metrics at exposition time).
+struct StoreHistograms {
+  Histogram batch_ops{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};  // operations per commit
+  // BEGIN to COMMIT done (applying the batch and its fsync), seconds.
+  Histogram commit_seconds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                           0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
 };
 
 class Store {
@@ -142,6 +165,34 @@ class Store {
   // Counters; cheap, thread-safe.
   virtual StoreStats Stats() const = 0;
 
+  // Batch-size and commit-latency histograms, or nullptr (a store without a batching writer).
+  virtual const StoreHistograms* Histograms() const { return nullptr; }
+
+  // The call history of a transaction's branch rows (TransUpdate::BranchUpdate::new_attempts; the
+  // newest core::kMaxAttemptLog per row), ordered by branch_id, op, seq. Empty for an unknown gid.
+  // A read, like Load. Default: kUnimplemented.
+  virtual void LoadAttempts(std::string gid, Callback<std::vector<AttemptRow>> done);
+
+  // --- Retention and monitoring (issue 13; docs/operations.md "Retention"). The defaults answer
+  // kUnimplemented, for stores that do not offer them.
+
+  // How many transactions recovery could claim now (ClaimDue's condition at now_ms), counting at
+  // most `cap` (1..kMaxCountCap) so that the read is bounded. A read, like List.
+  virtual void CountDue(int64_t now_ms, int64_t cap, Callback<int64_t> done);
+
+  // Deletes at most `limit` (1..kMaxRetentionBatch) finished transactions (succeed or failed)
+  // whose update_time is before `before_ms`, with their branch rows and call history, in one
+  // atomic write; never
+  // an unfinished one, and never the transaction with the highest id (SQLite takes max(id) + 1 for
+  // the next id; keeping the newest keeps ids from being reused). Safe to run on several
+  // coordinators at once (a row deleted by another is simply not counted).
+  virtual void DeleteFinished(int64_t before_ms, int limit, Callback<RetentionCount> done);
+
+  // Deletes at most `limit` (1..kMaxRetentionBatch) key-value rows whose category is `cat` or
+  // starts with `cat` + ":" and whose update_time is before `before_ms`; returns how many.
+  virtual void DeleteKvBefore(std::string cat, int64_t before_ms, int limit,
+                              Callback<int64_t> done);
+
   // Stops accepting work, finishes what is queued, joins the store's threads. Idempotent.
   virtual void Close() = 0;
 };
@@ -149,6 +200,8 @@ class Store {
 // Limits on one request (kInvalidArgument outside them).
 inline constexpr int kMaxListLimit = 1000;    // ListQuery::limit is 1..kMaxListLimit
 inline constexpr int kMaxClaimLimit = 10000;  // ClaimDue / ResetCronTime limit is 1..kMaxClaimLimit
+inline constexpr int kMaxRetentionBatch = 5000;   // DeleteFinished / DeleteKvBefore limit
+inline constexpr int64_t kMaxCountCap = 1000000;  // CountDue cap
 
 struct SqliteOptions {
   std::string path;                   // database file; its directory is created if missing

@@ -1007,6 +1007,184 @@ TEST_P(StoreTest, KvScanPagesOneCategoryByDescendingId) {
   EXPECT_EQ(KvScan(*store_, "c", 0, 0).status().code(), Code::kInvalidArgument);
 }
 
+// --- Retention and the call history (issue 13) ---
+
+Result<RetentionCount> DeleteFinished(Store& s, int64_t before_ms, int limit) {
+  return Await<RetentionCount>(
+      [&](Callback<RetentionCount> cb) { s.DeleteFinished(before_ms, limit, std::move(cb)); });
+}
+Result<std::vector<AttemptRow>> LoadAttempts(Store& s, const std::string& gid) {
+  return Await<std::vector<AttemptRow>>(
+      [&](Callback<std::vector<AttemptRow>> cb) { s.LoadAttempts(gid, std::move(cb)); });
+}
+core::TransSnapshot Finished(const std::string& gid, GlobalStatus status, int64_t update_ms) {
+  core::TransSnapshot t = Trans(gid, status);
+  t.global.update_time_ms = update_ms;
+  return t;
+}
+
+TEST_P(StoreTest, RetentionDeletesOldFinishedTransactionsOnly) {
+  ASSERT_TRUE(Create(*store_, Finished("old-ok", GlobalStatus::kSucceed, 1000)).ok());
+  ASSERT_TRUE(Create(*store_, Finished("old-failed", GlobalStatus::kFailed, 2000)).ok());
+  ASSERT_TRUE(Create(*store_, Finished("old-open", GlobalStatus::kSubmitted, 1000)).ok());
+  ASSERT_TRUE(Create(*store_, Finished("old-aborting", GlobalStatus::kAborting, 1000)).ok());
+  ASSERT_TRUE(Create(*store_, Finished("old-prepared", GlobalStatus::kPrepared, 1000)).ok());
+  ASSERT_TRUE(Create(*store_, Finished("recent", GlobalStatus::kSucceed, 9000)).ok());
+  ASSERT_TRUE(Create(*store_, Finished("newest-id", GlobalStatus::kSucceed, 1000)).ok());
+
+  auto n = DeleteFinished(*store_, 5000, 500);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(n->transactions, 2);
+  EXPECT_EQ(n->branches, 4);  // two rows each
+  for (const char* gone : {"old-ok", "old-failed"}) {
+    auto r = Load(*store_, gone);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r->has_value()) << gone;
+  }
+  for (const char* kept : {"old-open", "old-aborting", "old-prepared", "recent"}) {
+    EXPECT_EQ(MustLoad(kept).branches.size(), 2u) << kept;
+  }
+  // The newest transaction is kept (SQLite's next id is max(id) + 1).
+  EXPECT_EQ(MustLoadGlobal("newest-id").status, GlobalStatus::kSucceed);
+  // Idempotent: nothing left to delete.
+  n = DeleteFinished(*store_, 5000, 500);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n->transactions, 0);
+  // Unfinished ones stay, however old: a claim still finds the open one.
+  auto claimed = Claim(*store_, 1'000'000, 10, 1'100'000, "me");
+  ASSERT_TRUE(claimed.ok());
+  EXPECT_EQ(claimed->size(), 3u);
+}
+
+TEST_P(StoreTest, RetentionBatchLimitIsRespected) {
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_TRUE(
+        Create(*store_, Finished("b" + std::to_string(i), GlobalStatus::kSucceed, 1000 + i)).ok());
+  }
+  ASSERT_TRUE(Create(*store_, Trans("last")).ok());  // the newest id, unfinished
+  std::vector<int64_t> batches;
+  for (int i = 0; i < 5; ++i) {
+    auto n = DeleteFinished(*store_, 5000, 3);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    batches.push_back(n->transactions);
+  }
+  EXPECT_EQ(batches, (std::vector<int64_t>{3, 3, 1, 0, 0}));
+  for (int bad : {0, -1, kMaxRetentionBatch + 1}) {
+    EXPECT_EQ(DeleteFinished(*store_, 5000, bad).status().code(), Code::kInvalidArgument) << bad;
+  }
+}
+
+TEST_P(StoreTest, KvRetentionDeletesOneCategoryAndItsSubcategories) {
+  ASSERT_TRUE(KvPut(*store_, "dtx-audit", "a1", "x", 0, 1000).ok());
+  ASSERT_TRUE(KvPut(*store_, "dtx-audit:g1", "a1", "x", 0, 1000).ok());
+  ASSERT_TRUE(KvPut(*store_, "dtx-audit", "a2", "x", 0, 9000).ok());   // recent
+  ASSERT_TRUE(KvPut(*store_, "dtx-auditx", "a1", "x", 0, 1000).ok());  // another category
+  ASSERT_TRUE(KvPut(*store_, "topics", "t1", "x", 0, 1000).ok());
+  auto n = Await<int64_t>(
+      [&](Callback<int64_t> cb) { store_->DeleteKvBefore("dtx-audit", 5000, 1, std::move(cb)); });
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 1);  // the batch limit
+  n = Await<int64_t>(
+      [&](Callback<int64_t> cb) { store_->DeleteKvBefore("dtx-audit", 5000, 100, std::move(cb)); });
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1);
+  auto rows = Await<std::vector<KvRow>>(
+      [&](Callback<std::vector<KvRow>> cb) { store_->KvQuery("", "", std::move(cb)); });
+  ASSERT_TRUE(rows.ok());
+  std::vector<std::string> left;
+  for (const KvRow& r : *rows) left.push_back(r.cat + "/" + r.k);
+  EXPECT_EQ(left, (std::vector<std::string>{"dtx-audit/a2", "dtx-auditx/a1", "topics/t1"}));
+}
+
+TEST_P(StoreTest, CallHistoryKeepsTheNewestAttemptsPerRowAndGoesWithRetention) {
+  ASSERT_TRUE(Create(*store_, Trans("h1")).ok());
+  const int64_t total = static_cast<int64_t>(core::kMaxAttemptLog) + 5;
+  for (int64_t seq = 1; seq <= total; seq += 5) {  // five calls per update
+    TransUpdate u;
+    u.gid = "h1";
+    u.expected_status = GlobalStatus::kSubmitted;
+    u.update_time_ms = 2000 + seq;
+    auto& b = u.branches.emplace_back();
+    b.branch_id = "01";
+    b.op = "action";
+    b.attempts = seq + 4;
+    for (int64_t k = seq; k < seq + 5; ++k) {
+      b.new_attempts.push_back({.seq = k,
+                                .time_ms = 2000 + k,
+                                .http_status = k == total ? 200 : 500,
+                                .latency_ms = k,
+                                .result = k == total ? "SUCCESS" : "ERROR",
+                                .error = k == total ? "" : "HTTP 500: down " + std::to_string(k)});
+    }
+    ASSERT_TRUE(Update(*store_, u).ok());
+  }
+  // A second row's call, and the same call written twice (an update re-applied after an unknown
+  // outcome): kept once.
+  for (int i = 0; i < 2; ++i) {
+    TransUpdate u;
+    u.gid = "h1";
+    u.expected_status = GlobalStatus::kSubmitted;
+    u.update_time_ms = 3000;
+    auto& b = u.branches.emplace_back();
+    b.branch_id = "01";
+    b.op = "compensate";
+    b.attempts = 1;
+    b.new_attempts.push_back({.seq = 1, .time_ms = 3000, .result = "ERROR", .error = "no answer"});
+    ASSERT_TRUE(Update(*store_, u).ok());
+  }
+  auto rows = LoadAttempts(*store_, "h1");
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), core::kMaxAttemptLog + 1);
+  EXPECT_EQ((*rows)[0].op, "action");
+  EXPECT_EQ((*rows)[0].attempt.seq, total - static_cast<int64_t>(core::kMaxAttemptLog) + 1);
+  const core::CallAttempt& last = (*rows)[core::kMaxAttemptLog - 1].attempt;
+  EXPECT_EQ(last.seq, total);
+  EXPECT_EQ(last.http_status, 200);
+  EXPECT_EQ(last.result, "SUCCESS");
+  EXPECT_EQ(last.latency_ms, total);
+  EXPECT_EQ(last.time_ms, 2000 + total);
+  EXPECT_EQ((*rows)[0].attempt.error, "HTTP 500: down 6");
+  EXPECT_EQ(rows->back().op, "compensate");
+  EXPECT_EQ(rows->back().attempt.error, "no answer");
+  EXPECT_EQ(MustLoad("h1").branches[1].attempts, total);  // the count of all
+
+  TransUpdate fin;
+  fin.gid = "h1";
+  fin.expected_status = GlobalStatus::kSubmitted;
+  fin.new_status = GlobalStatus::kSucceed;
+  fin.update_time_ms = 4000;
+  ASSERT_TRUE(Update(*store_, fin).ok());
+  ASSERT_TRUE(Create(*store_, Trans("newer")).ok());
+  auto n = DeleteFinished(*store_, 5000, 10);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n->transactions, 1);
+  rows = LoadAttempts(*store_, "h1");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_TRUE(rows->empty()) << "the history goes with its transaction";
+}
+
+TEST_P(StoreTest, CountDueCountsWhatRecoveryCouldClaimUpToTheCap) {
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(Create(*store_, Trans("d" + std::to_string(i), GlobalStatus::kSubmitted,
+                                      /*next_cron_time_ms=*/1000 + i))
+                    .ok());
+  }
+  ASSERT_TRUE(Create(*store_, Trans("later", GlobalStatus::kSubmitted, 90'000)).ok());
+  ASSERT_TRUE(Create(*store_, Trans("done", GlobalStatus::kSucceed, 0)).ok());
+  auto count = [&](int64_t now, int64_t cap) {
+    return Await<int64_t>([&](Callback<int64_t> cb) { store_->CountDue(now, cap, std::move(cb)); });
+  };
+  auto n = count(5000, 100);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 4);
+  EXPECT_EQ(*count(5000, 3), 3);
+  EXPECT_EQ(*count(1001, 100), 2);
+  // Claimed: leased, no longer due.
+  ASSERT_TRUE(Claim(*store_, 5000, 2, 60'000, "me").ok());
+  EXPECT_EQ(*count(5000, 100), 2);
+  EXPECT_EQ(count(5000, 0).status().code(), Code::kInvalidArgument);
+}
+
 INSTANTIATE_TEST_SUITE_P(Impls, StoreTest,
                          ::testing::Values(Impl::kMemory, Impl::kSqlite, Impl::kPostgres),
                          [](const ::testing::TestParamInfo<Impl>& i) {
@@ -1325,7 +1503,7 @@ TEST_F(SqliteStoreTest, MigratesVersion2DatabaseKeepingRowsAndIds) {
                   "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name IN "
                   "('trans_global', 'trans_branch_op') AND name NOT LIKE 'sqlite_autoindex%' "
                   "ORDER BY name"),
-            "trans_global_create_time;trans_global_due;trans_global_status;");
+            "trans_global_create_time;trans_global_due;trans_global_finished;trans_global_status;");
   EXPECT_EQ(query(db, "PRAGMA integrity_check"), "ok;");
   // Branch rows now carry their transaction's id, and are found through it.
   EXPECT_EQ(query(db, "SELECT trans_id FROM trans_branch_op WHERE id IN (10, 11, 90) ORDER BY id"),

@@ -186,6 +186,11 @@ def main():
                  10, "the transaction page")
         wait_for(lambda: "payment DB down" in find("#branch-table").text, 10,
                  "the participant's error on the branch")
+        # Every failed call is listed with its HTTP status and the participant's answer (issue 13,
+        # item 2): at least two by now (the first call and a retry).
+        wait_for(lambda: len([r for r in driver.find_elements(By.CSS_SELECTOR, "#calls-table tr.call")
+                              if "500" in r.text and "payment DB down" in r.text]) >= 2, 20,
+                 "two failed calls with HTTP 500 and the error in the calls table")
         shot("console-4-detail.png")
 
         busi.fixed = True  # the payment database is back
@@ -203,6 +208,9 @@ def main():
         took = time.time() - clicked
         wait_for(lambda: "oncall" in find("#d-audit").text and "INC-2231" in find("#d-audit").text,
                  10, "the audit record")
+        wait_for(lambda: any("SUCCESS" in r.text and "200" in r.text for r in
+                             driver.find_elements(By.CSS_SELECTOR, "#calls-table tr.call")), 10,
+                 "the retry's successful call in the calls table")
         shot("console-6-succeeded.png")
         # The retry ran it now: its next backoff was at least 6 s away (3 s doubling).
         assert took < 5, "succeeded %.1f s after the retry: the backoff was not cut" % took

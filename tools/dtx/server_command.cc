@@ -22,6 +22,7 @@
 #include "ops/admin.h"
 #include "ops/auth.h"
 #include "ops/metrics.h"
+#include "ops/retention.h"
 #include "runtime/io_pool.h"
 #include "store/store.h"
 #include "tools/dtx/net_flags.h"
@@ -51,7 +52,52 @@ struct ServerFlags {
   std::string admin_token_file;
   std::vector<std::string> allow_origins;  // web pages allowed to call (browser_guard.h)
   NetFlags net;                            // TLS, --admin-listen, --api-token, ... (net_flags.h)
+  std::string retain_finished = "0";       // DURATION; 0 = keep
+  std::string retain_audit = "90d";
+  int retention_batch = 500;
+  std::string retention_interval = "60s";
+  bool call_history = true;
 };
+
+// A duration like "30d", "12h", "15m", "90s", "250ms" or plain seconds ("3600", "0.5") -> ms.
+Result<int64_t> ParseDurationMs(const std::string& flag, const std::string& text) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (...) {
+    used = 0;
+  }
+  const std::string unit = text.substr(used);
+  double scale = 0;
+  if (unit.empty() || unit == "s") scale = 1000;
+  if (unit == "ms") scale = 1;
+  if (unit == "m") scale = 60'000;
+  if (unit == "h") scale = 3'600'000;
+  if (unit == "d") scale = 86'400'000;
+  constexpr double kMaxMs = 100.0 * 365 * 86'400'000;
+  if (used == 0 || scale == 0 || !(v >= 0) || v * scale > kMaxMs) {
+    return Status::InvalidArgument(flag + ": '" + text +
+                                   "' is not a duration (e.g. 30d, 12h, 15m, 90s, 250ms, 0)");
+  }
+  return static_cast<int64_t>(v * scale + 0.5);
+}
+
+Result<ops::RetentionOptions> RetentionOf(const ServerFlags& f) {
+  ops::RetentionOptions o;
+  auto finished = ParseDurationMs("--retain-finished", f.retain_finished);
+  if (!finished.ok()) return finished.status();
+  auto audit = ParseDurationMs("--retain-audit", f.retain_audit);
+  if (!audit.ok()) return audit.status();
+  auto interval = ParseDurationMs("--retention-interval", f.retention_interval);
+  if (!interval.ok()) return interval.status();
+  o.retain_finished_ms = *finished;
+  o.retain_audit_ms = *audit;
+  o.batch_rows = f.retention_batch;
+  o.interval_ms = *interval;
+  if (Status s = ops::ValidateRetention(o); !s.ok()) return s;
+  return o;
+}
 
 // The admin tokens of --admin-token, DTX_ADMIN_TOKEN and --admin-token-file. Tokens never appear
 // in a message, only their names.
@@ -163,6 +209,12 @@ int RunServer(const ServerFlags& f) {
     spdlog::info("admin API enabled for {} token(s)", admin_tokens->size());
   }
 
+  auto retention_options = RetentionOf(f);
+  if (!retention_options.ok()) {
+    spdlog::error("{}", retention_options.status().message());
+    return 2;
+  }
+
   auto store = store::OpenStore(f.store);
   if (!store.ok()) {
     spdlog::error("cannot open store '{}': {}", RedactStore(f.store), store.status().ToString());
@@ -174,6 +226,14 @@ int RunServer(const ServerFlags& f) {
   auto pool_owner = std::make_unique<runtime::IoPool>(threads);
   runtime::IoPool& pool = *pool_owner;
   ops::Metrics metrics;
+  if (const store::StoreHistograms* h = (*store)->Histograms()) {
+    metrics.AddHistogram("dtx_store_batch_ops", "Write operations per committed store batch",
+                         &h->batch_ops);
+    metrics.AddHistogram("dtx_store_commit_seconds",
+                         "Time of one store batch from BEGIN to COMMIT done (fsync included)",
+                         &h->commit_seconds);
+  }
+  ops::RetentionJob retention(**store, SystemClock::Instance(), &metrics, *retention_options);
   engine::EngineOptions engine_options;
   engine_options.settings.retry_interval_ms = ToMs(f.retry_interval_s);
   engine_options.settings.timeout_to_fail_ms = ToMs(f.timeout_to_fail_s);
@@ -188,6 +248,7 @@ int RunServer(const ServerFlags& f) {
   engine_options.max_active_transactions = f.max_active;
   engine_options.alert_webhook = f.alert_webhook;
   engine_options.alert_retry_limit = f.alert_retry_limit;
+  engine_options.call_history = f.call_history;
   if (f.check_back_policy != "guarded" && f.check_back_policy != "legacy") {
     spdlog::error("--check-back-policy must be guarded or legacy");
     return 2;
@@ -227,6 +288,7 @@ int RunServer(const ServerFlags& f) {
     return 1;
   }
   engine.Start();
+  retention.Start(pool.Get(0).get_executor());
   // The one ready line (tests wait for it and read the port from it).
   std::printf("dtx server ready: listening on %s:%u, store %s%s\n", server_options.host.c_str(),
               static_cast<unsigned>(server.port()), RedactStore(f.store).c_str(),
@@ -239,6 +301,7 @@ int RunServer(const ServerFlags& f) {
   listeners->Stop();
   server.Stop();
   engine.Stop();
+  retention.Stop();
   pool.Stop();
   pool.Join();
   (*store)->Close();  // drains queued writes; their callbacks post to the stopped contexts
@@ -377,6 +440,29 @@ void AddServerCommand(CLI::App& app) {
                   "ORIGIN (scheme://host:port) whose web pages may call this server (repeatable); "
                   "other browser cross-site requests are refused with 403");
   AddNetFlags(cmd, flags->net);
+  cmd->add_option("--retain-finished", flags->retain_finished,
+                  "delete finished transactions (and their branch rows) this long after they "
+                  "finished, e.g. 30d; 0 keeps them")
+      ->envname("DTX_RETAIN_FINISHED")
+      ->capture_default_str();
+  cmd->add_option("--retain-audit", flags->retain_audit,
+                  "delete audit records and resolve marks this long after they were written; 0 "
+                  "keeps them")
+      ->envname("DTX_RETAIN_AUDIT")
+      ->capture_default_str();
+  cmd->add_option("--retention-batch", flags->retention_batch,
+                  "rows deleted per store write by the retention job (1..5000)")
+      ->envname("DTX_RETENTION_BATCH")
+      ->capture_default_str();
+  cmd->add_option("--retention-interval", flags->retention_interval,
+                  "time between two runs of the retention job")
+      ->envname("DTX_RETENTION_INTERVAL")
+      ->capture_default_str();
+  cmd->add_option("--call-history", flags->call_history,
+                  "keep every branch call (time, answer, latency, error; the newest 20 per branch) "
+                  "for the admin API; false keeps only the count and the last error")
+      ->envname("DTX_CALL_HISTORY")
+      ->capture_default_str();
   cmd->callback([flags] {
     int rc = RunServer(*flags);
     if (rc != 0) throw CLI::RuntimeError(rc);

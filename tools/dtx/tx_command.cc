@@ -71,6 +71,29 @@ int RunList(const TxFlags& f) {
   return 0;
 }
 
+// The call history of every branch row: its newest calls (the server keeps 20 per row).
+void PrintCalls(const json::array& branches) {
+  bool header = false;
+  for (const auto& b : branches) {
+    const json::object& o = b.as_object();
+    auto it = o.find("calls");
+    if (it == o.end() || !it->value().is_array()) continue;
+    for (const auto& a : it->value().as_array()) {
+      if (!header) {
+        std::printf("\n%-8s %-10s %5s  %-19s %4s %-8s %8s  %s\n", "BRANCH", "OP", "CALL",
+                    "WHEN (UTC)", "HTTP", "RESULT", "LATENCY", "ERROR");
+        header = true;
+      }
+      const int64_t http = I(a, "http_status");
+      std::printf("%-8s %-10s %5lld  %-19s %4s %-8s %5lld ms  %s\n", S(b, "branch_id").c_str(),
+                  S(b, "op").c_str(), static_cast<long long>(I(a, "seq")),
+                  Time(I(a, "time_ms")).c_str(), http > 0 ? std::to_string(http).c_str() : "-",
+                  S(a, "result").c_str(), static_cast<long long>(I(a, "latency_ms")),
+                  Cut(S(a, "error"), 60).c_str());
+    }
+  }
+}
+
 int RunShow(const TxFlags& f) {
   int rc = 0;
   auto v = Fetch(f.c, "GET", "transactions/" + http::UrlEncode(f.gid), "", &rc);
@@ -94,6 +117,7 @@ int RunShow(const TxFlags& f) {
                 S(b, "status").c_str(), static_cast<long long>(I(b, "attempts")),
                 Cut(S(b, "url"), 40).c_str(), Cut(S(b, "last_error"), 60).c_str());
   }
+  PrintCalls(v->at("branches").as_array());
   PrintAudit(v->at("audit").as_array());
   return 0;
 }

@@ -82,6 +82,7 @@ int RunMany(const Options& o) {
     total.faults += r.counters.faults + r.counters.store_faults;
     total.crashes += r.counters.crashes;
     total.pauses += r.counters.pauses;
+    total.retained += r.counters.retained;
     virtual_s += static_cast<double>(r.virtual_ms) / 1000.0;
     if (r.violations.empty()) continue;
     ++failed;
@@ -97,12 +98,13 @@ int RunMany(const Options& o) {
   const bool mutant = o.mutant != dtx::sim::Mutant::kNone;
   std::printf(
       "dtx-sim%s%s: seeds=%llu transactions=%llu calls=%llu faults=%llu crashes=%llu pauses=%llu "
-      "violations=%llu virtual=%.1fh wall=%.1fs\n",
+      "retained=%llu violations=%llu virtual=%.1fh wall=%.1fs\n",
       mutant ? " --mutant " : "", mutant ? o.mutant_name.c_str() : "",
       static_cast<unsigned long long>(ran), static_cast<unsigned long long>(total.transactions),
       static_cast<unsigned long long>(total.calls), static_cast<unsigned long long>(total.faults),
       static_cast<unsigned long long>(total.crashes), static_cast<unsigned long long>(total.pauses),
-      static_cast<unsigned long long>(failed), virtual_s / 3600.0, wall);
+      static_cast<unsigned long long>(total.retained), static_cast<unsigned long long>(failed),
+      virtual_s / 3600.0, wall);
   if (!o.expect_violation) return failed == 0 ? 0 : 1;
   if (failed == 0) {
     std::printf("NOT CAUGHT: no violation in %llu seeds\n", static_cast<unsigned long long>(ran));

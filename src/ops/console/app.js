@@ -157,7 +157,31 @@ async function loadDetail(gid) {
     }
     body.appendChild(tr);
   }
+  fillCalls($('calls-table').tBodies[0], r.data.branches);
   fillAudit($('d-audit').tBodies[0], r.data.audit, false);
+}
+
+// Every kept call of every branch (time, answer, latency, error excerpt), newest first.
+function fillCalls(body, branches) {
+  const rows = [];
+  for (const b of branches) {
+    for (const c of (b.calls || [])) rows.push({ b, c });
+  }
+  rows.sort((x, y) => y.c.time_ms - x.c.time_ms || y.c.seq - x.c.seq);
+  body.replaceChildren();
+  for (const { b, c } of rows) {
+    const tr = document.createElement('tr');
+    tr.className = 'call';
+    cell(tr, b.branch_id);
+    cell(tr, b.op);
+    cell(tr, '#' + c.seq);
+    cell(tr, time(c.time_ms));
+    cell(tr, c.http_status > 0 ? c.http_status : '-');
+    cell(tr, c.result, c.result === 'SUCCESS' ? 'status-succeed' : 'status-failed');
+    cell(tr, c.latency_ms + ' ms');
+    cell(tr, c.error, 'err');
+    body.appendChild(tr);
+  }
 }
 
 function fillAudit(body, records, withGid) {

@@ -111,6 +111,7 @@ Status MemoryStore::UpdateLocked(const TransUpdate& u) {
     if (bu.attempts) b->attempts = *bu.attempts;
     if (bu.last_error) b->last_error = *bu.last_error;
     if (bu.finish_time_ms) b->finish_time_ms = *bu.finish_time_ms;
+    if (!bu.new_attempts.empty()) RecordAttemptsLocked(u.gid, bu);
     b->update_time_ms = u.update_time_ms;
   }
   return Status::Ok();

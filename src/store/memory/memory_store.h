@@ -47,6 +47,12 @@ class MemoryStore final : public Store {
   void KvDelete(std::string cat, std::string k, DoneCallback done) override;
   StoreStats Stats() const override;
   void Close() override;
+  // memory_retention.cc
+  void LoadAttempts(std::string gid, Callback<std::vector<AttemptRow>> done) override;
+  void CountDue(int64_t now_ms, int64_t cap, Callback<int64_t> done) override;
+  void DeleteFinished(int64_t before_ms, int limit, Callback<RetentionCount> done) override;
+  void DeleteKvBefore(std::string cat, int64_t before_ms, int limit,
+                      Callback<int64_t> done) override;
 
  private:
   // (next_cron_time_ms, id) of every unfinished transaction: the due-work index, the equivalent of
@@ -63,6 +69,8 @@ class MemoryStore final : public Store {
   void Unindex(const core::GlobalTrans& g);
   void Index(const core::GlobalTrans& g);
   void CountWriteLocked(const Status& s);
+  // memory_retention.cc: appends a branch update's new_attempts, keeping the newest kMaxAttemptLog.
+  void RecordAttemptsLocked(const std::string& gid, const TransUpdate::BranchUpdate& bu);
 
   mutable std::mutex mu_;
   bool closed_ = false;
@@ -73,6 +81,10 @@ class MemoryStore final : public Store {
   std::set<DueKey> due_;
   int64_t next_kv_id_ = 1;
   std::map<int64_t, KvRow> kv_;  // by id
+  // Call history: gid -> (branch_id, op) -> attempts by ascending seq.
+  std::unordered_map<std::string,
+                     std::map<std::pair<std::string, std::string>, std::vector<core::CallAttempt>>>
+      attempts_;
   uint64_t commits_ = 0;
   uint64_t write_ops_ = 0;
 };

@@ -248,4 +248,47 @@ void PostgresStore::ReaderLoop(std::unique_ptr<PgConn> conn) {
   }
 }
 
+// Issue 13: the call history and the due backlog (statements in retention.cc).
+void PostgresStore::LoadAttempts(std::string gid, Callback<std::vector<AttemptRow>> done) {
+  SubmitRead<std::vector<AttemptRow>>(
+      std::move(done), [this, gid = std::move(gid)](PgConn& c) -> Result<std::vector<AttemptRow>> {
+        Params p;
+        p.Text(gid);
+        if (!p.nul_free()) return std::vector<AttemptRow>();  // no stored gid has a NUL
+        const Command cmd = Command::Exec(kLoadAttempts, &p);
+        auto r = c.Run(std::span<const Command>(&cmd, 1), IoDeadline());
+        if (!r.ok()) return r.status();
+        const PGresult* rows = r->front().get();
+        if (!pg::ResultOk(rows)) return pg::ErrorStatus(rows, "load attempts");
+        std::vector<AttemptRow> out;
+        for (int i = 0; i < PQntuples(rows); ++i) {
+          AttemptRow& a = out.emplace_back();
+          a.branch_id = pg::GetBytes(rows, i, 0);
+          a.op = pg::GetBytes(rows, i, 1);
+          a.attempt.seq = pg::GetInt(rows, i, 2);
+          a.attempt.time_ms = pg::GetInt(rows, i, 3);
+          a.attempt.http_status = static_cast<int>(pg::GetInt(rows, i, 4));
+          a.attempt.latency_ms = pg::GetInt(rows, i, 5);
+          a.attempt.result = pg::GetBytes(rows, i, 6);
+          a.attempt.error = pg::GetBytes(rows, i, 7);
+        }
+        return out;
+      });
+}
+
+void PostgresStore::CountDue(int64_t now_ms, int64_t cap, Callback<int64_t> done) {
+  if (Status s = internal::ValidateCountCap(cap); !s.ok()) return done(std::move(s));
+  SubmitRead<int64_t>(std::move(done), [this, now_ms, cap](PgConn& c) -> Result<int64_t> {
+    Params p;
+    p.Int(now_ms).Int(cap);
+    const Command cmd = Command::Exec(kCountDue, &p);
+    auto r = c.Run(std::span<const Command>(&cmd, 1), IoDeadline());
+    if (!r.ok()) return r.status();
+    const PGresult* row = r->front().get();
+    if (!pg::ResultOk(row)) return pg::ErrorStatus(row, "count due");
+    if (PQntuples(row) != 1) return UnexpectedShape("count due");
+    return pg::GetInt(row, 0, 0);
+  });
+}
+
 }  // namespace dtx::store::pg_internal

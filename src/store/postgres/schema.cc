@@ -89,8 +89,29 @@ CREATE TABLE kv (
 constexpr std::string_view kMigrationV3[] = {
     "ALTER TABLE trans_global ADD COLUMN lease_until bigint NOT NULL DEFAULT 0",
 };
+// v4 (issue 13): the call history of branch rows (the newest core::kMaxAttemptLog per row,
+// written by the update that records them; deleted with its transaction) and the index of the
+// retention's deletions (finished rows only, by update_time).
+constexpr std::string_view kMigrationV4[] = {
+    R"sql(
+CREATE TABLE trans_branch_attempt (
+  gid         text COLLATE "C" NOT NULL,
+  branch_id   text COLLATE "C" NOT NULL,
+  op          text COLLATE "C" NOT NULL,
+  seq         bigint NOT NULL,
+  call_time   bigint NOT NULL DEFAULT 0,
+  http_status bigint NOT NULL DEFAULT 0,
+  latency_ms  bigint NOT NULL DEFAULT 0,
+  result      text   NOT NULL DEFAULT '',
+  error       text   NOT NULL DEFAULT '',
+  PRIMARY KEY (gid, branch_id, op, seq)
+))sql",
+    R"sql(
+CREATE INDEX trans_global_finished ON trans_global (update_time)
+  WHERE status IN ('succeed', 'failed'))sql",
+};
 constexpr std::span<const std::string_view> kMigrations[] = {kMigrationV1, kMigrationV2,
-                                                             kMigrationV3};
+                                                             kMigrationV3, kMigrationV4};
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion,
               "kPostgresSchemaVersion must equal the number of migration steps");
 

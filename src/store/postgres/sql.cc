@@ -73,7 +73,19 @@ constexpr const char* kUpdateSql =
     "b AS (UPDATE trans_branch_op t SET status = COALESCE(v.status, t.status), "
     "attempts = COALESCE(v.attempts, t.attempts), last_error = COALESCE(v.last_error, "
     "t.last_error), finish_time = COALESCE(v.finish_time, t.finish_time), update_time = $12::int8 "
-    "FROM v, g WHERE t.gid = $1 AND t.branch_id = v.branch_id AND t.op = v.op RETURNING 1) "
+    "FROM v, g WHERE t.gid = $1 AND t.branch_id = v.branch_id AND t.op = v.op RETURNING 1), "
+    // The call history (issue 13): new calls, then the ones beyond the newest 20 of each row
+    // (the DELETE sees the rows stored before this statement; a seq already kept is skipped).
+    "ai AS (INSERT INTO trans_branch_attempt (gid, branch_id, op, seq, call_time, http_status, "
+    "latency_ms, result, error) SELECT $1, a.branch_id, a.op, a.seq, a.call_time, a.http_status, "
+    "a.latency_ms, a.result, a.error FROM unnest($23::text[], $24::text[], $25::int8[], "
+    "$26::int8[], $27::int8[], $28::int8[], $29::text[], $30::text[]) AS a(branch_id, op, seq, "
+    "call_time, http_status, latency_ms, result, error) WHERE EXISTS (SELECT 1 FROM g) "
+    "ON CONFLICT (gid, branch_id, op, seq) DO NOTHING RETURNING 1), "
+    "at AS (DELETE FROM trans_branch_attempt x USING (SELECT branch_id, op, max(seq) AS m FROM "
+    "unnest($23::text[], $24::text[], $25::int8[]) AS a(branch_id, op, seq) GROUP BY branch_id, "
+    "op) t WHERE EXISTS (SELECT 1 FROM g) AND x.gid = $1 AND x.branch_id = t.branch_id AND "
+    "x.op = t.op AND x.seq <= t.m - 20 RETURNING 1) "
     "SELECT (SELECT count(*) FROM g), (SELECT count(*) FROM b), (SELECT status FROM cur), "
     "(SELECT branch_id FROM miss), (SELECT op FROM miss)";
 
@@ -129,7 +141,7 @@ constexpr const char* kResetCronSql =
 }  // namespace
 
 std::vector<Command> WriterPrepares() {
-  return {
+  std::vector<Command> cmds = {
       Command::Prepare(kBegin, "BEGIN"),
       Command::Prepare(kSavepoint, "SAVEPOINT dtx_op"),
       Command::Prepare(kRelease, "RELEASE SAVEPOINT dtx_op"),
@@ -159,10 +171,12 @@ std::vector<Command> WriterPrepares() {
                        "WITH d AS (DELETE FROM kv WHERE cat = $1::text AND k = $2::text "
                        "RETURNING 1) SELECT count(*) FROM d"),
   };
+  for (Command& c : RetentionWriterPrepares()) cmds.push_back(std::move(c));
+  return cmds;
 }
 
 std::vector<Command> ReaderPrepares() {
-  return {
+  std::vector<Command> cmds = {
       Command::Prepare(kBeginRead, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
       Command::Prepare(kCommit, "COMMIT"),
       Command::Prepare(kRollback, "ROLLBACK"),
@@ -179,6 +193,8 @@ std::vector<Command> ReaderPrepares() {
                                     " FROM kv WHERE cat = $1::text AND ($2::int8 = 0 OR id < "
                                     "$2::int8) ORDER BY id DESC LIMIT $3::int8"),
   };
+  for (Command& c : RetentionReaderPrepares()) cmds.push_back(std::move(c));
+  return cmds;
 }
 
 // ---------------------------------------------------------------------------------------------------

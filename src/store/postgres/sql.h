@@ -55,6 +55,10 @@ inline constexpr const char* kKvDelete = "dtx_kv_delete";
 inline constexpr const char* kKvGet = "dtx_kv_get";
 inline constexpr const char* kKvQuery = "dtx_kv_query";
 inline constexpr const char* kKvScan = "dtx_kv_scan";
+inline constexpr const char* kDeleteFinished = "dtx_delete_finished";  // retention.cc
+inline constexpr const char* kDeleteKvBefore = "dtx_delete_kv_before";
+inline constexpr const char* kCountDue = "dtx_count_due";
+inline constexpr const char* kLoadAttempts = "dtx_load_attempts";
 inline constexpr const char* kKvColumns = "id, cat, k, v, version, create_time, update_time";
 
 // The statements each role prepares on a new connection.
@@ -71,5 +75,10 @@ Status UnexpectedShape(std::string_view what);
 Status NulByte(const std::string& gid);
 // The ten arrays of branch rows for BranchRowsUnnest, appended to `p`.
 void AddBranchArrays(const std::vector<core::BranchRow>& rows, Params& p);
+// The eight arrays of the update's call history ($23..$30), appended to `p` (retention.cc).
+void AddAttemptArrays(const std::vector<TransUpdate::BranchUpdate>& rows, Params& p);
+// Retention and the call history (retention.cc): the writer's and the reader's statements.
+std::vector<Command> RetentionWriterPrepares();
+std::vector<Command> RetentionReaderPrepares();
 
 }  // namespace dtx::store::pg_internal

@@ -83,6 +83,13 @@ class PostgresStore final : public Store {
   void KvPut(std::string cat, std::string k, std::string v, int64_t expected_version,
              int64_t now_ms, DoneCallback done) override;
   void KvDelete(std::string cat, std::string k, DoneCallback done) override;
+  // Issue 13 (retention.cc; the reads in reads.cc).
+  void LoadAttempts(std::string gid, Callback<std::vector<AttemptRow>> done) override;
+  void CountDue(int64_t now_ms, int64_t cap, Callback<int64_t> done) override;
+  void DeleteFinished(int64_t before_ms, int limit, Callback<RetentionCount> done) override;
+  void DeleteKvBefore(std::string cat, int64_t before_ms, int limit,
+                      Callback<int64_t> done) override;
+  const StoreHistograms* Histograms() const override { return &histograms_; }
 
   StoreStats Stats() const override {
     return StoreStats{.commits = commits_.load(std::memory_order_relaxed),
@@ -158,6 +165,7 @@ class PostgresStore final : public Store {
   std::condition_variable stop_cv_;
   bool stop_ = false;  // guarded by stop_mu_
 
+  StoreHistograms histograms_;  // observed by the writer threads after each COMMIT
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> write_ops_{0};
   std::atomic<uint64_t> queued_writes_{0};

@@ -67,6 +67,7 @@ void PostgresStore::Update(TransUpdate u, DoneCallback done) {
     if (b.attempts) it->attempts = b.attempts;
     if (b.last_error) it->last_error = std::move(b.last_error);
     if (b.finish_time_ms) it->finish_time_ms = b.finish_time_ms;
+    it->new_attempts.insert(it->new_attempts.end(), b.new_attempts.begin(), b.new_attempts.end());
   }
   WriteOp op;
   op.stmt = kUpdate;
@@ -100,6 +101,7 @@ void PostgresStore::Update(TransUpdate u, DoneCallback done) {
   }
   for (ArrayBuilder* a : {&bid, &opn, &st, &at, &le, &ft}) op.params.Text(std::move(*a).Finish());
   op.params.OptText(u.expected_owner).OptInt(u.due_by_ms).OptText(u.owner).OptInt(u.lease_until_ms);
+  AddAttemptArrays(rows, op.params);  // $23..$30
   if (!op.params.nul_free()) op.pre = NulByte(u.gid);
   op.parse = [gid = u.gid, expected = u.expected_status,
               n = static_cast<int64_t>(rows.size())](const PGresult* r) {
@@ -371,6 +373,7 @@ void PostgresStore::WriterLoop(std::unique_ptr<PgConn> conn) {
 }
 
 void PostgresStore::RunBatch(PgConn& c, std::vector<WriteOp>& batch) {
+  const auto batch_start = std::chrono::steady_clock::now();  // the commit latency histogram
   std::vector<Status> results(batch.size());
   std::vector<size_t> todo;  // ops sent to the database, in batch order
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -500,6 +503,9 @@ void PostgresStore::RunBatch(PgConn& c, std::vector<WriteOp>& batch) {
     for (size_t i : todo) ok_ops += results[i].ok() ? 1 : 0;
     commits_.fetch_add(1, std::memory_order_relaxed);
     write_ops_.fetch_add(ok_ops, std::memory_order_relaxed);
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - batch_start;
+    histograms_.batch_ops.Observe(static_cast<double>(todo.size()));
+    histograms_.commit_seconds.Observe(took.count());
   }
   // Only now, after the commit (or the failure), do the callbacks run.
   for (size_t i = 0; i < batch.size(); ++i) {

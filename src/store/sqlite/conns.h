@@ -36,6 +36,11 @@ class WriterConn {
   Status KvPut(const std::string& cat, const std::string& k, const std::string& v,
                int64_t expected_version, int64_t now_ms);
   Status KvDelete(const std::string& cat, const std::string& k);
+  // retention.cc (issue 13): the call history and the retention.
+  Status PrepareRetention();
+  Status RecordAttempts(const std::string& gid, const TransUpdate::BranchUpdate& b);
+  Status DeleteFinished(int64_t before_ms, int limit, RetentionCount* out);
+  Status DeleteKvBefore(const std::string& cat, int64_t before_ms, int limit, int64_t* out);
 
   // Transaction control; each returns the SQLite result code.
   int Begin() { return Use(begin_).Step(); }
@@ -62,6 +67,8 @@ class WriterConn {
   Stmt insert_global_, insert_branch_, update_global_, select_status_, update_branch_;
   Stmt claim_select_, claim_update_, reset_next_, reset_cron_;
   Stmt kv_insert_, kv_update_, kv_delete_;
+  Stmt attempt_insert_, attempt_trim_, finished_select_, finished_branches_, finished_attempts_,
+      finished_global_, kv_retention_;  // retention.cc
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -78,6 +85,10 @@ class ReaderConn {
   Result<std::optional<KvRow>> KvGet(const std::string& cat, const std::string& k);
   Result<std::vector<KvRow>> KvQuery(const std::string& cat, const std::string& k);
   Result<KvPage> KvScan(const std::string& cat, int64_t before_id, int limit);
+  // retention.cc (issue 13)
+  Status PrepareRetention();
+  Result<int64_t> CountDue(int64_t now_ms, int64_t cap);
+  Result<std::vector<AttemptRow>> LoadAttempts(const std::string& gid);
 
  private:
   Result<std::optional<core::TransSnapshot>> LoadInTxn(const std::string& gid);
@@ -87,6 +98,7 @@ class ReaderConn {
   Db db_;  // declared first: destroyed after the statements
   Stmt begin_, commit_, rollback_, load_global_, load_branches_;
   Stmt kv_get_, kv_query_, kv_scan_;
+  Stmt count_due_, load_attempts_;  // retention.cc
   std::map<unsigned, Stmt> list_;
 };
 

@@ -34,6 +34,7 @@ Result<std::unique_ptr<ReaderConn>> ReaderConn::Open(const SqliteOptions& o) {
   for (const auto& [stmt, sql] : stmts) {
     if (Status s = Stmt::Prepare(r->db(), sql, stmt); !s.ok()) return s;
   }
+  if (Status s = r->PrepareRetention(); !s.ok()) return s;
   return r;
 }
 

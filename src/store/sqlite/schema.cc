@@ -149,6 +149,26 @@ DELETE FROM sqlite_sequence WHERE name IN ('trans_global', 'trans_branch_op');
     R"sql(
 ALTER TABLE trans_global ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // v5 (issue 13): the call history of branch rows (the newest core::kMaxAttemptLog per row,
+    // written by the update that records them; keyed by gid, deleted with its transaction) and
+    // the index of the retention's deletions (finished rows only, by update_time; written with OR
+    // for the reason given at v3).
+    R"sql(
+CREATE TABLE trans_branch_attempt (
+  gid         TEXT    NOT NULL,
+  branch_id   TEXT    NOT NULL,
+  op          TEXT    NOT NULL,
+  seq         INTEGER NOT NULL,
+  call_time   INTEGER NOT NULL DEFAULT 0,
+  http_status INTEGER NOT NULL DEFAULT 0,
+  latency_ms  INTEGER NOT NULL DEFAULT 0,
+  result      TEXT    NOT NULL DEFAULT '',
+  error       TEXT    NOT NULL DEFAULT '',
+  PRIMARY KEY (gid, branch_id, op, seq)
+) WITHOUT ROWID;
+CREATE INDEX trans_global_finished ON trans_global(update_time)
+  WHERE status = 'succeed' OR status = 'failed';
+)sql",
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must equal the number of migration steps");

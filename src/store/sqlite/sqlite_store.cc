@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -145,6 +146,47 @@ class SqliteStore final : public Store {
         done, done);
   }
 
+  // Issue 13: call history, retention, the due backlog (retention.cc has the SQL).
+  void LoadAttempts(std::string gid, Callback<std::vector<AttemptRow>> done) override {
+    SubmitRead<std::vector<AttemptRow>>(
+        std::move(done), [gid = std::move(gid)](ReaderConn& r) { return r.LoadAttempts(gid); });
+  }
+  void CountDue(int64_t now_ms, int64_t cap, Callback<int64_t> done) override {
+    if (Status s = internal::ValidateCountCap(cap); !s.ok()) return done(std::move(s));
+    SubmitRead<int64_t>(std::move(done),
+                        [now_ms, cap](ReaderConn& r) { return r.CountDue(now_ms, cap); });
+  }
+  void DeleteFinished(int64_t before_ms, int limit, Callback<RetentionCount> done) override {
+    if (Status s = internal::ValidateRetentionLimit(limit); !s.ok()) return done(std::move(s));
+    auto count = std::make_shared<RetentionCount>();
+    SubmitWrite([=](WriterConn& w) { return w.DeleteFinished(before_ms, limit, count.get()); },
+                [count, done](Status s) {
+                  if (s.ok()) {
+                    done(*count);
+                  } else {
+                    done(std::move(s));
+                  }
+                },
+                [done](Status s) { done(std::move(s)); });
+  }
+  void DeleteKvBefore(std::string cat, int64_t before_ms, int limit,
+                      Callback<int64_t> done) override {
+    if (Status s = internal::ValidateRetentionLimit(limit); !s.ok()) return done(std::move(s));
+    if (cat.empty()) return done(Status::InvalidArgument("kv retention needs a category"));
+    auto count = std::make_shared<int64_t>(0);
+    SubmitWrite([=, cat = std::move(cat)](
+                    WriterConn& w) { return w.DeleteKvBefore(cat, before_ms, limit, count.get()); },
+                [count, done](Status s) {
+                  if (s.ok()) {
+                    done(*count);
+                  } else {
+                    done(std::move(s));
+                  }
+                },
+                [done](Status s) { done(std::move(s)); });
+  }
+  const StoreHistograms* Histograms() const override { return &histograms_; }
+
   StoreStats Stats() const override {
     return StoreStats{.commits = commits_.load(std::memory_order_relaxed),
                       .write_ops = write_ops_.load(std::memory_order_relaxed),
@@ -188,6 +230,7 @@ class SqliteStore final : public Store {
   std::deque<ReadOp> read_queue_;  // guarded by read_mu_
   bool read_stopping_ = false;     // guarded by read_mu_
 
+  StoreHistograms histograms_;  // observed by the writer thread after each COMMIT
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> write_ops_{0};
   std::atomic<uint64_t> queued_writes_{0};
@@ -318,6 +361,7 @@ void SqliteStore::RunBatch(WriterConn& w, std::vector<WriteOp>& batch) {
     fail_all(Status::IoError(s.message()));
   };
 
+  const auto batch_start = std::chrono::steady_clock::now();  // the commit latency histogram
   if (failed_.load()) {
     std::lock_guard lock(write_mu_);
     fail_all(Status::IoError("store failed earlier and accepts no writes: " + failure_));
@@ -367,6 +411,9 @@ void SqliteStore::RunBatch(WriterConn& w, std::vector<WriteOp>& batch) {
       } else {
         commits_.fetch_add(1, std::memory_order_relaxed);
         write_ops_.fetch_add(ok_ops, std::memory_order_relaxed);
+        const std::chrono::duration<double> took = std::chrono::steady_clock::now() - batch_start;
+        histograms_.batch_ops.Observe(static_cast<double>(batch.size()));
+        histograms_.commit_seconds.Observe(took.count());
       }
     }
   }

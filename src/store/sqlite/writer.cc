@@ -39,6 +39,7 @@ Result<std::unique_ptr<WriterConn>> WriterConn::Open(const SqliteOptions& o) {
   if (Status s = Exec(w->db(), "PRAGMA synchronous=FULL"); !s.ok()) return s;
   if (Status s = w->Migrate(o.path); !s.ok()) return s;
   if (Status s = w->PrepareAll(); !s.ok()) return s;
+  if (Status s = w->PrepareRetention(); !s.ok()) return s;
   return w;
 }
 
@@ -217,6 +218,9 @@ Status WriterConn::Update(const TransUpdate& u) {
     int rc = q.Step();
     if (rc != SQLITE_DONE) return SqlError(db(), rc, "update branch");
     if (sqlite3_changes(db()) == 0) return internal::BranchNotFound(u.gid, b.branch_id, b.op);
+    if (!b.new_attempts.empty()) {
+      if (Status s = RecordAttempts(u.gid, b); !s.ok()) return s;
+    }
   }
   return Status::Ok();
 }
