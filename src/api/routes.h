@@ -50,11 +50,4 @@ class ApiHandler final : public http::Handler {
 // 503, 500).
 http::Response ErrorResponse(const Status& status, std::string_view gid = {});
 
-// A new unique gid: [A-Za-z0-9], 22 characters.
-std::string NewGid();
-
-// Builds the branch rows and global of a saga from a decoded submit request; validates payload
-// count, URLs and custom_data. kInvalidArgument on bad input.
-Result<core::TransSnapshot> BuildSaga(const TransRequest& request);
-
 }  // namespace dtx::api

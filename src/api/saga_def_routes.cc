@@ -9,6 +9,7 @@
 
 #include "api/codec.h"
 #include "api/routes.h"
+#include "api/trans_build.h"
 #include "api/saga_defs.h"
 #include "util/clock.h"
 

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
@@ -13,6 +15,19 @@
 #include "store/store.h"
 
 namespace dtx::store::internal {
+
+// The completion of a write whose operation fills in `value`: `done` gets the value once the write
+// is committed, or the status of its failure.
+template <class T>
+std::function<void(Status)> ValueWhenCommitted(std::shared_ptr<T> value, Callback<T> done) {
+  return [value = std::move(value), done = std::move(done)](Status s) {
+    if (s.ok()) {
+      done(std::move(*value));
+    } else {
+      done(std::move(s));
+    }
+  };
+}
 
 // a + b, clamped to the int64 range (a caller-supplied timeout must not overflow into the past).
 inline int64_t SaturatingAdd(int64_t a, int64_t b) {

@@ -80,13 +80,7 @@ void PostgresStore::DeleteFinished(int64_t before_ms, int limit, Callback<Retent
     count->branches = pg::GetInt(r, 0, 1);
     return Status::Ok();
   };
-  op.complete = [count, done](Status s) {
-    if (s.ok()) {
-      done(*count);
-    } else {
-      done(std::move(s));
-    }
-  };
+  op.complete = internal::ValueWhenCommitted(count, done);
   SubmitWrite(std::move(op), [done](Status s) { done(std::move(s)); });
 }
 
@@ -104,13 +98,7 @@ void PostgresStore::DeleteKvBefore(std::string cat, int64_t before_ms, int limit
     *count = pg::GetInt(r, 0, 0);
     return Status::Ok();
   };
-  op.complete = [count, done](Status s) {
-    if (s.ok()) {
-      done(*count);
-    } else {
-      done(std::move(s));
-    }
-  };
+  op.complete = internal::ValueWhenCommitted(count, done);
   SubmitWrite(std::move(op), [done](Status s) { done(std::move(s)); });
 }
 

@@ -165,13 +165,7 @@ void PostgresStore::ClaimDue(int64_t now_ms, int limit, int64_t lease_until_ms, 
     for (int i = 0; i < PQntuples(r); ++i) gids->push_back(pg::GetBytes(r, i, 0));
     return Status::Ok();
   };
-  op.complete = [gids, done](Status s) {
-    if (s.ok()) {
-      done(std::move(*gids));
-    } else {
-      done(std::move(s));
-    }
-  };
+  op.complete = internal::ValueWhenCommitted(gids, done);
   SubmitWrite(std::move(op), [done](Status s) { done(std::move(s)); });
 }
 
@@ -203,13 +197,7 @@ void PostgresStore::ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit,
     *changed = pg::GetInt(r, 0, 0);
     return Status::Ok();
   };
-  op.complete = [changed, done](Status s) {
-    if (s.ok()) {
-      done(*changed);
-    } else {
-      done(std::move(s));
-    }
-  };
+  op.complete = internal::ValueWhenCommitted(changed, done);
   SubmitWrite(std::move(op), [done](Status s) { done(std::move(s)); });
 }
 

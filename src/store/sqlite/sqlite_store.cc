@@ -66,14 +66,7 @@ class SqliteStore final : public Store {
           gids->clear();
           return w.ClaimDue(now_ms, limit, lease_until_ms, owner, gids.get());
         },
-        [gids, done](Status s) {
-          if (s.ok()) {
-            done(std::move(*gids));
-          } else {
-            done(std::move(s));
-          }
-        },
-        [done](Status s) { done(std::move(s)); });
+        internal::ValueWhenCommitted(gids, done), [done](Status s) { done(std::move(s)); });
   }
 
   void ResetNextCronTime(std::string gid, int64_t now_ms, DoneCallback done) override {
@@ -90,14 +83,7 @@ class SqliteStore final : public Store {
     auto changed = std::make_shared<int64_t>(0);
     SubmitWrite(
         [=](WriterConn& w) { return w.ResetCronTime(now_ms, timeout_ms, limit, changed.get()); },
-        [changed, done](Status s) {
-          if (s.ok()) {
-            done(*changed);
-          } else {
-            done(std::move(s));
-          }
-        },
-        [done](Status s) { done(std::move(s)); });
+        internal::ValueWhenCommitted(changed, done), [done](Status s) { done(std::move(s)); });
   }
 
   void Load(std::string gid, Callback<std::optional<core::TransSnapshot>> done) override {
@@ -160,13 +146,7 @@ class SqliteStore final : public Store {
     if (Status s = internal::ValidateRetentionLimit(limit); !s.ok()) return done(std::move(s));
     auto count = std::make_shared<RetentionCount>();
     SubmitWrite([=](WriterConn& w) { return w.DeleteFinished(before_ms, limit, count.get()); },
-                [count, done](Status s) {
-                  if (s.ok()) {
-                    done(*count);
-                  } else {
-                    done(std::move(s));
-                  }
-                },
+                internal::ValueWhenCommitted(count, done),
                 [done](Status s) { done(std::move(s)); });
   }
   void DeleteKvBefore(std::string cat, int64_t before_ms, int limit,
@@ -174,16 +154,11 @@ class SqliteStore final : public Store {
     if (Status s = internal::ValidateRetentionLimit(limit); !s.ok()) return done(std::move(s));
     if (cat.empty()) return done(Status::InvalidArgument("kv retention needs a category"));
     auto count = std::make_shared<int64_t>(0);
-    SubmitWrite([=, cat = std::move(cat)](
-                    WriterConn& w) { return w.DeleteKvBefore(cat, before_ms, limit, count.get()); },
-                [count, done](Status s) {
-                  if (s.ok()) {
-                    done(*count);
-                  } else {
-                    done(std::move(s));
-                  }
-                },
-                [done](Status s) { done(std::move(s)); });
+    SubmitWrite(
+        [=, cat = std::move(cat)](WriterConn& w) {
+          return w.DeleteKvBefore(cat, before_ms, limit, count.get());
+        },
+        internal::ValueWhenCommitted(count, done), [done](Status s) { done(std::move(s)); });
   }
   const StoreHistograms* Histograms() const override { return &histograms_; }
 
