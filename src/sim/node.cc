@@ -38,7 +38,7 @@ void Node::Start() {
   o.settings.max_retry_interval_ms = c.max_retry_interval_ms;
   o.cron_interval_ms = c.cron_interval_ms;
   o.claim_batch = 16;
-  o.max_active_transactions = 64;
+  o.max_active_transactions = c.max_active_transactions;
   o.owner = fmt::format("n{}.{}", index_, incarnation_);
   pool_ = std::make_unique<runtime::IoPool>(1);
   store_ = std::make_unique<SimStore>(world_, disk_, index_);
