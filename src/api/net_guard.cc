@@ -27,17 +27,6 @@ http::Response Refusal(int status, std::string_view code, std::string_view messa
   return r;
 }
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 Status Refused(std::string_view field, const Status& why) {
   return Status::InvalidArgument(std::string(field) + ": " + why.message());
 }
@@ -88,21 +77,6 @@ Status CheckRowUrls(const std::vector<core::BranchRow>& rows, const http::UrlPol
   for (const core::BranchRow& row : rows) {
     if (row.url.empty()) continue;
     if (Status s = policy.CheckUrl(row.url); !s.ok()) return Refused(row.op + " url", s);
-  }
-  return Status::Ok();
-}
-
-Status CheckNotifyUrls(std::string_view body, const http::UrlPolicy& policy) {
-  boost::system::error_code ec;
-  const json::value v = json::parse(body, ec);
-  if (ec || !v.is_object()) return Status::Ok();
-  for (const auto& [key, value] : v.get_object()) {
-    if (!value.is_string() || value.get_string().empty()) continue;
-    if (IEquals(key, "url") || IEquals(key, "query_prepared")) {
-      if (Status s = policy.CheckUrl(std::string_view(value.get_string())); !s.ok()) {
-        return Refused(key, s);
-      }
-    }
   }
   return Status::Ok();
 }

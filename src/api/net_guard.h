@@ -49,9 +49,5 @@ bool IsProtectedApiPath(std::string_view path);
 Status CheckSnapshotUrls(const core::TransSnapshot& snapshot, const http::UrlPolicy& policy);
 // The branch rows of a registerBranch.
 Status CheckRowUrls(const std::vector<core::BranchRow>& rows, const http::UrlPolicy& policy);
-// The url and query_prepared of a notification create/prepare body (keys matched as the codec
-// does: exactly or case-insensitively). A body that is not a JSON object passes (the route refuses
-// it).
-Status CheckNotifyUrls(std::string_view body, const http::UrlPolicy& policy);
 
 }  // namespace dtx::api

@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "api/codec.h"
+#include "api/net_guard.h"
 #include "api/routes.h"
 #include "core/notify.h"
 #include "http/client.h"
@@ -195,8 +196,8 @@ Status CheckUrl(std::string_view field, const std::string& url) {
     return Bad(fmt::format("{}: over {} bytes", field, core::kMaxUrlBytes));
   }
   if (!http::ParseHttpUrl(url).ok()) {
-    return Bad(fmt::format("{}: '{}' is not an http:// URL (https: put a TLS proxy in front)",
-                           field, url.substr(0, 200)));
+    return Bad(
+        fmt::format("{}: '{}' is not an http:// or https:// URL", field, url.substr(0, 200)));
   }
   return Status::Ok();
 }
@@ -397,7 +398,7 @@ bool IsNotifyPath(std::string_view path) {
 void RedactNotify(core::GlobalTrans& g) { core::RedactNotifySecret(g); }
 
 awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Request& req,
-                                       std::string& api) {
+                                       std::string& api, const http::UrlPolicy* url_policy) {
   const bool is_get = req.method == "GET";
   const bool is_post = req.method == "POST";
   std::string_view rest = std::string_view(req.path).substr(kNotifyPrefix.size());
@@ -418,6 +419,11 @@ awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Reque
     Result<NotifyCreate> create =
         BuildNotify(req.body, two_phase, engine.options().settings.request_timeout_ms);
     if (!create.ok()) co_return ErrorResponse(create.status());
+    if (url_policy != nullptr) {  // the SSRF guard (net_guard.h)
+      if (Status s = CheckSnapshotUrls(create->snap, *url_policy); !s.ok()) {
+        co_return ErrorResponse(s);
+      }
+    }
     const std::string id = create->snap.global.gid;
     Status s = co_await engine.CreateNotify(std::move(create->snap), std::move(create->state));
     if (!s.ok()) co_return ErrorResponse(s, id);

@@ -17,6 +17,7 @@
 #include "core/notify.h"
 #include "engine/engine.h"
 #include "http/server.h"
+#include "http/url_policy.h"
 #include "util/status.h"
 
 namespace dtx::api {
@@ -25,9 +26,12 @@ inline constexpr std::string_view kNotifyPrefix = "/api/dtx/notify";
 
 bool IsNotifyPath(std::string_view path);
 
-// Answers a request whose path IsNotifyPath; `api` is set to the metrics label.
+// Answers a request whose path IsNotifyPath; `api` is set to the metrics label. With a
+// `url_policy` (the SSRF guard), a notification whose url or query_prepared it refuses is answered
+// 400 before anything is stored.
 boost::asio::awaitable<http::Response> HandleNotify(engine::Engine& engine,
-                                                    const http::Request& request, std::string& api);
+                                                    const http::Request& request, std::string& api,
+                                                    const http::UrlPolicy* url_policy = nullptr);
 
 // Removes the secret from a notification's custom_data (DTM's query and all routes return
 // custom_data). No-op for other transactions.

@@ -123,10 +123,9 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     api = "json-rpc";
     co_return ErrorResponse(Status::Unimplemented("JSON-RPC is not supported yet"));
   }
-  if (IsNotifyPath(path) && url_policy_ && req.method == "POST") {  // the SSRF guard
-    if (Status s = CheckNotifyUrls(req.body, *url_policy_); !s.ok()) co_return ErrorResponse(s);
+  if (IsNotifyPath(path)) {  // notify_routes.cc
+    co_return co_await HandleNotify(engine_, req, api, url_policy_.get());
   }
-  if (IsNotifyPath(path)) co_return co_await HandleNotify(engine_, req, api);  // notify_routes.cc
   if (IsSagaDefPath(path))
     co_return co_await HandleSagaDefs(engine_, req, api);  // saga_def_routes.cc
   if (path.rfind(kPrefix, 0) != 0) {
