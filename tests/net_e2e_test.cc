@@ -399,6 +399,65 @@ TEST_F(NetSsrf, OutsideUrlsAreRefusedBeforeAnythingIsStored) {
   EXPECT_FALSE(Stored("ssrf-notify"));
 }
 
+// A saga definition (PUT /api/dtx/sagas/{name}) is held to the list at PUT: a step URL outside it
+// is answered 400 naming the step and the URL, and nothing is stored.
+TEST_F(NetSsrf, SagaDefinitionOutsideTheListIsRefusedAtPut) {
+  const std::string sagas = server_->Base() + "/api/dtx/sagas/";
+  auto def = [](const std::string& action, const std::string& compensate) {
+    return json::serialize(json::object{
+        {"steps", json::array{json::object{
+                      {"name", "charge"}, {"action", action}, {"compensate", compensate}}}}});
+  };
+  auto bad =
+      HttpFetch("PUT", sagas + "ssrf-def", def("http://10.1.2.3/charge", busi_->Url("/d/c")));
+  ExpectRefused(bad, "definition action");
+  EXPECT_NE(bad.body.find("step charge action url http://10.1.2.3/charge"), std::string::npos)
+      << bad.body;
+  auto comp = HttpFetch("PUT", sagas + "ssrf-def",
+                        def(busi_->Url("/d/a"), "http://169.254.169.254/latest/meta-data/"));
+  ExpectRefused(comp, "definition compensation");
+  EXPECT_NE(comp.body.find("step charge compensate url http://169.254.169.254"), std::string::npos)
+      << comp.body;
+  EXPECT_EQ(HttpFetch("GET", sagas + "ssrf-def").status, 404);  // nothing stored
+  // On the list: stored, and a submit by name runs it.
+  ASSERT_EQ(
+      HttpFetch("PUT", sagas + "ssrf-def", def(busi_->Url("/d/a"), busi_->Url("/d/c"))).status,
+      200);
+  auto sub = HttpFetch("POST", sagas + "ssrf-def/submit",
+                       R"({"gid":"ssrf-def-1","payloads":{"charge":"{}"},"wait_result":true})");
+  ASSERT_EQ(sub.status, 200) << sub.body;
+  EXPECT_EQ(WaitStatus(*server_, "ssrf-def-1", {"succeed"}).status, "succeed");
+}
+
+// A definition stored before the list was narrowed is checked again at every submit by name: 400
+// naming the URL, nothing stored (the list at the submit is what counts, as for a plain submit).
+TEST(NetSsrfSagaDef, SubmitByNameIsCheckedAgainstTheListOfTheSubmit) {
+  const std::string dir = TempDir("net-ssrf-def");
+  const std::string def = json::serialize(json::object{
+      {"services", json::object{{"pay", "http://10.77.0.1:8081/api"}}},
+      {"steps", json::array{json::object{{"name", "charge"}, {"action", "{pay}/charge"}}}}});
+  {
+    ServerProcess open(dir + "/dtx.db", {"--log-level", "warn"});  // no list yet
+    ASSERT_TRUE(open.Start());
+    auto put = HttpFetch("PUT", open.Base() + "/api/dtx/sagas/pay", def);
+    ASSERT_EQ(put.status, 200) << put.body;
+    EXPECT_EQ(open.Terminate(), 0);
+  }
+  ServerProcess guarded(dir + "/dtx.db",
+                        {"--branch-url-allow", "127.0.0.1", "--log-level", "warn"});
+  ASSERT_TRUE(guarded.Start());
+  auto sub = HttpFetch("POST", guarded.Base() + "/api/dtx/sagas/pay/submit",
+                       R"({"gid":"ssrf-def-old","payloads":{"charge":"{}"}})");
+  EXPECT_EQ(sub.status, 400) << sub.body;
+  EXPECT_NE(sub.body.find("saga pay version 1: step charge action url "
+                          "http://10.77.0.1:8081/api/charge"),
+            std::string::npos)
+      << sub.body;
+  EXPECT_NE(sub.body.find("--branch-url-allow"), std::string::npos) << sub.body;
+  EXPECT_FALSE(QueryTrans(guarded, "ssrf-def-old").found);
+  EXPECT_EQ(guarded.Terminate(), 0);
+}
+
 TEST(NetSsrfRebind, NameResolvingToAnInternalAddressIsRefusedAtCallTime) {
   // "localhost" is on the list by name, but it resolves to a non-public address that no CIDR
   // admits: what a DNS-rebinding attacker's name would do.

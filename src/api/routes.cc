@@ -127,7 +127,7 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     co_return co_await HandleNotify(engine_, req, api, url_policy_.get());
   }
   if (IsSagaDefPath(path))
-    co_return co_await HandleSagaDefs(engine_, req, api);  // saga_def_routes.cc
+    co_return co_await HandleSagaDefs(engine_, req, api, url_policy_.get());  // saga_def_routes.cc
   if (path.rfind(kPrefix, 0) != 0) {
     co_return Json(404,
                    ErrorBody(fmt::format("no route for {} {}", req.method, path), "NOT_FOUND"));

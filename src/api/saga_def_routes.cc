@@ -8,9 +8,10 @@
 #include <optional>
 
 #include "api/codec.h"
+#include "api/net_guard.h"
 #include "api/routes.h"
-#include "api/trans_build.h"
 #include "api/saga_defs.h"
+#include "api/trans_build.h"
 #include "util/clock.h"
 
 // GCC 12 reports a false -Wmismatched-new-delete for Asio's awaitable frames (GCC bug 109224; see
@@ -66,10 +67,29 @@ awaitable<Result<std::optional<store::KvRow>>> ReadRow(engine::Engine& engine,
   co_return std::optional<store::KvRow>(std::move(rows->front()));
 }
 
+// The SSRF guard (--branch-url-allow) on every step's URLs: kInvalidArgument naming the step and
+// the URL. Checked at PUT (a definition that could never run is refused) and again at every
+// submit by name (the list may have changed since the PUT; a stored definition gets no pass).
+Status CheckDefinitionUrls(const SagaDefinition& def, const http::UrlPolicy* policy) {
+  if (policy == nullptr) return Status::Ok();
+  for (const SagaDefStep& step : def.steps) {
+    for (const std::string* url : {&step.action, &step.compensate}) {
+      if (url->empty()) continue;
+      if (Status s = policy->CheckUrl(*url); !s.ok()) {
+        return Status::InvalidArgument(fmt::format("step {} {} url {}: {}", step.name,
+                                                   url == &step.action ? "action" : "compensate",
+                                                   *url, s.message()));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 awaitable<http::Response> Put(engine::Engine& engine, const std::string& name,
-                              const std::string& body) {
+                              const std::string& body, const http::UrlPolicy* policy) {
   auto def = ParseSagaDefinition(body, engine.options().settings.max_retry_limit);
   if (!def.ok()) co_return ErrorResponse(def.status());
+  if (Status s = CheckDefinitionUrls(*def, policy); !s.ok()) co_return ErrorResponse(s);
   json::value definition = json::parse(body);  // valid: ParseSagaDefinition parsed it
   for (int attempt = 0; attempt < kPutAttempts; ++attempt) {
     auto row = co_await ReadRow(engine, name);
@@ -140,7 +160,7 @@ awaitable<http::Response> List(engine::Engine& engine, const http::Request& req)
 }
 
 awaitable<http::Response> Submit(engine::Engine& engine, const std::string& name,
-                                 const std::string& body) {
+                                 const std::string& body, const http::UrlPolicy* policy) {
   auto row = co_await ReadRow(engine, name);
   if (!row.ok()) co_return ErrorResponse(row.status());
   json::array versions = *row ? StoredVersions((**row).v) : json::array();
@@ -155,6 +175,10 @@ awaitable<http::Response> Submit(engine::Engine& engine, const std::string& name
   if (!def.ok()) {
     co_return ErrorResponse(Status::InvalidArgument(fmt::format(
         "saga {} version {} no longer validates: {}", name, version, def.status().message())));
+  }
+  if (Status s = CheckDefinitionUrls(*def, policy); !s.ok()) {
+    co_return ErrorResponse(
+        Status::InvalidArgument(fmt::format("saga {} version {}: {}", name, version, s.message())));
   }
   auto request = BuildSubmitByName(*def, name, version, body, NewGid());
   if (!request.ok()) co_return ErrorResponse(request.status());
@@ -178,7 +202,7 @@ bool IsSagaDefPath(std::string_view path) {
 }
 
 awaitable<http::Response> HandleSagaDefs(engine::Engine& engine, const http::Request& req,
-                                         std::string& api) {
+                                         std::string& api, const http::UrlPolicy* url_policy) {
   std::string_view rest = std::string_view(req.path).substr(kSagaDefPrefix.size());
   auto not_allowed = [&] {
     return JsonAnswer(405, ErrorBody(fmt::format("{} is not allowed on {}", req.method, req.path),
@@ -200,10 +224,10 @@ awaitable<http::Response> HandleSagaDefs(engine::Engine& engine, const http::Req
   if (submit) {
     api = "sagas/submit";
     if (req.method != "POST") co_return not_allowed();
-    co_return co_await Submit(engine, name, req.body);
+    co_return co_await Submit(engine, name, req.body, url_policy);
   }
   api = "sagas/name";
-  if (req.method == "PUT") co_return co_await Put(engine, name, req.body);
+  if (req.method == "PUT") co_return co_await Put(engine, name, req.body, url_policy);
   if (req.method == "GET") co_return co_await Get(engine, name);
   co_return not_allowed();
 }

@@ -16,6 +16,7 @@
 
 #include "engine/engine.h"
 #include "http/server.h"
+#include "http/url_policy.h"
 
 namespace dtx::api {
 
@@ -24,9 +25,12 @@ inline constexpr const char* kSagaDefCat = "saga_definitions";
 
 bool IsSagaDefPath(std::string_view path);
 
-// Answers a request whose path IsSagaDefPath; `api` is set to the metrics label.
+// Answers a request whose path IsSagaDefPath; `api` is set to the metrics label. `url_policy`
+// (--branch-url-allow, may be null) is checked on every step URL at PUT and again at every submit
+// by name: 400 naming the step and the URL, nothing stored.
 boost::asio::awaitable<http::Response> HandleSagaDefs(engine::Engine& engine,
                                                       const http::Request& request,
-                                                      std::string& api);
+                                                      std::string& api,
+                                                      const http::UrlPolicy* url_policy);
 
 }  // namespace dtx::api
