@@ -15,7 +15,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -285,6 +287,68 @@ void PrintState(const std::string& title, const json::object& state) {
 void Checker::Expect(bool ok, const std::string& what) {
   std::printf("  [%s] %s\n", ok ? "ok" : "WRONG", what.c_str());
   if (!ok) ++failures_;
+}
+
+const json::object* FindRow(const json::object& state, const char* table, const char* key,
+                            const std::string& value, const char* key2, const std::string& value2) {
+  const json::value* t = state.if_contains(table);
+  if (t == nullptr || !t->is_array()) return nullptr;
+  auto matches = [](const json::object& o, const char* k, const std::string& v) {
+    const json::value* x = o.if_contains(k);
+    return x != nullptr && x->is_string() && x->as_string() == v;
+  };
+  for (const json::value& row : t->as_array()) {
+    if (!row.is_object()) continue;
+    const json::object& o = row.as_object();
+    if (matches(o, key, value) && (key2 == nullptr || matches(o, key2, value2))) return &o;
+  }
+  return nullptr;
+}
+
+int64_t IntOf(const json::object* row, const char* column) {
+  return row == nullptr ? -1 : IntOf(*row, column);
+}
+
+std::string TextOf(const json::object* row, const char* column) {
+  if (row == nullptr) return "<none>";
+  const json::value* v = row->if_contains(column);
+  return v && v->is_string() ? std::string(v->as_string()) : "<none>";
+}
+
+void PrintTransaction(const char* what, const dtx::TransactionInfo& t) {
+  std::printf("  %s %s: %s\n", what, t.gid.c_str(), t.status.c_str());
+  if (!t.rollback_reason.empty()) std::printf("  rollback_reason: %s\n", t.rollback_reason.c_str());
+  for (const dtx::BranchInfo& b : t.branches) {
+    std::printf("    branch %s %-10s %-9s %s\n", b.branch_id.c_str(), b.op.c_str(),
+                b.status.c_str(), b.url.c_str());
+  }
+}
+
+dtx::Result<std::string> DemoDataDir(const std::string& given, const std::string& name,
+                                     const std::vector<std::string>& fresh_dbs) {
+  namespace fs = std::filesystem;
+  std::string dir = given;
+  if (dir.empty()) {
+    std::string tmpl = "/tmp/" + name + "-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) return dtx::Status::Internal("mkdtemp failed");
+    dir = tmpl;
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return dtx::Status::Internal("cannot create " + dir + ": " + ec.message());
+  for (const std::string& db : fresh_dbs) {
+    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(fs::path(dir) / (db + suffix), ec);
+  }
+  return dir;
+}
+
+int DemoVerdict(int failures, const char* ok_message) {
+  if (failures == 0) {
+    std::printf("\nDEMO OK: %s\n", ok_message);
+    return 0;
+  }
+  std::printf("\nDEMO FAILED: %d check(s) wrong\n", failures);
+  return 1;
 }
 
 }  // namespace dtx_examples

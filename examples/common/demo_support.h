@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "dtx/client.h"
 #include "dtx/status.h"
 
 namespace dtx_examples {
@@ -64,6 +65,22 @@ std::vector<boost::json::object> RowsWhere(const boost::json::object& state, con
                                            const char* key, const std::string& value);
 int64_t IntOf(const boost::json::object& row, const char* column);  // -1 when absent
 void PrintState(const std::string& title, const boost::json::object& state);
+// The first row of `table` whose string column `key` equals `value` (and `key2` equals `value2`
+// when given); nullptr when none. The pointer lives as long as `state`.
+const boost::json::object* FindRow(const boost::json::object& state, const char* table,
+                                   const char* key, const std::string& value,
+                                   const char* key2 = nullptr, const std::string& value2 = {});
+int64_t IntOf(const boost::json::object* row, const char* column);       // -1 when absent or no row
+std::string TextOf(const boost::json::object* row, const char* column);  // "<none>" when absent
+// "  WHAT GID: STATUS", the rollback reason when there is one, then a line per branch.
+void PrintTransaction(const char* what, const dtx::TransactionInfo& t);
+// The demo's data directory: `given` (created if missing), or a new /tmp/NAME-XXXXXX when empty.
+// Each SQLite database of `fresh_dbs` (with its -wal and -shm files) is removed from it, so the
+// demo starts from scratch.
+dtx::Result<std::string> DemoDataDir(const std::string& given, const std::string& name,
+                                     const std::vector<std::string>& fresh_dbs = {});
+// Prints "DEMO OK: <ok_message>" or "DEMO FAILED: N check(s) wrong"; the demo's exit status.
+int DemoVerdict(int failures, const char* ok_message);
 
 class Checker {
  public:

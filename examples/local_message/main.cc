@@ -23,6 +23,7 @@
 #include "dtx/client.h"
 #include "dtx/participant.h"
 #include "examples/common/demo_support.h"
+#include "examples/common/serve_support.h"
 #include "examples/local_message/services.h"
 
 namespace local_message {
@@ -47,11 +48,7 @@ struct ServeFlags {
 };
 
 int RunServe(const ServeFlags& f) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = dtx_examples::BlockStopSignals();  // before any thread starts
 
   dtx::ParticipantOptions options;
   options.host = f.host;
@@ -78,20 +75,11 @@ int RunServe(const ServeFlags& f) {
     stock = std::move(*s);
     stock->Register(server);
   }
-  if (dtx::Status s = server.Start(); !s.ok()) {
-    std::fprintf(stderr, "serve: cannot listen on %s:%d: %s\n", f.host.c_str(), f.port,
-                 s.ToString().c_str());
-    return 1;
-  }
-  if (order) order->SetSelfUrl(server.base_url());
-  if (stock) stock->SetSelfUrl(server.base_url());
-  std::printf("%sservice %s listening on %s:%u\n", kReadyPrefix, f.service.c_str(), f.host.c_str(),
-              static_cast<unsigned>(server.port()));
-  std::fflush(stdout);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  server.Stop();
-  return 0;
+  return dtx_examples::ServeUntilStopped(server, signals, kReadyPrefix, f.service, f.host, f.port,
+                                         [&] {
+                                           if (order) order->SetSelfUrl(server.base_url());
+                                           if (stock) stock->SetSelfUrl(server.base_url());
+                                         });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -123,31 +111,18 @@ void PrintTransaction(const char* what, const dtx::Result<dtx::TransactionInfo>&
     std::printf("  %s: %s\n", what, t.status().ToString().c_str());
     return;
   }
-  std::printf("  %s %s: %s\n", what, t->gid.c_str(), t->status.c_str());
-  for (const dtx::BranchInfo& b : t->branches) {
-    std::printf("    branch %s %-6s %-8s %s\n", b.branch_id.c_str(), b.op.c_str(), b.status.c_str(),
-                b.url.c_str());
-  }
+  dtx_examples::PrintTransaction(what, *t);
 }
 
 int RunDemo(const DemoFlags& f) {
   namespace fs = std::filesystem;
   setvbuf(stdout, nullptr, _IOLBF, 0);
-  std::string dir = f.data_dir;
-  if (dir.empty()) {
-    char tmpl[] = "/tmp/local-message-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      std::fprintf(stderr, "demo: mkdtemp failed\n");
-      return 1;
-    }
-    dir = tmpl;
+  auto data_dir = dtx_examples::DemoDataDir(f.data_dir, "local-message", {"orders.db", "stock.db"});
+  if (!data_dir.ok()) {
+    std::fprintf(stderr, "demo: %s\n", data_dir.status().ToString().c_str());
+    return 1;
   }
-  fs::create_directories(dir);
-  for (const char* name : {"orders.db", "orders.db-wal", "orders.db-shm", "stock.db",
-                           "stock.db-wal", "stock.db-shm"}) {
-    std::error_code ec;
-    fs::remove(fs::path(dir) / name, ec);  // the demo owns these files: start from scratch
-  }
+  const std::string& dir = *data_dir;
   std::printf("== local message table demo (seed 000 §1.1), coordinator %s, data in %s\n",
               f.dtx.c_str(), dir.c_str());
 
@@ -260,14 +235,9 @@ int RunDemo(const DemoFlags& f) {
   k.Expect(r3.ok() && r3->status == 409 && m3.ok() && m3->status == "failed",
            "3. A's local transaction failed: message aborted");
   k.Expect(order_row("o3").empty() && b_row(gid3).empty(), "3. no o3 in A, nothing reached B");
-  if (k.failures() == 0) {
-    std::printf(
-        "\nDEMO OK: the order and its message committed together; B's business failure "
-        "came back to A as a compensation message.\n");
-    return 0;
-  }
-  std::printf("\nDEMO FAILED: %d check(s) wrong\n", k.failures());
-  return 1;
+  return dtx_examples::DemoVerdict(k.failures(),
+                                   "the order and its message committed together; B's business "
+                                   "failure came back to A as a compensation message.");
 }
 
 }  // namespace
@@ -287,13 +257,7 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--peer-url", serve.peer_url, "order: base URL of the stock service");
   serve_cmd->add_option("--retry-interval", serve.retry_interval_s,
                         "retry_interval of the messages sent, s (0 = coordinator default)");
-  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
-  serve_cmd->add_option("--port", serve.port, "port (0 = any free port)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
-  serve_cmd->add_option("--workers", serve.workers, "handler threads")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  dtx_examples::AddListenFlags(serve_cmd, serve.host, serve.port, serve.workers);
 
   local_message::DemoFlags demo;
   CLI::App* demo_cmd = app.add_subcommand("demo", "start both systems and place three orders");

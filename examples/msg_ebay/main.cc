@@ -30,6 +30,7 @@
 #include "dtx/msg.h"
 #include "dtx/participant.h"
 #include "examples/common/demo_support.h"
+#include "examples/common/serve_support.h"
 #include "examples/msg_ebay/services.h"
 
 namespace msg_ebay {
@@ -66,12 +67,7 @@ struct ServeFlags {
 };
 
 int RunServe(const ServeFlags& f) {
-  // SIGTERM/SIGINT are taken by sigwait below; block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = dtx_examples::BlockStopSignals();  // before any thread starts
 
   dtx::ParticipantOptions options;
   options.host = f.host;
@@ -110,19 +106,10 @@ int RunServe(const ServeFlags& f) {
     user = std::move(*s);
     user->Register(server);
   }
-  if (dtx::Status s = server.Start(); !s.ok()) {
-    std::fprintf(stderr, "serve: cannot listen on %s:%d: %s\n", f.host.c_str(), f.port,
-                 s.ToString().c_str());
-    return 1;
-  }
-  if (trade) trade->SetSelfUrl(server.base_url());
-  std::printf("%sservice %s listening on %s:%u\n", kReadyPrefix, f.service.c_str(), f.host.c_str(),
-              static_cast<unsigned>(server.port()));
-  std::fflush(stdout);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  server.Stop();
-  return 0;
+  return dtx_examples::ServeUntilStopped(server, signals, kReadyPrefix, f.service, f.host, f.port,
+                                         [&] {
+                                           if (trade) trade->SetSelfUrl(server.base_url());
+                                         });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -201,14 +188,6 @@ struct DemoFlags {
   int wait_s = 60;
 };
 
-void PrintTransaction(const dtx::TransactionInfo& t) {
-  std::printf("  message %s: %s\n", t.gid.c_str(), t.status.c_str());
-  for (const dtx::BranchInfo& b : t.branches) {
-    std::printf("    branch %s %-6s %-8s %s\n", b.branch_id.c_str(), b.op.c_str(), b.status.c_str(),
-                b.url.c_str());
-  }
-}
-
 const char* NameOf(int64_t user_id) {
   static const char* const kNames[] = {"?", "alice", "bob", "carol", "dave"};
   return user_id >= 1 && user_id <= 4 ? kNames[user_id] : "?";
@@ -248,21 +227,12 @@ std::string GidOf(const std::string& body) {
 int RunDemo(const DemoFlags& f) {
   namespace fs = std::filesystem;
   setvbuf(stdout, nullptr, _IOLBF, 0);  // interleave sensibly with the services' stderr logs
-  std::string dir = f.data_dir;
-  if (dir.empty()) {
-    char tmpl[] = "/tmp/msg-ebay-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      std::fprintf(stderr, "demo: mkdtemp failed\n");
-      return 1;
-    }
-    dir = tmpl;
+  auto data_dir = dtx_examples::DemoDataDir(f.data_dir, "msg-ebay", {"trade.db", "user.db"});
+  if (!data_dir.ok()) {
+    std::fprintf(stderr, "demo: %s\n", data_dir.status().ToString().c_str());
+    return 1;
   }
-  fs::create_directories(dir);
-  for (const char* name :
-       {"trade.db", "trade.db-wal", "trade.db-shm", "user.db", "user.db-wal", "user.db-shm"}) {
-    std::error_code ec;
-    fs::remove(fs::path(dir) / name, ec);  // the demo owns these files: start from scratch
-  }
+  const std::string& dir = *data_dir;
   const std::string trade_db = "sqlite:" + dir + "/trade.db";
   const std::string user_db = f.pg_url.empty() ? "sqlite:" + dir + "/user.db" : f.pg_url;
   std::printf("== eBay BASE demo (seed 002) on dtx transactional messages\n");
@@ -319,7 +289,7 @@ int RunDemo(const DemoFlags& f) {
   const std::string gid_a = ra.ok() ? GidOf(ra->body) : "";
   auto final_a = gid_a.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
                                : client.WaitFinal(gid_a, std::chrono::seconds(f.wait_s));
-  if (final_a.ok()) PrintTransaction(*final_a);
+  if (final_a.ok()) dtx_examples::PrintTransaction("message", *final_a);
 
   // (b) The same trade again (a client retry): the insert violates the primary key, the local
   // transaction fails, and the message is aborted: nothing is delivered.
@@ -331,7 +301,7 @@ int RunDemo(const DemoFlags& f) {
   const std::string gid_b = rb.ok() ? GidOf(rb->body) : "";
   auto final_b = gid_b.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
                                : client.WaitFinal(gid_b, std::chrono::seconds(f.wait_s));
-  if (final_b.ok()) PrintTransaction(*final_b);
+  if (final_b.ok()) dtx_examples::PrintTransaction("message", *final_b);
 
   // (c), (d): a producer process that dies (SIGKILL) between its steps.
   auto crash = [&](const std::string& label, const Trade& t, const std::string& gid,
@@ -376,7 +346,7 @@ int RunDemo(const DemoFlags& f) {
         now.ok() ? now->status.c_str() : now.status().ToString().c_str(),
         static_cast<long long>(f.timeout_to_fail_s));
     auto fin = client.WaitFinal(gid, std::chrono::seconds(f.wait_s));
-    if (fin.ok()) PrintTransaction(*fin);
+    if (fin.ok()) dtx_examples::PrintTransaction("message", *fin);
     return fin;
   };
   const Trade c{"T1002", 3, 1, 45};
@@ -431,12 +401,8 @@ int RunDemo(const DemoFlags& f) {
   k.Expect(bob.sold == 0 && bob.bought == 30, "bob: bought +" + std::to_string(bob.bought));
   k.Expect(carol.sold == 45 && carol.bought == 0, "carol: sold +" + std::to_string(carol.sold));
   k.Expect(dave.sold == 0 && dave.bought == 0, "dave: unchanged (T1003 never happened)");
-  if (k.failures() == 0) {
-    std::printf("\nDEMO OK: every committed trade was applied exactly once, no other.\n");
-    return 0;
-  }
-  std::printf("\nDEMO FAILED: %d check(s) wrong\n", k.failures());
-  return 1;
+  return dtx_examples::DemoVerdict(k.failures(),
+                                   "every committed trade was applied exactly once, no other.");
 }
 
 }  // namespace
@@ -452,13 +418,7 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember({"trade", "user"}));
   serve_cmd->add_option("--db", serve.db, "sqlite:PATH or postgres://...")->required();
-  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
-  serve_cmd->add_option("--port", serve.port, "port (0 = any free port)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
-  serve_cmd->add_option("--workers", serve.workers, "handler threads")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  dtx_examples::AddListenFlags(serve_cmd, serve.host, serve.port, serve.workers);
   serve_cmd->add_option("--dtx", serve.dtx, "trade: coordinator API URL");
   serve_cmd->add_option("--user-url", serve.user_url, "trade: base URL of the user service");
   serve_cmd->add_option("--timeout-to-fail", serve.timeout_to_fail_s,

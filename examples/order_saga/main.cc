@@ -7,15 +7,11 @@
 //       starts the four services as child processes, submits an order that succeeds and one that
 //       runs out of stock (and is rolled back), prints every database, checks the outcome and exits
 //       0 if it is the expected one, 1 if not. The children are stopped at exit.
-#include <pthread.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -28,6 +24,7 @@
 #include "dtx/participant.h"
 #include "dtx/saga.h"
 #include "examples/common/demo_support.h"
+#include "examples/common/serve_support.h"
 #include "examples/order_saga/services.h"
 
 namespace order_saga {
@@ -37,6 +34,11 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using dtx_examples::Checker;
 using dtx_examples::Children;
+using dtx_examples::FindRow;
+using dtx_examples::IntOf;
+using dtx_examples::PrintState;
+using dtx_examples::PrintTransaction;
+using dtx_examples::TextOf;
 
 constexpr const char* kReadyPrefix = "order-saga-example ready: ";
 
@@ -52,13 +54,7 @@ struct ServeFlags {
 };
 
 int RunServe(const ServeFlags& f) {
-  // SIGTERM/SIGINT are taken by sigwait below; block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
+  const sigset_t signals = dtx_examples::BlockStopSignals();  // before any thread starts
   auto service = Service::Open(f.service, f.db);
   if (!service.ok()) {
     std::fprintf(stderr, "serve: %s\n", service.status().ToString().c_str());
@@ -70,18 +66,7 @@ int RunServe(const ServeFlags& f) {
   options.worker_threads = f.workers;
   dtx::ParticipantServer server(options);
   (*service)->Register(server);
-  if (dtx::Status s = server.Start(); !s.ok()) {
-    std::fprintf(stderr, "serve: cannot listen on %s:%d: %s\n", f.host.c_str(), f.port,
-                 s.ToString().c_str());
-    return 1;
-  }
-  std::printf("%sservice %s listening on %s:%u\n", kReadyPrefix, f.service.c_str(), f.host.c_str(),
-              static_cast<unsigned>(server.port()));
-  std::fflush(stdout);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  server.Stop();
-  return 0;
+  return dtx_examples::ServeUntilStopped(server, signals, kReadyPrefix, f.service, f.host, f.port);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -104,60 +89,13 @@ struct DemoFlags {
 
 constexpr int64_t kPriceCents = 1500;  // of one widget
 
-// Lookups in a /state dump.
-const json::object* FindRow(const json::object& state, const char* table, const char* key,
-                            const std::string& value) {
-  const json::value* t = state.if_contains(table);
-  if (t == nullptr || !t->is_array()) return nullptr;
-  for (const json::value& row : t->as_array()) {
-    const json::value* k = row.as_object().if_contains(key);
-    if (k && k->is_string() && k->as_string() == value) return &row.as_object();
-  }
-  return nullptr;
-}
-int64_t IntOf(const json::object* row, const char* column) {
-  if (row == nullptr) return -1;
-  const json::value* v = row->if_contains(column);
-  return v && v->is_int64() ? v->as_int64() : -1;
-}
-std::string TextOf(const json::object* row, const char* column) {
-  if (row == nullptr) return "<none>";
-  const json::value* v = row->if_contains(column);
-  return v && v->is_string() ? std::string(v->as_string()) : "<none>";
-}
-
-void PrintState(const std::string& service, const json::object& state) {
-  std::printf("  %s:\n", service.c_str());
-  for (const auto& [table, rows] : state) {
-    if (!rows.is_array()) continue;
-    std::printf("    %s (%zu rows)\n", std::string(table).c_str(), rows.as_array().size());
-    for (const json::value& row : rows.as_array()) {
-      std::printf("      %s\n", json::serialize(row).c_str());
-    }
-  }
-}
-
-void PrintTransaction(const dtx::TransactionInfo& t) {
-  std::printf("  transaction %s: %s\n", t.gid.c_str(), t.status.c_str());
-  if (!t.rollback_reason.empty()) std::printf("  rollback_reason: %s\n", t.rollback_reason.c_str());
-  for (const dtx::BranchInfo& b : t.branches) {
-    std::printf("    branch %s %-10s %-8s %s\n", b.branch_id.c_str(), b.op.c_str(),
-                b.status.c_str(), b.url.c_str());
-  }
-}
-
 int RunDemo(const DemoFlags& f) {
-  std::string data_dir = f.data_dir;
-  if (data_dir.empty()) {
-    char tmpl[] = "/tmp/order-saga-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      std::fprintf(stderr, "demo: mkdtemp failed\n");
-      return 1;
-    }
-    data_dir = tmpl;
-  } else {
-    mkdir(data_dir.c_str(), 0755);
+  auto dir = dtx_examples::DemoDataDir(f.data_dir, "order-saga");
+  if (!dir.ok()) {
+    std::fprintf(stderr, "demo: %s\n", dir.status().ToString().c_str());
+    return 1;
   }
+  const std::string& data_dir = *dir;
   std::printf("== order saga demo (seed 000 §2.2), coordinator %s, data in %s\n", f.dtx.c_str(),
               data_dir.c_str());
 
@@ -211,7 +149,7 @@ int RunDemo(const DemoFlags& f) {
     return 1;
   }
   auto final_a = client.WaitFinal(saga_a.gid(), std::chrono::seconds(f.wait_s));
-  if (final_a.ok()) PrintTransaction(*final_a);
+  if (final_a.ok()) PrintTransaction("transaction", *final_a);
 
   // (b) more widgets than in stock: inventory answers FAILURE, the saga compensates payment and
   // order.
@@ -226,7 +164,7 @@ int RunDemo(const DemoFlags& f) {
   auto final_b = saga_b.gid().empty()
                      ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
                      : client.WaitFinal(saga_b.gid(), std::chrono::seconds(f.wait_s));
-  if (final_b.ok()) PrintTransaction(*final_b);
+  if (final_b.ok()) PrintTransaction("transaction", *final_b);
 
   // The databases.
   std::printf("\n== databases\n");
@@ -278,12 +216,8 @@ int RunDemo(const DemoFlags& f) {
   c.Expect(FindRow(state["shipping"], "shipments", "gid", gb) == nullptr,
            "(b) shipping never called");
 
-  if (c.failures() == 0) {
-    std::printf("\nDEMO OK: the first order went through, the second was rolled back.\n");
-    return 0;
-  }
-  std::printf("\nDEMO FAILED: %d check(s) wrong\n", c.failures());
-  return 1;
+  return dtx_examples::DemoVerdict(c.failures(),
+                                   "the first order went through, the second was rolled back.");
 }
 
 }  // namespace
@@ -298,22 +232,13 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--service", serve.service, "order, payment, inventory or shipping")
       ->required()
       ->check(CLI::IsMember(order_saga::ServiceNames()));
-  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
-  serve_cmd->add_option("--port", serve.port, "port (0 = any free port)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
   serve_cmd->add_option("--db", serve.db, "SQLite database file of this service")->required();
-  serve_cmd->add_option("--workers", serve.workers, "handler threads")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  dtx_examples::AddListenFlags(serve_cmd, serve.host, serve.port, serve.workers);
 
   order_saga::DemoFlags demo;
   CLI::App* demo_cmd = app.add_subcommand("demo", "start the four services and run two orders");
-  demo_cmd
-      ->add_option("--dtx", demo.dtx, "coordinator API URL, e.g. http://127.0.0.1:36789/api/dtmsvr")
-      ->required();
-  demo_cmd->add_option("--data-dir", demo.data_dir,
-                       "directory of the services' databases (default: a new /tmp directory)");
+  dtx_examples::AddDemoFlags(demo_cmd, demo.dtx, demo.data_dir, demo.wait_s,
+                             "how long to wait for each saga to finish, seconds");
   demo_cmd
       ->add_option("--request-timeout", demo.request_timeout_s,
                    "request_timeout of the sagas, seconds")
@@ -322,9 +247,6 @@ int main(int argc, char** argv) {
   demo_cmd
       ->add_option("--retry-interval", demo.retry_interval_s,
                    "retry_interval of the sagas, seconds")
-      ->check(CLI::Range(1, 3600))
-      ->capture_default_str();
-  demo_cmd->add_option("--wait", demo.wait_s, "how long to wait for each saga to finish, seconds")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
 

@@ -11,15 +11,11 @@
 //       payments through the TCC SDK (one that goes through, one the member cannot afford, one the
 //       merchant refuses), prints every database, checks the outcome and exits 0 if it is the
 //       expected one, 1 if not. The children are stopped at exit.
-#include <pthread.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -32,6 +28,7 @@
 #include "dtx/participant.h"
 #include "dtx/tcc.h"
 #include "examples/common/demo_support.h"
+#include "examples/common/serve_support.h"
 #include "examples/tcc_payment/services.h"
 
 namespace tcc_payment {
@@ -41,6 +38,11 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 using dtx_examples::Checker;
 using dtx_examples::Children;
+using dtx_examples::FindRow;
+using dtx_examples::IntOf;
+using dtx_examples::PrintState;
+using dtx_examples::PrintTransaction;
+using dtx_examples::TextOf;
 
 constexpr const char* kReadyPrefix = "tcc-payment-example ready: ";
 
@@ -57,13 +59,7 @@ struct ServeFlags {
 };
 
 int RunServe(const ServeFlags& f) {
-  // SIGTERM/SIGINT are taken by sigwait below; block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
+  const sigset_t signals = dtx_examples::BlockStopSignals();  // before any thread starts
   auto service = Service::Open(f.service, f.db, f.reset);
   if (!service.ok()) {
     std::fprintf(stderr, "serve %s: %s\n", f.service.c_str(), service.status().ToString().c_str());
@@ -75,18 +71,7 @@ int RunServe(const ServeFlags& f) {
   options.worker_threads = f.workers;
   dtx::ParticipantServer server(options);
   (*service)->Register(server);
-  if (dtx::Status s = server.Start(); !s.ok()) {
-    std::fprintf(stderr, "serve: cannot listen on %s:%d: %s\n", f.host.c_str(), f.port,
-                 s.ToString().c_str());
-    return 1;
-  }
-  std::printf("%sservice %s listening on %s:%u\n", kReadyPrefix, f.service.c_str(), f.host.c_str(),
-              static_cast<unsigned>(server.port()));
-  std::fflush(stdout);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  server.Stop();
-  return 0;
+  return dtx_examples::ServeUntilStopped(server, signals, kReadyPrefix, f.service, f.host, f.port);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -94,55 +79,6 @@ int RunServe(const ServeFlags& f) {
 
 dtx::Result<json::object> FetchState(uint16_t port) {
   return dtx_examples::FetchJson("http://127.0.0.1:" + std::to_string(port) + "/state");
-}
-
-// Lookups in a /state dump.
-const json::object* FindRow(const json::object& state, const char* table, const char* key,
-                            const std::string& value, const char* key2 = nullptr,
-                            const std::string& value2 = {}) {
-  const json::value* t = state.if_contains(table);
-  if (t == nullptr || !t->is_array()) return nullptr;
-  for (const json::value& row : t->as_array()) {
-    const json::object& o = row.as_object();
-    const json::value* k = o.if_contains(key);
-    if (!k || !k->is_string() || k->as_string() != value) continue;
-    if (key2 != nullptr) {
-      const json::value* k2 = o.if_contains(key2);
-      if (!k2 || !k2->is_string() || k2->as_string() != value2) continue;
-    }
-    return &o;
-  }
-  return nullptr;
-}
-int64_t IntOf(const json::object* row, const char* column) {
-  if (row == nullptr) return -1;
-  const json::value* v = row->if_contains(column);
-  return v && v->is_int64() ? v->as_int64() : -1;
-}
-std::string TextOf(const json::object* row, const char* column) {
-  if (row == nullptr) return "<none>";
-  const json::value* v = row->if_contains(column);
-  return v && v->is_string() ? std::string(v->as_string()) : "<none>";
-}
-
-void PrintState(const std::string& service, const json::object& state) {
-  std::printf("  %s:\n", service.c_str());
-  for (const auto& [table, rows] : state) {
-    if (!rows.is_array()) continue;
-    std::printf("    %s (%zu rows)\n", std::string(table).c_str(), rows.as_array().size());
-    for (const json::value& row : rows.as_array()) {
-      std::printf("      %s\n", json::serialize(row).c_str());
-    }
-  }
-}
-
-void PrintTransaction(const dtx::TransactionInfo& t) {
-  std::printf("  transaction %s: %s\n", t.gid.c_str(), t.status.c_str());
-  if (!t.rollback_reason.empty()) std::printf("  rollback_reason: %s\n", t.rollback_reason.c_str());
-  for (const dtx::BranchInfo& b : t.branches) {
-    std::printf("    branch %s %-8s %-9s %s\n", b.branch_id.c_str(), b.op.c_str(), b.status.c_str(),
-                b.url.c_str());
-  }
 }
 
 std::string BranchStatuses(const dtx::TransactionInfo& t) {
@@ -173,17 +109,12 @@ int RunDemo(DemoFlags f) {
     const char* env = std::getenv("DTX_TEST_PG_URL");
     if (env != nullptr) f.pg_url = env;
   }
-  std::string data_dir = f.data_dir;
-  if (data_dir.empty()) {
-    char tmpl[] = "/tmp/tcc-payment-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      std::fprintf(stderr, "demo: mkdtemp failed\n");
-      return 1;
-    }
-    data_dir = tmpl;
-  } else {
-    mkdir(data_dir.c_str(), 0755);
+  auto dir = dtx_examples::DemoDataDir(f.data_dir, "tcc-payment");
+  if (!dir.ok()) {
+    std::fprintf(stderr, "demo: %s\n", dir.status().ToString().c_str());
+    return 1;
   }
+  const std::string& data_dir = *dir;
   std::printf("== TCC payment demo (seed 002), coordinator %s, data in %s\n", f.dtx.c_str(),
               data_dir.c_str());
 
@@ -258,7 +189,7 @@ int RunDemo(DemoFlags f) {
     auto final_state = client.WaitFinal(run.gid, std::chrono::seconds(f.wait_s));
     if (final_state.ok()) {
       run.final_state = *final_state;
-      PrintTransaction(*final_state);
+      PrintTransaction("transaction", *final_state);
     } else {
       std::printf("  query: %s\n", final_state.status().ToString().c_str());
     }
@@ -367,14 +298,9 @@ int RunDemo(DemoFlags f) {
                                             std::to_string(alice) + " (only (a) charged)");
   k.Expect(member_col(m, "alice", "frozen") == 0, "alice has nothing frozen");
 
-  if (k.failures() == 0) {
-    std::printf(
-        "\nDEMO OK: payment (a) went through; (b) and (c) were rolled back and nothing is "
-        "left frozen.\n");
-    return 0;
-  }
-  std::printf("\nDEMO FAILED: %d check(s) wrong\n", k.failures());
-  return 1;
+  return dtx_examples::DemoVerdict(
+      k.failures(),
+      "payment (a) went through; (b) and (c) were rolled back and nothing is left frozen.");
 }
 
 }  // namespace
@@ -390,33 +316,21 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--service", serve.service, "member, merchant or points")
       ->required()
       ->check(CLI::IsMember(tcc_payment::ServiceNames()));
-  serve_cmd->add_option("--host", serve.host, "address to listen on")->capture_default_str();
-  serve_cmd->add_option("--port", serve.port, "port (0 = any free port)")
-      ->check(CLI::Range(0, 65535))
-      ->capture_default_str();
   serve_cmd
       ->add_option("--db", serve.db,
                    "database: sqlite:/path/file.db or postgres://... (tables in schema "
                    "tcc_payment_<service>)")
       ->required();
   serve_cmd->add_flag("--reset", serve.reset, "drop the service's tables and start afresh");
-  serve_cmd->add_option("--workers", serve.workers, "handler threads")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  dtx_examples::AddListenFlags(serve_cmd, serve.host, serve.port, serve.workers);
 
   tcc_payment::DemoFlags demo;
   CLI::App* demo_cmd = app.add_subcommand("demo", "start the three services and run 3 payments");
-  demo_cmd
-      ->add_option("--dtx", demo.dtx, "coordinator API URL, e.g. http://127.0.0.1:36789/api/dtmsvr")
-      ->required();
+  dtx_examples::AddDemoFlags(demo_cmd, demo.dtx, demo.data_dir, demo.wait_s,
+                             "how long to wait for each payment to finish, s");
   demo_cmd->add_option("--pg-url", demo.pg_url,
                        "PostgreSQL URL for the member service (default: $DTX_TEST_PG_URL; "
                        "without either, SQLite)");
-  demo_cmd->add_option("--data-dir", demo.data_dir,
-                       "directory of the SQLite databases (default: a new /tmp directory)");
-  demo_cmd->add_option("--wait", demo.wait_s, "how long to wait for each payment to finish, s")
-      ->check(CLI::Range(1, 3600))
-      ->capture_default_str();
 
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) return tcc_payment::RunServe(serve);
