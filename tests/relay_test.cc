@@ -186,6 +186,36 @@ TEST_F(RelayTest, PublishesCommittedRowsInKeyOrderNeverRolledBackOnes) {
   EXPECT_EQ(relay.Terminate(), 0);
 }
 
+// Writers notify only a relay that waits (holds the wake-up lock); a writer in flight when the
+// relay goes idle keeps it from arming, so it looks again within ~100 ms rather than after its
+// 30 s poll interval; once armed, the next commit wakes it.
+TEST_F(RelayTest, WakesForAWriterInFlightAndAfterArming) {
+  if (PgUrl() == nullptr) GTEST_SKIP() << "DTX_TEST_PG_URL is not set";
+  RelayProcess init(ArgVector({"--init"}), dir_ + "/init.log");  // creates the table
+  init.Start();
+  ASSERT_EQ(init.Terminate(), 0);
+  PgDb writer, db;
+  writer.Query("begin");
+  writer.Query("insert into " + table_ +
+               " (topic, msg_key, payload) values ('orders', 'a', 'a:1')");
+  RelayProcess relay(ArgVector({"--poll-interval", "30"}), dir_ + "/relay.log");
+  relay.Start();
+  std::this_thread::sleep_for(1s);  // the relay is up, idle, and cannot arm
+  writer.Query("commit");
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Drained(db, 5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  std::this_thread::sleep_for(500ms);  // idle again: armed now
+  db.Query("insert into " + table_ + " (topic, msg_key, payload) values ('orders', 'a', 'a:2')");
+  t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Drained(db, 5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  std::vector<brokers::Message> got = ReadStream(redis_->Url(), "orders");
+  ASSERT_EQ(got.size(), 2u);
+  ExpectPerKeyOrder(got);
+  EXPECT_EQ(relay.Terminate(), 0);
+}
+
 TEST_F(RelayTest, RefusedRowsAreParkedWithoutBlockingOthersAndRequeued) {
   if (PgUrl() == nullptr) GTEST_SKIP() << "DTX_TEST_PG_URL is not set";
   auto [rc, out] = RunDtx("status --source " + std::string(PgUrl()) + " --table " + table_);

@@ -107,7 +107,9 @@ DTX_EXPORT Result<std::vector<std::pair<std::string, std::string>>> DecodeOutbox
     std::string_view json);
 /// @}
 /// The PostgreSQL channel the insert trigger notifies (and `dtx relay` listens on): dtx_outbox_ +
-/// the table name with '.' replaced by '_'.
+/// the table name with '.' replaced by '_'. The trigger notifies only while a relay waits for
+/// rows, which it shows by holding the advisory lock `pg_advisory_lock(hashtextextended(channel,
+/// 0))`; a writer that does not notify holds that lock shared until its transaction ends.
 DTX_EXPORT std::string OutboxNotifyChannel(std::string_view table);
 
 /// Writes outbox rows; see the file description.

@@ -17,6 +17,8 @@ namespace {
 constexpr size_t kRetentionBatch = 1000;
 constexpr auto kRetentionEvery = std::chrono::seconds(10);
 constexpr auto kStopCheck = std::chrono::milliseconds(200);
+constexpr auto kBusyWaitMin = std::chrono::milliseconds(5);
+constexpr auto kBusyWaitMax = std::chrono::milliseconds(100);
 
 // Sleeps up to `d`, waking early when `stop` is set.
 void SleepUnlessStopped(std::chrono::milliseconds d, const std::atomic<bool>& stop) {
@@ -68,10 +70,11 @@ class Worker {
         continue;
       }
       if (rows.value().empty()) {
-        Retention();
-        Wait();
+        Idle();
         continue;
       }
+      source_->DisarmWakeup();  // writers stop notifying while rows come
+      busy_wait_ = kBusyWaitMin;
       PublishAndMark(rows.value());
     }
   }
@@ -88,9 +91,28 @@ class Worker {
     return true;
   }
 
-  // Until a NOTIFY, the poll interval, or stop (checked every 200 ms).
-  void Wait() {
-    auto until = std::chrono::steady_clock::now() + o_.poll_interval;
+  // No row was claimed. Writers notify only an armed relay (docs/outbox.md "Wake-up"): arm, claim
+  // once more, then wait for a NOTIFY; while a writer is in flight the arm fails and the relay
+  // looks again after a short wait (5 ms doubling to 100 ms).
+  void Idle() {
+    Retention();
+    if (source_->Armed()) return Wait(o_.poll_interval);
+    switch (source_->ArmWakeup()) {
+      case OutboxSource::Wakeup::kArmed:
+        busy_wait_ = kBusyWaitMin;
+        return;
+      case OutboxSource::Wakeup::kBusy:
+        Wait(std::min(busy_wait_, o_.poll_interval));
+        busy_wait_ = std::min(busy_wait_ * 2, kBusyWaitMax);
+        return;
+      case OutboxSource::Wakeup::kPoll:
+        return Wait(o_.poll_interval);
+    }
+  }
+
+  // Until a NOTIFY, `d`, or stop (checked every 200 ms).
+  void Wait(std::chrono::milliseconds d) {
+    auto until = std::chrono::steady_clock::now() + d;
     while (!stop_.load()) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           until - std::chrono::steady_clock::now());
@@ -186,6 +208,7 @@ class Worker {
   std::unique_ptr<OutboxSource> source_;
   Backoff backoff_;
   std::chrono::steady_clock::time_point next_retention_{};
+  std::chrono::milliseconds busy_wait_ = kBusyWaitMin;
 };
 
 Status CheckOptions(const RelayOptions& o) {

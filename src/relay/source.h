@@ -54,6 +54,17 @@ class OutboxSource {
   virtual Status Finish(const std::vector<RowOutcome>& outcomes, int max_attempts) = 0;
   // Ends the claim without changes (rollback).
   virtual void Abandon() = 0;
+  // Before waiting for rows, asks writers to wake this relay (PostgreSQL: takes the wake-up lock
+  // that makes the insert trigger NOTIFY). kArmed: claim once more (a writer that committed before
+  // the arm did not notify), then WaitForRows. kBusy: a writer is between its insert and its
+  // commit, or another relay waits: look again soon. kPoll: no wake-up here (SQLite, or no LISTEN
+  // connection now): WaitForRows polls.
+  enum class Wakeup { kArmed, kBusy, kPoll };
+  virtual Wakeup ArmWakeup() { return Wakeup::kPoll; }
+  // Whether writers notify this relay now (armed, and the connection that holds the lock lives).
+  virtual bool Armed() const { return false; }
+  // Writers stop notifying (rows were found). Also ends with the connection.
+  virtual void DisarmWakeup() {}
   // Blocks until new rows may be there (PostgreSQL NOTIFY: returns true) or `timeout` passed.
   virtual bool WaitForRows(std::chrono::milliseconds timeout) = 0;
   // Deletes up to `max` published rows older than `age`; returns how many.

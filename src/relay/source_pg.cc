@@ -185,18 +185,37 @@ class PgSource final : public OutboxSource {
     }
   }
 
+  Wakeup ArmWakeup() override {
+    if (armed_) return Wakeup::kArmed;
+    if (!ListenerReady()) return Wakeup::kPoll;
+    const std::string channel = OutboxNotifyChannel(table_);
+    const char* params[] = {channel.c_str()};
+    PgResult r(PQexecParams(listener_, "select pg_try_advisory_lock(hashtextextended($1, 0))", 1,
+                            nullptr, params, nullptr, nullptr, 0));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+      CloseListener();
+      return Wakeup::kPoll;
+    }
+    armed_ = std::string_view(PQgetvalue(r.get(), 0, 0)) == "t";
+    return armed_ ? Wakeup::kArmed : Wakeup::kBusy;
+  }
+
+  bool Armed() const override { return armed_; }
+
+  void DisarmWakeup() override {
+    if (!armed_) return;
+    armed_ = false;
+    const std::string channel = OutboxNotifyChannel(table_);
+    const char* params[] = {channel.c_str()};
+    PgResult r(PQexecParams(listener_, "select pg_advisory_unlock(hashtextextended($1, 0))", 1,
+                            nullptr, params, nullptr, nullptr, 0));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) CloseListener();  // ends the lock too
+  }
+
   bool WaitForRows(std::chrono::milliseconds timeout) override {
-    if (listener_ == nullptr || PQstatus(listener_) != CONNECTION_OK) {
-      if (listener_ != nullptr) PQfinish(listener_);
-      listener_ = PQconnectdb(spec_.c_str());
-      const std::string listen = "listen " + OutboxNotifyChannel(table_);
-      PgResult r(PQexec(listener_, listen.c_str()));
-      if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
-        PQfinish(listener_);
-        listener_ = nullptr;
-        SleepFor(timeout);  // polling fallback
-        return false;
-      }
+    if (!ListenerReady()) {
+      SleepFor(timeout);  // polling fallback
+      return false;
     }
     pollfd p{PQsocket(listener_), POLLIN, 0};
     ::poll(&p, 1, static_cast<int>(timeout.count()));
@@ -206,6 +225,7 @@ class PgSource final : public OutboxSource {
       notified = true;
       PQfreemem(n);
     }
+    if (PQstatus(listener_) != CONNECTION_OK) CloseListener();
     return notified;
   }
 
@@ -267,10 +287,32 @@ class PgSource final : public OutboxSource {
     return Status::Ok();
   }
 
+  // The LISTEN connection (it also holds the wake-up lock); false when it cannot be had now. A new
+  // connection holds no lock: the relay is not armed.
+  bool ListenerReady() {
+    if (listener_ != nullptr && PQstatus(listener_) == CONNECTION_OK) return true;
+    CloseListener();
+    listener_ = PQconnectdb(spec_.c_str());
+    const std::string listen = "listen " + OutboxNotifyChannel(table_);
+    PgResult r(PQexec(listener_, listen.c_str()));
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) {
+      CloseListener();
+      return false;
+    }
+    return true;
+  }
+
+  void CloseListener() {
+    if (listener_ != nullptr) PQfinish(listener_);
+    listener_ = nullptr;
+    armed_ = false;
+  }
+
   std::string spec_;
   std::string table_;
   PGconn* conn_ = nullptr;
   PGconn* listener_ = nullptr;
+  bool armed_ = false;  // this relay holds the wake-up lock on listener_
 };
 
 }  // namespace

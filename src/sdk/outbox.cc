@@ -76,9 +76,17 @@ std::string PgSchemaSql(std::string_view table) {
   sql += "create index if not exists " + local + "_pending on " + t + " (id) where state = 0;\n";
   sql += "create index if not exists " + local + "_published on " + t +
          " (published_at) where state = 1;\n";
+  // NOTIFY only while a relay waits for rows (it holds the wake-up lock, exclusive): a NOTIFY
+  // serializes the commits of the notifying transactions (PostgreSQL holds a database-wide lock
+  // from before the commit's flush to after it), which capped writers at one commit per flush.
+  // A writer that does not notify holds the lock shared until it ends, so a relay arms only
+  // after it committed (and then claims once more before it waits).
+  const std::string channel = OutboxNotifyChannel(table);
   sql += "create or replace function " + qualify + local +
-         "_notify() returns trigger language plpgsql as $f$ begin perform pg_notify('" +
-         OutboxNotifyChannel(table) + "', ''); return null; end $f$;\n";
+         "_notify() returns trigger language plpgsql as $f$ begin if not "
+         "pg_try_advisory_xact_lock_shared(hashtextextended('" +
+         channel + "', 0)) then perform pg_notify('" + channel +
+         "', ''); end if; return null; end $f$;\n";
   sql += "create or replace trigger " + local + "_notify after insert on " + t +
          " for each statement execute function " + qualify + local + "_notify();\n";
   return sql;

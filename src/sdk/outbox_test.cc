@@ -198,6 +198,25 @@ TEST_F(PgOutbox, InsertNotifiesTheRelayAtCommitOnly) {
     }
     return any;
   };
+  // The relay's wake-up lock: writers notify only while a relay holds it.
+  const std::string lock_key =
+      "hashtextextended('" + OutboxNotifyChannel(outbox_.table()) + "', 0)";
+  auto try_lock = [&] {
+    PGresult* r = PQexec(listener, ("select pg_try_advisory_lock(" + lock_key + ")").c_str());
+    const bool got = PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return got;
+  };
+  // Nobody waits: a committed insert does not notify (no NOTIFY, no serialized commit).
+  Exec("insert into " + outbox_.table() + " (topic, payload) values ('t', 'unwatched')");
+  EXPECT_FALSE(notified(200));
+  // A writer between its insert and its commit keeps a relay from arming; after it, the relay arms.
+  Exec("begin");
+  ASSERT_TRUE(outbox_.Write(conn_, {.topic = "t", .payload = "in flight"}).ok());
+  EXPECT_FALSE(try_lock());
+  Exec("commit");
+  ASSERT_TRUE(try_lock());
+  // Armed: only a commit notifies.
   Exec("begin");
   ASSERT_TRUE(outbox_.Write(conn_, {.topic = "t", .payload = "p"}).ok());
   EXPECT_FALSE(notified(100));
@@ -205,7 +224,7 @@ TEST_F(PgOutbox, InsertNotifiesTheRelayAtCommitOnly) {
   EXPECT_FALSE(notified(100));
   Exec("insert into " + outbox_.table() + " (topic, payload) values ('t', 'plain sql')");
   EXPECT_TRUE(notified(2000));
-  EXPECT_EQ(Count("length(message_id) = 32 and headers = '{}'"), 1);
+  EXPECT_EQ(Count("length(message_id) = 32 and headers = '{}'"), 3);
   PQfinish(listener);
 }
 
