@@ -4,7 +4,8 @@
 #   defaults:             100000  500     1         5000   20
 #   DTX_BENCH_SINK=redis|nats|kafka|amqp (default redis); DTX_BENCH_TX_ROWS rows per pgbench
 #   transaction (default 10; 50 reaches 10,000 rows/s with fewer commits); DTX_BENCH_MODE=both
-#   (default) | throughput | latency: run only one of the two parts.
+#   (default) | throughput | latency: run only one of the two parts; DTX_BENCH_RELAY_ARGS more
+#   `dtx relay` options (e.g. --delete-published, throughput only).
 # DTX_BENCH_PERF=1 also records the whole machine with perf during the throughput part and prints
 # the CPU samples per process name (the relay is `dtx` plus librdkafka's `rdk:*` threads, postgres,
 # the broker, everything else) and the relay's main threads per library (needs perf and
@@ -37,6 +38,10 @@ sink_kind=${DTX_BENCH_SINK:-redis}
 mode=${DTX_BENCH_MODE:-both}
 case "$mode" in both|throughput|latency) ;; *) echo "relay_bench: DTX_BENCH_MODE must be both, throughput or latency" >&2; exit 2 ;; esac
 load() { cut -d' ' -f1 /proc/loadavg; }
+relay_args=${DTX_BENCH_RELAY_ARGS:-}
+case "$relay_args" in *--delete-published*)
+  [ "$mode" = throughput ] || { echo "relay_bench: --delete-published keeps no published_at: DTX_BENCH_MODE=throughput" >&2; exit 2; } ;;
+esac
 tx_rows=${DTX_BENCH_TX_ROWS:-10}
 dtx=${DTX_BIN:-$root/build/tools/dtx/dtx}
 bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -115,7 +120,7 @@ kill "$init_pid"; wait "$init_pid" 2>/dev/null || true
 
 start_relay() {
   "$dtx" relay --source "$pg" --table $table --sink "$sink" \
-    --batch "$batch" --workers "$workers" --poll-interval 1 --log-level info \
+    --batch "$batch" --workers "$workers" --poll-interval 1 --log-level info $relay_args \
     >"$work/relay.log" 2>&1 &
   relay_pid=$!
   pids+=($relay_pid)
@@ -192,3 +197,5 @@ sql "select 'latency: ' || count(*) || ' rows at ' || $rate || '/s target: commi
      || round(extract(epoch from max(published_at - created_at)) * 1000, 1) || ' ms, load $load0'
      from $table where state = 1"
 grep -E "^(tps|latency average|rate limit schedule lag)" "$work/pgbench.log" | sed "s/^/pgbench ($tx_rows rows per transaction): /" || true
+stop_relay
+sed -n 's/.*relay time: /relay time: /p' "$work/relay.log"

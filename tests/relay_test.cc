@@ -216,6 +216,36 @@ TEST_F(RelayTest, WakesForAWriterInFlightAndAfterArming) {
   EXPECT_EQ(relay.Terminate(), 0);
 }
 
+// --delete-published: an acknowledged row is deleted at its mark; refused and malformed rows stay,
+// parked; --retain cannot go with it.
+TEST_F(RelayTest, DeletePublishedKeepsOnlyParkedRows) {
+  if (PgUrl() == nullptr) GTEST_SKIP() << "DTX_TEST_PG_URL is not set";
+  auto [rc, out] = RunDtx(Args("--delete-published --retain 60 --init"));
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(out.find("drop --retain"), std::string::npos) << out;
+  RelayProcess relay(ArgVector({"--init", "--delete-published", "--poll-interval", "0.05"}),
+                     dir_ + "/relay.log");
+  relay.Start();
+  PgDb db;
+  for (int i = 0; i < 100 && db.Query("select to_regclass('" + table_ + "') is not null") != "t";
+       ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  db.Query("insert into " + table_ +
+           " (topic, msg_key, payload) select 'orders', 'k' || (g % 3), " +
+           "'k' || (g % 3) || ':' || g from generate_series(1, 30) g");
+  db.Query("insert into " + table_ + " (topic, msg_key, payload) values ('bad topic', 'c', 'c:1')");
+  ASSERT_TRUE(Drained(db, 20s));
+  EXPECT_EQ(db.Query("select count(*) || ' ' || min(state) || ' ' || min(topic) from " + table_),
+            "1 2 bad topic");
+  std::vector<brokers::Message> got = ReadStream(redis_->Url(), "orders");
+  EXPECT_EQ(got.size(), 30u);
+  ExpectPerKeyOrder(got);
+  EXPECT_EQ(relay.Terminate(), 0);
+  std::tie(rc, out) = RunDtx("status --source " + std::string(PgUrl()) + " --table " + table_);
+  EXPECT_EQ(out, "pending 0 published 0 parked 1\n");
+}
+
 TEST_F(RelayTest, RefusedRowsAreParkedWithoutBlockingOthersAndRequeued) {
   if (PgUrl() == nullptr) GTEST_SKIP() << "DTX_TEST_PG_URL is not set";
   auto [rc, out] = RunDtx("status --source " + std::string(PgUrl()) + " --table " + table_);
@@ -442,6 +472,27 @@ TEST_F(RelayTest, SqliteOutboxOneRelayPerFile) {
   EXPECT_EQ(got[0].payload, "k:1");
   sqlite3_close(db);
   EXPECT_EQ(relay.Terminate(), 0);
+  std::tie(rc, out) = RunDtx("status --source " + src);
+  EXPECT_EQ(out, "pending 0 published 2 parked 0\n");
+  // --delete-published on SQLite: the next rows are deleted once acknowledged.
+  RelayProcess deleting(
+      {"--source", src, "--sink", redis_->Url(), "--delete-published", "--poll-interval", "0.05"},
+      dir_ + "/relay2.log");
+  deleting.Start();
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "insert into dtx_outbox (topic, msg_key, payload) values ('orders', "
+                         "'k', 'k:3')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  for (int i = 0; i < 100 && got.size() < 3; ++i) {
+    std::this_thread::sleep_for(50ms);
+    got = ReadStream(redis_->Url(), "orders");
+  }
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(deleting.Terminate(), 0);
   std::tie(rc, out) = RunDtx("status --source " + src);
   EXPECT_EQ(out, "pending 0 published 2 parked 0\n");
 }

@@ -157,7 +157,7 @@ class Worker {
                      a.message());
       }
     }
-    Status finished = source_->Finish(outcomes, o_.max_attempts);
+    Status finished = source_->Finish(outcomes, o_.max_attempts, o_.delete_published);
     stats_.mark_us += MicrosSince(t1);
     if (Status s = finished; !s.ok()) {
       Fail("mark published", s);  // the acknowledged rows are published again later
@@ -218,6 +218,9 @@ Status CheckOptions(const RelayOptions& o) {
     return Status::InvalidArgument("a SQLite outbox has one relay worker (--workers 1)");
   }
   if (o.max_attempts < 1) return Status::InvalidArgument("--max-attempts must be >= 1");
+  if (o.delete_published && o.retain.count() != 0) {
+    return Status::InvalidArgument("--delete-published keeps no published rows: drop --retain");
+  }
   if (o.poll_interval.count() < 1 || o.publish_timeout.count() < 1) {
     return Status::InvalidArgument("--poll-interval and --publish-timeout must be positive");
   }

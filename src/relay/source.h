@@ -49,9 +49,11 @@ class OutboxSource {
   // PostgreSQL the claim is an open transaction holding row locks until Finish or Abandon.
   virtual Result<std::vector<OutboxRow>> Claim(size_t max) = 0;
   // Records the outcomes and ends the claim (commit). Rows not mentioned stay pending untouched
-  // (e.g. their publish failed in transport). A refusal increments attempts and parks the row at
-  // `max_attempts`; a malformed row is parked at once.
-  virtual Status Finish(const std::vector<RowOutcome>& outcomes, int max_attempts) = 0;
+  // (e.g. their publish failed in transport). A published row is marked published, or deleted
+  // when `delete_published`. A refusal increments attempts and parks the row at `max_attempts`; a
+  // malformed row is parked at once.
+  virtual Status Finish(const std::vector<RowOutcome>& outcomes, int max_attempts,
+                        bool delete_published) = 0;
   // Ends the claim without changes (rollback).
   virtual void Abandon() = 0;
   // Before waiting for rows, asks writers to wake this relay (PostgreSQL: takes the wake-up lock

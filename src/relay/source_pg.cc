@@ -147,7 +147,8 @@ class PgSource final : public OutboxSource {
     return Status::Ok();
   }
 
-  Status Finish(const std::vector<RowOutcome>& outcomes, int max_attempts) override {
+  Status Finish(const std::vector<RowOutcome>& outcomes, int max_attempts,
+                bool delete_published) override {
     std::string published = "{";
     for (const RowOutcome& o : outcomes) {
       if (o.kind != RowOutcome::kPublished) continue;
@@ -156,10 +157,12 @@ class PgSource final : public OutboxSource {
     }
     published += '}';
     // clock_timestamp(), not now(): now() is the claim's start, before the broker had the rows.
-    Status s = Exec("update " + table_ +
-                        " set state = 1, published_at = clock_timestamp() where id = "
-                        "any($1::bigint[])",
-                    published.c_str());
+    Status s =
+        Exec(delete_published ? "delete from " + table_ + " where id = any($1::bigint[])"
+                              : "update " + table_ +
+                                    " set state = 1, published_at = clock_timestamp() where id = "
+                                    "any($1::bigint[])",
+             published.c_str());
     for (const RowOutcome& o : outcomes) {
       if (!s.ok() || o.kind == RowOutcome::kPublished) continue;
       const std::string id = std::to_string(o.id);

@@ -89,11 +89,14 @@ class SqliteSource final : public OutboxSource {
     return rows;
   }
 
-  Status Finish(const std::vector<RowOutcome>& outcomes, int max_attempts) override {
+  Status Finish(const std::vector<RowOutcome>& outcomes, int max_attempts,
+                bool delete_published) override {
     if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
       return Error("begin");
     }
-    Result<Stmt> pub = Prep("update " + table_ + " set state = 1, published_at = ? where id = ?");
+    Result<Stmt> pub = Prep(
+        delete_published ? "delete from " + table_ + " where id = ?2 and ?1 is not null"
+                         : "update " + table_ + " set state = 1, published_at = ? where id = ?");
     Result<Stmt> refuse = Prep("update " + table_ +
                                " set attempts = attempts + 1, last_error = ?, state = case when "
                                "attempts + 1 >= ? then 2 else 0 end where id = ?");

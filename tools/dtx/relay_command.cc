@@ -129,6 +129,9 @@ void AddRelayCommand(CLI::App& app) {
   cmd->add_option("--retain", flags->retain_s,
                   "delete published rows older than this many seconds (0 = keep)")
       ->capture_default_str();
+  cmd->add_flag("--delete-published", flags->options.delete_published,
+                "delete each row once the broker acknowledged it, instead of marking it "
+                "published (no --retain)");
   cmd->add_flag("--init", flags->options.init, "create the outbox table if missing");
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
