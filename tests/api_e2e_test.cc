@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -418,6 +420,38 @@ TEST(ServerCliE2E, BadFlagsFailClearly) {
   }
   ServerProcess bad_config(dir + "/z.db", {"--config", dir + "/bad.toml"});
   EXPECT_FALSE(bad_config.Start(std::chrono::seconds(5)));
+}
+
+// Each refused setting: exit status 2 and a message naming it, before any store is created.
+TEST(ServerCliE2E, BadSettingsExitWithTheReason) {
+  std::string dir = TempDir("cli-reasons");
+  auto run = [&](const std::string& args) {
+    // `timeout`: a server that wrongly accepted the setting would run until killed (status 124).
+    const std::string listen =
+        args.find("--listen") == std::string::npos ? " --listen 127.0.0.1:0" : "";
+    std::string cmd = "timeout 10 " + DtxBinary() + " server" + listen + " --store sqlite:" + dir +
+                      "/never.db " + args + " 2>&1";
+    FILE* f = ::popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[512];
+    while (f != nullptr && std::fgets(buf, sizeof buf, f) != nullptr) out += buf;
+    int st = f != nullptr ? ::pclose(f) : -1;
+    return std::make_pair(WIFEXITED(st) ? WEXITSTATUS(st) : -1, out);
+  };
+  const std::pair<const char*, const char*> cases[] = {
+      {"--log-level loud", "unknown --log-level 'loud'"},
+      {"--listen 127.0.0.1:70000", "--listen: invalid port in '127.0.0.1:70000'"},
+      {"--retry-interval 0", "durations must be positive seconds"},
+      {"--cron-interval -1", "durations must be positive seconds"},
+      {"--max-retry-limit -1", "--max-retry-limit must be >= 0"},
+      {"--check-back-policy sometimes", "--check-back-policy must be guarded or legacy"},
+  };
+  for (const auto& [args, reason] : cases) {
+    auto [code, out] = run(args);
+    EXPECT_EQ(code, 2) << args << ": " << out;
+    EXPECT_NE(out.find(reason), std::string::npos) << args << ": " << out;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/never.db")) << "a refused start created the store";
 }
 
 TEST(ServerCliE2E, ConfigFileAndEnvironment) {

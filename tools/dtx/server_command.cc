@@ -135,53 +135,125 @@ int64_t ToMs(double seconds) {
   return static_cast<int64_t>(std::clamp(seconds, -kMaxS, kMaxS) * 1000.0 + 0.5);
 }
 
-int RunServer(const ServerFlags& f) {
-  auto level = spdlog::level::from_str(f.log_level);
-  if (level == spdlog::level::off && f.log_level != "off") {
+// --log-level → the default logger; false (with the reason on stderr) for an unknown level.
+bool SetUpLogging(const std::string& log_level) {
+  auto level = spdlog::level::from_str(log_level);
+  if (level == spdlog::level::off && log_level != "off") {
     std::fprintf(stderr, "dtx: unknown --log-level '%s' (trace, debug, info, warn, error, off)\n",
-                 f.log_level.c_str());
-    return 2;
+                 log_level.c_str());
+    return false;
   }
   auto logger = spdlog::stderr_color_mt("dtx");
   spdlog::set_default_logger(logger);
   spdlog::set_level(level);
+  return true;
+}
 
+// --listen and the HTTP limits; TLS is added from the net flags.
+Result<http::ServerOptions> ServerOptionsOf(const ServerFlags& f) {
   auto colon = f.listen.rfind(':');
   if (colon == std::string::npos) {
-    spdlog::error("--listen must be HOST:PORT, got '{}'", f.listen);
-    return 2;
+    return Status::InvalidArgument("--listen must be HOST:PORT, got '" + f.listen + "'");
   }
-  http::ServerOptions server_options;
-  server_options.host = f.listen.substr(0, colon);
+  http::ServerOptions o;
+  o.host = f.listen.substr(0, colon);
   try {
     int port = std::stoi(f.listen.substr(colon + 1));
     if (port < 0 || port > 65535) throw std::out_of_range("port");
-    server_options.port = static_cast<uint16_t>(port);
+    o.port = static_cast<uint16_t>(port);
   } catch (...) {
-    spdlog::error("--listen: invalid port in '{}'", f.listen);
-    return 2;
+    return Status::InvalidArgument("--listen: invalid port in '" + f.listen + "'");
   }
-  server_options.max_body_bytes = f.max_body_bytes;
-  server_options.max_connections = f.max_connections;
-  server_options.read_timeout = std::chrono::milliseconds(ToMs(f.read_timeout_s));
+  o.max_body_bytes = f.max_body_bytes;
+  o.max_connections = f.max_connections;
+  o.read_timeout = std::chrono::milliseconds(ToMs(f.read_timeout_s));
+  return o;
+}
+
+// The engine's settings from the flags (the branch caller factory is added by the caller).
+Result<engine::EngineOptions> EngineOptionsOf(const ServerFlags& f) {
   for (double v : {f.retry_interval_s, f.timeout_to_fail_s, f.request_timeout_s, f.cron_interval_s,
                    f.max_retry_interval_s}) {
-    if (!(v > 0)) {
-      spdlog::error("durations must be positive seconds");
-      return 2;
-    }
+    if (!(v > 0)) return Status::InvalidArgument("durations must be positive seconds");
   }
+  if (f.max_retry_limit < 0) return Status::InvalidArgument("--max-retry-limit must be >= 0");
+  if (f.check_back_policy != "guarded" && f.check_back_policy != "legacy") {
+    return Status::InvalidArgument("--check-back-policy must be guarded or legacy");
+  }
+  engine::EngineOptions o;
+  o.settings.retry_interval_ms = ToMs(f.retry_interval_s);
+  o.settings.timeout_to_fail_ms = ToMs(f.timeout_to_fail_s);
+  o.settings.request_timeout_ms = ToMs(f.request_timeout_s);
+  o.settings.max_retry_interval_ms = ToMs(f.max_retry_interval_s);
+  o.settings.max_retry_limit = f.max_retry_limit;
+  o.settings.legacy_check_back = f.check_back_policy == "legacy";
+  o.cron_interval_ms = ToMs(f.cron_interval_s);
+  o.max_active_transactions = f.max_active;
+  o.alert_webhook = f.alert_webhook;
+  o.alert_retry_limit = f.alert_retry_limit;
+  o.call_history = f.call_history;
+  return o;
+}
 
+// Keeps freed memory for reuse when built without jemalloc (-DDTX_JEMALLOC=OFF, sanitizers):
+// glibc's allocator by default returns freed heap top to the kernel and re-faults it moments
+// later; under load that costs ~20 % of the coordinator's CPU (measured with dtx-bench: 265-280 ->
+// 208-215 us/saga).
+void TuneAllocator() {
 #ifndef DTX_WITH_JEMALLOC
-  // Built without jemalloc (-DDTX_JEMALLOC=OFF, sanitizers): glibc's allocator by default returns
-  // freed heap top to the kernel and re-faults it moments later; under load that costs ~20 % of the
-  // coordinator's CPU (measured with dtx-bench: 265-280 -> 208-215 us/saga). Keep freed memory for
-  // reuse instead.
   mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
   mallopt(M_TOP_PAD, 16 * 1024 * 1024);
   mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
 #endif
+}
 
+// The admin tokens, with a log line saying whether the admin API is enabled.
+Result<ops::TokenSet> AdminTokensLogged(const ServerFlags& f) {
+  auto tokens = LoadAdminTokens(f);
+  if (!tokens.ok()) return tokens;
+  if (tokens->empty()) {
+    spdlog::warn(
+        "admin API disabled (it answers 403): start with --admin-token NAME=TOKEN, "
+        "DTX_ADMIN_TOKEN=NAME=TOKEN or --admin-token-file PATH to enable it");
+  } else {
+    spdlog::info("admin API enabled for {} token(s)", tokens->size());
+  }
+  return tokens;
+}
+
+// Everything the flags decide, checked before the store is opened.
+struct ServerSetup {
+  http::ServerOptions server;
+  engine::EngineOptions engine;
+  NetSetup net;
+  ops::TokenSet admin_tokens;
+  ops::RetentionOptions retention;
+};
+
+Result<ServerSetup> PrepareServer(const ServerFlags& f) {
+  ServerSetup setup;
+  auto server_opts = ServerOptionsOf(f);
+  if (!server_opts.ok()) return server_opts.status();
+  auto engine_opts = EngineOptionsOf(f);
+  if (!engine_opts.ok()) return engine_opts.status();
+  auto net = PrepareNet(f.net);
+  if (!net.ok()) return net.status();
+  auto admin_tokens = AdminTokensLogged(f);
+  if (!admin_tokens.ok()) return admin_tokens.status();
+  auto retention = RetentionOf(f);
+  if (!retention.ok()) return retention.status();
+  setup.server = std::move(*server_opts);
+  setup.server.tls = net->server_tls;
+  setup.engine = std::move(*engine_opts);
+  setup.net = std::move(*net);
+  setup.admin_tokens = std::move(*admin_tokens);
+  setup.retention = *retention;
+  return setup;
+}
+
+int RunServer(const ServerFlags& f) {
+  if (!SetUpLogging(f.log_level)) return 2;
+  TuneAllocator();
   // Signals are handled by this thread only (sigwait below); block them before threads start.
   sigset_t signals;
   sigemptyset(&signals);
@@ -189,31 +261,12 @@ int RunServer(const ServerFlags& f) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto net = PrepareNet(f.net);
-  if (!net.ok()) {
-    spdlog::error("{}", net.status().message());
+  auto setup = PrepareServer(f);
+  if (!setup.ok()) {
+    spdlog::error("{}", setup.status().message());
     return 2;
   }
-  server_options.tls = net->server_tls;
-
-  auto admin_tokens = LoadAdminTokens(f);
-  if (!admin_tokens.ok()) {
-    spdlog::error("{}", admin_tokens.status().message());
-    return 2;
-  }
-  if (admin_tokens->empty()) {
-    spdlog::warn(
-        "admin API disabled (it answers 403): start with --admin-token NAME=TOKEN, "
-        "DTX_ADMIN_TOKEN=NAME=TOKEN or --admin-token-file PATH to enable it");
-  } else {
-    spdlog::info("admin API enabled for {} token(s)", admin_tokens->size());
-  }
-
-  auto retention_options = RetentionOf(f);
-  if (!retention_options.ok()) {
-    spdlog::error("{}", retention_options.status().message());
-    return 2;
-  }
+  const http::ServerOptions& server_options = setup->server;
 
   auto store = store::OpenStore(f.store);
   if (!store.ok()) {
@@ -233,31 +286,11 @@ int RunServer(const ServerFlags& f) {
                          "Time of one store batch from BEGIN to COMMIT done (fsync included)",
                          &h->commit_seconds);
   }
-  ops::RetentionJob retention(**store, SystemClock::Instance(), &metrics, *retention_options);
-  engine::EngineOptions engine_options;
-  engine_options.settings.retry_interval_ms = ToMs(f.retry_interval_s);
-  engine_options.settings.timeout_to_fail_ms = ToMs(f.timeout_to_fail_s);
-  engine_options.settings.request_timeout_ms = ToMs(f.request_timeout_s);
-  engine_options.settings.max_retry_interval_ms = ToMs(f.max_retry_interval_s);
-  if (f.max_retry_limit < 0) {
-    spdlog::error("--max-retry-limit must be >= 0");
-    return 2;
-  }
-  engine_options.settings.max_retry_limit = f.max_retry_limit;
-  engine_options.cron_interval_ms = ToMs(f.cron_interval_s);
-  engine_options.max_active_transactions = f.max_active;
-  engine_options.alert_webhook = f.alert_webhook;
-  engine_options.alert_retry_limit = f.alert_retry_limit;
-  engine_options.call_history = f.call_history;
-  if (f.check_back_policy != "guarded" && f.check_back_policy != "legacy") {
-    spdlog::error("--check-back-policy must be guarded or legacy");
-    return 2;
-  }
-  engine_options.settings.legacy_check_back = f.check_back_policy == "legacy";
-  engine::CallerFactory callers = [client = net->client](boost::asio::any_io_executor ex) {
+  ops::RetentionJob retention(**store, SystemClock::Instance(), &metrics, setup->retention);
+  engine::CallerFactory callers = [client = setup->net.client](boost::asio::any_io_executor ex) {
     return engine::NewHttpBranchCallerWith(std::move(ex), client);
   };
-  auto engine_owner = std::make_unique<engine::Engine>(engine_options, **store, pool,
+  auto engine_owner = std::make_unique<engine::Engine>(setup->engine, **store, pool,
                                                        SystemClock::Instance(), &metrics, callers);
   engine::Engine& engine = *engine_owner;
   api::ApiHandler handler(engine, metrics);
@@ -265,11 +298,11 @@ int RunServer(const ServerFlags& f) {
   admin_options.alert_retry_limit = f.alert_retry_limit;
   ops::AdminService admin_service(engine, **store, SystemClock::Instance(), &metrics,
                                   admin_options);
-  api::AdminRoutes admin_routes(admin_service, *admin_tokens);
+  api::AdminRoutes admin_routes(admin_service, setup->admin_tokens);
   handler.SetAdmin(&admin_routes);
   handler.SetAllowedOrigins(f.allow_origins);
-  handler.SetUrlPolicy(net->url_policy);
-  auto listeners = std::make_unique<NetListeners>(*net, handler);  // net_flags.h
+  handler.SetUrlPolicy(setup->net.url_policy);
+  auto listeners = std::make_unique<NetListeners>(setup->net, handler);  // net_flags.h
   auto server_owner =
       std::make_unique<http::Server>(pool, server_options, listeners->main_handler());
   http::Server& server = *server_owner;
