@@ -88,6 +88,7 @@ class Worker {
       return false;
     }
     source_ = std::move(s.value());
+    source_->SetKeyShare(o_.workers, index_);
     return true;
   }
 

@@ -54,6 +54,13 @@ class OutboxSource {
   // malformed row is parked at once.
   virtual Status Finish(const std::vector<RowOutcome>& outcomes, int max_attempts,
                         bool delete_published) = 0;
+  // Worker `index` of `count` in one relay: its claims take only keys whose hash falls in its
+  // share (rows with an empty key: any worker), so the workers of a relay do not skip each other's
+  // keys. Other relays' claims are kept off by the row and key locks as always. SQLite: one worker.
+  virtual void SetKeyShare(int count, int index) {
+    (void)count;
+    (void)index;
+  }
   // Ends the claim without changes (rollback).
   virtual void Abandon() = 0;
   // Before waiting for rows, asks writers to wake this relay (PostgreSQL: takes the wake-up lock

@@ -71,14 +71,19 @@ class PgSource final : public OutboxSource {
   Result<std::vector<OutboxRow>> Claim(size_t max) override {
     if (Status s = Connect(); !s.ok()) return s;
     if (Status s = Exec("begin", nullptr); !s.ok()) return s;
+    // A CASE, not AND/OR: the planner may reorder those, and the key lock must be tried only on
+    // the rows of this worker's share.
     const std::string sql =
         "select id, message_id, topic, msg_key, payload, headers, attempts from " + table_ +
-        " where state = 0 and (msg_key = '' or pg_try_advisory_xact_lock($1::int, "
-        "hashtext(msg_key))) order by id limit $2 for update skip locked";
+        " where state = 0 and case when msg_key = '' then true when $3::int > 1 and "
+        "(hashtext(msg_key)::bigint + 2147483648) % $3::int <> $4::int then false else "
+        "pg_try_advisory_xact_lock($1::int, hashtext(msg_key)) end order by id limit $2 for "
+        "update skip locked";
     const std::string ns = std::to_string(LockNamespace(table_));
     const std::string limit = std::to_string(max);
-    const char* params[] = {ns.c_str(), limit.c_str()};
-    PgResult r(PQexecParams(conn_, sql.c_str(), 2, nullptr, params, nullptr, nullptr, 0));
+    const std::string count = std::to_string(share_count_), index = std::to_string(share_index_);
+    const char* params[] = {ns.c_str(), limit.c_str(), count.c_str(), index.c_str()};
+    PgResult r(PQexecParams(conn_, sql.c_str(), 4, nullptr, params, nullptr, nullptr, 0));
     if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
       Status s = Error(r.get(), "claim");
       Abandon();
@@ -205,6 +210,11 @@ class PgSource final : public OutboxSource {
 
   bool Armed() const override { return armed_; }
 
+  void SetKeyShare(int count, int index) override {
+    share_count_ = count;
+    share_index_ = index;
+  }
+
   void DisarmWakeup() override {
     if (!armed_) return;
     armed_ = false;
@@ -315,7 +325,8 @@ class PgSource final : public OutboxSource {
   std::string table_;
   PGconn* conn_ = nullptr;
   PGconn* listener_ = nullptr;
-  bool armed_ = false;  // this relay holds the wake-up lock on listener_
+  bool armed_ = false;                     // this relay holds the wake-up lock on listener_
+  int share_count_ = 1, share_index_ = 0;  // SetKeyShare
 };
 
 }  // namespace
