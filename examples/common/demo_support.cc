@@ -289,6 +289,18 @@ void Checker::Expect(bool ok, const std::string& what) {
   if (!ok) ++failures_;
 }
 
+dtx::Result<std::map<std::string, json::object>> FetchStates(
+    const std::map<std::string, uint16_t>& ports) {
+  std::map<std::string, json::object> out;
+  for (const auto& [name, port] : ports) {
+    auto s = FetchJson("http://127.0.0.1:" + std::to_string(port) + "/state");
+    if (!s.ok())
+      return dtx::Status(s.status().code(), "state of " + name + ": " + s.status().message());
+    out[name] = std::move(*s);
+  }
+  return out;
+}
+
 const json::object* FindRow(const json::object& state, const char* table, const char* key,
                             const std::string& value, const char* key2, const std::string& value2) {
   const json::value* t = state.if_contains(table);

@@ -11,6 +11,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,9 @@ dtx::Result<HttpAnswer> HttpCall(const std::string& method, const std::string& u
                                  std::chrono::milliseconds timeout = std::chrono::seconds(10));
 // GET url, expecting 200 with a JSON object.
 dtx::Result<boost::json::object> FetchJson(const std::string& url);
+// GET http://127.0.0.1:PORT/state of every service of `ports` (name -> port).
+dtx::Result<std::map<std::string, boost::json::object>> FetchStates(
+    const std::map<std::string, uint16_t>& ports);
 
 // Rows of table `table` in a /state dump whose column `key` equals `value`.
 std::vector<boost::json::object> RowsWhere(const boost::json::object& state, const char* table,
