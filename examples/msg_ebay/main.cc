@@ -224,45 +224,166 @@ std::string GidOf(const std::string& body) {
   return g && g->is_string() ? std::string(g->as_string()) : std::string();
 }
 
-int RunDemo(const DemoFlags& f) {
-  namespace fs = std::filesystem;
-  setvbuf(stdout, nullptr, _IOLBF, 0);  // interleave sensibly with the services' stderr logs
-  auto data_dir = dtx_examples::DemoDataDir(f.data_dir, "msg-ebay", {"trade.db", "user.db"});
-  if (!data_dir.ok()) {
-    std::fprintf(stderr, "demo: %s\n", data_dir.status().ToString().c_str());
-    return 1;
-  }
-  const std::string& dir = *data_dir;
-  const std::string trade_db = "sqlite:" + dir + "/trade.db";
+// The two services as child processes; their base URLs.
+struct Services {
+  std::string trade_db;
+  std::string user_url;
+  std::string trade_url;
+};
+
+dtx::Result<Services> StartServices(Children& children, const DemoFlags& f,
+                                    const std::string& dir) {
+  Services s;
+  s.trade_db = "sqlite:" + dir + "/trade.db";
   const std::string user_db = f.pg_url.empty() ? "sqlite:" + dir + "/user.db" : f.pg_url;
   std::printf("== eBay BASE demo (seed 002) on dtx transactional messages\n");
   std::printf("  coordinator %s\n  trade service db %s\n  user service db %s\n", f.dtx.c_str(),
-              trade_db.c_str(),
+              s.trade_db.c_str(),
               f.pg_url.empty() ? user_db.c_str() : "PostgreSQL (schema msg_ebay_user)");
-
-  Children children;
   std::vector<std::string> user_args = {"serve", "--service", "user", "--db", user_db};
   if (!f.pg_url.empty()) user_args.push_back("--reset");
-  auto user_line = children.Spawn(user_args, kReadyPrefix);
-  if (!user_line.ok()) {
-    std::fprintf(stderr, "demo: %s\n", user_line.status().ToString().c_str());
-    return 1;
-  }
-  const std::string user_url =
-      "http://127.0.0.1:" + std::to_string(*dtx_examples::PortOfReadyLine(*user_line));
-  auto trade_line = children.Spawn({"serve", "--service", "trade", "--db", trade_db, "--dtx", f.dtx,
-                                    "--user-url", user_url, "--retry-interval", "1"},
-                                   kReadyPrefix);
-  if (!trade_line.ok()) {
-    std::fprintf(stderr, "demo: %s\n", trade_line.status().ToString().c_str());
-    return 1;
-  }
-  const std::string trade_url =
-      "http://127.0.0.1:" + std::to_string(*dtx_examples::PortOfReadyLine(*trade_line));
-  std::printf("  user service  %s\n  trade service %s\n", user_url.c_str(), trade_url.c_str());
+  auto user_port = children.SpawnListening(user_args, kReadyPrefix);
+  if (!user_port.ok()) return user_port.status();
+  s.user_url = "http://127.0.0.1:" + std::to_string(*user_port);
+  auto trade_port =
+      children.SpawnListening({"serve", "--service", "trade", "--db", s.trade_db, "--dtx", f.dtx,
+                               "--user-url", s.user_url, "--retry-interval", "1"},
+                              kReadyPrefix);
+  if (!trade_port.ok()) return trade_port.status();
+  s.trade_url = "http://127.0.0.1:" + std::to_string(*trade_port);
+  std::printf("  user service  %s\n  trade service %s\n", s.user_url.c_str(), s.trade_url.c_str());
+  return s;
+}
 
-  dtx::Client client(f.dtx);
-  auto before = dtx_examples::FetchJson(user_url + "/state");
+// A trade posted to the trade service (its local transaction + a 2-phase message), and the
+// message's final state.
+struct Posted {
+  dtx::Result<dtx_examples::HttpAnswer> answer = dtx::Status::Internal("not posted");
+  std::string gid;
+  dtx::Result<dtx::TransactionInfo> final_state = dtx::Status::Internal("no gid");
+};
+
+Posted PostTrade(dtx::Client& client, const Services& svc, const Trade& t, int wait_s) {
+  Posted p;
+  p.answer = dtx_examples::HttpCall("POST", svc.trade_url + "/trade", EncodeTrade(t), 30s);
+  std::printf("  POST /trade -> %s\n",
+              p.answer.ok() ? (std::to_string(p.answer->status) + " " + p.answer->body).c_str()
+                            : p.answer.status().ToString().c_str());
+  p.gid = p.answer.ok() ? GidOf(p.answer->body) : "";
+  if (!p.gid.empty()) p.final_state = client.WaitFinal(p.gid, std::chrono::seconds(wait_s));
+  if (p.final_state.ok()) dtx_examples::PrintTransaction("message", *p.final_state);
+  return p;
+}
+
+// (c), (d): a producer process (`trade`) that dies (SIGKILL) at `point`; the coordinator's
+// check-back decides the message.
+dtx::Result<dtx::TransactionInfo> CrashingTrade(Children& children, dtx::Client& client,
+                                                const DemoFlags& f, const Services& svc,
+                                                const std::string& label, const Trade& t,
+                                                const std::string& gid, const std::string& point) {
+  std::printf(
+      "\n== %s trade %s: %s (%lld) sells to %s (%lld) for %lld; the producer process "
+      "dies %s\n",
+      label.c_str(), t.xid.c_str(), NameOf(t.seller_id), static_cast<long long>(t.seller_id),
+      NameOf(t.buyer_id), static_cast<long long>(t.buyer_id), static_cast<long long>(t.amount),
+      point.c_str());
+  auto status = children.Run({"trade",
+                              "--dtx",
+                              f.dtx,
+                              "--db",
+                              svc.trade_db,
+                              "--query-prepared",
+                              svc.trade_url + "/trade/queryPrepared",
+                              "--user-url",
+                              svc.user_url,
+                              "--gid",
+                              gid,
+                              "--xid",
+                              t.xid,
+                              "--seller",
+                              std::to_string(t.seller_id),
+                              "--buyer",
+                              std::to_string(t.buyer_id),
+                              "--amount",
+                              std::to_string(t.amount),
+                              "--die-at",
+                              point,
+                              "--timeout-to-fail",
+                              std::to_string(f.timeout_to_fail_s)});
+  if (status.ok()) {
+    std::printf("  producer: %s\n", WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL
+                                        ? "killed by SIGKILL"
+                                        : "exited normally (unexpected)");
+  }
+  auto now = client.Query(gid);
+  std::printf(
+      "  coordinator right after: %s; the check-back comes after timeout_to_fail = %lld s\n",
+      now.ok() ? now->status.c_str() : now.status().ToString().c_str(),
+      static_cast<long long>(f.timeout_to_fail_s));
+  auto fin = client.WaitFinal(gid, std::chrono::seconds(f.wait_s));
+  if (fin.ok()) dtx_examples::PrintTransaction("message", *fin);
+  return fin;
+}
+
+// What the four scenarios left behind.
+struct Outcome {
+  Posted a, b;
+  std::string gid_c, gid_d;
+  dtx::Result<dtx::TransactionInfo> final_c = dtx::Status::Internal("not run");
+  dtx::Result<dtx::TransactionInfo> final_d = dtx::Status::Internal("not run");
+};
+
+void CheckOutcome(Checker& k, const Outcome& o, const json::object& trade_state,
+                  const json::object& user_state) {
+  auto has_trade = [&](const std::string& xid) {
+    return dtx_examples::RowsWhere(trade_state, "transaction", "xid", xid).size();
+  };
+  const auto& fa = o.a.final_state;
+  const auto& fb = o.b.final_state;
+  k.Expect(o.a.answer.ok() && o.a.answer->status == 200,
+           "(a) the trade was recorded and its message submitted");
+  k.Expect(fa.ok() && fa->status == "succeed", "(a) the message was delivered (succeed)");
+  k.Expect(Deliveries(user_state, o.a.gid) == 2,
+           "(a) delivered twice (the first answer was lost): " +
+               std::to_string(Deliveries(user_state, o.a.gid)));
+  k.Expect(Applied(user_state, o.a.gid), "(a) message_applied has it");
+  k.Expect(o.b.answer.ok() && o.b.answer->status == 409,
+           "(b) the retried trade was refused (duplicate xid)");
+  k.Expect(fb.ok() && fb->status == "failed", "(b) its message was aborted (failed)");
+  k.Expect(Deliveries(user_state, o.b.gid) == 0, "(b) never delivered");
+  k.Expect(has_trade("T1001") == 1, "T1001 recorded once");
+  k.Expect(o.final_c.ok() && o.final_c->status == "succeed",
+           "(c) died after its commit: the check-back found the commit, the message was delivered");
+  k.Expect(has_trade("T1002") == 1 && Applied(user_state, o.gid_c),
+           "(c) T1002 recorded and applied");
+  k.Expect(o.final_d.ok() && o.final_d->status == "failed",
+           "(d) died before its commit: the check-back rolled the message back");
+  k.Expect(has_trade("T1003") == 0 && Deliveries(user_state, o.gid_d) == 0,
+           "(d) T1003 not recorded, nothing delivered");
+}
+
+void CheckAmounts(Checker& k, const std::map<int64_t, Amounts>& amounts0,
+                  const json::object& user_state) {
+  auto amounts = UserAmounts(user_state);
+  auto delta = [&](int64_t id) {
+    return Amounts{amounts[id].sold - amounts0.at(id).sold,
+                   amounts[id].bought - amounts0.at(id).bought};
+  };
+  const Amounts alice = delta(1), bob = delta(2), carol = delta(3), dave = delta(4);
+  k.Expect(alice.sold == 30 && alice.bought == 45, "alice: sold +" + std::to_string(alice.sold) +
+                                                       ", bought +" + std::to_string(alice.bought) +
+                                                       " (T1001 once, T1002 once)");
+  k.Expect(bob.sold == 0 && bob.bought == 30, "bob: bought +" + std::to_string(bob.bought));
+  k.Expect(carol.sold == 45 && carol.bought == 0, "carol: sold +" + std::to_string(carol.sold));
+  k.Expect(dave.sold == 0 && dave.bought == 0, "dave: unchanged (T1003 never happened)");
+}
+
+int RunDemo(const DemoFlags& f) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // interleave sensibly with the services' stderr logs
+  auto dir = dtx_examples::DemoDataDir(f.data_dir, "msg-ebay", {"trade.db", "user.db"});
+  Children children;
+  auto svc = dir.ok() ? StartServices(children, f, *dir) : dir.status();
+  auto before = svc.ok() ? dtx_examples::FetchJson(svc->user_url + "/state") : svc.status();
   if (!before.ok()) {
     std::fprintf(stderr, "demo: %s\n", before.status().ToString().c_str());
     return 1;
@@ -271,136 +392,40 @@ int RunDemo(const DemoFlags& f) {
   const std::string run = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                              std::chrono::system_clock::now().time_since_epoch())
                                              .count());
-  auto post_trade = [&](const Trade& t) {
-    return dtx_examples::HttpCall("POST", trade_url + "/trade", EncodeTrade(t), 30s);
-  };
-
+  dtx::Client client(f.dtx);
+  Outcome o;
   // (a) A trade that commits; the first delivery's answer is lost, so the user service gets the
   // message twice and applies it once.
   std::printf(
       "\n== (a) trade T1001: alice (1) sells to bob (2) for 30; the user service loses "
       "its first answer\n");
-  (void)dtx_examples::HttpCall("POST", user_url + "/admin/lose-answers?count=1");
+  (void)dtx_examples::HttpCall("POST", svc->user_url + "/admin/lose-answers?count=1");
   const Trade a{"T1001", 1, 2, 30};
-  auto ra = post_trade(a);
-  std::printf("  POST /trade -> %s\n", ra.ok()
-                                           ? (std::to_string(ra->status) + " " + ra->body).c_str()
-                                           : ra.status().ToString().c_str());
-  const std::string gid_a = ra.ok() ? GidOf(ra->body) : "";
-  auto final_a = gid_a.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
-                               : client.WaitFinal(gid_a, std::chrono::seconds(f.wait_s));
-  if (final_a.ok()) dtx_examples::PrintTransaction("message", *final_a);
-
+  o.a = PostTrade(client, *svc, a, f.wait_s);
   // (b) The same trade again (a client retry): the insert violates the primary key, the local
   // transaction fails, and the message is aborted: nothing is delivered.
   std::printf("\n== (b) trade T1001 again (a retried request): the local transaction fails\n");
-  auto rb = post_trade(a);
-  std::printf("  POST /trade -> %s\n", rb.ok()
-                                           ? (std::to_string(rb->status) + " " + rb->body).c_str()
-                                           : rb.status().ToString().c_str());
-  const std::string gid_b = rb.ok() ? GidOf(rb->body) : "";
-  auto final_b = gid_b.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
-                               : client.WaitFinal(gid_b, std::chrono::seconds(f.wait_s));
-  if (final_b.ok()) dtx_examples::PrintTransaction("message", *final_b);
-
-  // (c), (d): a producer process that dies (SIGKILL) between its steps.
-  auto crash = [&](const std::string& label, const Trade& t, const std::string& gid,
-                   const std::string& point) -> dtx::Result<dtx::TransactionInfo> {
-    std::printf(
-        "\n== %s trade %s: %s (%lld) sells to %s (%lld) for %lld; the producer process "
-        "dies %s\n",
-        label.c_str(), t.xid.c_str(), NameOf(t.seller_id), static_cast<long long>(t.seller_id),
-        NameOf(t.buyer_id), static_cast<long long>(t.buyer_id), static_cast<long long>(t.amount),
-        point.c_str());
-    auto status = children.Run({"trade",
-                                "--dtx",
-                                f.dtx,
-                                "--db",
-                                trade_db,
-                                "--query-prepared",
-                                trade_url + "/trade/queryPrepared",
-                                "--user-url",
-                                user_url,
-                                "--gid",
-                                gid,
-                                "--xid",
-                                t.xid,
-                                "--seller",
-                                std::to_string(t.seller_id),
-                                "--buyer",
-                                std::to_string(t.buyer_id),
-                                "--amount",
-                                std::to_string(t.amount),
-                                "--die-at",
-                                point,
-                                "--timeout-to-fail",
-                                std::to_string(f.timeout_to_fail_s)});
-    if (status.ok()) {
-      std::printf("  producer: %s\n", WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL
-                                          ? "killed by SIGKILL"
-                                          : "exited normally (unexpected)");
-    }
-    auto now = client.Query(gid);
-    std::printf(
-        "  coordinator right after: %s; the check-back comes after timeout_to_fail = %lld s\n",
-        now.ok() ? now->status.c_str() : now.status().ToString().c_str(),
-        static_cast<long long>(f.timeout_to_fail_s));
-    auto fin = client.WaitFinal(gid, std::chrono::seconds(f.wait_s));
-    if (fin.ok()) dtx_examples::PrintTransaction("message", *fin);
-    return fin;
-  };
-  const Trade c{"T1002", 3, 1, 45};
-  const std::string gid_c = "ebay-c-" + run;
-  auto final_c = crash("(c)", c, gid_c, "after-commit");
-  const Trade d{"T1003", 3, 4, 70};
-  const std::string gid_d = "ebay-d-" + run;
-  auto final_d = crash("(d)", d, gid_d, "before-commit");
+  o.b = PostTrade(client, *svc, a, f.wait_s);
+  o.gid_c = "ebay-c-" + run;
+  o.final_c = CrashingTrade(children, client, f, *svc, "(c)", Trade{"T1002", 3, 1, 45}, o.gid_c,
+                            "after-commit");
+  o.gid_d = "ebay-d-" + run;
+  o.final_d = CrashingTrade(children, client, f, *svc, "(d)", Trade{"T1003", 3, 4, 70}, o.gid_d,
+                            "before-commit");
 
   std::printf("\n== databases\n");
-  auto trade_state = dtx_examples::FetchJson(trade_url + "/state");
-  auto user_state = dtx_examples::FetchJson(user_url + "/state");
+  auto trade_state = dtx_examples::FetchJson(svc->trade_url + "/state");
+  auto user_state = dtx_examples::FetchJson(svc->user_url + "/state");
   if (!trade_state.ok() || !user_state.ok()) {
     std::fprintf(stderr, "demo: cannot read the services' state\n");
     return 1;
   }
   dtx_examples::PrintState("trade service", *trade_state);
   dtx_examples::PrintState("user service", *user_state);
-  auto amounts = UserAmounts(*user_state);
-  auto delta = [&](int64_t id) {
-    return Amounts{amounts[id].sold - amounts0.at(id).sold,
-                   amounts[id].bought - amounts0.at(id).bought};
-  };
-
   std::printf("\n== checks\n");
   Checker k;
-  auto has_trade = [&](const std::string& xid) {
-    return dtx_examples::RowsWhere(*trade_state, "transaction", "xid", xid).size();
-  };
-  k.Expect(ra.ok() && ra->status == 200, "(a) the trade was recorded and its message submitted");
-  k.Expect(final_a.ok() && final_a->status == "succeed", "(a) the message was delivered (succeed)");
-  k.Expect(Deliveries(*user_state, gid_a) == 2,
-           "(a) delivered twice (the first answer was lost): " +
-               std::to_string(Deliveries(*user_state, gid_a)));
-  k.Expect(Applied(*user_state, gid_a), "(a) message_applied has it");
-  k.Expect(rb.ok() && rb->status == 409, "(b) the retried trade was refused (duplicate xid)");
-  k.Expect(final_b.ok() && final_b->status == "failed", "(b) its message was aborted (failed)");
-  k.Expect(Deliveries(*user_state, gid_b) == 0, "(b) never delivered");
-  k.Expect(has_trade("T1001") == 1, "T1001 recorded once");
-  k.Expect(final_c.ok() && final_c->status == "succeed",
-           "(c) died after its commit: the check-back found the commit, the message was delivered");
-  k.Expect(has_trade("T1002") == 1 && Applied(*user_state, gid_c),
-           "(c) T1002 recorded and applied");
-  k.Expect(final_d.ok() && final_d->status == "failed",
-           "(d) died before its commit: the check-back rolled the message back");
-  k.Expect(has_trade("T1003") == 0 && Deliveries(*user_state, gid_d) == 0,
-           "(d) T1003 not recorded, nothing delivered");
-  const Amounts alice = delta(1), bob = delta(2), carol = delta(3), dave = delta(4);
-  k.Expect(alice.sold == 30 && alice.bought == 45, "alice: sold +" + std::to_string(alice.sold) +
-                                                       ", bought +" + std::to_string(alice.bought) +
-                                                       " (T1001 once, T1002 once)");
-  k.Expect(bob.sold == 0 && bob.bought == 30, "bob: bought +" + std::to_string(bob.bought));
-  k.Expect(carol.sold == 45 && carol.bought == 0, "carol: sold +" + std::to_string(carol.sold));
-  k.Expect(dave.sold == 0 && dave.bought == 0, "dave: unchanged (T1003 never happened)");
+  CheckOutcome(k, o, *trade_state, *user_state);
+  CheckAmounts(k, amounts0, *user_state);
   return dtx_examples::DemoVerdict(k.failures(),
                                    "every committed trade was applied exactly once, no other.");
 }
