@@ -72,10 +72,6 @@ int RunServe(const ServeFlags& f) {
 // ---------------------------------------------------------------------------------------------------
 // demo: child processes and their state (GET /state), see examples/common/demo_support.h
 
-dtx::Result<json::object> FetchState(uint16_t port) {
-  return dtx_examples::FetchJson("http://127.0.0.1:" + std::to_string(port) + "/state");
-}
-
 // ---------------------------------------------------------------------------------------------------
 // demo: the scenario
 
@@ -89,133 +85,141 @@ struct DemoFlags {
 
 constexpr int64_t kPriceCents = 1500;  // of one widget
 
-int RunDemo(const DemoFlags& f) {
-  auto dir = dtx_examples::DemoDataDir(f.data_dir, "order-saga");
-  if (!dir.ok()) {
-    std::fprintf(stderr, "demo: %s\n", dir.status().ToString().c_str());
-    return 1;
-  }
-  const std::string& data_dir = *dir;
-  std::printf("== order saga demo (seed 000 §2.2), coordinator %s, data in %s\n", f.dtx.c_str(),
-              data_dir.c_str());
+using Ports = std::map<std::string, uint16_t>;
+using States = std::map<std::string, json::object>;
 
-  Children children;
-  std::map<std::string, uint16_t> ports;
+// The four services as child processes, each with its SQLite database in `data_dir`.
+dtx::Result<Ports> StartServices(Children& children, const std::string& data_dir) {
+  Ports ports;
   for (const std::string& name : ServiceNames()) {
     auto port = children.SpawnListening(
         {"serve", "--service", name, "--port", "0", "--db", data_dir + "/" + name + ".db"},
         kReadyPrefix, 10s);
-    if (!port.ok()) {
-      std::fprintf(stderr, "demo: %s\n", port.status().ToString().c_str());
-      return 1;
-    }
+    if (!port.ok()) return port.status();
     ports[name] = *port;
     std::printf("  service %-9s on 127.0.0.1:%u, db %s/%s.db\n", name.c_str(),
                 static_cast<unsigned>(*port), data_dir.c_str(), name.c_str());
   }
+  return ports;
+}
 
-  dtx::Client client(f.dtx);
-  auto state_before = FetchState(ports["payment"]);
-  auto stock_before = FetchState(ports["inventory"]);
-  if (!state_before.ok() || !stock_before.ok()) {
-    std::fprintf(stderr, "demo: cannot read the services' state\n");
-    return 1;
-  }
-  const int64_t balance0 = IntOf(FindRow(*state_before, "accounts", "user", "alice"), "balance");
-  const int64_t stock0 = IntOf(FindRow(*stock_before, "stock", "item", "widget"), "available");
+// One order as a saga: order -> payment -> inventory -> shipping, each with its undo; submitted
+// with wait_result, then its final state (printed).
+struct OrderRun {
+  std::string gid;
+  dtx::Status submit;
+  dtx::Result<dtx::TransactionInfo> final_state = dtx::Status::Internal("no gid");
+};
 
-  // Builds the saga of one order: order -> payment -> inventory -> shipping, each with its undo.
-  auto build = [&](dtx::Saga& saga, const OrderRequest& order) {
-    const std::string payload = EncodeOrder(order);
-    for (const std::string& name : ServiceNames()) {
-      const std::string base = "http://127.0.0.1:" + std::to_string(ports[name]);
-      const Endpoints e = EndpointsOf(name);
-      saga.Add(base + e.action, base + e.compensate, payload);
-    }
-    saga.SetWaitResult(true)
-        .SetRequestTimeout(f.request_timeout_s)
-        .SetRetryInterval(f.retry_interval_s);
-  };
-
-  // (a) 2 widgets: every step succeeds.
-  const OrderRequest good{"alice", "widget", 2, 2 * kPriceCents, "1 Harbour Road"};
-  dtx::Saga saga_a(client, "");
-  build(saga_a, good);
-  std::printf("\n== (a) alice orders 2 widgets: %s\n", EncodeOrder(good).c_str());
-  dtx::Status submit_a = saga_a.Submit();
-  std::printf("  submit (wait_result): %s\n", submit_a.ToString().c_str());
-  if (saga_a.gid().empty()) {
-    std::fprintf(stderr, "demo: no gid (is the coordinator at %s running?)\n", f.dtx.c_str());
-    return 1;
-  }
-  auto final_a = client.WaitFinal(saga_a.gid(), std::chrono::seconds(f.wait_s));
-  if (final_a.ok()) PrintTransaction("transaction", *final_a);
-
-  // (b) more widgets than in stock: inventory answers FAILURE, the saga compensates payment and
-  // order.
-  const int64_t too_many = (stock0 < 0 ? 10 : stock0) + 40;
-  const OrderRequest bad{"alice", "widget", too_many, too_many * kPriceCents, "1 Harbour Road"};
-  dtx::Saga saga_b(client, "");
-  build(saga_b, bad);
-  std::printf("\n== (b) alice orders %lld widgets (more than in stock): %s\n",
-              static_cast<long long>(too_many), EncodeOrder(bad).c_str());
-  dtx::Status submit_b = saga_b.Submit();
-  std::printf("  submit (wait_result): %s\n", submit_b.ToString().c_str());
-  auto final_b = saga_b.gid().empty()
-                     ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
-                     : client.WaitFinal(saga_b.gid(), std::chrono::seconds(f.wait_s));
-  if (final_b.ok()) PrintTransaction("transaction", *final_b);
-
-  // The databases.
-  std::printf("\n== databases\n");
-  std::map<std::string, json::object> state;
+OrderRun PlaceOrder(dtx::Client& client, const Ports& ports, const DemoFlags& f,
+                    const OrderRequest& order) {
+  dtx::Saga saga(client, "");
+  const std::string payload = EncodeOrder(order);
   for (const std::string& name : ServiceNames()) {
-    auto s = FetchState(ports[name]);
-    if (!s.ok()) {
-      std::fprintf(stderr, "demo: state of %s: %s\n", name.c_str(), s.status().ToString().c_str());
-      return 1;
-    }
-    state[name] = std::move(*s);
-    PrintState(name, state[name]);
+    const std::string base = "http://127.0.0.1:" + std::to_string(ports.at(name));
+    const Endpoints e = EndpointsOf(name);
+    saga.Add(base + e.action, base + e.compensate, payload);
   }
+  saga.SetWaitResult(true)
+      .SetRequestTimeout(f.request_timeout_s)
+      .SetRetryInterval(f.retry_interval_s);
+  OrderRun run;
+  run.submit = saga.Submit();
+  run.gid = saga.gid();
+  std::printf("  submit (wait_result): %s\n", run.submit.ToString().c_str());
+  if (!run.gid.empty()) run.final_state = client.WaitFinal(run.gid, std::chrono::seconds(f.wait_s));
+  if (run.final_state.ok()) PrintTransaction("transaction", *run.final_state);
+  return run;
+}
 
-  // The checks.
-  std::printf("\n== checks\n");
-  Checker c;
-  const std::string ga = saga_a.gid(), gb = saga_b.gid();
-  c.Expect(submit_a.ok(), "(a) submit with wait_result answered SUCCESS");
-  c.Expect(final_a.ok() && final_a->status == "succeed", "(a) the saga succeeded");
-  c.Expect(!submit_b.ok(), "(b) submit with wait_result did not answer SUCCESS");
-  c.Expect(final_b.ok() && final_b->status == "failed", "(b) the saga failed (rolled back)");
-  c.Expect(final_b.ok() && final_b->rollback_reason.find("out of stock") != std::string::npos,
+void CheckOutcome(Checker& c, const States& before, const States& state, const OrderRun& a,
+                  const OrderRun& b, const OrderRequest& good) {
+  const auto& fa = a.final_state;
+  const auto& fb = b.final_state;
+  c.Expect(a.submit.ok(), "(a) submit with wait_result answered SUCCESS");
+  c.Expect(fa.ok() && fa->status == "succeed", "(a) the saga succeeded");
+  c.Expect(!b.submit.ok(), "(b) submit with wait_result did not answer SUCCESS");
+  c.Expect(fb.ok() && fb->status == "failed", "(b) the saga failed (rolled back)");
+  c.Expect(fb.ok() && fb->rollback_reason.find("out of stock") != std::string::npos,
            "(b) rollback_reason names the inventory failure");
-  if (final_b.ok()) {
+  if (fb.ok()) {
     std::string statuses;
-    for (const auto& b : final_b->branches) statuses += b.status + " ";
+    for (const auto& br : fb->branches) statuses += br.status + " ";
     c.Expect(statuses == "succeed succeed succeed succeed succeed failed prepared prepared ",
              "(b) branches [c01 a01 c02 a02 c03 a03 c04 a04] = " + statuses);
   }
-  c.Expect(TextOf(FindRow(state["order"], "orders", "order_id", ga), "status") == "pending",
+  const json::object& order = state.at("order");
+  const json::object& payment = state.at("payment");
+  const json::object& inventory = state.at("inventory");
+  const json::object& shipping = state.at("shipping");
+  c.Expect(TextOf(FindRow(order, "orders", "order_id", a.gid), "status") == "pending",
            "(a) order row created 'pending'; completion is read from the coordinator (succeed)");
-  c.Expect(TextOf(FindRow(state["order"], "orders", "order_id", gb), "status") == "failed",
+  c.Expect(TextOf(FindRow(order, "orders", "order_id", b.gid), "status") == "failed",
            "(b) order marked 'failed' by its compensation");
-  const int64_t balance = IntOf(FindRow(state["payment"], "accounts", "user", "alice"), "balance");
+  const int64_t balance0 =
+      IntOf(FindRow(before.at("payment"), "accounts", "user", "alice"), "balance");
+  const int64_t balance = IntOf(FindRow(payment, "accounts", "user", "alice"), "balance");
   c.Expect(balance == balance0 - good.amount, "alice's balance " + std::to_string(balance0) +
                                                   " -> " + std::to_string(balance) +
                                                   " (only order (a) charged)");
-  c.Expect(TextOf(FindRow(state["payment"], "payments", "gid", gb), "status") == "refunded",
+  c.Expect(TextOf(FindRow(payment, "payments", "gid", b.gid), "status") == "refunded",
            "(b) payment refunded");
-  const int64_t stock = IntOf(FindRow(state["inventory"], "stock", "item", "widget"), "available");
+  const int64_t stock0 =
+      IntOf(FindRow(before.at("inventory"), "stock", "item", "widget"), "available");
+  const int64_t stock = IntOf(FindRow(inventory, "stock", "item", "widget"), "available");
   c.Expect(stock == stock0 - good.quantity, "widget stock " + std::to_string(stock0) + " -> " +
                                                 std::to_string(stock) +
                                                 " (only order (a) reserved)");
-  c.Expect(FindRow(state["inventory"], "reservations", "gid", gb) == nullptr,
+  c.Expect(FindRow(inventory, "reservations", "gid", b.gid) == nullptr,
            "(b) nothing reserved (out of stock; its compensation was a null compensation)");
-  c.Expect(TextOf(FindRow(state["shipping"], "shipments", "gid", ga), "status") == "created",
+  c.Expect(TextOf(FindRow(shipping, "shipments", "gid", a.gid), "status") == "created",
            "(a) shipment created");
-  c.Expect(FindRow(state["shipping"], "shipments", "gid", gb) == nullptr,
-           "(b) shipping never called");
+  c.Expect(FindRow(shipping, "shipments", "gid", b.gid) == nullptr, "(b) shipping never called");
+}
 
+int RunDemo(const DemoFlags& f) {
+  auto dir = dtx_examples::DemoDataDir(f.data_dir, "order-saga");
+  if (dir.ok()) {
+    std::printf("== order saga demo (seed 000 §2.2), coordinator %s, data in %s\n", f.dtx.c_str(),
+                dir->c_str());
+  }
+  Children children;
+  auto ports = dir.ok() ? StartServices(children, *dir) : dir.status();
+  auto before = ports.ok() ? dtx_examples::FetchStates(*ports) : ports.status();
+  if (!before.ok()) {
+    std::fprintf(stderr, "demo: %s\n", before.status().ToString().c_str());
+    return 1;
+  }
+  dtx::Client client(f.dtx);
+
+  // (a) 2 widgets: every step succeeds.
+  const OrderRequest good{"alice", "widget", 2, 2 * kPriceCents, "1 Harbour Road"};
+  std::printf("\n== (a) alice orders 2 widgets: %s\n", EncodeOrder(good).c_str());
+  OrderRun a = PlaceOrder(client, *ports, f, good);
+  if (a.gid.empty()) {
+    std::fprintf(stderr, "demo: no gid (is the coordinator at %s running?)\n", f.dtx.c_str());
+    return 1;
+  }
+  // (b) more widgets than in stock: inventory answers FAILURE, the saga compensates payment and
+  // order.
+  const int64_t stock0 =
+      IntOf(FindRow(before->at("inventory"), "stock", "item", "widget"), "available");
+  const int64_t too_many = (stock0 < 0 ? 10 : stock0) + 40;
+  const OrderRequest bad{"alice", "widget", too_many, too_many * kPriceCents, "1 Harbour Road"};
+  std::printf("\n== (b) alice orders %lld widgets (more than in stock): %s\n",
+              static_cast<long long>(too_many), EncodeOrder(bad).c_str());
+  OrderRun b = PlaceOrder(client, *ports, f, bad);
+
+  std::printf("\n== databases\n");
+  auto state = dtx_examples::FetchStates(*ports);
+  if (!state.ok()) {
+    std::fprintf(stderr, "demo: %s\n", state.status().ToString().c_str());
+    return 1;
+  }
+  for (const std::string& name : ServiceNames()) PrintState(name, state->at(name));
+  std::printf("\n== checks\n");
+  Checker c;
+  CheckOutcome(c, *before, *state, a, b, good);
   return dtx_examples::DemoVerdict(c.failures(),
                                    "the first order went through, the second was rolled back.");
 }
