@@ -114,127 +114,139 @@ void PrintTransaction(const char* what, const dtx::Result<dtx::TransactionInfo>&
   dtx_examples::PrintTransaction(what, *t);
 }
 
-int RunDemo(const DemoFlags& f) {
-  namespace fs = std::filesystem;
-  setvbuf(stdout, nullptr, _IOLBF, 0);
-  auto data_dir = dtx_examples::DemoDataDir(f.data_dir, "local-message", {"orders.db", "stock.db"});
-  if (!data_dir.ok()) {
-    std::fprintf(stderr, "demo: %s\n", data_dir.status().ToString().c_str());
-    return 1;
-  }
-  const std::string& dir = *data_dir;
-  std::printf("== local message table demo (seed 000 §1.1), coordinator %s, data in %s\n",
-              f.dtx.c_str(), dir.c_str());
+// B first: A sends its messages to B. B needs no address of A: every message carries reply_to.
+struct Systems {
+  std::string order_url;
+  std::string stock_url;
+};
 
-  // B first: A sends its messages to B. B needs no address of A: every message carries reply_to.
-  Children children;
-  auto stock_line =
-      children.Spawn({"serve", "--service", "stock", "--db", "sqlite:" + dir + "/stock.db", "--dtx",
-                      f.dtx, "--retry-interval", "1"},
-                     kReadyPrefix);
-  if (!stock_line.ok()) {
-    std::fprintf(stderr, "demo: %s\n", stock_line.status().ToString().c_str());
-    return 1;
-  }
-  const std::string stock_url =
-      "http://127.0.0.1:" + std::to_string(*dtx_examples::PortOfReadyLine(*stock_line));
-  auto order_line =
-      children.Spawn({"serve", "--service", "order", "--db", "sqlite:" + dir + "/orders.db",
-                      "--dtx", f.dtx, "--peer-url", stock_url, "--retry-interval", "1"},
-                     kReadyPrefix);
-  if (!order_line.ok()) {
-    std::fprintf(stderr, "demo: %s\n", order_line.status().ToString().c_str());
-    return 1;
-  }
-  const std::string order_url =
-      "http://127.0.0.1:" + std::to_string(*dtx_examples::PortOfReadyLine(*order_line));
+dtx::Result<Systems> StartSystems(Children& children, const DemoFlags& f, const std::string& dir) {
+  Systems s;
+  auto stock_port =
+      children.SpawnListening({"serve", "--service", "stock", "--db", "sqlite:" + dir + "/stock.db",
+                               "--dtx", f.dtx, "--retry-interval", "1"},
+                              kReadyPrefix);
+  if (!stock_port.ok()) return stock_port.status();
+  s.stock_url = "http://127.0.0.1:" + std::to_string(*stock_port);
+  auto order_port = children.SpawnListening(
+      {"serve", "--service", "order", "--db", "sqlite:" + dir + "/orders.db", "--dtx", f.dtx,
+       "--peer-url", s.stock_url, "--retry-interval", "1"},
+      kReadyPrefix);
+  if (!order_port.ok()) return order_port.status();
+  s.order_url = "http://127.0.0.1:" + std::to_string(*order_port);
   std::printf("  system A (orders) %s, db %s/orders.db\n  system B (stock)  %s, db %s/stock.db\n",
-              order_url.c_str(), dir.c_str(), stock_url.c_str(), dir.c_str());
+              s.order_url.c_str(), dir.c_str(), s.stock_url.c_str(), dir.c_str());
+  return s;
+}
 
-  dtx::Client client(f.dtx);
-  auto place = [&](const Order& o) {
-    return dtx_examples::HttpCall("POST", order_url + "/order", EncodeOrder(o), 30s);
+// An order placed at A (its row and its message in one local transaction), and the message's end.
+struct Placed {
+  dtx::Result<dtx_examples::HttpAnswer> answer = dtx::Status::Internal("not placed");
+  std::string gid;
+  dtx::Result<dtx::TransactionInfo> message = dtx::Status::Internal("no gid");
+};
+
+Placed PlaceOrder(dtx::Client& client, const Systems& sys, const Order& o, int wait_s) {
+  Placed p;
+  p.answer = dtx_examples::HttpCall("POST", sys.order_url + "/order", EncodeOrder(o), 30s);
+  std::printf("  A: POST /order -> %s\n", Describe(p.answer).c_str());
+  p.gid = GidOf(p.answer);
+  if (!p.gid.empty()) p.message = client.WaitFinal(p.gid, std::chrono::seconds(wait_s));
+  PrintTransaction("message A->B", p.message);
+  return p;
+}
+
+// The compensation message B sent back to A for the rejected message `gid`.
+dtx::Result<dtx::TransactionInfo> CompensationOf(dtx::Client& client, const Systems& sys,
+                                                 const std::string& gid, int wait_s,
+                                                 std::string* comp_gid) {
+  if (auto b = dtx_examples::FetchJson(sys.stock_url + "/state"); b.ok()) {
+    auto rows = dtx_examples::RowsWhere(*b, "message_applied", "msg_id", gid + "/01");
+    if (!rows.empty()) *comp_gid = Text(rows[0], "compensation_gid");
+  }
+  auto mc = comp_gid->empty() || *comp_gid == "<none>"
+                ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no compensation"))
+                : client.WaitFinal(*comp_gid, std::chrono::seconds(wait_s));
+  PrintTransaction("compensation B->A", mc);
+  return mc;
+}
+
+void CheckOutcome(Checker& k, const json::object& a, const json::object& b, const Placed& p1,
+                  const Placed& p2, const Placed& p3, const dtx::Result<dtx::TransactionInfo>& mc,
+                  const std::string& comp_gid) {
+  auto order_row = [&](const std::string& id) {
+    auto rows = dtx_examples::RowsWhere(a, "orders", "order_id", id);
+    return rows.empty() ? json::object() : rows[0];
   };
+  auto b_row = [&](const std::string& gid) {
+    auto rows = dtx_examples::RowsWhere(b, "message_applied", "msg_id", gid + "/01");
+    return rows.empty() ? json::object() : rows[0];
+  };
+  auto done = [](const Placed& p, int http, const char* status) {
+    return p.answer.ok() && p.answer->status == http && p.message.ok() &&
+           p.message->status == status;
+  };
+  auto widgets = dtx_examples::RowsWhere(b, "stock", "item", "widget");
+  k.Expect(done(p1, 200, "succeed"), "1. A committed o1 with its message; delivered (succeed)");
+  k.Expect(Text(order_row("o1"), "status") == "placed", "1. o1 is placed");
+  k.Expect(!dtx_examples::RowsWhere(b, "reservations", "order_id", "o1").empty() &&
+               Text(b_row(p1.gid), "outcome") == "reserved",
+           "1. B took the message once and reserved 2 widgets");
+  k.Expect(!widgets.empty() && Text(widgets[0], "available") == "3", "widget stock 5 -> 3");
+  k.Expect(done(p2, 200, "succeed"), "2. A committed o2 with its message; delivered (B took it)");
+  k.Expect(Text(b_row(p2.gid), "outcome") == "rejected" && mc.ok() && mc->status == "succeed",
+           "2. B recorded the rejection and its compensation message was delivered");
+  k.Expect(Text(order_row("o2"), "status") == "cancelled" &&
+               Text(order_row("o2"), "reason").find("out of stock") != std::string::npos,
+           "2. A cancelled o2: " + Text(order_row("o2"), "reason"));
+  k.Expect(dtx_examples::RowsWhere(b, "reservations", "order_id", "o2").empty(),
+           "2. nothing reserved for o2");
+  k.Expect(!dtx_examples::RowsWhere(a, "message_applied", "msg_id", comp_gid + "/01").empty(),
+           "2. A applied the compensation once (its message_applied)");
+  k.Expect(done(p3, 409, "failed"), "3. A's local transaction failed: message aborted");
+  k.Expect(order_row("o3").empty() && b_row(p3.gid).empty(), "3. no o3 in A, nothing reached B");
+}
+
+int RunDemo(const DemoFlags& f) {
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  auto dir = dtx_examples::DemoDataDir(f.data_dir, "local-message", {"orders.db", "stock.db"});
+  if (dir.ok()) {
+    std::printf("== local message table demo (seed 000 §1.1), coordinator %s, data in %s\n",
+                f.dtx.c_str(), dir->c_str());
+  }
+  Children children;
+  auto sys = dir.ok() ? StartSystems(children, f, *dir) : dir.status();
+  if (!sys.ok()) {
+    std::fprintf(stderr, "demo: %s\n", sys.status().ToString().c_str());
+    return 1;
+  }
+  dtx::Client client(f.dtx);
 
   // 1. Enough stock: A commits the order and its message; B takes the message and reserves.
   std::printf("\n== 1. order o1: 2 widgets (5 in stock)\n");
-  auto r1 = place({"o1", "widget", 2, ""});
-  std::printf("  A: POST /order -> %s\n", Describe(r1).c_str());
-  const std::string gid1 = GidOf(r1);
-  auto m1 = gid1.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
-                         : client.WaitFinal(gid1, std::chrono::seconds(f.wait_s));
-  PrintTransaction("message A->B", m1);
-
+  Placed p1 = PlaceOrder(client, *sys, {"o1", "widget", 2, ""}, f.wait_s);
   // 2. Not enough stock: B cannot apply the message (a business failure, not a temporary error),
   // records it as rejected and sends a compensation message back to A, which cancels the order.
   std::printf("\n== 2. order o2: 10 widgets (3 left): B rejects it and compensates A\n");
-  auto r2 = place({"o2", "widget", 10, ""});
-  std::printf("  A: POST /order -> %s\n", Describe(r2).c_str());
-  const std::string gid2 = GidOf(r2);
-  auto m2 = gid2.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
-                         : client.WaitFinal(gid2, std::chrono::seconds(f.wait_s));
-  PrintTransaction("message A->B", m2);
+  Placed p2 = PlaceOrder(client, *sys, {"o2", "widget", 10, ""}, f.wait_s);
   std::string comp_gid;
-  if (auto b = dtx_examples::FetchJson(stock_url + "/state"); b.ok()) {
-    auto rows = dtx_examples::RowsWhere(*b, "message_applied", "msg_id", gid2 + "/01");
-    if (!rows.empty()) comp_gid = Text(rows[0], "compensation_gid");
-  }
-  auto mc = comp_gid.empty() || comp_gid == "<none>"
-                ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no compensation"))
-                : client.WaitFinal(comp_gid, std::chrono::seconds(f.wait_s));
-  PrintTransaction("compensation B->A", mc);
-
+  auto mc = CompensationOf(client, *sys, p2.gid, f.wait_s, &comp_gid);
   // 3. A's own local transaction fails (qty 0 violates a CHECK): no message at all.
   std::printf("\n== 3. order o3: 0 widgets: A's local transaction fails\n");
-  auto r3 = place({"o3", "widget", 0, ""});
-  std::printf("  A: POST /order -> %s\n", Describe(r3).c_str());
-  const std::string gid3 = GidOf(r3);
-  auto m3 = gid3.empty() ? dtx::Result<dtx::TransactionInfo>(dtx::Status::Internal("no gid"))
-                         : client.WaitFinal(gid3, std::chrono::seconds(f.wait_s));
-  PrintTransaction("message A->B", m3);
+  Placed p3 = PlaceOrder(client, *sys, {"o3", "widget", 0, ""}, f.wait_s);
 
   std::printf("\n== databases\n");
-  auto a = dtx_examples::FetchJson(order_url + "/state");
-  auto b = dtx_examples::FetchJson(stock_url + "/state");
+  auto a = dtx_examples::FetchJson(sys->order_url + "/state");
+  auto b = dtx_examples::FetchJson(sys->stock_url + "/state");
   if (!a.ok() || !b.ok()) {
     std::fprintf(stderr, "demo: cannot read the systems' state\n");
     return 1;
   }
   dtx_examples::PrintState("system A (orders)", *a);
   dtx_examples::PrintState("system B (stock)", *b);
-
   std::printf("\n== checks\n");
   Checker k;
-  auto order_row = [&](const std::string& id) {
-    auto rows = dtx_examples::RowsWhere(*a, "orders", "order_id", id);
-    return rows.empty() ? json::object() : rows[0];
-  };
-  auto b_row = [&](const std::string& gid) {
-    auto rows = dtx_examples::RowsWhere(*b, "message_applied", "msg_id", gid + "/01");
-    return rows.empty() ? json::object() : rows[0];
-  };
-  auto widgets = dtx_examples::RowsWhere(*b, "stock", "item", "widget");
-  k.Expect(r1.ok() && r1->status == 200 && m1.ok() && m1->status == "succeed",
-           "1. A committed o1 with its message; delivered (succeed)");
-  k.Expect(Text(order_row("o1"), "status") == "placed", "1. o1 is placed");
-  k.Expect(!dtx_examples::RowsWhere(*b, "reservations", "order_id", "o1").empty() &&
-               Text(b_row(gid1), "outcome") == "reserved",
-           "1. B took the message once and reserved 2 widgets");
-  k.Expect(!widgets.empty() && Text(widgets[0], "available") == "3", "widget stock 5 -> 3");
-  k.Expect(r2.ok() && r2->status == 200 && m2.ok() && m2->status == "succeed",
-           "2. A committed o2 with its message; delivered (B took it)");
-  k.Expect(Text(b_row(gid2), "outcome") == "rejected" && mc.ok() && mc->status == "succeed",
-           "2. B recorded the rejection and its compensation message was delivered");
-  k.Expect(Text(order_row("o2"), "status") == "cancelled" &&
-               Text(order_row("o2"), "reason").find("out of stock") != std::string::npos,
-           "2. A cancelled o2: " + Text(order_row("o2"), "reason"));
-  k.Expect(dtx_examples::RowsWhere(*b, "reservations", "order_id", "o2").empty(),
-           "2. nothing reserved for o2");
-  k.Expect(!dtx_examples::RowsWhere(*a, "message_applied", "msg_id", comp_gid + "/01").empty(),
-           "2. A applied the compensation once (its message_applied)");
-  k.Expect(r3.ok() && r3->status == 409 && m3.ok() && m3->status == "failed",
-           "3. A's local transaction failed: message aborted");
-  k.Expect(order_row("o3").empty() && b_row(gid3).empty(), "3. no o3 in A, nothing reached B");
+  CheckOutcome(k, *a, *b, p1, p2, p3, mc, comp_gid);
   return dtx_examples::DemoVerdict(k.failures(),
                                    "the order and its message committed together; B's business "
                                    "failure came back to A as a compensation message.");
