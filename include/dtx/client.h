@@ -13,7 +13,12 @@
 ///   200 with the expected body -> ok        409 -> kConflict (the server's message)
 ///   425 -> kOngoing                         400 -> kInvalidArgument     404 -> kNotFound
 ///   413 -> kTooLarge                        503 -> kUnavailable         other -> kInternal
-///   connection refused/reset, DNS failure -> kUnavailable;  the deadline passed -> kTimeout.
+///   401 (a coordinator started with --api-token, no or a wrong token) -> kInternal whose message
+///   starts with "HTTP 401 (unauthenticated)"
+///   connection refused/reset, DNS failure, a TLS handshake or certificate that fails
+///   ("certificate verify failed") -> kUnavailable;  the deadline passed -> kTimeout;
+///   bad ClientOptions (a reserved or malformed extra header, an unreadable ca_file) ->
+///   kInvalidArgument on every call.
 /// A 409 to a saga submit with wait_result does not prove the saga failed (§1.5): call Query or
 /// WaitFinal after any error.
 ///
@@ -23,6 +28,9 @@
 ///
 /// @code
 ///   dtx::ClientOptions options{.request_timeout = std::chrono::seconds(5)};
+///   // A coordinator with --tls-cert and --api-token (docs/security.md):
+///   // options.ca_file = "/etc/dtx/ca.pem";
+///   // options.extra_headers = {{"Authorization", "Bearer " + token}};
 ///   dtx::Client client("http://127.0.0.1:36789/api/dtmsvr", options);
 
 ///   dtx::Result<dtx::TransactionInfo> t = client.WaitFinal("order-42", std::chrono::seconds(30));
@@ -35,6 +43,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dtx/export.h"
@@ -53,6 +62,20 @@ struct DTX_EXPORT ClientOptions {
   /// A kept-alive connection idle longer than this is closed and reopened before the next request,
   /// so that it is not reused just as the server times it out (dtx server: 60 s idle timeout).
   std::chrono::milliseconds max_idle{30'000};
+  /// Headers sent with every request to the coordinator (and only to it: never to participants),
+  /// e.g. `{{"Authorization", "Bearer " + token}}` for a coordinator started with `--api-token`.
+  /// A name must be an HTTP token and may not be Host or a hop-by-hop/framing header (Connection,
+  /// Keep-Alive, Proxy-Connection, Transfer-Encoding, TE, Trailer, Upgrade, Content-Length,
+  /// Expect, Proxy-Authorization, Proxy-Authenticate); a value may not contain CR, LF or another
+  /// control character except tab. A header that breaks these rules makes every call fail with
+  /// kInvalidArgument naming it (the request is never sent). At most 64 headers of 8 KiB each.
+  std::vector<std::pair<std::string, std::string>> extra_headers;
+  /// For an `https://` coordinator: a PEM file of CA certificates trusted in addition to the
+  /// system's trust store (a coordinator whose certificate a private CA signed). Empty: the
+  /// system's store only. The coordinator's certificate and host name are always verified; there
+  /// is no switch to skip that. The file is read when the Client is constructed; an unreadable or
+  /// non-PEM file makes every call fail with kInvalidArgument naming it.
+  std::string ca_file;
 };
 
 /// One branch row of a transaction as returned by query (PROTOCOL.md §2.4).
@@ -81,9 +104,10 @@ struct DTX_EXPORT TransactionInfo {
 /// A blocking client of the coordinator's API; see the file description for threading and errors.
 class DTX_EXPORT Client {
  public:
-  /// `server_url` is the API prefix, e.g. "http://127.0.0.1:36789/api/dtmsvr" (a trailing '/' is
-  /// ignored). Only http:// is supported. Nothing is connected until the first call; an invalid URL
-  /// makes every call fail with kInvalidArgument.
+  /// `server_url` is the API prefix, e.g. "http://127.0.0.1:36789/api/dtmsvr" or
+  /// "https://dtx.internal:36789/api/dtmsvr" (a trailing '/' is ignored). Nothing is connected
+  /// until the first call; an invalid URL or invalid `options` make every call fail with
+  /// kInvalidArgument.
   explicit Client(std::string server_url, ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;
@@ -118,6 +142,7 @@ class DTX_EXPORT Client {
       std::chrono::milliseconds poll_interval = std::chrono::milliseconds(100));
 
  private:
+  friend class Notification;  // posts to the coordinator's /api/dtx/notify through impl_
   struct Impl;
   std::string server_url_;
   std::unique_ptr<Impl> impl_;

@@ -129,32 +129,6 @@ Status GetStringMap(const json::value& v, std::string_view field, core::Headers&
   return Status::Ok();
 }
 
-// An HTTP header value: no control characters except horizontal tab (what Go's net/http accepts).
-// Host (it would send the call to another virtual host than the URL names) and the hop-by-hop
-// headers of RFC 9110 §7.6.1 (framing and connection management belong to dtx's client).
-bool IsReservedBranchHeader(std::string_view name) {
-  static constexpr std::string_view kReserved[] = {
-      "host",   "connection",        "keep-alive", "proxy-connection", "transfer-encoding",
-      "te",     "trailer",           "upgrade",    "content-length",   "proxy-authorization",
-      "expect", "proxy-authenticate"};
-  std::string lower(name);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (std::string_view r : kReserved) {
-    if (lower == r) return true;
-  }
-  return false;
-}
-
-bool IsHeaderValue(std::string_view s) {
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if ((c < 0x20 && c != '\t') || c == 0x7F) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // ------------------------------------------------------------------------------------------------
 // DecodeTransRequest
 
@@ -396,11 +370,11 @@ Status Validate(TransRequest& r, std::string_view trans_type) {
       return Status::InvalidArgument(
           fmt::format("branch_headers: \"{}\" is not a valid header name", Echo(name)));
     }
-    if (!IsHeaderValue(value)) {
+    if (!http::IsPlainHeaderValue(value)) {
       return Status::InvalidArgument(fmt::format(
           "branch_headers: the value of \"{}\" contains a control character", Echo(name)));
     }
-    if (IsReservedBranchHeader(name)) {
+    if (http::IsReservedRequestHeader(name)) {
       return Status::InvalidArgument(fmt::format(
           "branch_headers: \"{}\" is set by dtx itself (Host and hop-by-hop headers cannot be "
           "given)",

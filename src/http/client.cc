@@ -47,9 +47,6 @@ namespace {
 
 constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
 constexpr uint32_t kMaxResponseHeaderBytes = 64 * 1024;
-// A pooled connection idle longer than this is closed instead of reused: many servers close idle
-// connections after a while, and a request on such a connection would pay for a failed attempt.
-constexpr std::chrono::seconds kMaxIdleAge{30};
 // Resolved names are reused for this long.
 constexpr std::chrono::seconds kDnsTtl{30};
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(24 * 365);
@@ -371,7 +368,7 @@ asio::awaitable<Result<ClientResponse>> Client::Impl::Exchange(std::shared_ptr<I
   while (!pool.idle.empty()) {
     std::unique_ptr<PooledConn> conn = std::move(pool.idle.back());
     pool.idle.pop_back();
-    if (now - conn->idle_since < kMaxIdleAge) {
+    if (now - conn->idle_since < self->options.max_idle) {
       lease.conn = std::move(conn);
       lease.holds_slot = true;
       break;
@@ -503,12 +500,12 @@ asio::awaitable<Result<ClientResponse>> Client::Impl::Send(std::shared_ptr<Impl>
     if (location.empty()) co_return result;
     auto next = ParseHttpUrl(ResolveLocation(url, location));
     if (!next.ok()) {
-      co_return Status::InvalidArgument("redirect from " + url.host + url.target + ": " +
+      co_return Status::InvalidArgument("redirect from " + Authority(url) + url.target + ": " +
                                         next.status().message());
     }
     if (self->options.url_policy) {
       if (Status s = self->options.url_policy->CheckTarget(*next); !s.ok()) {
-        co_return Status::InvalidArgument("redirect from " + url.host + url.target +
+        co_return Status::InvalidArgument("redirect from " + Authority(url) + url.target +
                                           " refused: " + s.message());
       }
     }

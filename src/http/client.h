@@ -35,6 +35,9 @@ struct ClientOptions {
   size_t max_idle_per_host = 64;          // kept-alive connections held for reuse
   size_t max_response_bytes = 4 * 1024 * 1024;
   int max_redirects = 10;  // 301/302/303/307/308 with Location are followed
+  // A pooled connection idle longer than this is closed instead of reused: many servers close idle
+  // connections after a while, and a request on such a connection would pay for a failed attempt.
+  std::chrono::milliseconds max_idle{30'000};
   // Peer verification for https (MakeClientTlsContext); null = the system's trust store, built on
   // the first https request.
   std::shared_ptr<TlsContext> tls;

@@ -282,4 +282,23 @@ Response InternalError(std::string_view what) {
 bool IsHttpToken(std::string_view s) { return detail::IsTokenImpl(s); }
 bool IsHttpFieldValue(std::string_view s) { return detail::IsFieldValueImpl(s); }
 
+bool IsPlainHeaderValue(std::string_view s) {
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7F) return false;
+  }
+  return true;
+}
+
+bool IsReservedRequestHeader(std::string_view name) {
+  static constexpr std::string_view kReserved[] = {
+      "host",   "connection",        "keep-alive", "proxy-connection", "transfer-encoding",
+      "te",     "trailer",           "upgrade",    "content-length",   "proxy-authorization",
+      "expect", "proxy-authenticate"};
+  for (std::string_view r : kReserved) {
+    if (beast::iequals(name, r)) return true;
+  }
+  return false;
+}
+
 }  // namespace dtx::http

@@ -109,6 +109,13 @@ std::string UrlDecode(std::string_view s);
 // server and client to refuse header injection, and by the API to validate branch_headers.
 bool IsHttpToken(std::string_view s);
 bool IsHttpFieldValue(std::string_view s);
+// Stricter, for header values that callers hand to dtx to send (branch_headers, the SDK's
+// extra_headers): no control character at all except horizontal tab (what Go's net/http accepts).
+bool IsPlainHeaderValue(std::string_view s);
+// Headers a caller may not set on a request dtx sends: Host (it would aim the request at another
+// virtual host than its URL) and the hop-by-hop and framing headers of RFC 9110 §7.6.1 (connection
+// management and framing belong to dtx's client). Case-insensitive.
+bool IsReservedRequestHeader(std::string_view name);
 std::string UrlEncode(std::string_view s);
 
 }  // namespace dtx::http

@@ -1,36 +1,33 @@
 #include "dtx/client.h"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <utility>
 
 #include "http/client.h"
 #include "http/server.h"
+#include "http/tls.h"
+#include "http/url_internal.h"
+#include "sdk/client_internal.h"
+
+// GCC 12 reports a false -Wmismatched-new-delete for Asio's awaitable frames (GCC bug 109224; see
+// src/http/client.cc).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 
 namespace dtx {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
-constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
-
-struct Answer {
-  int status = 0;
-  std::string body;
-};
+using Answer = sdk_internal::ClientAnswer;
 
 std::string Truncated(std::string_view s, size_t max = 512) {
   if (s.size() <= max) return std::string(s);
@@ -47,6 +44,30 @@ std::string ErrorMessage(const std::string& body) {
     }
   }
   return Truncated(body);
+}
+
+// The "code" member of a JSON error body ("UNAUTHENTICATED"), else empty.
+std::string ErrorCodeOf(const std::string& body) {
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (!ec && v.is_object()) {
+    if (const json::value* c = v.as_object().if_contains("code"); c && c->is_string()) {
+      return std::string(c->as_string());
+    }
+  }
+  return {};
+}
+
+// An answer outside §2.1's table: kInternal "HTTP <status>[ (what it means)]: <message>", with the
+// server's error code (or HTTP_<status>) as the ErrorInfo reason and the status as a fact.
+Status OtherAnswer(const Answer& a) {
+  std::string what;
+  if (a.status == 401) what = " (unauthenticated: the coordinator wants an API token)";
+  if (a.status == 403) what = " (forbidden)";
+  std::string reason = ErrorCodeOf(a.body);
+  if (reason.empty()) reason = "HTTP_" + std::to_string(a.status);
+  return Status::Internal("HTTP " + std::to_string(a.status) + what + ": " + ErrorMessage(a.body))
+      .WithInfo(ErrorInfo{std::move(reason), {{"http_status", std::to_string(a.status)}}});
 }
 
 // Non-200 answers -> Status (PROTOCOL.md §2.1).
@@ -67,7 +88,7 @@ Status StatusOfAnswer(const Answer& a) {
     case 503:
       return Status::Unavailable(ErrorMessage(a.body));
     default:
-      return Status::Internal("HTTP " + std::to_string(a.status) + ": " + ErrorMessage(a.body));
+      return OtherAnswer(a);
   }
 }
 
@@ -132,177 +153,138 @@ Result<TransactionInfo> ParseQueryAnswer(const std::string& body) {
   return info;
 }
 
-struct Client::Impl {
-  ClientOptions options;
-  Status url_status;
-  std::string host;
-  uint16_t port = 0;
-  std::string base_target;  // "/api/dtmsvr", no trailing '/'
+namespace {
 
-  std::mutex mu;  // one exchange at a time; guards everything below
-  asio::io_context ioc{1};
-  std::optional<beast::tcp_stream> stream;
-  beast::flat_buffer buffer;
-  Clock::time_point last_used{};
+// Runs one http::Client exchange to completion on `ioc` (the caller holds Impl::mu).
+asio::awaitable<void> SendInto(http::Client* client, http::ClientRequest request,
+                               std::optional<Result<http::ClientResponse>>* out) {
+  out->emplace(co_await client->Send(std::move(request)));
+}
 
-  void Close() {
-    if (stream) {
-      beast::error_code ignored;
-      stream->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-      stream->socket().close(ignored);
-      stream.reset();
-    }
-    buffer.clear();
+}  // namespace
+
+Status CheckExtraHeader(std::string_view name, std::string_view value) {
+  const std::string shown(name.substr(0, 64));
+  if (!http::IsHttpToken(name)) {
+    return Status::InvalidArgument("ClientOptions::extra_headers: '" + shown +
+                                   "' is not a valid header name");
   }
-
-  // One attempt on the current (or a new) connection. `stale` is set when the failure looks like a
-  // kept-alive connection that the server had already closed (nothing was answered).
-  static asio::awaitable<Result<Answer>> Attempt(Impl* self, bhttp::verb verb, std::string target,
-                                                 std::string body, Clock::time_point deadline,
-                                                 bool* stale) {
-    *stale = false;
-    if (!self->stream) {
-      asio::ip::tcp::resolver resolver(self->ioc);
-      self->stream.emplace(self->ioc);
-      self->stream->expires_at(deadline);
-      // The resolver has no deadline of its own; numeric hosts (the normal case) resolve at once.
-      auto [rec, results] =
-          co_await resolver.async_resolve(self->host, std::to_string(self->port), kUseTuple);
-      if (rec) co_return Status::Unavailable("resolve " + self->host + ": " + rec.message());
-      auto [cec, endpoint] = co_await self->stream->async_connect(results, kUseTuple);
-      (void)endpoint;
-      if (cec == beast::error::timeout) co_return Status::Timeout("connect: deadline passed");
-      if (cec) {
-        co_return Status::Unavailable("connect to " + self->host + ":" +
-                                      std::to_string(self->port) + ": " + cec.message());
-      }
-      self->stream->socket().set_option(asio::ip::tcp::no_delay(true));
-    }
-    bhttp::request<bhttp::string_body> req{verb, target, 11};
-    req.set(bhttp::field::host, self->host + ":" + std::to_string(self->port));
-    req.set(bhttp::field::user_agent, "libdtx");
-    req.set(bhttp::field::content_type, "application/json");
-    req.keep_alive(true);
-    if (verb != bhttp::verb::get || !body.empty()) req.body() = std::move(body);
-    req.prepare_payload();
-
-    self->stream->expires_at(deadline);
-    auto [wec, written] = co_await bhttp::async_write(*self->stream, req, kUseTuple);
-    (void)written;
-    if (wec) {
-      *stale = wec != beast::error::timeout;
-      if (wec == beast::error::timeout) co_return Status::Timeout("write: deadline passed");
-      co_return Status::Unavailable("write: " + wec.message());
-    }
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(self->options.max_response_bytes);
-    auto [rec, read] = co_await bhttp::async_read(*self->stream, self->buffer, parser, kUseTuple);
-    (void)read;
-    if (rec) {
-      if (rec == beast::error::timeout) co_return Status::Timeout("read: deadline passed");
-      if (rec == bhttp::error::body_limit) {
-        co_return Status::TooLarge("answer larger than " +
-                                   std::to_string(self->options.max_response_bytes) + " bytes");
-      }
-      *stale = rec == bhttp::error::end_of_stream || rec == asio::error::connection_reset ||
-               rec == asio::error::eof;
-      co_return Status::Unavailable("read: " + rec.message());
-    }
-    Answer answer;
-    answer.status = static_cast<int>(parser.get().result_int());
-    bool keep_alive = parser.get().keep_alive();
-    answer.body = std::move(parser.get().body());
-    if (!keep_alive) self->Close();
-    co_return answer;
+  if (!http::IsPlainHeaderValue(value)) {
+    return Status::InvalidArgument("ClientOptions::extra_headers: the value of '" + shown +
+                                   "' contains CR, LF or another control character");
   }
-
-  // co_spawn needs a default-constructible result, which Result<T> is not: the answer goes to
-  // `out`.
-  static asio::awaitable<void> AttemptInto(Impl* self, bhttp::verb verb, std::string target,
-                                           std::string body, Clock::time_point deadline,
-                                           bool* stale, std::optional<Result<Answer>>* out) {
-    out->emplace(co_await Attempt(self, verb, std::move(target), std::move(body), deadline, stale));
+  if (http::IsReservedRequestHeader(name)) {
+    return Status::InvalidArgument("ClientOptions::extra_headers: '" + shown +
+                                   "' is set by the client itself (Host and hop-by-hop headers "
+                                   "cannot be given)");
   }
-
-  // Runs one attempt to completion on the private io_context (the caller holds `mu`).
-  Result<Answer> RunAttempt(bhttp::verb verb, const std::string& target, const std::string& body,
-                            Clock::time_point deadline, bool* stale) {
-    std::optional<Result<Answer>> out;
-    std::optional<Status> failure;
-    asio::co_spawn(ioc, AttemptInto(this, verb, target, body, deadline, stale, &out),
-                   [&failure](const std::exception_ptr& e) {
-                     if (!e) return;
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& ex) {
-                       failure.emplace(Status::Internal(std::string("client: ") + ex.what()));
-                     } catch (...) {
-                       failure.emplace(Status::Internal("client: unknown exception"));
-                     }
-                   });
-    ioc.restart();
-    ioc.run();
-    if (failure) return *failure;
-    if (!out) return Status::Internal("client: exchange did not complete");
-    return std::move(*out);
+  if (name.size() + value.size() > kMaxClientHeaderBytes) {
+    return Status::InvalidArgument("ClientOptions::extra_headers: '" + shown + "' is larger than " +
+                                   std::to_string(kMaxClientHeaderBytes) + " bytes");
   }
+  return Status::Ok();
+}
 
-  Result<Answer> Exchange(bhttp::verb verb, const std::string& target, const std::string& body) {
-    if (!url_status.ok()) return url_status;
-    std::lock_guard lock(mu);
-    const auto deadline = Clock::now() + options.request_timeout;
-    for (int attempt = 0;; ++attempt) {
-      if (stream && Clock::now() - last_used > options.max_idle) Close();
-      const bool reused = stream.has_value();
-      bool stale = false;
-      Result<Answer> r = RunAttempt(verb, target, body, deadline, &stale);
-      if (r.ok()) {
-        last_used = Clock::now();
-        return r;
-      }
-      Close();
-      // A kept-alive connection closed by the server just before we used it: the server never saw
-      // the request, so one retry on a fresh connection is safe.
-      if (!(reused && stale && attempt == 0 && Clock::now() < deadline)) return r;
-    }
-  }
-
-  // POST /<op> whose only good answer is 200 {"dtm_result":"SUCCESS"}.
-  Status Post(std::string_view op, const std::string& body) {
-    auto a = Exchange(bhttp::verb::post, base_target + "/" + std::string(op), body);
-    if (!a.ok()) return a.status();
-    if (Status s = StatusOfAnswer(*a); !s.ok()) return s;
-    return CheckSuccessBody(*a);
-  }
-};
-
-Client::Client(std::string server_url, ClientOptions options)
-    : server_url_(std::move(server_url)), impl_(std::make_unique<Impl>()) {
-  while (!server_url_.empty() && server_url_.back() == '/') server_url_.pop_back();
-  impl_->options = options;
-  auto parsed = http::ParseHttpUrl(server_url_);
+Client::Impl::Impl(const std::string& server_url, ClientOptions opts) : options(std::move(opts)) {
+  auto parsed = http::ParseHttpUrl(server_url);
   if (!parsed.ok()) {
-    impl_->url_status = Status::InvalidArgument("coordinator URL '" + server_url_ +
-                                                "': " + parsed.status().message());
+    config_status = Status::InvalidArgument("coordinator URL '" + server_url +
+                                            "': " + parsed.status().message());
     return;
   }
   if (parsed->target.find('?') != std::string::npos) {
-    impl_->url_status =
-        Status::InvalidArgument("coordinator URL '" + server_url_ + "' must not have a query");
+    config_status =
+        Status::InvalidArgument("coordinator URL '" + server_url + "' must not have a query");
     return;
   }
-  impl_->host = parsed->host;
-  impl_->port = parsed->port;
-  impl_->base_target = parsed->target == "/" ? std::string() : parsed->target;
-  while (!impl_->base_target.empty() && impl_->base_target.back() == '/') {
-    impl_->base_target.pop_back();
+  origin = http::detail::Origin(*parsed);
+  base_target = parsed->target == "/" ? std::string() : parsed->target;
+  while (!base_target.empty() && base_target.back() == '/') base_target.pop_back();
+
+  if (options.extra_headers.size() > kMaxClientExtraHeaders) {
+    config_status = Status::InvalidArgument("ClientOptions::extra_headers: more than " +
+                                            std::to_string(kMaxClientExtraHeaders) + " headers");
+    return;
   }
+  headers.emplace_back("Content-Type", "application/json");
+  headers.emplace_back("User-Agent", "libdtx");
+  for (const auto& [name, value] : options.extra_headers) {
+    if (Status s = CheckExtraHeader(name, value); !s.ok()) {
+      config_status = s;
+      return;
+    }
+    headers.emplace_back(name, value);
+  }
+
+  http::ClientOptions http_options;
+  http_options.max_connections_per_host = 1;  // one exchange at a time (mu)
+  http_options.max_idle_per_host = 1;
+  http_options.max_response_bytes = options.max_response_bytes;
+  http_options.max_redirects = 0;  // the coordinator does not redirect; an answer is an answer
+  http_options.max_idle = options.max_idle;
+  if (!options.ca_file.empty()) {
+    auto tls = http::MakeClientTlsContext(options.ca_file);
+    if (!tls.ok()) {
+      config_status = Status::InvalidArgument("ClientOptions::ca_file: " + tls.status().message());
+      return;
+    }
+    http_options.tls = std::move(tls).value();
+  }  // else: the system's trust store, built on the first https request
+  http = std::make_unique<http::Client>(ioc.get_executor(), std::move(http_options));
+}
+
+Client::Impl::~Impl() {
+  http.reset();  // closes the pooled connection; nothing runs on ioc any more
+}
+
+Result<Answer> Client::Impl::Exchange(std::string_view method, const std::string& target,
+                                      std::string body) {
+  if (!config_status.ok()) return config_status;
+  http::ClientRequest request;
+  request.method = std::string(method);
+  request.url = origin + target;
+  request.headers = headers;
+  request.body = std::move(body);
+  request.timeout = options.request_timeout;
+
+  std::lock_guard lock(mu);
+  std::optional<Result<http::ClientResponse>> out;
+  std::optional<Status> failure;
+  asio::co_spawn(ioc, SendInto(http.get(), std::move(request), &out),
+                 [&failure](const std::exception_ptr& e) {
+                   if (!e) return;
+                   try {
+                     std::rethrow_exception(e);
+                   } catch (const std::exception& ex) {
+                     failure.emplace(Status::Internal(std::string("client: ") + ex.what()));
+                   } catch (...) {
+                     failure.emplace(Status::Internal("client: unknown exception"));
+                   }
+                 });
+  ioc.restart();
+  ioc.run();
+  if (failure) return *failure;
+  if (!out) return Status::Internal("client: exchange did not complete");
+  if (!out->ok()) return out->status();
+  return Answer{(*out)->status, std::move((*out)->body)};
+}
+
+Status Client::Impl::Post(std::string_view op, const std::string& body) {
+  auto a = Exchange("POST", base_target + "/" + std::string(op), body);
+  if (!a.ok()) return a.status();
+  if (Status s = StatusOfAnswer(*a); !s.ok()) return s;
+  return CheckSuccessBody(*a);
+}
+
+Client::Client(std::string server_url, ClientOptions options) : server_url_(std::move(server_url)) {
+  while (!server_url_.empty() && server_url_.back() == '/') server_url_.pop_back();
+  impl_ = std::make_unique<Impl>(server_url_, std::move(options));
 }
 
 Client::~Client() = default;
 
 Result<std::string> Client::NewGid() {
-  auto a = impl_->Exchange(bhttp::verb::get, impl_->base_target + "/newGid", {});
+  auto a = impl_->Exchange("GET", impl_->base_target + "/newGid", {});
   if (!a.ok()) return a.status();
   if (Status s = StatusOfAnswer(*a); !s.ok()) return s;
   json::error_code ec;
@@ -323,8 +305,7 @@ Status Client::RegisterBranch(const std::string& json_body) {
 
 Result<TransactionInfo> Client::Query(const std::string& gid) {
   if (gid.empty()) return Status::InvalidArgument("query: empty gid");
-  auto a = impl_->Exchange(bhttp::verb::get,
-                           impl_->base_target + "/query?gid=" + http::UrlEncode(gid), {});
+  auto a = impl_->Exchange("GET", impl_->base_target + "/query?gid=" + http::UrlEncode(gid), {});
   if (!a.ok()) return a.status();
   if (Status s = StatusOfAnswer(*a); !s.ok()) return s;
   auto info = ParseQueryAnswer(a->body);

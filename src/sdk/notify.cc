@@ -14,6 +14,7 @@
 
 #include "dtx/assert.h"
 #include "sdk/blocking_http.h"
+#include "sdk/client_internal.h"
 #include "util/webhook.h"
 
 namespace dtx {
@@ -214,17 +215,14 @@ Status Notification::Validate() const {
 }
 
 Status Notification::Post(std::string_view path, const std::string& body) {
-  std::string base = client_.server_url();
-  while (!base.empty() && base.back() == '/') base.pop_back();
-  if (base.ends_with("/api/dtmsvr"))
-    base.resize(base.size() - std::string_view("/api/dtmsvr").size());
-  http::ClientRequest req;
-  req.method = "POST";
-  req.url = base + "/api/dtx/notify" + std::string(path);
-  req.headers.emplace_back("Content-Type", "application/json");
-  req.body = body;
-  req.timeout = std::chrono::milliseconds(10'000);
-  Result<http::ClientResponse> r = sdk_internal::BlockingSend(std::move(req));
+  // The coordinator's root: the client's API prefix without "/api/dtmsvr". Through the client's
+  // connection, so its extra headers (an API token) and TLS settings apply.
+  Client::Impl& impl = *client_.impl_;
+  std::string root = impl.base_target;
+  if (root.ends_with("/api/dtmsvr"))
+    root.resize(root.size() - std::string_view("/api/dtmsvr").size());
+  Result<sdk_internal::ClientAnswer> r =
+      impl.Exchange("POST", root + "/api/dtx/notify" + std::string(path), body);
   if (!r.ok()) return r.status();
   if (r->status == 200) return Status::Ok();
   std::string message = r->body.substr(0, 512);

@@ -372,7 +372,12 @@ TEST(ParticipantServerTest, StartFailsOnAPortInUse) {
 class FakeCoordinator {
  public:
   explicit FakeCoordinator(uint16_t port = 0) : server_(Options(port)) {
-    server_.Handle("GET", "/api/dtmsvr/newGid", [this](const BranchRequest&) {
+    server_.Handle("GET", "/api/dtmsvr/newGid", [this](const BranchRequest& r) {
+      {
+        std::lock_guard lock(mu_);
+        last_authorization_ = std::string(r.Header("authorization"));
+        last_tenant_ = std::string(r.Header("x-tenant"));
+      }
       return BranchResult::Custom(
           200, R"({"gid":"gid-)" + std::to_string(++gids_) + R"(","dtm_result":"SUCCESS"})");
     });
@@ -432,6 +437,11 @@ class FakeCoordinator {
     std::lock_guard lock(mu_);
     return submitted_;
   }
+  // The Authorization and X-Tenant headers of the last newGid request.
+  std::pair<std::string, std::string> last_headers() {
+    std::lock_guard lock(mu_);
+    return {last_authorization_, last_tenant_};
+  }
 
   std::atomic<int> gids_{0};
   std::atomic<int> queries_{0};
@@ -440,6 +450,7 @@ class FakeCoordinator {
   ParticipantServer server_;
   std::mutex mu_;
   std::vector<std::string> submitted_;
+  std::string last_authorization_, last_tenant_;
 };
 
 std::string SubmitBody(const std::string& gid) {
@@ -601,6 +612,76 @@ TEST(ClientTest, ReconnectsAfterTheCoordinatorRestarts) {
   fake = std::make_unique<FakeCoordinator>(port);
   EXPECT_TRUE(client.Submit(SubmitBody("ok")).ok());
   EXPECT_EQ(fake->submitted().size(), 1u);
+}
+
+TEST(ClientTest, ExtraHeadersAreSentWithEveryRequest) {
+  FakeCoordinator fake;
+  ClientOptions options;
+  options.extra_headers = {{"Authorization", "Bearer sdk-token-0123456789"},
+                           {"X-Tenant", "shop\t7"}};  // a tab is allowed in a value
+  Client client(fake.url(), options);
+  ASSERT_TRUE(client.NewGid().ok());
+  EXPECT_EQ(fake.last_headers(),
+            std::make_pair(std::string("Bearer sdk-token-0123456789"), std::string("shop\t7")));
+  ASSERT_TRUE(client.NewGid().ok());  // the kept-alive connection carries them too
+  EXPECT_EQ(fake.last_headers().first, "Bearer sdk-token-0123456789");
+  Client plain(fake.url());
+  ASSERT_TRUE(plain.NewGid().ok());
+  EXPECT_EQ(fake.last_headers(), std::make_pair(std::string(), std::string()));
+}
+
+TEST(ClientTest, BadExtraHeadersOrCaFileFailEveryCallWithoutSending) {
+  FakeCoordinator fake;
+  auto refused = [&](std::vector<std::pair<std::string, std::string>> headers,
+                     const std::string& needle) {
+    ClientOptions options;
+    options.extra_headers = std::move(headers);
+    Client client(fake.url(), options);
+    for (int i = 0; i < 2; ++i) {  // every call, not only the first
+      Status s = client.Submit(SubmitBody("ok"));
+      EXPECT_EQ(s.code(), Code::kInvalidArgument) << needle;
+      EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+    }
+    EXPECT_EQ(client.NewGid().status().code(), Code::kInvalidArgument);
+  };
+  refused({{"X-Evil", "a\r\nX-Injected: 1"}}, "the value of 'X-Evil' contains CR, LF");
+  refused({{"X-Evil", "a\nb"}}, "the value of 'X-Evil' contains CR, LF");
+  refused({{"X-Nul", std::string("a\0b", 3)}}, "the value of 'X-Nul' contains");
+  refused({{"Bad Name", "v"}}, "'Bad Name' is not a valid header name");
+  refused({{"X-Evil\r\nHost", "v"}}, "is not a valid header name");
+  refused({{"Host", "other.example"}}, "'Host' is set by the client itself");
+  refused({{"connection", "close"}}, "'connection' is set by the client itself");
+  refused({{"Transfer-Encoding", "chunked"}}, "'Transfer-Encoding' is set by the client");
+  refused({{"Content-Length", "0"}}, "'Content-Length' is set by the client");
+  refused({{"X-Big", std::string(9000, 'a')}}, "larger than 8192 bytes");
+  refused(std::vector<std::pair<std::string, std::string>>(65, {"X-Many", "v"}),
+          "more than 64 headers");
+  EXPECT_TRUE(fake.submitted().empty());  // nothing was sent
+
+  ClientOptions bad_ca;
+  bad_ca.ca_file = "/nonexistent/ca.pem";
+  Client client(fake.url(), bad_ca);
+  Status s = client.Submit(SubmitBody("ok"));
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("ClientOptions::ca_file"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("/nonexistent/ca.pem"), std::string::npos) << s.message();
+}
+
+TEST(ClientTest, UnauthenticatedAnswerSays401) {
+  ParticipantServer server;
+  server.Handle("POST", "/api/dtmsvr/submit", [](const BranchRequest&) {
+    return BranchResult::Custom(
+        401, R"({"message":"a valid token is required","code":"UNAUTHENTICATED"})");
+  });
+  ASSERT_TRUE(server.Start().ok());
+  Client client(server.base_url() + "/api/dtmsvr");
+  Status s = client.Submit(SubmitBody("ok"));
+  EXPECT_EQ(s.code(), Code::kInternal);
+  EXPECT_NE(s.message().find("HTTP 401 (unauthenticated"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("a valid token is required"), std::string::npos) << s.message();
+  EXPECT_EQ(s.reason(), "UNAUTHENTICATED");
+  ASSERT_NE(s.info(), nullptr);
+  EXPECT_EQ(s.info()->Fact("http_status"), "401");
 }
 
 TEST(ClientTest, ConcurrentCallsOnOneClientAreSerialized) {

@@ -340,6 +340,7 @@ asio::awaitable<http::Response> Busi::Handle(http::Request request) {
   http::Response r;
   r.status = answer.status;
   r.body = answer.body;
+  r.headers = answer.headers;
   co_return r;
 }
 

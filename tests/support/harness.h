@@ -91,6 +91,7 @@ struct BusiAnswer {
   int status = 200;
   std::string body = R"({"dtm_result":"SUCCESS"})";
   int delay_ms = 0;
+  http::HeaderList headers;  // extra response headers (e.g. Location of a redirect)
   static BusiAnswer Success() { return {}; }
   static BusiAnswer Failure() {
     return {409, R"({"dtm_result":"FAILURE","message":"busi failure"})", 0};

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "http/client.h"
+#include "http/tls.h"
 
 // GCC 12: a false -Wmismatched-new-delete for Asio's awaitable frames (see engine_internal.h).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -24,32 +25,47 @@ namespace json = boost::json;
 
 namespace {
 
-asio::awaitable<void> SendInto(http::ClientRequest request,
+asio::awaitable<void> SendInto(http::ClientOptions options, http::ClientRequest request,
                                std::optional<Result<http::ClientResponse>>* out) {
-  http::Client client(co_await asio::this_coro::executor);
+  http::Client client(co_await asio::this_coro::executor, std::move(options));
   out->emplace(co_await client.Send(std::move(request)));
 }
 
-// One blocking exchange on a private io_context.
-Result<http::ClientResponse> Send(http::ClientRequest request) {
+}  // namespace
+
+Result<http::ClientResponse> SendBlocking(http::ClientRequest request, const std::string& ca_file) {
+  http::ClientOptions options;
+  if (!ca_file.empty()) {
+    auto tls = http::MakeClientTlsContext(ca_file);
+    if (!tls.ok()) return tls.status();
+    options.tls = std::move(tls).value();
+  }
   asio::io_context ioc{1};
   std::optional<Result<http::ClientResponse>> out;
   std::optional<Status> failure;
-  asio::co_spawn(ioc, SendInto(std::move(request), &out), [&failure](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      failure.emplace(Status::Internal(ex.what()));
-    }
-  });
+  asio::co_spawn(ioc, SendInto(std::move(options), std::move(request), &out),
+                 [&failure](std::exception_ptr e) {
+                   if (!e) return;
+                   try {
+                     std::rethrow_exception(e);
+                   } catch (const std::exception& ex) {
+                     failure.emplace(Status::Internal(ex.what()));
+                   }
+                 });
   ioc.run();
   if (failure) return *failure;
   if (!out) return Status::Internal("the request did not complete");
   return std::move(*out);
 }
 
-}  // namespace
+void PrintUnreachable(const std::string& server, const Status& why) {
+  std::fprintf(stderr, "dtx: cannot reach %s: %s\n", server.c_str(), why.ToString().c_str());
+  if (why.message().find("certificate verify failed") != std::string::npos) {
+    std::fprintf(stderr,
+                 "dtx: the server's certificate did not verify: give the CA that signed it with "
+                 "--ca-file or DTX_CA_FILE\n");
+  }
+}
 
 std::string Time(int64_t ms) {
   if (ms <= 0) return "-";
@@ -97,10 +113,13 @@ std::optional<json::value> Call(const Common& c, const std::string& method, cons
   req.timeout = std::chrono::milliseconds(static_cast<int64_t>(c.timeout_s * 1000));
   if (!body.empty()) req.headers.emplace_back("Content-Type", "application/json");
   if (!c.token.empty()) req.headers.emplace_back("Authorization", "Bearer " + c.token);
-  auto r = Send(std::move(req));
+  auto r = SendBlocking(std::move(req), c.ca_file);
   if (!r.ok()) {
-    std::fprintf(stderr, "dtx: cannot reach %s: %s\n", c.server.c_str(),
-                 r.status().ToString().c_str());
+    if (r.status().message().starts_with("--ca-file")) {
+      std::fprintf(stderr, "dtx: %s\n", r.status().message().c_str());
+    } else {
+      PrintUnreachable(c.server, r.status());
+    }
     *exit_code = 2;
     return std::nullopt;
   }
@@ -166,6 +185,10 @@ void AddCommon(CLI::App* cmd, Common& c) {
   cmd->add_flag("--json", c.json_out, "print the server's JSON answer");
   cmd->add_option("--timeout", c.timeout_s, "seconds to wait for the answer")
       ->capture_default_str();
+  cmd->add_option("--ca-file", c.ca_file,
+                  "PEM file of CA certificates to trust for an https server, besides the "
+                  "system's store")
+      ->envname("DTX_CA_FILE");
 }
 
 }  // namespace dtx::tools

@@ -11,6 +11,9 @@
 #include <optional>
 #include <string>
 
+#include "http/client.h"
+#include "util/status.h"
+
 namespace dtx::tools {
 
 struct Common {
@@ -18,10 +21,20 @@ struct Common {
   std::string token;
   bool json_out = false;
   double timeout_s = 10;
+  std::string ca_file;  // extra CAs for an https server (PEM), beside the system's store
 };
 
-// Adds --server (DTX_SERVER), --token (DTX_TOKEN), --json and --timeout to `cmd`.
+// Adds --server (DTX_SERVER), --token (DTX_TOKEN), --json, --timeout and --ca-file (DTX_CA_FILE)
+// to `cmd`.
 void AddCommon(CLI::App* cmd, Common& c);
+
+// One blocking HTTP exchange on a private io_context (a command line tool: blocking is fine). An
+// https URL is verified against the system's trust store plus the PEM certificates of `ca_file`
+// (when not empty; an unreadable or non-PEM file is kInvalidArgument naming it).
+Result<http::ClientResponse> SendBlocking(http::ClientRequest request, const std::string& ca_file);
+// Prints "dtx: cannot reach SERVER: why" to stderr, with a hint when a certificate did not
+// verify.
+void PrintUnreachable(const std::string& server, const Status& why);
 
 // Calls METHOD /api/dtx/admin/PATH; on anything but a 200 with JSON, prints why to stderr and
 // returns nullopt with `exit_code` set (1 refused, 2 unreachable or not JSON).
