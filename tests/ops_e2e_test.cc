@@ -226,5 +226,121 @@ TEST_F(OpsE2E, MetricsAfterRealTraffic) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
+// The gauges and counters follow real work, not only exist: a call held by a slow participant is
+// in flight; sagas whose retry is due while recovery sleeps (--cron-interval 30) are the due
+// backlog; operator actions count by kind; notification attempts by outcome.
+TEST_F(OpsE2E, GaugesAndCountersFollowRealWork) {
+  ServerProcess server(store_, {"--retry-interval", "0.2", "--cron-interval", "30", "--log-level",
+                                "warn", "--admin-token", std::string("oncall=") + kToken});
+  ASSERT_TRUE(server.Start());
+  auto metrics = [&] { return HttpFetch("GET", server.Base() + "/api/metrics").body; };
+  BusiAnswer slow = BusiAnswer::Success();
+  slow.delay_ms = 1500;
+  busi_.SetDefault("/g/slow", slow);
+  ASSERT_EQ(HttpFetch("POST", server.Api("submit"),
+                      SagaBody("gauge-slow", {{busi_.Url("/g/slow"), ""}}, {"{}"}))
+                .status,
+            200);
+  ASSERT_TRUE(WaitFor([&] { return busi_.CallCount("/g/slow") == 1; }, milliseconds(5000)));
+  std::string text = metrics();
+  EXPECT_EQ(Series(text, "dtx_branch_calls_in_flight"), 1) << text;
+  EXPECT_EQ(Series(text, "dtx_active_transactions"), 1) << text;
+  EXPECT_EQ(Series(text, "dtx_due_backlog"), 0) << "the slow one holds its lease";
+  ASSERT_EQ(WaitStatus(server, "gauge-slow", {"succeed"}, milliseconds(5000)).status, "succeed");
+
+  busi_.SetDefault("/g/err", BusiAnswer::Error());
+  for (int i = 0; i < 3; ++i) {
+    const std::string gid = "gauge-due-" + std::to_string(i);
+    ASSERT_EQ(
+        HttpFetch("POST", server.Api("submit"), SagaBody(gid, {{busi_.Url("/g/err"), ""}}, {"{}"}))
+            .status,
+        200);
+  }
+  ASSERT_TRUE(WaitFor([&] { return busi_.CallCount("/g/err") == 3; }, milliseconds(5000)));
+  // Each is due again 0.2 s after its failed call; the gauge is counted at most once a second.
+  std::this_thread::sleep_for(milliseconds(1100));
+  text = metrics();
+  EXPECT_EQ(Series(text, "dtx_due_backlog"), 3) << text;
+  EXPECT_EQ(Series(text, "dtx_branch_calls_in_flight"), 0) << text;
+  EXPECT_EQ(Series(text, "dtx_active_transactions"), 0) << text;
+
+  const std::string reason = R"({"reason":"gauge test"})";
+  ASSERT_EQ(Admin(server, "POST", "transactions/gauge-due-0/stop", reason).status, 200);
+  ASSERT_EQ(Admin(server, "POST", "transactions/gauge-due-1/stop", reason).status, 200);
+  ASSERT_EQ(Admin(server, "POST", "transactions/gauge-due-2/resolve", reason).status, 200);
+  text = metrics();
+  EXPECT_EQ(Series(text, "dtx_operator_actions_total{action=\"stop\"}"), 2) << text;
+  EXPECT_EQ(Series(text, "dtx_operator_actions_total{action=\"resolve\"}"), 1) << text;
+  EXPECT_LE(Series(text, "dtx_operator_actions_total{action=\"retry\"}"), 0) << text;
+
+  // Notifications: one delivered at once; one whose first attempt fails with a second one
+  // scheduled (recovery, asleep here, would make it); one whose only attempt fails.
+  auto notify = [&](const std::string& id, const std::string& path, json::array schedule) {
+    json::object body{
+        {"id", id}, {"url", busi_.Url(path)}, {"payload", "{}"}, {"schedule", schedule}};
+    return HttpFetch("POST", server.Base() + "/api/dtx/notify", json::serialize(body)).status;
+  };
+  ASSERT_EQ(notify("gauge-n-ok", "/g/hook", {0, 1}), 200);
+  ASSERT_EQ(notify("gauge-n-retry", "/g/err", {0, 1}), 200);
+  ASSERT_EQ(notify("gauge-n-once", "/g/err", {0}), 200);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        text = metrics();
+        return Series(text, "dtx_notification_attempts_total{outcome=\"delivered\"}") >= 1 &&
+               Series(text, "dtx_notification_attempts_total{outcome=\"failed\"}") >= 1 &&
+               Series(text, "dtx_notification_attempts_total{outcome=\"exhausted\"}") >= 1;
+      },
+      milliseconds(10000)))
+      << text;
+  EXPECT_EQ(Series(text, "dtx_notification_attempts_total{outcome=\"delivered\"}"), 1) << text;
+  // Every attempt without success counts as failed, the last of an ended schedule too.
+  EXPECT_EQ(Series(text, "dtx_notification_attempts_total{outcome=\"failed\"}"), 2) << text;
+  EXPECT_EQ(Series(text, "dtx_notification_attempts_total{outcome=\"exhausted\"}"), 1) << text;
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
+// The admin list's created_after / created_before filters (epoch ms), and a bad value.
+TEST_F(OpsE2E, AdminListFiltersByCreationTime) {
+  ServerProcess server(store_, {"--retry-interval", "5", "--log-level", "warn", "--admin-token",
+                                std::string("oncall=") + kToken});
+  ASSERT_TRUE(server.Start());
+  auto now_ms = [] {
+    return std::chrono::duration_cast<milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  auto submit = [&](const std::string& gid) {
+    ASSERT_EQ(HttpFetch("POST", server.Api("submit"),
+                        SagaBody(gid, {{busi_.Url("/t/a"), busi_.Url("/t/c")}}, {"{}"}))
+                  .status,
+              200);
+  };
+  submit("created-early");
+  std::this_thread::sleep_for(milliseconds(50));
+  const std::string between = std::to_string(now_ms());
+  std::this_thread::sleep_for(milliseconds(50));
+  submit("created-late");
+  auto gids = [&](const std::string& filter) {
+    std::vector<std::string> out;
+    auto r = Admin(server, "GET", "transactions?gid_prefix=created-&" + filter);
+    EXPECT_EQ(r.status, 200) << r.body;
+    json::value v = Parse(r.body);
+    if (!v.is_object()) return out;
+    for (const auto& t : v.at("transactions").as_array()) {
+      out.emplace_back(t.at("gid").as_string());
+    }
+    return out;
+  };
+  EXPECT_EQ(gids("created_after=" + between), std::vector<std::string>{"created-late"});
+  EXPECT_EQ(gids("created_before=" + between), std::vector<std::string>{"created-early"});
+  EXPECT_EQ(gids("created_after=" + between + "&created_before=" + between),
+            std::vector<std::string>{});
+  EXPECT_EQ(gids("created_after=0").size(), 2u);
+  auto bad = Admin(server, "GET", "transactions?created_after=yesterday");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_NE(bad.body.find("created_after"), std::string::npos) << bad.body;
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace dtx::testing
