@@ -77,7 +77,7 @@ class TlsTokenServer : public ::testing::Test {
         *dir_ + "/dtx.db",
         {"--tls-cert", Certs().cert, "--tls-key", Certs().key, "--api-token",
          std::string("sdk=") + kApiToken, "--admin-token", std::string("alice=") + kAdminToken,
-         "--retry-interval", "0.2", "--cron-interval", "0.1", "--log-level", "warn"});
+         "--retry-interval", "0.2", "--cron-interval", "0.1", "--log-level", "info"});
     ASSERT_TRUE(server_->Start());
     busi_ = new Busi();
   }
@@ -194,6 +194,41 @@ TEST_F(TlsTokenServer, CliCaFileAndEnvironment) {
   CliResult missing = RunDtx("tx list" + common + " --ca-file /nonexistent/ca.pem");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("--ca-file '/nonexistent/ca.pem'"), std::string::npos) << missing.err;
+}
+
+// dtx saga put|list against the https coordinator: --ca-file and --api-token (the saga
+// definition routes are DTM-side routes that --api-token protects).
+TEST_F(TlsTokenServer, CliSagaPutAndListWithCaFileAndApiToken) {
+  const std::string file = TempDir("net-clients-saga") + "/refund.json";
+  std::ofstream(file) << json::serialize(json::object{
+      {"steps", json::array{json::object{{"name", "refund"}, {"action", busi_->Url("/r")}}}}});
+  const std::string common = " --server " + server_->Base() + " --ca-file " + Certs().ca;
+  CliResult put =
+      RunDtx("saga" + common + " put " + file, std::string("DTX_CLIENT_API_TOKEN=") + kApiToken);
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_NE(put.out.find("refund version 1"), std::string::npos) << put.out;
+  CliResult list = RunDtx("saga" + common + " --api-token " + kApiToken + " list");
+  EXPECT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("refund"), std::string::npos) << list.out;
+  CliResult anon = RunDtx("saga" + common + " list", "DTX_CLIENT_API_TOKEN=");
+  EXPECT_EQ(anon.exit_code, 1);
+  EXPECT_NE(anon.err.find("HTTP 401"), std::string::npos) << anon.err;
+  CliResult no_ca = RunDtx(
+      "saga --server " + server_->Base() + " --api-token " + kApiToken + " list", "DTX_CA_FILE=");
+  EXPECT_EQ(no_ca.exit_code, 1);
+  EXPECT_NE(no_ca.err.find("certificate verify failed"), std::string::npos) << no_ca.err;
+}
+
+// Runs after the tests above (declaration order): nothing they sent — the API and admin tokens,
+// a wrong token — is in the server's log, at info level.
+TEST_F(TlsTokenServer, TokensAreNeverLogged) {
+  std::ifstream in(server_->log_path());
+  const std::string log((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_NE(log.find("ready"), std::string::npos) << "the log is read: " << log.size() << " bytes";
+  EXPECT_NE(log.find("token"), std::string::npos) << "it says how many tokens it has";
+  for (const char* secret : {kApiToken, kAdminToken, "wrong-token-0123456789"}) {
+    EXPECT_EQ(log.find(secret), std::string::npos) << secret << " in:\n" << log;
+  }
 }
 
 // --------------------------------------------------------------------------------------------

@@ -1,9 +1,5 @@
 #include "tools/dtx/saga_command.h"
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -13,53 +9,43 @@
 
 #include "http/client.h"
 #include "http/server.h"
+#include "tools/dtx/admin_client.h"
 
 namespace dtx::tools {
 namespace {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
 
 struct SagaFlags {
   std::string server = "http://127.0.0.1:36789";
   std::string file;
   std::string name;  // default: the file name without its extension
   int timeout_s = 10;
+  std::string ca_file;    // extra CAs for an https coordinator
+  std::string api_token;  // for a coordinator started with --api-token
 };
 
 // One blocking exchange with the coordinator (a command line tool, not the server: blocking is
-// fine here). Returns the status (0 on a transport error, with the error in `body`).
-int Exchange(const SagaFlags& f, bhttp::verb method, const std::string& path,
+// fine here). Returns the status (0 on a transport error, with the error in `answer`).
+int Exchange(const SagaFlags& f, const std::string& method, const std::string& path,
              const std::string& body, std::string& answer) {
-  auto url = http::ParseHttpUrl(f.server + path);
-  if (!url.ok()) {
-    answer = "--server: " + url.status().message();
+  http::ClientRequest req;
+  req.method = method;
+  std::string base = f.server;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  req.url = base + path;
+  req.body = body;
+  req.timeout = std::chrono::seconds(f.timeout_s);
+  req.headers.emplace_back("Content-Type", "application/json");
+  if (!f.api_token.empty()) req.headers.emplace_back("Authorization", "Bearer " + f.api_token);
+  auto r = SendBlocking(std::move(req), f.ca_file);
+  if (!r.ok()) {
+    answer = std::string("cannot reach ") + f.server + ": " + r.status().ToString();
+    if (r.status().message().find("certificate verify failed") != std::string::npos) {
+      answer += " (give the CA that signed the server's certificate with --ca-file)";
+    }
     return 0;
   }
-  try {
-    asio::io_context ioc;
-    beast::tcp_stream stream(ioc);
-    asio::ip::tcp::resolver resolver(ioc);
-    stream.expires_after(std::chrono::seconds(f.timeout_s));
-    stream.connect(resolver.resolve(url->host, std::to_string(url->port)));
-    bhttp::request<bhttp::string_body> req{method, url->target, 11};
-    req.set(bhttp::field::host, url->host);
-    req.set(bhttp::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-    bhttp::write(stream, req);
-    beast::flat_buffer buffer;
-    bhttp::response<bhttp::string_body> res;
-    bhttp::read(stream, buffer, res);
-    answer = res.body();
-    beast::error_code ec;
-    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    return static_cast<int>(res.result_int());
-  } catch (const std::exception& e) {
-    answer = std::string("cannot reach ") + f.server + ": " + e.what();
-    return 0;
-  }
+  answer = std::move(r->body);
+  return r->status;
 }
 
 int Put(const SagaFlags& f) {
@@ -72,8 +58,7 @@ int Put(const SagaFlags& f) {
   text << in.rdbuf();
   const std::string name = f.name.empty() ? std::filesystem::path(f.file).stem().string() : f.name;
   std::string answer;
-  int status =
-      Exchange(f, bhttp::verb::put, "/api/dtx/sagas/" + http::UrlEncode(name), text.str(), answer);
+  int status = Exchange(f, "PUT", "/api/dtx/sagas/" + http::UrlEncode(name), text.str(), answer);
   if (status != 200) {
     std::fprintf(stderr, "dtx saga put: %s%s\n",
                  status == 0 ? "" : ("HTTP " + std::to_string(status) + ": ").c_str(),
@@ -100,7 +85,7 @@ int List(const SagaFlags& f) {
     std::string path = "/api/dtx/sagas?limit=1000";
     if (!position.empty()) path += "&position=" + position;
     std::string answer;
-    int status = Exchange(f, bhttp::verb::get, path, {}, answer);
+    int status = Exchange(f, "GET", path, {}, answer);
     if (status != 200) {
       std::fprintf(stderr, "dtx saga list: %s%s\n",
                    status == 0 ? "" : ("HTTP " + std::to_string(status) + ": ").c_str(),
@@ -130,6 +115,14 @@ void AddSagaCommand(CLI::App& app) {
       ->capture_default_str();
   saga->add_option("--timeout", flags->timeout_s, "seconds to wait for the coordinator")
       ->capture_default_str();
+  saga->add_option("--ca-file", flags->ca_file,
+                   "PEM file of CA certificates to trust for an https server, besides the "
+                   "system's store")
+      ->envname("DTX_CA_FILE");
+  saga->add_option("--api-token", flags->api_token,
+                   "the token of a coordinator started with --api-token (sent as "
+                   "'Authorization: Bearer')")
+      ->envname("DTX_CLIENT_API_TOKEN");
   CLI::App* put = saga->add_subcommand("put", "register a definition from a JSON file");
   put->add_option("FILE", flags->file, "the definition (JSON)")->required();
   put->add_option("--name", flags->name, "the saga's name (default: FILE without extension)");
