@@ -5,7 +5,9 @@
 #   DTX_BENCH_SINK=redis|nats|kafka|amqp (default redis); DTX_BENCH_TX_ROWS rows per pgbench
 #   transaction (default 10; 50 reaches 10,000 rows/s with fewer commits); DTX_BENCH_MODE=both
 #   (default) | throughput | latency: run only one of the two parts; DTX_BENCH_RELAY_ARGS more
-#   `dtx relay` options (e.g. --delete-published, throughput only).
+#   `dtx relay` options (e.g. --delete-published, throughput only); DTX_BENCH_SETUP_SQL statements
+#   run (psql, one statement at a time, so ALTER SYSTEM works) after the table is created, before
+#   either part (e.g. per-table autovacuum options, `alter system set autovacuum_naptime`).
 # DTX_BENCH_PERF=1 also records the whole machine with perf during the throughput part and prints
 # the CPU samples per process name (the relay is `dtx` plus librdkafka's `rdk:*` threads, postgres,
 # the broker, everything else) and the relay's main threads per library (needs perf and
@@ -117,6 +119,9 @@ sql "drop schema if exists bench cascade; create schema bench"
 init_pid=$!
 for _ in $(seq 100); do [ "$(sql "select to_regclass('$table') is not null")" = t ] && break; sleep 0.05; done
 kill "$init_pid"; wait "$init_pid" 2>/dev/null || true
+if [ -n "${DTX_BENCH_SETUP_SQL:-}" ]; then
+  printf '%s\n' "$DTX_BENCH_SETUP_SQL" | psql "$pg" -qtAX -v ON_ERROR_STOP=1 -f - >/dev/null
+fi
 
 start_relay() {
   "$dtx" relay --source "$pg" --table $table --sink "$sink" \
