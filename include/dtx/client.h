@@ -62,6 +62,8 @@ struct DTX_EXPORT ClientOptions {
   /// A kept-alive connection idle longer than this is closed and reopened before the next request,
   /// so that it is not reused just as the server times it out (dtx server: 60 s idle timeout).
   std::chrono::milliseconds max_idle{30'000};
+  // Every member has a default initializer (`{}` below too), so a designated initializer that
+  // leaves members out compiles cleanly under -Wextra (-Wmissing-field-initializers).
   /// Headers sent with every request to the coordinator (and only to it: never to participants),
   /// e.g. `{{"Authorization", "Bearer " + token}}` for a coordinator started with `--api-token`.
   /// A name must be an HTTP token and may not be Host or a hop-by-hop/framing header (Connection,
@@ -69,13 +71,13 @@ struct DTX_EXPORT ClientOptions {
   /// Expect, Proxy-Authorization, Proxy-Authenticate); a value may not contain CR, LF or another
   /// control character except tab. A header that breaks these rules makes every call fail with
   /// kInvalidArgument naming it (the request is never sent). At most 64 headers of 8 KiB each.
-  std::vector<std::pair<std::string, std::string>> extra_headers;
+  std::vector<std::pair<std::string, std::string>> extra_headers{};
   /// For an `https://` coordinator: a PEM file of CA certificates trusted in addition to the
   /// system's trust store (a coordinator whose certificate a private CA signed). Empty: the
   /// system's store only. The coordinator's certificate and host name are always verified; there
   /// is no switch to skip that. The file is read when the Client is constructed; an unreadable or
   /// non-PEM file makes every call fail with kInvalidArgument naming it.
-  std::string ca_file;
+  std::string ca_file{};
 };
 
 /// One branch row of a transaction as returned by query (PROTOCOL.md §2.4).
