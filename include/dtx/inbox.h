@@ -94,15 +94,15 @@ using InboxHandler = std::function<Status(const InboxMessage&)>;
 struct InboxOptions {
   /// redis://host:port (Redis Streams), nats://, kafka://host:port[,host:port] or amqp://...
   /// (docs/outbox.md has each broker's settings). Required.
-  std::string broker;
+  std::string broker{};
   /// This consumer's name: the `consumer` column of message_applied and the broker's consumer
   /// group (a Redis group, a NATS durable, a Kafka group.id). [A-Za-z0-9_.-]+, 1..128 bytes.
-  std::string consumer;
+  std::string consumer{};
   /// This process's name within the group; a restarted process with the same name gets its own
   /// unacknowledged deliveries back first. Default: `consumer`.
-  std::string instance;
+  std::string instance{};
   /// Topics (streams / subjects) to consume, 1..16.
-  std::vector<std::string> topics;
+  std::vector<std::string> topics{};
   /// The dedup table and the dead-letter table (unquoted identifiers; PostgreSQL also schema.name).
   /// @{
   std::string applied_table = "message_applied";

@@ -74,17 +74,17 @@ enum class OutboxDialect { kSqlite, kPostgres };
 struct DTX_EXPORT OutboxMessage {
   /// Kafka topic / AMQP exchange (routing key = topic) / Redis stream / NATS subject. Printable
   /// ASCII without spaces, 1..255 bytes.
-  std::string topic;
+  std::string topic{};
   /// Ordering key (e.g. the order id): the relay publishes one key's rows in id order, each after
   /// the previous one was acknowledged. Empty = no ordering needs (still published in id order per
   /// relay).
-  std::string key;
+  std::string key{};
   /// The event body, UTF-8 text (binary data: encode it, e.g. base64). At most 1 MiB.
-  std::string payload;
+  std::string payload{};
   /// Headers carried to the consumer (e.g. correlation_id). Names: [A-Za-z0-9_.-]+.
-  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::pair<std::string, std::string>> headers{};
   /// The id consumers dedup on. Empty: Write generates 32 random hex digits.
-  std::string message_id;
+  std::string message_id{};
 };
 
 /// Settings of an Outbox.
