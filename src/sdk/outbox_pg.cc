@@ -16,7 +16,18 @@ Status Outbox::EnsureTable(PGconn* conn) const {
     return Status::InvalidArgument("outbox: EnsureTable needs a connection outside a transaction");
   }
   // A multi-statement simple query runs as one transaction; no NOTICE for each "already exists".
-  const std::string script = "set local client_min_messages = warning;\n" + sql.value();
+  // The transaction-level advisory lock serializes concurrent EnsureTable calls on one table
+  // (relays started together with --init, applications at start-up): run at once, their
+  // `if not exists` / `or replace` statements race on the catalogs (duplicate key in pg_type, or
+  // a deadlock between replacing the trigger function and creating the trigger).
+  const std::string lock_key = "dtx-outbox-init:" + options_.table;
+  char* lit = PQescapeLiteral(conn, lock_key.data(), lock_key.size());
+  if (lit == nullptr) return pg_util::PgError(conn, nullptr, "outbox: create table");
+  const std::string script =
+      "set local client_min_messages = warning;\nselect "
+      "pg_advisory_xact_lock(hashtextextended(" +
+      std::string(lit) + ", 0));\n" + sql.value();
+  PQfreemem(lit);
   pg_util::PgResult res(PQexec(conn, script.c_str()));
   if (!res || PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
     return pg_util::PgError(conn, res.get(), "outbox: create table");

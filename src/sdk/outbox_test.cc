@@ -10,9 +10,12 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace dtx {
 namespace {
@@ -181,6 +184,37 @@ TEST_F(PgOutbox, RowCommitsAndRollsBackWithTheTransaction) {
   EXPECT_EQ(Count("state = 0 and message_id = '" + id.value() + "'"), 1);
   Result<std::string> autocommit = outbox_.Write(conn_, m);
   EXPECT_EQ(autocommit.status().code(), Code::kInvalidArgument);
+}
+
+// Relays started together with --init and applications at start-up create the table at once:
+// every EnsureTable succeeds (they are serialized; unserialized, they failed with a duplicate key
+// in pg_type or a deadlock between the trigger function and the trigger).
+TEST_F(PgOutbox, ConcurrentEnsureTableCallsAllSucceed) {
+  constexpr int kCallers = 8;
+  for (int round = 0; round < 4; ++round) {
+    const Outbox fresh({.table = schema_ + ".fresh" + std::to_string(round)});
+    std::vector<PGconn*> conns;
+    for (int i = 0; i < kCallers; ++i) {
+      conns.push_back(PQconnectdb(PgUrl()));
+      ASSERT_EQ(PQstatus(conns.back()), CONNECTION_OK);
+    }
+    std::atomic<int> ready{0};
+    std::vector<Status> results(kCallers);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kCallers; ++i) {
+      threads.emplace_back([&, i] {
+        ready.fetch_add(1);
+        while (ready.load() < kCallers) std::this_thread::yield();
+        results[i] = fresh.EnsureTable(conns[i]);
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kCallers; ++i) {
+      EXPECT_TRUE(results[i].ok())
+          << "round " << round << " caller " << i << ": " << results[i].ToString();
+      PQfinish(conns[i]);
+    }
+  }
 }
 
 TEST_F(PgOutbox, InsertNotifiesTheRelayAtCommitOnly) {

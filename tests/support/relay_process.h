@@ -58,7 +58,17 @@ class RelayProcess {
     for (int i = 0; i < 200 && !LogHas("dtx relay ready"); ++i) std::this_thread::sleep_for(50ms);
     ::kill(pid_, SIGTERM);
     int st = 0;
-    ::waitpid(pid_, &st, 0);
+    // Bounded: a relay that ignores SIGTERM fails the test (-1) instead of hanging it.
+    pid_t done = 0;
+    for (int i = 0; i < 600 && (done = ::waitpid(pid_, &st, WNOHANG)) == 0; ++i) {
+      std::this_thread::sleep_for(50ms);
+    }
+    if (done == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &st, 0);
+      pid_ = -1;
+      return -1;
+    }
     pid_ = -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   }
