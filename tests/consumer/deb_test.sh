@@ -44,7 +44,8 @@ fi
 
 root=$work/root
 for deb in "${debs[@]}"; do dpkg -x "$deb" "$root"; done
-"$root/usr/bin/dtx" server --help | grep -q -- '--store' || fail "dtx server --help from the package"
+help=$("$root/usr/bin/dtx" server --help) || fail "dtx server --help from the package: exit $?"
+grep -q -- '--store' <<<"$help" || fail "dtx server --help from the package: no --store"
 grep -q '^ExecStart=/usr/bin/dtx server --config /etc/dtx/dtx.conf$' \
   "$root/usr/lib/systemd/system/dtx.service" || fail "unit ExecStart"
 # The packaged config must be accepted by the packaged server (only the store path changed, to a
