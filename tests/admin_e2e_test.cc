@@ -378,35 +378,9 @@ TEST_F(AdminE2E, BranchHeadersCannotSetHostOrHopByHop) {
 }
 
 // The `dtx` command line against the real server: tables, --json, exit codes.
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-CliResult RunDtx(const std::string& args, const std::string& env = {}) {
-  static int n = 0;
-  const std::string dir = TempDir("cli");
-  const std::string out = dir + "/out" + std::to_string(n), err = dir + "/err" + std::to_string(n);
-  ++n;
-  const std::string cmd =
-      env + " " + DtxBinary() + " " + args + " >" + out + " 2>" + err + " </dev/null";
-  const int status = std::system(cmd.c_str());
-  CliResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  auto slurp = [](const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
 
 TEST_F(AdminE2E, CliVersion) {
-  CliResult r = RunDtx("--version");
+  CliResult r = RunDtxCommand("--version");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("dtx-"), std::string::npos) << r.out;
 }
@@ -414,13 +388,13 @@ TEST_F(AdminE2E, CliVersion) {
 TEST_F(AdminE2E, CliListShowActAudit) {
   const std::string gid = StuckSaga();
   const std::string common = " --server " + server_->Base() + " --token " + kAlice;
-  CliResult list = RunDtx("tx list --gid-prefix " + gid + common);
+  CliResult list = RunDtxCommand("tx list --gid-prefix " + gid + common);
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_NE(list.out.find("GID"), std::string::npos) << list.out;
   EXPECT_NE(list.out.find(gid), std::string::npos) << list.out;
   EXPECT_NE(list.out.find("submitted"), std::string::npos) << list.out;
 
-  CliResult js = RunDtx("tx list --json --gid-prefix " + gid + common);
+  CliResult js = RunDtxCommand("tx list --json --gid-prefix " + gid + common);
   ASSERT_EQ(js.exit_code, 0) << js.err;
   boost::system::error_code ec;
   json::value v = json::parse(js.out, ec);
@@ -428,40 +402,42 @@ TEST_F(AdminE2E, CliListShowActAudit) {
   ASSERT_EQ(v.at("transactions").as_array().size(), 1u);
   EXPECT_EQ(Str(v.at("transactions").as_array()[0], "gid"), gid);
 
-  CliResult show = RunDtx("tx show " + gid + common);
+  CliResult show = RunDtxCommand("tx show " + gid + common);
   ASSERT_EQ(show.exit_code, 0) << show.err;
   EXPECT_NE(show.out.find("BRANCH"), std::string::npos) << show.out;
   EXPECT_NE(show.out.find("compensate"), std::string::npos) << show.out;
 
   // Refused: a stale expect_status -> exit 1 with the reason and the current state; nothing
   // changes.
-  CliResult stale = RunDtx("tx stop " + gid + " --reason oops --expect-status aborting" + common);
+  CliResult stale =
+      RunDtxCommand("tx stop " + gid + " --reason oops --expect-status aborting" + common);
   EXPECT_EQ(stale.exit_code, 1);
   EXPECT_NE(stale.err.find("409"), std::string::npos) << stale.err;
   EXPECT_NE(stale.err.find("submitted"), std::string::npos) << stale.err;
   EXPECT_EQ(QueryTrans(*server_, gid).status, "submitted");
   // No reason: a usage error, nothing sent.
-  EXPECT_NE(RunDtx("tx retry " + gid + common).exit_code, 0);
+  EXPECT_NE(RunDtxCommand("tx retry " + gid + common).exit_code, 0);
   // No token (the environment's DTX_TOKEN is the other way to give it).
-  CliResult anon = RunDtx("tx list --server " + server_->Base(), "DTX_TOKEN=");
+  CliResult anon = RunDtxCommand("tx list --server " + server_->Base(), "DTX_TOKEN=");
   EXPECT_EQ(anon.exit_code, 1);
   EXPECT_NE(anon.err.find("401"), std::string::npos) << anon.err;
-  CliResult env =
-      RunDtx("tx show " + gid + " --server " + server_->Base(), std::string("DTX_TOKEN=") + kBob);
+  CliResult env = RunDtxCommand("tx show " + gid + " --server " + server_->Base(),
+                                std::string("DTX_TOKEN=") + kBob);
   EXPECT_EQ(env.exit_code, 0) << env.err;
   // Unreachable server -> exit 2.
-  EXPECT_EQ(RunDtx("tx list --server http://127.0.0.1:1 --token x --timeout 2").exit_code, 2);
+  EXPECT_EQ(RunDtxCommand("tx list --server http://127.0.0.1:1 --token x --timeout 2").exit_code,
+            2);
 
   CliResult skip =
-      RunDtx("tx skip " + gid + " --branch 01 --op action --reason 'done by hand'" + common);
+      RunDtxCommand("tx skip " + gid + " --branch 01 --op action --reason 'done by hand'" + common);
   ASSERT_EQ(skip.exit_code, 0) << skip.err;
   EXPECT_NE(skip.out.find("submitted -> submitted"), std::string::npos) << skip.out;
   EXPECT_EQ(WaitStatus(*server_, gid, {"succeed"}, milliseconds(5000)).status, "succeed");
-  CliResult audit = RunDtx("audit --gid " + gid + common);
+  CliResult audit = RunDtxCommand("audit --gid " + gid + common);
   ASSERT_EQ(audit.exit_code, 0) << audit.err;
   EXPECT_NE(audit.out.find("alice"), std::string::npos) << audit.out;
   EXPECT_NE(audit.out.find("done by hand"), std::string::npos) << audit.out;
-  CliResult audit_js = RunDtx("audit --json --gid " + gid + common);
+  CliResult audit_js = RunDtxCommand("audit --json --gid " + gid + common);
   ASSERT_EQ(audit_js.exit_code, 0);
   json::value a = json::parse(audit_js.out, ec);
   ASSERT_FALSE(ec) << audit_js.out;
@@ -555,34 +531,35 @@ TEST_F(AdminE2E, CliNotifyListShowResend) {
   ASSERT_TRUE(WaitFor([&] { return NotifyStatus(*server_, id) == "failed"; }, milliseconds(5000)));
   const std::string common = " --server " + server_->Base() + " --token " + kAlice;
 
-  CliResult list = RunDtx("notify list --status failed --limit 500" + common);
+  CliResult list = RunDtxCommand("notify list --status failed --limit 500" + common);
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_NE(list.out.find("ATTEMPTS"), std::string::npos) << list.out;
   EXPECT_NE(list.out.find(id), std::string::npos) << list.out;
-  CliResult js = RunDtx("notify list --json --status failed --limit 500" + common);
+  CliResult js = RunDtxCommand("notify list --json --status failed --limit 500" + common);
   ASSERT_EQ(js.exit_code, 0) << js.err;
   boost::system::error_code ec;
   json::value v = json::parse(js.out, ec);
   ASSERT_FALSE(ec) << js.out;
   EXPECT_TRUE(Lists(v, id));
 
-  CliResult show = RunDtx("notify show " + id + common);
+  CliResult show = RunDtxCommand("notify show " + id + common);
   ASSERT_EQ(show.exit_code, 0) << show.err;
   EXPECT_NE(show.out.find("failed"), std::string::npos) << show.out;
   EXPECT_NE(show.out.find("500"), std::string::npos) << show.out;  // the attempt's answer
   EXPECT_EQ(show.out.find("MfKQ9r8G"), std::string::npos) << show.out;
-  EXPECT_EQ(RunDtx("notify show nope" + common).exit_code, 1);
+  EXPECT_EQ(RunDtxCommand("notify show nope" + common).exit_code, 1);
 
-  EXPECT_NE(RunDtx("notify resend " + id + common).exit_code, 0);  // no --reason: usage error
+  EXPECT_NE(RunDtxCommand("notify resend " + id + common).exit_code,
+            0);  // no --reason: usage error
   busi_->SetDefault(P("/hook"), BusiAnswer::Success());
-  CliResult resend = RunDtx("notify resend " + id + " --reason 'receiver back'" + common);
+  CliResult resend = RunDtxCommand("notify resend " + id + " --reason 'receiver back'" + common);
   ASSERT_EQ(resend.exit_code, 0) << resend.err;
   EXPECT_NE(resend.out.find("failed -> pending"), std::string::npos) << resend.out;
   ASSERT_TRUE(
       WaitFor([&] { return NotifyStatus(*server_, id) == "delivered"; }, milliseconds(5000)));
   // Resending a pending one is refused by the server: exit 1 with the reason.
   const std::string parked = CreateNotification(*server_, Gid(), U("/hook"), "[3600]");
-  CliResult refused = RunDtx("notify resend " + parked + " --reason early" + common);
+  CliResult refused = RunDtxCommand("notify resend " + parked + " --reason early" + common);
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("409"), std::string::npos) << refused.err;
 }

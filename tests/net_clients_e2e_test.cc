@@ -40,33 +40,6 @@ const http::testing::TestCerts& Certs() {
 
 http::HeaderList Bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-CliResult RunDtx(const std::string& args, const std::string& env = {}) {
-  static int n = 0;
-  const std::string dir = TempDir("net-clients-cli");
-  const std::string out = dir + "/out" + std::to_string(n), err = dir + "/err" + std::to_string(n);
-  ++n;
-  const std::string cmd =
-      env + " " + DtxBinary() + " " + args + " >" + out + " 2>" + err + " </dev/null";
-  const int status = std::system(cmd.c_str());
-  CliResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  auto slurp = [](const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
 // One HTTPS coordinator with API and admin tokens for the whole suite.
 class TlsTokenServer : public ::testing::Test {
  protected:
@@ -177,21 +150,21 @@ TEST_F(TlsTokenServer, SdkClientWithAWrongCaOrNoneFailsVerification) {
 TEST_F(TlsTokenServer, CliCaFileAndEnvironment) {
   const std::string common =
       " --server " + server_->Base() + " --token " + kAdminToken + " --timeout 5";
-  CliResult ok = RunDtx("tx list" + common + " --ca-file " + Certs().ca);
+  CliResult ok = RunDtxCommand("tx list" + common + " --ca-file " + Certs().ca);
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
   EXPECT_NE(ok.out.find("GID"), std::string::npos) << ok.out;
-  CliResult env = RunDtx("notify list --json" + common, "DTX_CA_FILE=" + Certs().ca);
+  CliResult env = RunDtxCommand("notify list --json" + common, "DTX_CA_FILE=" + Certs().ca);
   EXPECT_EQ(env.exit_code, 0) << env.err;
   EXPECT_NE(env.out.find("\"notifications\""), std::string::npos) << env.out;
 
-  CliResult none = RunDtx("tx list" + common, "DTX_CA_FILE=");
+  CliResult none = RunDtxCommand("tx list" + common, "DTX_CA_FILE=");
   EXPECT_EQ(none.exit_code, 2) << none.out;
   EXPECT_NE(none.err.find("certificate verify failed"), std::string::npos) << none.err;
   EXPECT_NE(none.err.find("--ca-file or DTX_CA_FILE"), std::string::npos) << none.err;
-  CliResult wrong = RunDtx("audit" + common + " --ca-file " + Certs().other_ca);
+  CliResult wrong = RunDtxCommand("audit" + common + " --ca-file " + Certs().other_ca);
   EXPECT_EQ(wrong.exit_code, 2);
   EXPECT_NE(wrong.err.find("certificate verify failed"), std::string::npos) << wrong.err;
-  CliResult missing = RunDtx("tx list" + common + " --ca-file /nonexistent/ca.pem");
+  CliResult missing = RunDtxCommand("tx list" + common + " --ca-file /nonexistent/ca.pem");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("--ca-file '/nonexistent/ca.pem'"), std::string::npos) << missing.err;
 }
@@ -203,17 +176,17 @@ TEST_F(TlsTokenServer, CliSagaPutAndListWithCaFileAndApiToken) {
   std::ofstream(file) << json::serialize(json::object{
       {"steps", json::array{json::object{{"name", "refund"}, {"action", busi_->Url("/r")}}}}});
   const std::string common = " --server " + server_->Base() + " --ca-file " + Certs().ca;
-  CliResult put =
-      RunDtx("saga" + common + " put " + file, std::string("DTX_CLIENT_API_TOKEN=") + kApiToken);
+  CliResult put = RunDtxCommand("saga" + common + " put " + file,
+                                std::string("DTX_CLIENT_API_TOKEN=") + kApiToken);
   EXPECT_EQ(put.exit_code, 0) << put.err;
   EXPECT_NE(put.out.find("refund version 1"), std::string::npos) << put.out;
-  CliResult list = RunDtx("saga" + common + " --api-token " + kApiToken + " list");
+  CliResult list = RunDtxCommand("saga" + common + " --api-token " + kApiToken + " list");
   EXPECT_EQ(list.exit_code, 0) << list.err;
   EXPECT_NE(list.out.find("refund"), std::string::npos) << list.out;
-  CliResult anon = RunDtx("saga" + common + " list", "DTX_CLIENT_API_TOKEN=");
+  CliResult anon = RunDtxCommand("saga" + common + " list", "DTX_CLIENT_API_TOKEN=");
   EXPECT_EQ(anon.exit_code, 1);
   EXPECT_NE(anon.err.find("HTTP 401"), std::string::npos) << anon.err;
-  CliResult no_ca = RunDtx(
+  CliResult no_ca = RunDtxCommand(
       "saga --server " + server_->Base() + " --api-token " + kApiToken + " list", "DTX_CA_FILE=");
   EXPECT_EQ(no_ca.exit_code, 1);
   EXPECT_NE(no_ca.err.find("certificate verify failed"), std::string::npos) << no_ca.err;

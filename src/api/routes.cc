@@ -371,9 +371,8 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     snap.global.protocol = "http";
     snap.global.options = tr.options;
     snap.global.options.wait_result = false;
-    if (!tr.protocol.empty() && tr.protocol != "http") {
-      proposed = Status::Unimplemented(
-          fmt::format("protocol '{}' is not supported yet; use http", tr.protocol));
+    if (Status s = CheckProtocol(tr.protocol); !s.ok()) {
+      proposed = s;
     } else {
       proposed = std::move(snap);
     }

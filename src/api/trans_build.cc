@@ -28,7 +28,26 @@ Status ValidateMsgCustomData(const std::string& custom_data) {
   return core::ParseMsgDelayS(custom_data).status();
 }
 
+// One payload per step (DTM's rule) and the http protocol only.
+Status CheckStepsAndProtocol(const TransRequest& req, const char* kind) {
+  const size_t n = req.steps.size();
+  if (req.payloads && req.payloads->size() < n) {
+    return Status::InvalidArgument(
+        fmt::format("payloads: {} given for {} steps; a {} needs one payload per step",
+                    req.payloads->size(), n, kind));
+  }
+  return CheckProtocol(req.protocol);
+}
+
 }  // namespace
+
+Status CheckProtocol(const std::string& protocol) {
+  if (!protocol.empty() && protocol != "http") {
+    return Status::Unimplemented(
+        fmt::format("protocol '{}' is not supported yet; use http", protocol));
+  }
+  return Status::Ok();
+}
 
 std::string NewGid() {
   static constexpr char kAlphabet[] =
@@ -58,15 +77,7 @@ std::string NewGid() {
 
 Result<core::TransSnapshot> BuildSaga(const TransRequest& req) {
   const size_t n = req.steps.size();
-  if (req.payloads && req.payloads->size() < n) {
-    return Status::InvalidArgument(
-        fmt::format("payloads: {} given for {} steps; a saga needs one payload per step",
-                    req.payloads->size(), n));
-  }
-  if (!req.protocol.empty() && req.protocol != "http") {
-    return Status::Unimplemented(
-        fmt::format("protocol '{}' is not supported yet; use http", req.protocol));
-  }
+  if (Status s = CheckStepsAndProtocol(req, "saga"); !s.ok()) return s;
   auto layout = core::ParseSagaLayout(req.custom_data, n);
   if (!layout.ok()) return layout.status();
   core::TransSnapshot snap;
@@ -117,15 +128,7 @@ core::OptionsPatch PatchFrom(const TransRequest& req) {
 
 Result<core::TransSnapshot> BuildMsg(const TransRequest& req, const TopicMap& topics) {
   const size_t n = req.steps.size();
-  if (req.payloads && req.payloads->size() < n) {
-    return Status::InvalidArgument(
-        fmt::format("payloads: {} given for {} steps; a msg needs one payload per step",
-                    req.payloads->size(), n));
-  }
-  if (!req.protocol.empty() && req.protocol != "http") {
-    return Status::Unimplemented(
-        fmt::format("protocol '{}' is not supported yet; use http", req.protocol));
-  }
+  if (Status s = CheckStepsAndProtocol(req, "msg"); !s.ok()) return s;
   if (Status s = ValidateMsgCustomData(req.custom_data); !s.ok()) return s;
   if (Status s = ValidateUrl("query_prepared", req.query_prepared); !s.ok()) return s;
   core::TransSnapshot snap;

@@ -18,6 +18,9 @@ namespace dtx::api {
 // A new unique gid: [A-Za-z0-9], 22 characters.
 std::string NewGid();
 
+// kUnimplemented for a protocol other than http (empty means http), naming it.
+Status CheckProtocol(const std::string& protocol);
+
 // Builds the branch rows and global of a saga from a decoded submit request; validates payload
 // count, URLs and custom_data. kInvalidArgument on bad input.
 Result<core::TransSnapshot> BuildSaga(const TransRequest& request);

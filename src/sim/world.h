@@ -24,8 +24,8 @@ struct Config {
   int64_t request_timeout_ms = 1000;
   int64_t cron_interval_ms = 500;
   int64_t max_retry_interval_ms = 16'000;
-  int64_t max_skew_ms = 0;
-  size_t max_active_transactions = 64;  // per node; small in some seeds, so creates meet the limit  // each node's clock is off by up to this (|a - b| < lease margin)
+  int64_t max_skew_ms = 0;  // each node's clock is off by up to this (|a - b| < lease margin)
+  size_t max_active_transactions = 64;  // per node; small in some seeds, so creates meet the limit
   // Fault rates (probabilities per call / per store operation) during the chaos phase.
   double p_call_fault = 0.2;
   double p_store_fault = 0.03;

@@ -20,6 +20,7 @@
 #include <mutex>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "http/client.h"
@@ -129,6 +130,27 @@ std::string FreshPostgresStore() {
 std::string E2EStore(const std::string& dir) {
   if (!E2EOnPostgres()) return dir + "/dtx.db";
   return FreshPostgresStore();
+}
+
+CliResult RunDtxCommand(const std::string& args, const std::string& env) {
+  static std::atomic<int> n{0};
+  const std::string dir = TempDir("cli");
+  const std::string id = std::to_string(n.fetch_add(1));
+  const std::string out = dir + "/out" + id, err = dir + "/err" + id;
+  const std::string cmd =
+      env + " " + DtxBinary() + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
 }
 
 std::string TempDir(const std::string& name) {

@@ -87,6 +87,15 @@ std::string DtxBinary();
 // A fresh temporary directory for one test.
 std::string TempDir(const std::string& name);
 
+// `dtx ARGS` run to its end with stdin from /dev/null and `env` (e.g. "DTX_CA_FILE=x") before it;
+// its exit code (-1 when it did not exit) and what it wrote on stdout and stderr.
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+CliResult RunDtxCommand(const std::string& args, const std::string& env = {});
+
 struct BusiAnswer {
   int status = 200;
   std::string body = R"({"dtm_result":"SUCCESS"})";
