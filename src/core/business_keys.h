@@ -1,0 +1,76 @@
+// Business keys (issue 15 item 2, docs/saga.md "Business keys"): a durable semantic lock. A
+// transaction lists keys such as "account:42"; while an earlier unfinished transaction holds or
+// queues ahead on any of them, it waits on the coordinator, and it starts once it is the front-most
+// waiter on every one of its keys and nobody holds them (all keys or none, FIFO per key).
+//
+// The keys travel in the transaction's custom_data ({"business_keys":[...],"on_busy":"reject"},
+// read with Go's key rule, core/json_keys.h), so every reader of a stored transaction knows them;
+// the store keeps the lock itself (one row per key, written with the transaction, deleted in the
+// write that makes it final). This file: the pure parts (parsing, limits, the wait decision).
+// Pure functions; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/model.h"
+#include "core/retry_policy.h"
+#include "util/status.h"
+
+namespace dtx::core {
+
+inline constexpr size_t kMaxBusinessKeys = 16;       // keys per transaction
+inline constexpr size_t kMaxBusinessKeyBytes = 128;  // bytes per key
+
+struct KeySpec {
+  std::vector<std::string> keys;  // sorted, without duplicates; empty = no serialization
+  bool reject_if_busy = false;    // "on_busy": "reject"
+};
+
+// Checks a key list as given by a client: 1..kMaxBusinessKeys strings of 1..kMaxBusinessKeyBytes
+// bytes, valid UTF-8 without control characters. kInvalidArgument naming the problem. Returns the
+// keys sorted without duplicates.
+Result<std::vector<std::string>> NormalizeBusinessKeys(const std::vector<std::string>& keys);
+
+// "wait" (or empty) -> false, "reject" -> true; anything else kInvalidArgument.
+Result<bool> ParseOnBusy(std::string_view on_busy);
+
+// The key spec stored in custom_data. Empty custom_data, non-JSON or a non-object custom_data, or
+// no "business_keys" key -> an empty spec. A business_keys value that is not an array of strings,
+// or keys outside the limits, or an unknown on_busy -> kInvalidArgument.
+Result<KeySpec> ParseKeySpec(std::string_view custom_data);
+
+// custom_data with "business_keys" (and "on_busy" when reject_if_busy) set. custom_data must be
+// empty or a JSON object (kInvalidArgument otherwise); its other members are kept.
+Result<std::string> WithKeySpec(std::string_view custom_data, const KeySpec& spec);
+
+// What the store says about a transaction's keys (store::Store::AcquireKeys).
+struct KeyState {
+  bool held = false;        // it holds all its keys (or has no key rows left)
+  std::string waiting_for;  // not held: the gid ahead of it (a holder or an earlier waiter)
+  std::string waiting_key;  // ... on this key
+};
+
+// The decision at the start of a round of a transaction with keys that does not hold them.
+struct KeyWait {
+  enum class Kind : unsigned char { kRun, kWait, kFail };
+  Kind kind = Kind::kRun;
+  int64_t wake_at_ms = 0;  // kWait: the stored wake-up (the timeout, or a daily re-check)
+  std::string reason;      // kFail: the rollback_reason
+};
+
+// A waiter wakes by itself at the latest after this long (a safety net; it is normally woken when
+// the keys are released).
+inline constexpr int64_t kKeyWaitRecheckMs = int64_t{24} * 3600 * 1000;
+
+// Whether a round may call branches. Only a submitted saga or msg waits (a prepared one calls
+// no action; an aborting or final one holds, or never needs, its keys). A saga with
+// timeout_to_fail fails once it has passed while it waits (no branch call is made); on_busy
+// reject fails at once.
+KeyWait DecideKeyWait(const GlobalTrans& g, const KeySpec& spec, const KeyState& state,
+                      const Settings& settings, int64_t now_ms);
+
+}  // namespace dtx::core
