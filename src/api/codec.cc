@@ -8,6 +8,7 @@
 #include <span>
 #include <utility>
 
+#include "core/business_keys.h"
 #include "core/json_keys.h"
 #include "http/server.h"
 #include "util/utf8.h"
@@ -151,6 +152,7 @@ enum Field : int {
   kRetryLimit,
   kRetryCount,
   kBusinessKeys,
+  kOnBusy,
   kFieldCount,
 };
 
@@ -173,6 +175,7 @@ constexpr std::array<std::string_view, kFieldCount> kFieldNames = {
     "retry_limit",
     "retry_count",
     "business_keys",
+    "on_busy",
 };
 
 enum StepField : int { kAction, kCompensate, kData, kStepFieldCount };
@@ -300,24 +303,70 @@ Status DecodeField(int field, const json::value& v, TransRequest& r, std::string
     case kRetryCount:
       r.has_retry_count = true;
       return GetCount(v, name, std::numeric_limits<int64_t>::max(), o.retry_count);
-    case kBusinessKeys:
-      r.has_business_keys = true;  // any non-null value: refused until the feature exists
+    case kBusinessKeys: {
+      r.has_business_keys = true;
+      if (!v.is_array()) return TypeError(name, "an array of strings");
+      r.business_keys.clear();
+      for (const json::value& k : v.get_array()) {
+        if (!k.is_string()) return TypeError(name, "an array of strings");
+        r.business_keys.emplace_back(k.get_string());
+      }
       return Status::Ok();
+    }
+    case kOnBusy:
+      return GetString(v, name, r.on_busy);
     default:
       return Status::Ok();
   }
 }
 
+}  // namespace
+
+Status ApplyBusinessKeys(TransRequest& r) {
+  if (r.has_business_keys) {
+    Result<std::vector<std::string>> keys = core::NormalizeBusinessKeys(r.business_keys);
+    if (!keys.ok()) return keys.status();
+    Result<bool> reject = core::ParseOnBusy(r.on_busy);
+    if (!reject.ok()) return reject.status();
+    Result<std::string> merged =
+        core::WithKeySpec(r.custom_data, core::KeySpec{std::move(*keys), *reject});
+    if (!merged.ok()) return merged.status();
+    r.custom_data = std::move(*merged);
+  }
+  // DTM SDKs can only set custom_data: business_keys is read there too (Go's key rule).
+  Result<core::KeySpec> spec = core::ParseKeySpec(r.custom_data);
+  if (!spec.ok()) return spec.status();
+  if (!spec->keys.empty()) {
+    const bool top_level = r.has_business_keys;  // its on_busy was merged above
+    r.has_business_keys = true;
+    if (!r.on_busy.empty() && !top_level) {
+      // on_busy at the top level with the keys in custom_data.
+      Result<bool> reject = core::ParseOnBusy(r.on_busy);
+      if (!reject.ok()) return reject.status();
+      spec->reject_if_busy = *reject;
+    }
+    // Stored normalized (sorted, distinct, under the exact name "business_keys"): the stores'
+    // key rows are made from it.
+    Result<std::string> merged = core::WithKeySpec(r.custom_data, *spec);
+    if (!merged.ok()) return merged.status();
+    r.custom_data = std::move(*merged);
+  } else if (!r.on_busy.empty()) {
+    return Status::InvalidArgument("on_busy is given without business_keys");
+  }
+  if (r.custom_data.size() > core::kMaxCustomDataBytes) {
+    return Status::InvalidArgument(
+        fmt::format("custom_data with business_keys has {} bytes, over the limit of {}",
+                    r.custom_data.size(), core::kMaxCustomDataBytes));
+  }
+  return Status::Ok();
+}
+
+namespace {
+
 Status Validate(TransRequest& r, std::string_view trans_type) {
   // Kept verbatim (DTM's dtmimp.Escape strips ';', CR and LF; dtx refuses control characters).
   if (Status s = core::ValidateGid(r.gid); !s.ok()) return s;
-  if (!r.has_business_keys && !r.custom_data.empty()) {
-    // DTM SDKs can only set custom_data: business_keys is read there too (Go's key rule).
-    boost::system::error_code ec;
-    json::value cd = json::parse(r.custom_data, ec);
-    r.has_business_keys =
-        !ec && cd.is_object() && core::GoField(cd.get_object(), "business_keys") != nullptr;
-  }
+  if (Status s = ApplyBusinessKeys(r); !s.ok()) return s;
 
   // Go cannot tell "" from a missing key; both leave trans_type absent.
   if (!trans_type.empty()) {

@@ -47,11 +47,19 @@ struct TransRequest {
   bool has_concurrent = false;
   bool has_retry_limit = false;
   bool has_retry_count = false;
-  // "business_keys" (a dtx extension, issue 15) was given, at the top level or in custom_data.
-  // Serializing transactions on a business key is not built yet: the routes answer 501 rather than
-  // run the transaction unserialized.
+  // "business_keys" (a dtx extension, issue 15 item 2; core/business_keys.h) was given, at the top
+  // level or in custom_data. Top-level keys (and "on_busy") are moved into custom_data by
+  // ApplyBusinessKeys, where every reader of the stored transaction finds them.
   bool has_business_keys = false;
+  std::vector<std::string> business_keys;  // the top-level field (custom_data's are read there)
+  std::string on_busy;                     // top-level "on_busy": "", "wait" or "reject"
 };
+
+// Moves top-level business_keys/on_busy into custom_data (which must then be empty or a JSON
+// object) and validates the key spec found there (core::ParseKeySpec: 1..16 keys of 1..128 bytes,
+// on_busy wait|reject), and custom_data's size after the merge. kInvalidArgument naming the
+// problem. Called by DecodeTransRequest; the saga-definition submit calls it too.
+Status ApplyBusinessKeys(TransRequest& r);
 
 // Upper bound of timeout_to_fail, request_timeout and retry_interval: 100 years. DTM has none; the
 // bound keeps `create_time_ms + seconds * 1000` far from int64 overflow. Above -> kInvalidArgument.
@@ -84,8 +92,11 @@ Result<std::vector<std::pair<std::string, std::string>>> DecodeStringMap(std::st
 // non-zero.
 std::string EncodeTransaction(const core::GlobalTrans& t);  // a JSON object
 std::string EncodeBranch(const core::BranchRow& b);         // a JSON object
-// {"transaction":{...}|null,"branches":[...]}
-std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot);
+// {"transaction":{...}|null,"branches":[...]}, plus for an unfinished transaction with business
+// keys "business_keys":{"keys":[...],"held":bool,"waiting_for":gid,"waiting_key":key} (the last
+// two while it waits) when `keys` is non-null.
+std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot,
+                              const core::KeyState* keys = nullptr);
 // {"transactions":[...],"next_position":"..."}
 std::string EncodeAllAnswer(const std::vector<core::GlobalTrans>& list,
                             std::string_view next_position);

@@ -318,11 +318,27 @@ TEST(DecodeTransRequest, BusinessKeysAreNoticedAtTheTopAndInCustomData) {
   EXPECT_TRUE(MustDecode(R"({"gid":"g","Business_Keys":["a:1"]})").has_business_keys);
   EXPECT_TRUE(
       MustDecode(R"({"gid":"g","custom_data":"{\"business_keys\":[\"a:1\"]}"})").has_business_keys);
-  EXPECT_TRUE(
-      MustDecode(R"({"gid":"g","custom_data":"{\"BUSINESS_KEYS\":[]}"})").has_business_keys);
+  ExpectInvalid(R"({"gid":"g","custom_data":"{\"BUSINESS_KEYS\":[]}"})", "business_keys is empty");
   EXPECT_FALSE(
       MustDecode(R"({"gid":"g","custom_data":"{\"business_keys\":null}"})").has_business_keys);
   EXPECT_FALSE(MustDecode(R"({"gid":"g","custom_data":"not json"})").has_business_keys);
+}
+
+TEST(DecodeTransRequest, BusinessKeysAreStoredNormalizedInCustomData) {
+  EXPECT_EQ(
+      MustDecode(R"({"gid":"g","business_keys":["b","a","b"],"on_busy":"reject"})").custom_data,
+      R"({"business_keys":["a","b"],"on_busy":"reject"})");
+  EXPECT_EQ(
+      MustDecode(R"({"gid":"g","custom_data":"{\"concurrent\":true,\"Business_Keys\":[\"k\"]}"})")
+          .custom_data,
+      R"({"concurrent":true,"business_keys":["k"]})");
+  EXPECT_EQ(
+      MustDecode(R"({"gid":"g","custom_data":"{\"business_keys\":[\"k\"]}","on_busy":"reject"})")
+          .custom_data,
+      R"({"business_keys":["k"],"on_busy":"reject"})");
+  ExpectInvalid(R"({"gid":"g","business_keys":["k"],"custom_data":"[1]"})", "JSON object");
+  ExpectInvalid(R"({"gid":"g","on_busy":"reject"})", "without business_keys");
+  ExpectInvalid(R"({"gid":"g","business_keys":"k"})", "business_keys");
 }
 
 TEST(DecodeTransRequest, UnknownTransType) {

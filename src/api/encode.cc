@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "api/codec.h"
+#include "core/business_keys.h"
 #include "core/json_keys.h"
 #include "util/base64.h"
 #include "util/clock.h"
@@ -203,7 +204,7 @@ std::string EncodeTransaction(const core::GlobalTrans& t) {
 
 std::string EncodeBranch(const core::BranchRow& b) { return Serialize(BranchObject(b)); }
 
-std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot) {
+std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot, const core::KeyState* keys) {
   json::object o;
   json::array branches;
   if (snapshot != nullptr) {
@@ -216,6 +217,21 @@ std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot) {
     o.emplace("transaction", nullptr);
   }
   o.emplace("branches", std::move(branches));
+  if (snapshot != nullptr && keys != nullptr) {
+    Result<core::KeySpec> spec = core::ParseKeySpec(snapshot->global.custom_data);
+    json::object k;
+    json::array list;
+    if (spec.ok()) {
+      for (const std::string& key : spec->keys) list.emplace_back(key);
+    }
+    k.emplace("keys", std::move(list));
+    k.emplace("held", keys->held);
+    if (!keys->held) {
+      k.emplace("waiting_for", keys->waiting_for);
+      k.emplace("waiting_key", keys->waiting_key);
+    }
+    o.emplace("business_keys", std::move(k));
+  }
   return Serialize(o);
 }
 

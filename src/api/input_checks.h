@@ -19,8 +19,8 @@ namespace dtx::api {
 Status CheckRequestText(const http::Request& req);
 
 // The server's own limits on a decoded transaction request to route `api` (issue 15):
-// retry_limit above settings.max_retry_limit -> kInvalidArgument; business_keys on submit or
-// prepare -> kUnimplemented (serialization on a business key is not built yet).
+// retry_limit above settings.max_retry_limit -> kInvalidArgument; business_keys on a submit or
+// prepare of a tcc or xa transaction -> kUnimplemented (saga and msg serialize on them).
 Status CheckTransRequest(const TransRequest& request, std::string_view api,
                          const core::Settings& settings);
 

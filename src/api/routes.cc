@@ -15,6 +15,7 @@
 #include "api/saga_def_routes.h"
 #include "api/trans_build.h"
 #include "api/wording.h"
+#include "core/business_keys.h"
 
 namespace dtx::api {
 
@@ -155,7 +156,17 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     auto r = co_await engine_.Query(*gid);
     if (!r.ok()) co_return ErrorResponse(r.status(), *gid);
     if (r->has_value()) RedactNotify((**r).global);
-    co_return Json(200, EncodeQueryAnswer(r->has_value() ? &**r : nullptr));
+    // Business keys: whether it holds them, or the gid it waits for.
+    std::optional<core::KeyState> keys;
+    if (r->has_value() && !core::IsFinal((**r).global.status)) {
+      Result<core::KeySpec> spec = core::ParseKeySpec((**r).global.custom_data);
+      if (spec.ok() && !spec->keys.empty()) {
+        Result<core::KeyState> state = co_await engine_.KeysOf(*gid);
+        if (state.ok()) keys = std::move(*state);
+      }
+    }
+    co_return Json(200,
+                   EncodeQueryAnswer(r->has_value() ? &**r : nullptr, keys ? &*keys : nullptr));
   }
   if (api == "all") {
     if (!is_get) co_return method_not_allowed();

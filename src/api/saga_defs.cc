@@ -347,10 +347,19 @@ Result<TransRequest> BuildSubmitByName(const SagaDefinition& def, std::string_vi
       payloads.emplace(def.steps.size(), json::serialize(val));
       has_input = true;
     } else if (k == "business_keys") {
-      return Status::Unimplemented("business_keys is not supported yet");
+      if (!val.is_array()) return Bad("business_keys must be an array of strings");
+      for (const json::value& key : val.get_array()) {
+        if (!key.is_string()) return Bad("business_keys must be an array of strings");
+        r.business_keys.emplace_back(key.get_string());
+      }
+      r.has_business_keys = true;
+    } else if (k == "on_busy") {
+      if (!val.is_string()) return Bad("on_busy must be a string (wait or reject)");
+      r.on_busy = std::string(val.get_string());
     } else {
-      return Bad(
-          fmt::format("unknown field '{}' (gid, payloads, input, wait_result)", k.substr(0, 64)));
+      return Bad(fmt::format(
+          "unknown field '{}' (gid, payloads, input, wait_result, business_keys, on_busy)",
+          k.substr(0, 64)));
     }
   }
   if (has_input && v.get_object().if_contains("payloads") != nullptr &&
@@ -370,6 +379,7 @@ Result<TransRequest> BuildSubmitByName(const SagaDefinition& def, std::string_vi
   }
   r.payloads = std::move(payloads);
   r.custom_data = CustomData(def, name, version);
+  if (Status s = ApplyBusinessKeys(r); !s.ok()) return s;  // into custom_data
   const bool wait = r.options.wait_result;
   r.options = def.options;
   r.options.wait_result = wait;

@@ -56,10 +56,9 @@ Result<SagaDefinition> ParseSagaDefinition(std::string_view json, int64_t max_re
 
 // The submit request a saga definition makes from a submit-by-name body
 //   {"gid" (optional: one is made), "payloads": {"step": "text", ...} | "input": {...},
-//    "wait_result": bool}
+//    "wait_result": bool, "business_keys": [...], "on_busy": "wait"|"reject"}
 // `gid` is the one to use when the body has none. The request's custom_data carries the layout
-// (concurrent, orders) and {"saga":{"name","version"}}. "business_keys" is refused with
-// kUnimplemented until business-key serialization lands.
+// (concurrent, orders), {"saga":{"name","version"}} and the business keys (ApplyBusinessKeys).
 Result<TransRequest> BuildSubmitByName(const SagaDefinition& def, std::string_view name,
                                        int64_t version, std::string_view body,
                                        std::string generated_gid);

@@ -121,7 +121,9 @@ TEST(SagaDefinition, SubmitByNameRefusesBadBodies) {
   bad(R"({"input":[1]})", Code::kInvalidArgument, "input must be a JSON object");
   bad(R"({"gid":"a\nb"})", Code::kInvalidArgument, "control character");
   bad(R"({"steps":[]})", Code::kInvalidArgument, "unknown field 'steps'");
-  bad(R"({"business_keys":["account:1"]})", Code::kUnimplemented, "business_keys");
+  bad(R"({"business_keys":[]})", Code::kInvalidArgument, "business_keys is empty");
+  bad(R"({"business_keys":"k"})", Code::kInvalidArgument, "array of strings");
+  bad(R"({"on_busy":"reject"})", Code::kInvalidArgument, "without business_keys");
 }
 
 TEST(SagaDefinition, NamesAreChecked) {

@@ -116,10 +116,18 @@ Result<std::string> WithKeySpec(std::string_view custom_data, const KeySpec& spe
 KeyWait DecideKeyWait(const GlobalTrans& g, const KeySpec& spec, const KeyState& state,
                       const Settings& settings, int64_t now_ms) {
   KeyWait w;
-  if (spec.keys.empty() || state.held || g.status != GlobalStatus::kSubmitted ||
+  if (spec.keys.empty() || state.held ||
       (g.trans_type != TransType::kSaga && g.trans_type != TransType::kMsg)) {
     return w;  // kRun
   }
+  if (g.status == GlobalStatus::kAborting && g.trans_type == TransType::kSaga) {
+    // Aborted (by an operator) while it waited: it never held its keys, so no action ran and
+    // there is nothing to compensate; it fails without a call, keeping its rollback reason.
+    w.kind = KeyWait::Kind::kFail;
+    w.reason = g.rollback_reason;
+    return w;
+  }
+  if (g.status != GlobalStatus::kSubmitted) return w;
   if (spec.reject_if_busy) {
     w.kind = KeyWait::Kind::kFail;
     w.reason = fmt::format("business key '{}' is busy (held by or queued behind '{}')",

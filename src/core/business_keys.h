@@ -66,10 +66,11 @@ struct KeyWait {
 // the keys are released).
 inline constexpr int64_t kKeyWaitRecheckMs = int64_t{24} * 3600 * 1000;
 
-// Whether a round may call branches. Only a submitted saga or msg waits (a prepared one calls
-// no action; an aborting or final one holds, or never needs, its keys). A saga with
-// timeout_to_fail fails once it has passed while it waits (no branch call is made); on_busy
-// reject fails at once.
+// Whether a round may call branches. A submitted saga or msg without its keys waits (a prepared
+// one calls no action). A saga with timeout_to_fail fails once it has passed while it waits (no
+// branch call is made); on_busy reject fails at once. An aborting saga that does not hold its
+// keys never held them (they are released only in the final write), so none of its actions ran:
+// it fails without a call (reason: its rollback_reason).
 KeyWait DecideKeyWait(const GlobalTrans& g, const KeySpec& spec, const KeyState& state,
                       const Settings& settings, int64_t now_ms);
 

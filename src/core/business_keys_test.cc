@@ -77,7 +77,8 @@ TEST(BusinessKeys, DecideRunsWhenHeldOrNotApplicable) {
   EXPECT_EQ(DecideKeyWait(Saga(0), KeySpec{}, busy, st, 20'000).kind, KeyWait::Kind::kRun);
   GlobalTrans aborting = Saga(0);
   aborting.status = GlobalStatus::kAborting;
-  EXPECT_EQ(DecideKeyWait(aborting, spec, busy, st, 20'000).kind, KeyWait::Kind::kRun);
+  EXPECT_EQ(DecideKeyWait(aborting, spec, KeyState{true, "", ""}, st, 20'000).kind,
+            KeyWait::Kind::kRun);
   GlobalTrans prepared = Saga(0);
   prepared.trans_type = TransType::kMsg;
   prepared.status = GlobalStatus::kPrepared;
@@ -98,6 +99,16 @@ TEST(BusinessKeys, DecideWaitsUntilTheTimeoutThenFails) {
   w = DecideKeyWait(Saga(0), spec, busy, st, 1'000'000'000);
   EXPECT_EQ(w.kind, KeyWait::Kind::kWait);
   EXPECT_EQ(w.wake_at_ms, 1'000'000'000 + kKeyWaitRecheckMs);
+}
+
+TEST(BusinessKeys, AnAbortingSagaThatNeverHeldItsKeysFailsWithoutACall) {
+  GlobalTrans aborting = Saga(0);
+  aborting.status = GlobalStatus::kAborting;
+  aborting.rollback_reason = "operator abort";
+  KeyWait w =
+      DecideKeyWait(aborting, KeySpec{{"k"}, false}, KeyState{false, "h", "k"}, Settings{}, 20'000);
+  EXPECT_EQ(w.kind, KeyWait::Kind::kFail);
+  EXPECT_EQ(w.reason, "operator abort");
 }
 
 TEST(BusinessKeys, DecideRejectsAtOnceWithOnBusyReject) {

@@ -129,6 +129,9 @@ struct CallAttempt {
 struct TransSnapshot {
   GlobalTrans global;
   std::vector<BranchRow> branches;
+  // Business keys to lock (core/business_keys.h; sorted, distinct): Store::Create writes one key
+  // row for each, in the same write. Load leaves it empty (the keys travel in custom_data).
+  std::vector<std::string> business_keys;
 };
 
 // A change to one transaction, applied only if its status is still `expected_status`

@@ -175,6 +175,10 @@ class Engine {
   };
   boost::asio::awaitable<Result<OperatorOutcome>> Operate(OperatorRequest request);
 
+  // Business keys (business_keys.cc, docs/saga.md "Business keys"): the lock state of `gid`'s keys
+  // (held, or the gid it waits for). A read; a transaction without keys reads as held.
+  boost::asio::awaitable<Result<core::KeyState>> KeysOf(std::string gid);
+
   size_t active_transactions() const { return active_count_.load(std::memory_order_relaxed); }
 
   // monitoring.cc: refreshes the dtx_due_backlog gauge (transactions due now and not leased,
@@ -310,6 +314,20 @@ class Engine {
   // After a committed status change of a notification: the notify_failed alert.
   void NotifyStatusCommitted(const Active& active, core::GlobalStatus status);
 
+  // business_keys.cc: serialization on business keys. KeysGate runs before a round's first
+  // decision: false = the round must end now (it waits for its keys, was refused or failed).
+  bool HasKeys(Active& active) const;
+  boost::asio::awaitable<bool> KeysGate(Active& active);
+  // After a transaction with keys became final here: the recovery loop wakes their waiters now.
+  void WakeKeyWaitersSoon();
+  // In the recovery loop: when woken, or once per cron interval (another coordinator may have
+  // released keys), makes every waiter that can run now due.
+  boost::asio::awaitable<void> MaybeWakeKeyWaiters();
+  // wait_result of a transaction whose round ended waiting for its keys.
+  boost::asio::awaitable<Status> WaitKeyed(Shard& shard, std::string gid, WaitFor what,
+                                           int64_t deadline_ms);
+  int64_t KeyWaitDeadline(const Active& active) const;
+
   // recovery.cc: the recovery loop.
   boost::asio::awaitable<void> CronLoop();
   // Claims up to `limit` due transactions and resumes them; returns how many it claimed.
@@ -339,6 +357,8 @@ class Engine {
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};
   std::shared_ptr<CronState> cron_;
+  std::atomic<bool> keys_wake_{false};  // WakeKeyWaitersSoon was called
+  int64_t next_key_check_ms_ = 0;       // the recovery loop's (its thread only)
 };
 
 // "retry", "stop", "abort", "skip".

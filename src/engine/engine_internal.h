@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/business_keys.h"
 #include "core/machine.h"
 #include "core/model.h"
 #include "engine/engine.h"
@@ -96,6 +97,10 @@ struct Engine::Active {
   core::GlobalStatus stored_status = core::GlobalStatus::kSubmitted;
   std::vector<Timer*> status_waiters;
   bool restart = false;  // ended to start over from the store at once (tcc/xa leaving prepared)
+  // Business keys (business_keys.cc): parsed from custom_data at the round's start; `keys_parked`:
+  // the round ended waiting for them (the store holds it asleep until they are free).
+  std::optional<core::KeySpec> keys;
+  bool keys_parked = false;
 
   // The round's write state (core/write_plan.h).
   std::optional<core::TransUpdate> held;  // branch successes to write with the next update
@@ -118,6 +123,9 @@ struct Engine::Shard {
     std::deque<asio::steady_timer*> waiters;
   };
   std::unordered_map<std::string, std::shared_ptr<GidLock>> locks;
+  // wait_result requests of transactions waiting for their business keys: woken when a round of
+  // the gid starts here (business_keys.cc).
+  std::unordered_map<std::string, std::vector<Timer*>> round_watchers;
 };
 
 // Holds a gid's lock on its shard. Transitions, registerBranch and the start of a round (its load)

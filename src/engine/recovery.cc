@@ -18,6 +18,7 @@ awaitable<void> Engine::CronLoop() {
   auto cron = cron_;
   const int64_t lease_ms = std::max(options_.settings.retry_interval_ms, options_.cron_interval_ms);
   while (!stopped_) {
+    co_await MaybeWakeKeyWaiters();  // business_keys.cc
     // The places are reserved before the claim (new transactions racing for them cannot take
     // them meanwhile); claimed transactions whose round has not started yet count in resuming_
     // (the claim loop runs ahead of the loads).
@@ -31,6 +32,9 @@ awaitable<void> Engine::CronLoop() {
     const int limit = static_cast<int>(places);
     if (stopped_) break;
     if (limit > 0 && claimed == static_cast<size_t>(limit)) continue;  // more may be due at once
+    // Keys released since the check above: no await between here and the wait, so a wake-up
+    // posted to this thread either is seen here or cancels the wait.
+    if (keys_wake_.load()) continue;
     co_await cron->timer->WaitUntil(clock_.NowMs() + options_.cron_interval_ms);
   }
 }

@@ -22,6 +22,11 @@ awaitable<void> Engine::RunRound(Shard* shard, ActivePtr a) {
   // The round's snapshot is the stored state when it starts (loaded, or just committed).
   a->stored_wakeup_ms = a->snap.global.next_cron_time_ms;
   a->stored_lease_ms = a->snap.global.lease_until_ms;
+  // Business keys: a transaction that waits for its keys makes no call (business_keys.cc).
+  if (HasKeys(*a) && !co_await KeysGate(*a)) {
+    FinishRound(shard, a);
+    co_return;
+  }
   core::Decision d =
       core::Step(a->snap, a->round, core::Event{}, options_.settings, clock_.NowMs());
   for (;;) {
@@ -106,6 +111,7 @@ awaitable<Status> Engine::WriteStep(Active& a, core::Decision& d) {
     a.stored_status = *new_status;
     for (Timer* w : a.status_waiters) w->Cancel();
     if (a.snap.global.trans_type == core::TransType::kNotify) NotifyStatusCommitted(a, *new_status);
+    if (core::IsFinal(*new_status) && a.keys && !a.keys->keys.empty()) WakeKeyWaitersSoon();
   }
   co_return st;
 }

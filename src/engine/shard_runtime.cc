@@ -141,6 +141,10 @@ void Engine::InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64
   g.lease_until_ms = status == core::GlobalStatus::kPrepared ? 0 : g.next_cron_time_ms;
   g.retry_count = g.options.retry_count;
   g.owner = options_.owner;
+  // Business keys: Create writes their rows with the transaction (validated by the API).
+  if (Result<core::KeySpec> keys = core::ParseKeySpec(g.custom_data); keys.ok()) {
+    snap.business_keys = std::move(keys->keys);
+  }
   for (auto& b : snap.branches) {
     b.gid = g.gid;
     b.create_time_ms = b.update_time_ms = now;
@@ -158,6 +162,10 @@ Engine::ActivePtr Engine::StartRound(Shard& shard, core::TransSnapshot snap) {
   shard.active.emplace(active->snap.global.gid, active);
   active_count_.fetch_add(1, std::memory_order_relaxed);
   asio::co_spawn(shard.ioc, RunRound(&shard, active), LogException{"round"});
+  if (auto w = shard.round_watchers.find(active->snap.global.gid);
+      w != shard.round_watchers.end()) {
+    for (Timer* t : w->second) t->Cancel();  // wait_result of a key waiter (business_keys.cc)
+  }
   return active;
 }
 

@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <string_view>
 
+#include "core/business_keys.h"
 #include "core/machine.h"
 #include "engine/engine_internal.h"
 #include "engine/refusal.h"
@@ -68,7 +69,13 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
   }
   // No round to wait for: a msg with a delay starts when the recovery loop finds it due.
   if (!req.wait_result || !active) co_return Status::Ok();
-  co_return co_await WaitRound(active, WaitDeadline(*active), WaitFor::kSubmit);
+  Status waited = co_await WaitRound(active, WaitDeadline(*active), WaitFor::kSubmit);
+  if (active->keys_parked && active->outcome.ok()) {
+    // It waits for its business keys: answer when it has run (or its wait ends).
+    co_return co_await WaitKeyed(shard, req.proposed.global.gid, WaitFor::kSubmit,
+                                 KeyWaitDeadline(*active));
+  }
+  co_return waited;
 }
 
 awaitable<Result<Engine::ActivePtr>> Engine::SubmitLocked(Shard& shard, SubmitRequest& req,
@@ -141,6 +148,23 @@ awaitable<Result<Engine::ActivePtr>> Engine::SubmitPrepared(Shard& shard, Submit
   int64_t delay_ms = 0;
   if (stored.global.trans_type == core::TransType::kMsg) {
     if (!req.custom_data.empty()) u.custom_data = req.custom_data;
+    // The business keys given at prepare stay (their rows hold the msg's place in the queue).
+    Result<core::KeySpec> stored_keys = core::ParseKeySpec(stored.global.custom_data);
+    Result<core::KeySpec> new_keys =
+        core::ParseKeySpec(u.custom_data ? *u.custom_data : std::string());
+    if (new_keys.ok() && !new_keys->keys.empty() &&
+        (!stored_keys.ok() || new_keys->keys != stored_keys->keys)) {
+      co_return Status::InvalidArgument(
+          "business_keys of a msg are given at prepare (they hold its place in the queue); the "
+          "submit may not change them");
+    }
+    if (u.custom_data && stored_keys.ok() && !stored_keys->keys.empty()) {
+      if (new_keys.ok() && new_keys->keys.empty()) {
+        Result<std::string> merged = core::WithKeySpec(*u.custom_data, *stored_keys);
+        if (!merged.ok()) co_return merged.status();
+        u.custom_data = std::move(*merged);
+      }
+    }
     delay_ms = MsgDelayMs(u.custom_data ? *u.custom_data : stored.global.custom_data);
     if (delay_ms > 0) u.next_cron_time_ms = now + delay_ms;
   }

@@ -42,6 +42,48 @@ void Sim::OnCall(const CallRecord& c) {
         same_round_owner ? " (same coordinator)" : " (lease not respected)"));
     break;
   }
+  if (tx != txs.end() && !tx->second.keys.empty()) CheckKeysOnCall(tx->second, c);
+}
+
+void Sim::CheckKeysOnCall(TxInfo& tx, const CallRecord& c) {
+  // An operator's stop/forceStop makes a transaction final (and releases its keys) while a call
+  // may be in flight: no key ordering to check for it, nor for one it overlaps.
+  if (tx.force_stop_sent) return;
+  // The store says the caller holds its keys.
+  const core::KeyState mine = disk.mem().PeekKeys(tx.gid);
+  if (!mine.held) {
+    world.Violation(fmt::format(
+        "gid {}: {} {} called by n{}.{} without holding its keys (waits "
+        "for {} on {})",
+        tx.gid, c.branch_id, c.op, c.node, c.incarnation, mine.waiting_for, mine.waiting_key));
+  }
+  std::optional<core::TransSnapshot> self = disk.Peek(tx.gid);
+  const bool first = tx.first_call_ms < 0;
+  if (first) tx.first_call_ms = c.start_ms;
+  for (auto& [gid, other] : txs) {
+    if (gid == tx.gid || other.keys.empty() || other.force_stop_sent) continue;
+    std::string shared;
+    for (const std::string& k : tx.keys) {
+      if (std::find(other.keys.begin(), other.keys.end(), k) != other.keys.end()) shared = k;
+    }
+    if (shared.empty()) continue;
+    std::optional<core::TransSnapshot> o = disk.Peek(gid);
+    if (!o || core::IsFinal(o->global.status)) continue;
+    // Never two holders of one key at once: the other one has started and is not final.
+    if (other.first_call_ms >= 0) {
+      world.Violation(fmt::format(
+          "key {}: gid {} calls {} {} at +{} ms while gid {} (started +{} ms) is still {}", shared,
+          tx.gid, c.branch_id, c.op, world.Rel(c.start_ms), gid, world.Rel(other.first_call_ms),
+          core::ToString(o->global.status)));
+      continue;
+    }
+    // FIFO per key: an earlier transaction on the key that has not started yet, and is not final,
+    // would have been passed.
+    if (first && self && o->global.id < self->global.id) {
+      world.Violation(fmt::format(
+          "key {}: gid {} started before gid {}, which came first and waits", shared, tx.gid, gid));
+    }
+  }
 }
 
 void Sim::OnWrite(const core::TransSnapshot& before, const core::TransSnapshot& after) {
@@ -55,7 +97,9 @@ void Sim::OnWrite(const core::TransSnapshot& before, const core::TransSnapshot& 
     world.Violation(fmt::format("gid {}: retry interval {} ms over the cap {} ms", a.gid,
                                 a.next_cron_interval_ms, world.config.max_retry_interval_ms));
   }
-  if (!core::IsFinal(a.status)) {
+  // A transaction waiting for its business keys sleeps until woken (a daily re-check at most).
+  const bool key_waiter = !core::IsFinal(a.status) && !disk.mem().PeekKeys(a.gid).held;
+  if (!core::IsFinal(a.status) && !key_waiter) {
     // The next wake-up lies within the backoff cap (with jitter), a lease, or the timeout.
     const int64_t bound = std::max<int64_t>(world.config.max_retry_interval_ms * 11 / 10,
                                             20'000 + world.config.request_timeout_ms) +

@@ -29,6 +29,9 @@ struct TxInfo {
   bool force_stop_sent = false;            // ... or may have landed
   bool operator_skipped = false;           // an operator's skip may have landed
   bool app_done = false;
+  // Workload::kKeys: the saga's business keys, and when its first branch call started (-1: none).
+  std::vector<std::string> keys;
+  int64_t first_call_ms = -1;
   // notify: its schedule and whether it was created two-phase.
   std::vector<int64_t> schedule_ms;
   bool two_phase = false;
@@ -54,6 +57,7 @@ class Sim {
 
   // --- invariants (checker.cc) ---
   void OnCall(const CallRecord& call);
+  void CheckKeysOnCall(TxInfo& tx, const CallRecord& call);
   void OnWrite(const core::TransSnapshot& before, const core::TransSnapshot& after);
   void OnAck(int node, const std::string& what, const Status& status);
   void CheckEnd();

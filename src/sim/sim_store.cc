@@ -200,6 +200,19 @@ void SimStore::KvDelete(std::string cat, std::string k, store::DoneCallback done
   DTX_SIM_QUEUE(Status, true, none, done, disk_.mem().KvDelete(cat, k, cb));
 }
 
+void SimStore::AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
+                           store::Callback<core::KeyState> done) {
+  using R = Result<core::KeyState>;
+  DTX_SIM_QUEUE(R, true, gid, done, disk_.mem().AcquireKeys(gid, acquire, wait_until_ms, cb));
+}
+
+void SimStore::WakeKeyWaiters(int64_t now_ms, int limit,
+                              store::Callback<std::vector<std::string>> done) {
+  using R = Result<std::vector<std::string>>;
+  const std::string none;
+  DTX_SIM_QUEUE(R, true, none, done, disk_.mem().WakeKeyWaiters(now_ms, limit, cb));
+}
+
 #undef DTX_SIM_QUEUE
 
 }  // namespace dtx::sim

@@ -66,6 +66,10 @@ class SimStore final : public store::Store {
   void KvPut(std::string cat, std::string k, std::string v, int64_t expected_version,
              int64_t now_ms, store::DoneCallback done) override;
   void KvDelete(std::string cat, std::string k, store::DoneCallback done) override;
+  void AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
+                   store::Callback<core::KeyState> done) override;
+  void WakeKeyWaiters(int64_t now_ms, int limit,
+                      store::Callback<std::vector<std::string>> done) override;
   store::StoreStats Stats() const override { return {}; }
   void Close() override {}
 

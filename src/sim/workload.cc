@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/business_keys.h"
 #include "core/notify.h"
 #include "sim/sim_internal.h"
 
@@ -119,6 +120,18 @@ awaitable<void> Sim::SagaApp(std::string gid) {
     snap.global.custom_data = fmt::format(R"({{"concurrent":true,"orders":{{{}}}}})", orders);
   if (world.Chance(0.2)) snap.global.options.retry_limit = world.Uniform(1, 3);
   if (world.Chance(0.25)) snap.global.options.timeout_to_fail_s = world.Uniform(2, 20);
+  if (workload == Workload::kKeys) {
+    // One or two of three keys (much contention), sometimes refusing to wait.
+    core::KeySpec spec;
+    const int64_t first = world.Uniform(0, 2);
+    spec.keys.push_back(fmt::format("account:{}", first));
+    if (world.Chance(0.4))
+      spec.keys.push_back(fmt::format("account:{}", (first + world.Uniform(1, 2)) % 3));
+    std::sort(spec.keys.begin(), spec.keys.end());
+    spec.reject_if_busy = world.Chance(0.1);
+    tx.keys = spec.keys;
+    snap.global.custom_data = core::WithKeySpec(snap.global.custom_data, spec).value();
+  }
   const bool wait = world.Chance(0.5);
   world.Trace(fmt::format("app: saga {} steps={} dag={} failing={} wait_result={} {}", gid, steps,
                           dag, std::count(tx.failing.begin(), tx.failing.end(), true), wait,

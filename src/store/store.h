@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "core/business_keys.h"
 #include "core/model.h"
 #include "util/histogram.h"
 #include "util/status.h"
@@ -161,6 +162,26 @@ class Store {
                      int64_t now_ms, DoneCallback done) = 0;
   // Deletes (cat, k); kNotFound if absent.
   virtual void KvDelete(std::string cat, std::string k, DoneCallback done) = 0;
+
+  // Business keys (core/business_keys.h, docs/saga.md "Business keys"): the durable semantic lock.
+  // Create writes one queued (not held) key row per entry of TransSnapshot::business_keys in its
+  // atomic write; an Update that makes the transaction final deletes its key rows in the same
+  // write. Rows are ordered by an ascending id (arrival order).
+  //
+  // AcquireKeys, one atomic write: if `gid` has key rows that are not held, and no other
+  // transaction holds one of its keys nor has a row ahead of it on one (FIFO per key), and
+  // `acquire`, marks all of them held (all keys or none). Answers the state: held (also when gid
+  // has no key rows), or the gid ahead of it and the key. When the answer is "not held" and
+  // wait_until_ms > 0, the same write sets the unfinished transaction's next_cron_time to
+  // wait_until_ms and lease_until to 0: it sleeps until woken (WakeKeyWaiters) or then.
+  // PostgreSQL locks the keys (in sorted order) for the decision, so several coordinators agree.
+  virtual void AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
+                           Callback<core::KeyState> done) = 0;
+  // One atomic write: every waiting transaction (oldest first, at most `limit`) that can acquire
+  // its keys now gets them (as AcquireKeys) and, if unfinished, next_cron_time = now_ms (recovery
+  // claims it). Returns their gids.
+  virtual void WakeKeyWaiters(int64_t now_ms, int limit,
+                              Callback<std::vector<std::string>> done) = 0;
 
   // Counters; cheap, thread-safe.
   virtual StoreStats Stats() const = 0;

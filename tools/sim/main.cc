@@ -138,8 +138,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (o.workload_name == "notify") {
     o.workload = dtx::sim::Workload::kNotify;
+  } else if (o.workload_name == "keys") {
+    o.workload = dtx::sim::Workload::kKeys;
   } else if (o.workload_name != "mixed") {
-    std::fprintf(stderr, "dtx-sim: unknown --workload '%s' (mixed, notify)\n",
+    std::fprintf(stderr, "dtx-sim: unknown --workload '%s' (mixed, notify, keys)\n",
                  o.workload_name.c_str());
     return 2;
   }

@@ -54,6 +54,8 @@ Status MemoryStore::CreateLocked(core::TransSnapshot& trans) {
     b.id = next_branch_id_++;
     b.gid = gid;
   }
+  InsertKeysLocked(gid, trans.business_keys);
+  trans.business_keys.clear();  // the key rows hold them
   auto [it, inserted] = by_gid_.emplace(gid, std::move(trans));
   DTX_ASSERT(inserted);
   by_id_.emplace(it->second.global.id, &it->second);
@@ -105,6 +107,7 @@ Status MemoryStore::UpdateLocked(const TransUpdate& u) {
   if (u.lease_until_ms) g.lease_until_ms = *u.lease_until_ms;
   g.update_time_ms = u.update_time_ms;
   Index(g);
+  if (core::IsFinal(g.status)) EraseKeysLocked(u.gid);  // the final write releases the keys
   for (const auto& bu : u.branches) {
     core::BranchRow* b = FindBranch(t, bu.branch_id, bu.op);
     if (bu.status) b->status = *bu.status;

@@ -45,7 +45,12 @@ class MemoryStore final : public Store {
   void KvPut(std::string cat, std::string k, std::string v, int64_t expected_version,
              int64_t now_ms, DoneCallback done) override;
   void KvDelete(std::string cat, std::string k, DoneCallback done) override;
+  void AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
+                   Callback<core::KeyState> done) override;
+  void WakeKeyWaiters(int64_t now_ms, int limit, Callback<std::vector<std::string>> done) override;
   StoreStats Stats() const override;
+  // The key state of gid right now (a synchronous AcquireKeys without acquiring; tests, sim).
+  core::KeyState PeekKeys(const std::string& gid) const;
   void Close() override;
   // memory_retention.cc
   void LoadAttempts(std::string gid, Callback<std::vector<AttemptRow>> done) override;
@@ -71,6 +76,11 @@ class MemoryStore final : public Store {
   void CountWriteLocked(const Status& s);
   // memory_retention.cc: appends a branch update's new_attempts, keeping the newest kMaxAttemptLog.
   void RecordAttemptsLocked(const std::string& gid, const TransUpdate::BranchUpdate& bu);
+  // Business keys (memory_keys.cc).
+  void InsertKeysLocked(const std::string& gid, const std::vector<std::string>& keys);
+  void EraseKeysLocked(const std::string& gid);
+  core::KeyState KeyStateLocked(const std::string& gid) const;
+  void SetWakeupLocked(const std::string& gid, int64_t next_cron_time_ms, bool clear_lease);
 
   mutable std::mutex mu_;
   bool closed_ = false;
@@ -85,6 +95,15 @@ class MemoryStore final : public Store {
   std::unordered_map<std::string,
                      std::map<std::pair<std::string, std::string>, std::vector<core::CallAttempt>>>
       attempts_;
+  struct KeyRow {
+    std::string key;
+    std::string gid;
+    bool held = false;
+  };
+  int64_t next_key_row_id_ = 1;
+  std::map<int64_t, KeyRow> key_rows_;                             // by id (arrival order)
+  std::map<std::string, std::set<int64_t>> key_index_;             // key -> row ids
+  std::unordered_map<std::string, std::vector<int64_t>> keys_of_;  // gid -> row ids
   uint64_t commits_ = 0;
   uint64_t write_ops_ = 0;
 };

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "store/internal.h"
+#include "store/postgres/keys.h"
 #include "store/postgres/store_impl.h"
 
 namespace dtx::store::pg_internal {
@@ -110,8 +111,10 @@ CREATE TABLE trans_branch_attempt (
 CREATE INDEX trans_global_finished ON trans_global (update_time)
   WHERE status IN ('succeed', 'failed'))sql",
 };
+// v5: business keys (issue 15 item 2; store/postgres/keys.h).
 constexpr std::span<const std::string_view> kMigrations[] = {kMigrationV1, kMigrationV2,
-                                                             kMigrationV3, kMigrationV4};
+                                                             kMigrationV3, kMigrationV4,
+                                                             pg_keys::kPgKeysMigration};
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion,
               "kPostgresSchemaVersion must equal the number of migration steps");
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "store/internal.h"
+#include "store/postgres/keys.h"
 
 namespace dtx::store::pg_internal {
 namespace {
@@ -154,6 +155,8 @@ std::vector<Command> WriterPrepares() {
       Command::Prepare(kClaimDue, kClaimDueSql),
       Command::Prepare(kResetNext, kResetNextSql),
       Command::Prepare(kResetCron, kResetCronSql),
+      Command::Prepare(kAcquireKeys, pg_keys::kAcquireKeysSql),
+      Command::Prepare(kWakeKeys, pg_keys::kWakeKeysSql),
       // -> rows inserted (0: the key exists)
       Command::Prepare(kKvInsert,
                        "WITH i AS (INSERT INTO kv (cat, k, v, version, create_time, update_time) "

@@ -75,6 +75,9 @@ class PostgresStore final : public Store {
   void ClaimDue(int64_t now_ms, int limit, int64_t lease_until_ms, std::string owner,
                 Callback<std::vector<std::string>> done) override;
   void ResetNextCronTime(std::string gid, int64_t now_ms, DoneCallback done) override;
+  void AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
+                   Callback<core::KeyState> done) override;
+  void WakeKeyWaiters(int64_t now_ms, int limit, Callback<std::vector<std::string>> done) override;
   void ResetCronTime(int64_t now_ms, int64_t timeout_ms, int limit,
                      Callback<int64_t> done) override;
   void KvGet(std::string cat, std::string k, Callback<std::optional<KvRow>> done) override;

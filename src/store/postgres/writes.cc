@@ -169,6 +169,54 @@ void PostgresStore::ClaimDue(int64_t now_ms, int limit, int64_t lease_until_ms, 
   SubmitWrite(std::move(op), [done](Status s) { done(std::move(s)); });
 }
 
+// Business keys (store/postgres/keys.h).
+void PostgresStore::AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
+                                Callback<core::KeyState> done) {
+  auto state = std::make_shared<core::KeyState>();
+  WriteOp op;
+  op.stmt = kAcquireKeys;
+  op.params.Text(gid).Int(acquire ? 1 : 0).Int(wait_until_ms);
+  if (!op.params.nul_free()) op.pre = internal::TransNotFound(gid);
+  op.parse = [state](const PGresult* r) {
+    if (PQntuples(r) != 1 || PQnfields(r) != 3) return UnexpectedShape("acquire keys");
+    state->held = pg::GetBool(r, 0, 0);
+    state->waiting_for = pg::IsNull(r, 0, 1) ? std::string() : pg::GetBytes(r, 0, 1);
+    state->waiting_key = pg::IsNull(r, 0, 2) ? std::string() : pg::GetBytes(r, 0, 2);
+    return Status::Ok();
+  };
+  op.complete = [state, done](Status s) {
+    if (s.ok()) {
+      done(std::move(*state));
+    } else {
+      done(std::move(s));
+    }
+  };
+  SubmitWrite(std::move(op), [done](Status s) { done(std::move(s)); });
+}
+
+void PostgresStore::WakeKeyWaiters(int64_t now_ms, int limit,
+                                   Callback<std::vector<std::string>> done) {
+  if (Status s = internal::ValidateClaimLimit("wake", limit); !s.ok()) return done(std::move(s));
+  auto gids = std::make_shared<std::vector<std::string>>();
+  WriteOp op;
+  op.stmt = kWakeKeys;
+  op.params.Int(now_ms).Int(limit);
+  op.parse = [gids](const PGresult* r) {
+    if (PQnfields(r) != 1) return UnexpectedShape("wake key waiters");
+    gids->clear();
+    for (int i = 0; i < PQntuples(r); ++i) gids->push_back(pg::GetBytes(r, i, 0));
+    return Status::Ok();
+  };
+  op.complete = [gids, done](Status s) {
+    if (s.ok()) {
+      done(std::move(*gids));
+    } else {
+      done(std::move(s));
+    }
+  };
+  SubmitWrite(std::move(op), [done](Status s) { done(std::move(s)); });
+}
+
 void PostgresStore::ResetNextCronTime(std::string gid, int64_t now_ms, DoneCallback done) {
   WriteOp op;
   op.stmt = kResetNext;

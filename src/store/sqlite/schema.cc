@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "store/sqlite/conns.h"
+#include "store/sqlite/keys.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace dtx::store {
@@ -169,6 +170,8 @@ CREATE TABLE trans_branch_attempt (
 CREATE INDEX trans_global_finished ON trans_global(update_time)
   WHERE status = 'succeed' OR status = 'failed';
 )sql",
+    // v6: business keys (issue 15 item 2; store/sqlite/keys.h).
+    sqlite_keys::kSqliteKeysMigration,
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must equal the number of migration steps");

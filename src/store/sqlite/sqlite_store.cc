@@ -22,6 +22,7 @@
 
 #include "store/internal.h"
 #include "store/sqlite/conns.h"
+#include "store/sqlite/keys.h"
 
 namespace dtx::store {
 namespace {
@@ -67,6 +68,38 @@ class SqliteStore final : public Store {
           return w.ClaimDue(now_ms, limit, lease_until_ms, owner, gids.get());
         },
         internal::ValueWhenCommitted(gids, done), [done](Status s) { done(std::move(s)); });
+  }
+
+  // Business keys (store/sqlite/keys.cc).
+  void AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
+                   Callback<core::KeyState> done) override {
+    auto state = std::make_shared<core::KeyState>();
+    SubmitWrite(
+        [=, gid = std::move(gid)](WriterConn& w) {
+          return sqlite_keys::Acquire(w.db(), gid, acquire, wait_until_ms, state.get());
+        },
+        [state, done](Status s) {
+          if (s.ok()) {
+            done(std::move(*state));
+          } else {
+            done(std::move(s));
+          }
+        },
+        [done](Status s) { done(std::move(s)); });
+  }
+
+  void WakeKeyWaiters(int64_t now_ms, int limit, Callback<std::vector<std::string>> done) override {
+    if (Status s = internal::ValidateClaimLimit("wake", limit); !s.ok()) return done(std::move(s));
+    auto gids = std::make_shared<std::vector<std::string>>();
+    SubmitWrite([=](WriterConn& w) { return sqlite_keys::Wake(w.db(), now_ms, limit, gids.get()); },
+                [gids, done](Status s) {
+                  if (s.ok()) {
+                    done(std::move(*gids));
+                  } else {
+                    done(std::move(s));
+                  }
+                },
+                [done](Status s) { done(std::move(s)); });
   }
 
   void ResetNextCronTime(std::string gid, int64_t now_ms, DoneCallback done) override {

@@ -1,0 +1,169 @@
+// Business keys (issue 15 item 2, docs/saga.md "Business keys"): a durable semantic lock. The
+// decisions are core's (core/business_keys.h), the lock is the store's (Store::AcquireKeys,
+// WakeKeyWaiters); this file wires them into the engine:
+//  - KeysGate, before a round's first decision: acquire the keys, or park the transaction in the
+//    store (asleep until woken or its timeout: it costs nothing while it waits), or fail it
+//    (on_busy reject, timeout while waiting) without any branch call;
+//  - WakeKeyWaitersSoon / MaybeWakeKeyWaiters: a holder that became final here wakes the recovery
+//    loop, which makes the waiters that can run now due and claims them; the loop also re-checks
+//    once per cron interval (keys released by another coordinator);
+//  - WaitKeyed: wait_result of a waiting transaction answers once it has run.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+
+#include "engine/engine_internal.h"
+#include "engine/refusal.h"
+#include "engine/store_await.h"
+
+namespace dtx::engine {
+
+using asio::awaitable;
+
+namespace {
+
+// A wait_result on a transaction that waits for its keys answers after at most this long (plus
+// the request timeout) even if it has not run by then.
+constexpr int64_t kMaxKeyWaitResultMs = 30'000;
+
+}  // namespace
+
+bool Engine::HasKeys(Active& a) const {
+  if (!a.keys) {
+    Result<core::KeySpec> spec = core::ParseKeySpec(a.snap.global.custom_data);
+    a.keys = spec.ok() ? std::move(*spec) : core::KeySpec{};
+  }
+  return !a.keys->keys.empty();
+}
+
+awaitable<bool> Engine::KeysGate(Active& a) {
+  const core::GlobalTrans& g = a.snap.global;
+  const int64_t now = clock_.NowMs();
+  // What a busy answer would mean now: wait until when, or fail.
+  const core::KeyState busy{false, "", ""};
+  const core::KeyWait if_busy = core::DecideKeyWait(g, *a.keys, busy, options_.settings, now);
+  if (if_busy.kind == core::KeyWait::Kind::kRun) co_return true;  // not a waiting kind/state
+  // Past its timeout (or aborted) a waiter never starts: it only looks whether it holds its keys.
+  const bool look_only = if_busy.kind == core::KeyWait::Kind::kFail && !a.keys->reject_if_busy;
+  const int64_t park_until = if_busy.kind == core::KeyWait::Kind::kWait ? if_busy.wake_at_ms : 0;
+  const std::string gid = g.gid;
+  Result<core::KeyState> st = co_await AwaitStore<Result<core::KeyState>>(
+      [&](auto cb) { store_.AcquireKeys(gid, !look_only, park_until, std::move(cb)); });
+  if (!st.ok()) {
+    // The round is abandoned; recovery retries from the stored state (its lease still holds).
+    spdlog::warn("gid {}: business keys: {}", gid, st.status().ToString());
+    a.outcome = st.status();
+    co_return false;
+  }
+  if (st->held) co_return true;
+  const core::KeyWait w = core::DecideKeyWait(g, *a.keys, *st, options_.settings, now);
+  if (w.kind == core::KeyWait::Kind::kWait) {
+    a.keys_parked = true;  // the same store write parked it until park_until
+    co_return false;
+  }
+  // Refused (on_busy reject), timed out while waiting, or aborted before it held its keys: failed,
+  // no branch was called. The write deletes its key rows (its place in the queues).
+  core::TransUpdate u;
+  u.gid = gid;
+  u.expected_status = g.status;
+  u.new_status = core::GlobalStatus::kFailed;
+  if (!w.reason.empty()) u.rollback_reason = w.reason.substr(0, core::kMaxRollbackReasonBytes);
+  u.finish_time_ms = now;
+  u.update_time_ms = now;
+  u.expected_owner = options_.owner;
+  const std::optional<std::string> u_reason = u.rollback_reason;
+  Status written = co_await Transition(std::move(u));
+  if (!written.ok()) {
+    a.outcome = written;
+    co_return false;
+  }
+  a.snap.global.status = core::GlobalStatus::kFailed;
+  if (!w.reason.empty()) a.snap.global.rollback_reason = *u_reason;
+  a.snap.global.finish_time_ms = now;
+  a.stored_status = core::GlobalStatus::kFailed;
+  WakeKeyWaitersSoon();  // it may have been ahead of others in a queue
+  co_return false;
+}
+
+void Engine::WakeKeyWaitersSoon() {
+  keys_wake_.store(true);
+  auto cron = cron_;
+  if (!cron) return;
+  asio::post(pool_.Get(0), [cron] {
+    if (cron->timer) cron->timer->Cancel();
+  });
+}
+
+awaitable<void> Engine::MaybeWakeKeyWaiters() {
+  const int64_t now = clock_.NowMs();
+  const bool woken = keys_wake_.exchange(false);
+  if (!woken && now < next_key_check_ms_) co_return;
+  next_key_check_ms_ = now + options_.cron_interval_ms;
+  const int limit = std::max(1, options_.claim_batch);
+  Result<std::vector<std::string>> due = co_await AwaitStore<Result<std::vector<std::string>>>(
+      [&](auto cb) { store_.WakeKeyWaiters(now, limit, std::move(cb)); });
+  if (!due.ok()) {
+    spdlog::error("business keys: waking waiters failed: {}", due.status().ToString());
+    co_return;
+  }
+  // They are due now: the claim that follows in the recovery loop starts them.
+  if (!due->empty()) spdlog::debug("business keys: {} waiter(s) may run", due->size());
+}
+
+awaitable<Result<core::KeyState>> Engine::KeysOf(std::string gid) {
+  co_return co_await AwaitStore<Result<core::KeyState>>(
+      [&](auto cb) { store_.AcquireKeys(gid, false, 0, std::move(cb)); });
+}
+
+int64_t Engine::KeyWaitDeadline(const Active& a) const {
+  const core::GlobalTrans& g = a.snap.global;
+  const int64_t now = clock_.NowMs();
+  int64_t until = now + kMaxKeyWaitResultMs;
+  const int64_t timeout_ms = core::TimeoutToFailMs(g, options_.settings);
+  if (g.trans_type == core::TransType::kSaga && timeout_ms > 0) {
+    until = std::min(until, std::max(now, g.create_time_ms + timeout_ms));
+  }
+  return until + core::RequestTimeoutMs(g.options, options_.settings) + kWaitResultSlackMs;
+}
+
+awaitable<Status> Engine::WaitKeyed(Shard& shard, std::string gid, WaitFor what,
+                                    int64_t deadline_ms) {
+  // Woken when a round of gid starts on this shard; else re-reads the store once per cron
+  // interval (another coordinator may run it).
+  std::unique_ptr<Timer> timer = timers_->NewTimer(co_await asio::this_coro::executor);
+  for (;;) {
+    if (auto it = shard.active.find(gid); it != shard.active.end()) {
+      ActivePtr a = it->second;
+      Status waited = co_await WaitRound(a, deadline_ms, what);
+      if (!(a->keys_parked && a->outcome.ok())) co_return waited;
+      // It parked again (its keys were taken by an earlier waiter first): keep waiting.
+    } else {
+      Loaded loaded = co_await LoadOnShard(gid);
+      if (!loaded.ok()) co_return loaded.status();
+      if (!loaded->has_value()) co_return refusal::NotSucceeded();
+      const core::GlobalTrans& g = (*loaded)->global;
+      if (core::IsFinal(g.status)) {
+        const core::GlobalStatus wanted =
+            what == WaitFor::kSubmit ? core::GlobalStatus::kSucceed : core::GlobalStatus::kFailed;
+        if (g.status == wanted) co_return Status::Ok();
+        if (what == WaitFor::kSubmit && !g.rollback_reason.empty()) {
+          co_return Status::Conflict(g.rollback_reason);
+        }
+        co_return refusal::NotSucceeded();
+      }
+    }
+    if (clock_.NowMs() >= deadline_ms) co_return refusal::NotSucceeded();
+    if (shard.active.count(gid)) continue;  // started while the store was read
+    std::vector<Timer*>& watchers = shard.round_watchers[gid];
+    watchers.push_back(timer.get());
+    co_await timer->WaitUntil(std::min(deadline_ms, clock_.NowMs() + options_.cron_interval_ms));
+    std::vector<Timer*>& after = shard.round_watchers[gid];
+    std::erase(after, timer.get());
+    if (after.empty()) shard.round_watchers.erase(gid);
+  }
+}
+
+}  // namespace dtx::engine

@@ -1,0 +1,135 @@
+// PostgreSQL: business keys (store.h AcquireKeys / WakeKeyWaiters; the semantics of
+// memory/memory_keys.cc). Schema v5 (kPgKeysMigration): the key table, triggers that queue a new
+// transaction's keys in its INSERT and delete them in the UPDATE that makes it final (the same
+// statement, so the same commit), and two functions that decide under per-key advisory locks.
+//
+// Several coordinators share the database: a decision takes each key's transaction-level advisory
+// lock (sorted, with pg_try_advisory_xact_lock: a key another coordinator is deciding on counts as
+// busy, so no lock wait and no deadlock), then reads the rows again in a new statement (a fresh
+// snapshot in READ COMMITTED, taken after the previous decision on the key committed). A unique
+// index allows one holder per key whatever happens above it.
+#pragma once
+
+#include <string_view>
+
+namespace dtx::store::pg_keys {
+
+// Advisory lock class of a key (the second half is hashtext(key)).
+inline constexpr int kKeyLockClass = 1146704;
+
+inline constexpr std::string_view kPgKeysMigration[] = {
+    "CREATE TABLE business_keys (id bigserial PRIMARY KEY, bkey text NOT NULL, gid text NOT NULL, "
+    "held boolean NOT NULL DEFAULT false)",
+    "CREATE INDEX business_keys_key ON business_keys (bkey, id)",
+    "CREATE INDEX business_keys_gid ON business_keys (gid)",
+    "CREATE UNIQUE INDEX business_keys_holder ON business_keys (bkey) WHERE held",
+    // The API stores the keys normalized in custom_data (core::WithKeySpec).
+    R"sql(CREATE FUNCTION dtx_business_keys_queue() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+  BEGIN
+    INSERT INTO business_keys (bkey, gid)
+      SELECT DISTINCT k, NEW.gid
+      FROM jsonb_array_elements_text(NEW.custom_data::jsonb -> 'business_keys') AS k ORDER BY k;
+  EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value THEN
+    NULL;  -- not JSON, or not an array: no keys (the API refuses both)
+  END;
+  RETURN NULL;
+END $$)sql",
+    "CREATE TRIGGER business_keys_queue AFTER INSERT ON trans_global FOR EACH ROW "
+    "WHEN (position('\"business_keys\"' in NEW.custom_data) > 0) "
+    "EXECUTE FUNCTION dtx_business_keys_queue()",
+    R"sql(CREATE FUNCTION dtx_business_keys_release() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+  DELETE FROM business_keys WHERE gid = NEW.gid;
+  RETURN NULL;
+END $$)sql",
+    "CREATE TRIGGER business_keys_release AFTER UPDATE OF status ON trans_global FOR EACH ROW "
+    "WHEN (NEW.status IN ('succeed', 'failed') AND OLD.status IS DISTINCT FROM NEW.status) "
+    "EXECUTE FUNCTION dtx_business_keys_release()",
+    R"sql(CREATE FUNCTION dtx_acquire_keys(p_gid text, p_acquire boolean, p_wait_until bigint)
+RETURNS TABLE (o_held boolean, o_waiting_for text, o_waiting_key text) LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+  r record;
+  n bigint;
+  all_held boolean;
+  locked boolean := true;
+BEGIN
+  o_held := false;
+  FOR r IN SELECT DISTINCT b.bkey FROM business_keys b WHERE b.gid = p_gid ORDER BY b.bkey LOOP
+    IF NOT pg_try_advisory_xact_lock(1146704, hashtext(r.bkey)) THEN
+      locked := false;
+      o_waiting_for := '';
+      o_waiting_key := r.bkey;
+      EXIT;
+    END IF;
+  END LOOP;
+  -- A new statement: a snapshot taken under the locks.
+  SELECT count(*), coalesce(bool_and(b.held), true) INTO n, all_held
+    FROM business_keys b WHERE b.gid = p_gid;
+  IF n = 0 OR all_held THEN
+    o_held := true;
+    o_waiting_for := NULL;
+    o_waiting_key := NULL;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF locked THEN
+    SELECT o.gid, m.bkey INTO o_waiting_for, o_waiting_key
+      FROM business_keys m JOIN business_keys o
+        ON o.bkey = m.bkey AND o.gid <> p_gid AND (o.held OR o.id < m.id)
+      WHERE m.gid = p_gid ORDER BY m.bkey, o.held DESC, o.id LIMIT 1;
+    IF o_waiting_for IS NULL AND p_acquire THEN
+      UPDATE business_keys b SET held = true WHERE b.gid = p_gid AND NOT b.held;
+      o_held := true;
+      RETURN NEXT;
+      RETURN;
+    END IF;
+  END IF;
+  IF p_wait_until > 0 THEN
+    UPDATE trans_global t SET next_cron_time = p_wait_until, lease_until = 0
+      WHERE t.gid = p_gid AND t.status IN ('prepared', 'submitted', 'aborting');
+  END IF;
+  RETURN NEXT;
+END $$)sql",
+    R"sql(CREATE FUNCTION dtx_wake_key_waiters(p_now bigint, p_limit integer)
+RETURNS SETOF text LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+  c record;
+  k record;
+  ok boolean;
+BEGIN
+  FOR c IN SELECT w.gid FROM business_keys w WHERE NOT w.held GROUP BY w.gid
+      HAVING bool_and(NOT EXISTS (SELECT 1 FROM business_keys o WHERE o.bkey = w.bkey
+                                  AND o.gid <> w.gid AND (o.held OR o.id < w.id)))
+      ORDER BY min(w.id) LIMIT p_limit LOOP
+    ok := true;
+    FOR k IN SELECT DISTINCT b.bkey FROM business_keys b WHERE b.gid = c.gid ORDER BY b.bkey LOOP
+      IF NOT pg_try_advisory_xact_lock(1146704, hashtext(k.bkey)) THEN
+        ok := false;
+        EXIT;
+      END IF;
+    END LOOP;
+    CONTINUE WHEN NOT ok;
+    -- Under the locks, with a fresh snapshot: still first on every key, nobody holding.
+    CONTINUE WHEN NOT EXISTS (SELECT 1 FROM business_keys m WHERE m.gid = c.gid AND NOT m.held);
+    CONTINUE WHEN EXISTS (SELECT 1 FROM business_keys m JOIN business_keys o
+                            ON o.bkey = m.bkey AND o.gid <> c.gid AND (o.held OR o.id < m.id)
+                          WHERE m.gid = c.gid);
+    UPDATE business_keys b SET held = true WHERE b.gid = c.gid AND NOT b.held;
+    UPDATE trans_global t SET next_cron_time = p_now
+      WHERE t.gid = c.gid AND t.status IN ('prepared', 'submitted', 'aborting');
+    RETURN NEXT c.gid;
+  END LOOP;
+END $$)sql",
+};
+
+inline constexpr const char* kAcquireKeysSql =
+    "SELECT o_held, o_waiting_for, o_waiting_key FROM dtx_acquire_keys($1, $2::int8 <> 0, "
+    "$3::int8)";
+inline constexpr const char* kWakeKeysSql =
+    "SELECT g FROM dtx_wake_key_waiters($1::int8, $2::int4) AS g";
+
+}  // namespace dtx::store::pg_keys
