@@ -133,6 +133,9 @@ struct Config {
   std::string participant_tls_cert;  // with the key: the participant serves https
   std::string participant_tls_key;
   std::string ca_file;  // extra CA for an https:// coordinator
+  // Business keys (docs/saga.md): 0 = none; -1 = one distinct key per saga (no contention); N > 0
+  // = one of N hot keys per saga (ticket % N: sagas on one key run one at a time).
+  int64_t business_keys = 0;
 };
 
 // Shared by the client coroutines: tickets hand out saga numbers (count mode, pacing).
@@ -184,6 +187,13 @@ asio::awaitable<void> ClientLoop(dtx::http::Client* client, const Config* cfg, s
     std::string body = fmt::format(
         R"({{"gid":"{}","trans_type":"saga","wait_result":{},"steps":[{{"action":"{}/ok","compensate":"{}/ok"}},{{"action":"{}","compensate":"{}/ok"}}],"payloads":["{{\"amount\":30}}","{{\"amount\":30}}"]}})",
         gid, cfg->wait_result ? "true" : "false", part, part, second, part);
+    if (cfg->business_keys != 0) {
+      const std::string key =
+          cfg->business_keys < 0
+              ? "acct:" + gid
+              : fmt::format("acct:{}", ticket % static_cast<uint64_t>(cfg->business_keys));
+      body.insert(body.size() - 1, fmt::format(R"(,"business_keys":["{}"])", key));
+    }
     if (notify) {
       body = fmt::format(
           R"({{"id":"{}","url":"{}/notify","payload":"{{\"amount\":30}}","schedule":[{}],"success":{{"body":"success"}}}})",
@@ -365,6 +375,9 @@ int main(int argc, char** argv) {
   app.add_option("--participant-tls-key", cfg.participant_tls_key, "its PEM key");
   app.add_option("--ca-file", cfg.ca_file, "PEM CA trusted for an https:// coordinator");
   app.add_flag("--json", cfg.json, "one JSON object on stdout (report on stderr)");
+  app.add_option("--business-keys", cfg.business_keys,
+                 "0: none; -1: a distinct business key per saga; N: one of N hot keys per saga")
+      ->capture_default_str();
   app.add_option("--gids", cfg.gids,
                  "ordered (ascending, like newGid's) or random (like client-side UUIDs)")
       ->check(CLI::IsMember({"ordered", "random"}))

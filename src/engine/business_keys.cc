@@ -32,6 +32,11 @@ constexpr int64_t kMaxKeyWaitResultMs = 30'000;
 }  // namespace
 
 bool Engine::HasKeys(Active& a) const {
+  // The API stores keys normalized under this exact name (core::WithKeySpec): a transaction
+  // without it (every notification, most sagas) costs no JSON parse here.
+  if (!a.keys && a.snap.global.custom_data.find("\"business_keys\"") == std::string::npos) {
+    a.keys = core::KeySpec{};
+  }
   if (!a.keys) {
     Result<core::KeySpec> spec = core::ParseKeySpec(a.snap.global.custom_data);
     a.keys = spec.ok() ? std::move(*spec) : core::KeySpec{};

@@ -142,8 +142,10 @@ void Engine::InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64
   g.retry_count = g.options.retry_count;
   g.owner = options_.owner;
   // Business keys: Create writes their rows with the transaction (validated by the API).
-  if (Result<core::KeySpec> keys = core::ParseKeySpec(g.custom_data); keys.ok()) {
-    snap.business_keys = std::move(keys->keys);
+  if (g.custom_data.find("\"business_keys\"") != std::string::npos) {
+    if (Result<core::KeySpec> keys = core::ParseKeySpec(g.custom_data); keys.ok()) {
+      snap.business_keys = std::move(keys->keys);
+    }
   }
   for (auto& b : snap.branches) {
     b.gid = g.gid;
