@@ -1183,6 +1183,70 @@ TEST_P(StoreTest, CountDueCountsWhatRecoveryCouldClaimUpToTheCap) {
   ASSERT_TRUE(Claim(*store_, 5000, 2, 60'000, "me").ok());
   EXPECT_EQ(*count(5000, 100), 2);
   EXPECT_EQ(count(5000, 0).status().code(), Code::kInvalidArgument);
+
+// Business keys (store.h AcquireKeys / WakeKeyWaiters): FIFO per key, all keys or none, released
+// by the write that makes the holder final, waiters parked and woken.
+Result<core::KeyState> Acquire(Store& s, const std::string& gid, bool acquire, int64_t wait_ms) {
+  return Await<core::KeyState>(
+      [&](Callback<core::KeyState> cb) { s.AcquireKeys(gid, acquire, wait_ms, std::move(cb)); });
+}
+Result<std::vector<std::string>> Wake(Store& s, int64_t now_ms) {
+  return Await<std::vector<std::string>>(
+      [&](Callback<std::vector<std::string>> cb) { s.WakeKeyWaiters(now_ms, 100, std::move(cb)); });
+}
+core::TransSnapshot Keyed(const std::string& gid, std::vector<std::string> keys) {
+  core::TransSnapshot t = Trans(gid);
+  t.global.custom_data = core::WithKeySpec("", core::KeySpec{keys, false}).value();
+  t.business_keys = std::move(keys);
+  return t;
+}
+
+TEST_P(StoreTest, BusinessKeysFifoAllOrNoneReleasedWhenFinal) {
+  ASSERT_TRUE(Create(*store_, Keyed("k1", {"a", "b"})).ok());
+  ASSERT_TRUE(Create(*store_, Keyed("k2", {"b"})).ok());
+  ASSERT_TRUE(Create(*store_, Keyed("k3", {"a"})).ok());
+  ASSERT_TRUE(Create(*store_, Trans("plain")).ok());
+  // Without keys: held.
+  EXPECT_TRUE(Acquire(*store_, "plain", true, 0)->held);
+  // k2 and k3 are behind k1 (FIFO), even before k1 holds anything.
+  auto k3 = Acquire(*store_, "k3", true, 55'000);
+  ASSERT_TRUE(k3.ok()) << k3.status().ToString();
+  EXPECT_FALSE(k3->held);
+  EXPECT_EQ(k3->waiting_for, "k1");
+  EXPECT_EQ(k3->waiting_key, "a");
+  // Parked: its wake-up moved, its lease cleared.
+  EXPECT_EQ(MustLoadGlobal("k3").next_cron_time_ms, 55'000);
+  EXPECT_EQ(MustLoadGlobal("k3").lease_until_ms, 0);
+  auto k1 = Acquire(*store_, "k1", true, 0);
+  ASSERT_TRUE(k1.ok());
+  EXPECT_TRUE(k1->held);
+  EXPECT_TRUE(Acquire(*store_, "k1", false, 0)->held);  // idempotent, a read
+  auto k2 = Acquire(*store_, "k2", true, 0);
+  EXPECT_FALSE(k2->held);
+  EXPECT_EQ(k2->waiting_for, "k1");
+  // Nobody may run while k1 holds.
+  EXPECT_TRUE(Wake(*store_, 60'000)->empty());
+  // The final write releases k1's keys; k2 (b) and k3 (a) are now first on their keys.
+  TransUpdate u;
+  u.gid = "k1";
+  u.expected_status = GlobalStatus::kSubmitted;
+  u.new_status = GlobalStatus::kSucceed;
+  u.update_time_ms = 61'000;
+  ASSERT_TRUE(Update(*store_, u).ok());
+  auto woken = Wake(*store_, 62'000);
+  ASSERT_TRUE(woken.ok()) << woken.status().ToString();
+  EXPECT_EQ(*woken, (std::vector<std::string>{"k2", "k3"}));
+  EXPECT_EQ(MustLoadGlobal("k3").next_cron_time_ms, 62'000);  // due now: recovery claims it
+  EXPECT_TRUE(Acquire(*store_, "k2", false, 0)->held);
+  EXPECT_TRUE(Acquire(*store_, "k3", false, 0)->held);
+  EXPECT_TRUE(Wake(*store_, 63'000)->empty());
+  // A later multi-key waiter takes none of its keys while one is held (all or none).
+  ASSERT_TRUE(Create(*store_, Keyed("k4", {"a", "c"})).ok());
+  auto k4 = Acquire(*store_, "k4", true, 0);
+  EXPECT_FALSE(k4->held);
+  EXPECT_EQ(k4->waiting_for, "k3");
+  ASSERT_TRUE(Create(*store_, Keyed("k5", {"c"})).ok());
+  EXPECT_EQ(Acquire(*store_, "k5", true, 0)->waiting_for, "k4") << "FIFO: k4 queued first on c";
 }
 
 INSTANTIATE_TEST_SUITE_P(Impls, StoreTest,
