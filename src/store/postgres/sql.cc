@@ -7,7 +7,6 @@
 
 #include "store/internal.h"
 #include "store/postgres/keys.h"
-#include "store/postgres/keys.h"
 
 namespace dtx::store::pg_internal {
 namespace {
