@@ -353,7 +353,8 @@ Status ApplyBusinessKeys(TransRequest& r) {
   } else if (!r.on_busy.empty()) {
     return Status::InvalidArgument("on_busy is given without business_keys");
   }
-  if (r.custom_data.size() > core::kMaxCustomDataBytes) {
+  // Without keys custom_data is unchanged here: its own limit is checked with the other fields.
+  if (r.has_business_keys && r.custom_data.size() > core::kMaxCustomDataBytes) {
     return Status::InvalidArgument(
         fmt::format("custom_data with business_keys has {} bytes, over the limit of {}",
                     r.custom_data.size(), core::kMaxCustomDataBytes));

@@ -52,6 +52,9 @@ struct KeyState {
   bool held = false;        // it holds all its keys (or has no key rows left)
   std::string waiting_for;  // not held: the gid ahead of it (a holder or an earlier waiter)
   std::string waiting_key;  // ... on this key
+  // Not held and nothing decided (PostgreSQL: another decision on one of the keys was in flight,
+  // store/postgres/keys.h): neither acquired nor parked; ask again.
+  bool contended = false;
 };
 
 // The decision at the start of a round of a transaction with keys that does not hold them.

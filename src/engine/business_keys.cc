@@ -28,6 +28,11 @@ namespace {
 // A wait_result on a transaction that waits for its keys answers after at most this long (plus
 // the request timeout) even if it has not run by then.
 constexpr int64_t kMaxKeyWaitResultMs = 30'000;
+// A contended key decision (PostgreSQL) is asked again: three times after 5, 10 and 15 ms, then
+// once per cron interval, 12 attempts in all.
+constexpr int kKeyContendedQuickAttempts = 3;
+constexpr int kKeyContendedAttempts = 12;
+constexpr int64_t kKeyContendedPauseMs = 5;
 
 }  // namespace
 
@@ -55,8 +60,7 @@ awaitable<bool> Engine::KeysGate(Active& a) {
   const bool look_only = if_busy.kind == core::KeyWait::Kind::kFail && !a.keys->reject_if_busy;
   const int64_t park_until = if_busy.kind == core::KeyWait::Kind::kWait ? if_busy.wake_at_ms : 0;
   const std::string gid = g.gid;
-  Result<core::KeyState> st = co_await AwaitStore<Result<core::KeyState>>(
-      [&](auto cb) { store_.AcquireKeys(gid, !look_only, park_until, std::move(cb)); });
+  Result<core::KeyState> st = co_await AcquireKeysRetrying(gid, !look_only, park_until);
   if (!st.ok()) {
     // The round is abandoned; recovery retries from the stored state (its lease still holds).
     spdlog::warn("gid {}: business keys: {}", gid, st.status().ToString());
@@ -66,7 +70,10 @@ awaitable<bool> Engine::KeysGate(Active& a) {
   if (st->held) co_return true;
   const core::KeyWait w = core::DecideKeyWait(g, *a.keys, *st, options_.settings, now);
   if (w.kind == core::KeyWait::Kind::kWait) {
-    a.keys_parked = true;  // the same store write parked it until park_until
+    // The same store write parked it until park_until — unless the decision stayed contended:
+    // then it is not parked, and recovery runs it again at its stored wake-up (its lease ends
+    // then too).
+    a.keys_parked = true;
     co_return false;
   }
   // Refused (on_busy reject), timed out while waiting, or aborted before it held its keys: failed,
@@ -91,6 +98,26 @@ awaitable<bool> Engine::KeysGate(Active& a) {
   a.stored_status = core::GlobalStatus::kFailed;
   WakeKeyWaitersSoon();  // it may have been ahead of others in a queue
   co_return false;
+}
+
+awaitable<Result<core::KeyState>> Engine::AcquireKeysRetrying(std::string gid, bool acquire,
+                                                               int64_t park_until_ms) {
+  // PostgreSQL answers `contended` while another decision on one of the keys is in flight (it
+  // lasts one store write): asked again after short pauses, then once per cron interval. Still
+  // contended after that, the caller treats it as busy without having parked it.
+  std::unique_ptr<Timer> timer;
+  for (int attempt = 0;; ++attempt) {
+    Result<core::KeyState> st = co_await AwaitStore<Result<core::KeyState>>(
+        [&](auto cb) { store_.AcquireKeys(gid, acquire, park_until_ms, std::move(cb)); });
+    if (!st.ok() || !st->contended || attempt + 1 >= kKeyContendedAttempts || stopped_) {
+      co_return st;
+    }
+    if (!timer) timer = timers_->NewTimer(co_await asio::this_coro::executor);
+    const int64_t pause_ms = attempt < kKeyContendedQuickAttempts
+                                 ? kKeyContendedPauseMs * (attempt + 1)
+                                 : options_.cron_interval_ms;
+    co_await timer->WaitUntil(clock_.NowMs() + pause_ms);
+  }
 }
 
 void Engine::WakeKeyWaitersSoon() {

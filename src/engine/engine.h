@@ -318,6 +318,8 @@ class Engine {
   // decision: false = the round must end now (it waits for its keys, was refused or failed).
   bool HasKeys(Active& active) const;
   boost::asio::awaitable<bool> KeysGate(Active& active);
+  boost::asio::awaitable<Result<core::KeyState>> AcquireKeysRetrying(std::string gid, bool acquire,
+                                                                      int64_t park_until_ms);
   // After a transaction with keys became final here: the recovery loop wakes their waiters now.
   void WakeKeyWaitersSoon();
   // In the recovery loop: when woken, or once per cron interval (another coordinator may have

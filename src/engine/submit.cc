@@ -72,7 +72,9 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
   Status waited = co_await WaitRound(active, WaitDeadline(*active), WaitFor::kSubmit);
   if (active->keys_parked && active->outcome.ok()) {
     // It waits for its business keys: answer when it has run (or its wait ends).
-    co_return co_await WaitKeyed(shard, req.proposed.global.gid, WaitFor::kSubmit,
+    // (req.proposed was moved into the round: its gid is the round's.)
+    std::string gid = active->snap.global.gid;
+    co_return co_await WaitKeyed(shard, std::move(gid), WaitFor::kSubmit,
                                  KeyWaitDeadline(*active));
   }
   co_return waited;

@@ -203,7 +203,18 @@ void SimStore::KvDelete(std::string cat, std::string k, store::DoneCallback done
 void SimStore::AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
                            store::Callback<core::KeyState> done) {
   using R = Result<core::KeyState>;
-  DTX_SIM_QUEUE(R, true, gid, done, disk_.mem().AcquireKeys(gid, acquire, wait_until_ms, cb));
+  // Under chaos, one decision in ten meets a key another decision holds (PostgreSQL's answer
+  // `contended`, store/postgres/keys.h): nothing is acquired nor parked.
+  const bool decides = acquire || wait_until_ms > 0;
+  DTX_SIM_QUEUE(R, true, gid, done, {
+    if (decides && world_.chaos && world_.Chance(0.1)) {
+      core::KeyState st = disk_.mem().PeekKeys(gid);
+      st.contended = !st.held;
+      result = st;
+    } else {
+      disk_.mem().AcquireKeys(gid, acquire, wait_until_ms, cb);
+    }
+  });
 }
 
 void SimStore::WakeKeyWaiters(int64_t now_ms, int limit,

@@ -174,7 +174,10 @@ class Store {
   // has no key rows), or the gid ahead of it and the key. When the answer is "not held" and
   // wait_until_ms > 0, the same write sets the unfinished transaction's next_cron_time to
   // wait_until_ms and lease_until to 0: it sleeps until woken (WakeKeyWaiters) or then.
-  // PostgreSQL locks the keys (in sorted order) for the decision, so several coordinators agree.
+  // PostgreSQL locks the keys (in sorted order, try-locks) for a decision (acquire, or park), so
+  // several coordinators agree; a key whose lock is taken by a decision in flight elsewhere makes
+  // the answer `contended` with nothing acquired nor parked (the caller asks again). A plain read
+  // (acquire false, wait_until_ms 0) takes no lock. Memory and SQLite never answer contended.
   virtual void AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
                            Callback<core::KeyState> done) = 0;
   // One atomic write: every waiting transaction (oldest first, at most `limit`) that can acquire

@@ -1183,6 +1183,7 @@ TEST_P(StoreTest, CountDueCountsWhatRecoveryCouldClaimUpToTheCap) {
   ASSERT_TRUE(Claim(*store_, 5000, 2, 60'000, "me").ok());
   EXPECT_EQ(*count(5000, 100), 2);
   EXPECT_EQ(count(5000, 0).status().code(), Code::kInvalidArgument);
+}
 
 // Business keys (store.h AcquireKeys / WakeKeyWaiters): FIFO per key, all keys or none, released
 // by the write that makes the holder final, waiters parked and woken.

@@ -49,46 +49,56 @@ END $$)sql",
     "WHEN (NEW.status IN ('succeed', 'failed') AND OLD.status IS DISTINCT FROM NEW.status) "
     "EXECUTE FUNCTION dtx_business_keys_release()",
     R"sql(CREATE FUNCTION dtx_acquire_keys(p_gid text, p_acquire boolean, p_wait_until bigint)
-RETURNS TABLE (o_held boolean, o_waiting_for text, o_waiting_key text) LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $$
+RETURNS TABLE (o_held boolean, o_waiting_for text, o_waiting_key text, o_contended boolean)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   r record;
   n bigint;
   all_held boolean;
-  locked boolean := true;
 BEGIN
   o_held := false;
-  FOR r IN SELECT DISTINCT b.bkey FROM business_keys b WHERE b.gid = p_gid ORDER BY b.bkey LOOP
-    IF NOT pg_try_advisory_xact_lock(1146704, hashtext(r.bkey)) THEN
-      locked := false;
-      o_waiting_for := '';
-      o_waiting_key := r.bkey;
-      EXIT;
-    END IF;
-  END LOOP;
+  o_contended := false;
+  -- A decision (acquire or park) is taken under the keys' locks; a read takes none.
+  IF p_acquire OR p_wait_until > 0 THEN
+    FOR r IN SELECT DISTINCT b.bkey FROM business_keys b WHERE b.gid = p_gid ORDER BY b.bkey LOOP
+      IF NOT pg_try_advisory_xact_lock(1146704, hashtext(r.bkey)) THEN
+        o_contended := true;
+        EXIT;
+      END IF;
+    END LOOP;
+  END IF;
   -- A new statement: a snapshot taken under the locks.
   SELECT count(*), coalesce(bool_and(b.held), true) INTO n, all_held
     FROM business_keys b WHERE b.gid = p_gid;
   IF n = 0 OR all_held THEN
     o_held := true;
-    o_waiting_for := NULL;
-    o_waiting_key := NULL;
+    o_contended := false;
     RETURN NEXT;
     RETURN;
   END IF;
-  IF locked THEN
-    SELECT o.gid, m.bkey INTO o_waiting_for, o_waiting_key
-      FROM business_keys m JOIN business_keys o
-        ON o.bkey = m.bkey AND o.gid <> p_gid AND (o.held OR o.id < m.id)
-      WHERE m.gid = p_gid ORDER BY m.bkey, o.held DESC, o.id LIMIT 1;
-    IF o_waiting_for IS NULL AND p_acquire THEN
-      UPDATE business_keys b SET held = true WHERE b.gid = p_gid AND NOT b.held;
-      o_held := true;
-      RETURN NEXT;
-      RETURN;
-    END IF;
+  -- Per key: its holder, else the earliest row ahead (index probes, not a scan of the queue).
+  SELECT a.gid, m.bkey INTO o_waiting_for, o_waiting_key
+    FROM business_keys m CROSS JOIN LATERAL (
+      (SELECT h.gid FROM business_keys h WHERE h.bkey = m.bkey AND h.held AND h.gid <> p_gid)
+      UNION ALL
+      (SELECT e.gid FROM business_keys e WHERE e.bkey = m.bkey AND e.id < m.id
+        ORDER BY e.id LIMIT 1)
+      LIMIT 1) a
+    WHERE m.gid = p_gid ORDER BY m.bkey LIMIT 1;
+  -- Another decision on one of the keys is in flight (a waker, or another coordinator's acquire):
+  -- decide nothing. Parking now could overwrite the wake-up of a waker that just gave it the
+  -- keys; the caller tries again.
+  IF o_contended THEN
+    RETURN NEXT;
+    RETURN;
   END IF;
-  IF p_wait_until > 0 THEN
+  IF o_waiting_for IS NULL AND p_acquire THEN
+    UPDATE business_keys b SET held = true WHERE b.gid = p_gid AND NOT b.held;
+    o_held := true;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF o_waiting_for IS NOT NULL AND p_wait_until > 0 THEN
     UPDATE trans_global t SET next_cron_time = p_wait_until, lease_until = 0
       WHERE t.gid = p_gid AND t.status IN ('prepared', 'submitted', 'aborting');
   END IF;
@@ -103,7 +113,9 @@ DECLARE
 BEGIN
   FOR c IN SELECT w.gid FROM business_keys w WHERE NOT w.held GROUP BY w.gid
       HAVING bool_and(NOT EXISTS (SELECT 1 FROM business_keys o WHERE o.bkey = w.bkey
-                                  AND o.gid <> w.gid AND (o.held OR o.id < w.id)))
+                                  AND o.id < w.id)
+                      AND NOT EXISTS (SELECT 1 FROM business_keys h WHERE h.bkey = w.bkey
+                                      AND h.held))
       ORDER BY min(w.id) LIMIT p_limit LOOP
     ok := true;
     FOR k IN SELECT DISTINCT b.bkey FROM business_keys b WHERE b.gid = c.gid ORDER BY b.bkey LOOP
@@ -113,11 +125,18 @@ BEGIN
       END IF;
     END LOOP;
     CONTINUE WHEN NOT ok;
+    -- A write of c in flight elsewhere (e.g. the final write of a waiter that timed out, which
+    -- deletes its key rows) is skipped, not waited for: two batches waiting so in opposite orders
+    -- would deadlock. The next re-check (one cron interval) looks again.
+    PERFORM 1 FROM trans_global t WHERE t.gid = c.gid FOR UPDATE SKIP LOCKED;
+    CONTINUE WHEN NOT FOUND;
     -- Under the locks, with a fresh snapshot: still first on every key, nobody holding.
     CONTINUE WHEN NOT EXISTS (SELECT 1 FROM business_keys m WHERE m.gid = c.gid AND NOT m.held);
-    CONTINUE WHEN EXISTS (SELECT 1 FROM business_keys m JOIN business_keys o
-                            ON o.bkey = m.bkey AND o.gid <> c.gid AND (o.held OR o.id < m.id)
-                          WHERE m.gid = c.gid);
+    CONTINUE WHEN EXISTS (SELECT 1 FROM business_keys m WHERE m.gid = c.gid AND (
+                            EXISTS (SELECT 1 FROM business_keys o WHERE o.bkey = m.bkey
+                                    AND o.id < m.id)
+                            OR EXISTS (SELECT 1 FROM business_keys h WHERE h.bkey = m.bkey
+                                       AND h.held AND h.gid <> c.gid)));
     UPDATE business_keys b SET held = true WHERE b.gid = c.gid AND NOT b.held;
     UPDATE trans_global t SET next_cron_time = p_now
       WHERE t.gid = c.gid AND t.status IN ('prepared', 'submitted', 'aborting');
@@ -127,8 +146,8 @@ END $$)sql",
 };
 
 inline constexpr const char* kAcquireKeysSql =
-    "SELECT o_held, o_waiting_for, o_waiting_key FROM dtx_acquire_keys($1, $2::int8 <> 0, "
-    "$3::int8)";
+    "SELECT o_held, o_waiting_for, o_waiting_key, o_contended FROM dtx_acquire_keys($1, "
+    "$2::int8 <> 0, $3::int8)";
 inline constexpr const char* kWakeKeysSql =
     "SELECT g FROM dtx_wake_key_waiters($1::int8, $2::int4) AS g";
 

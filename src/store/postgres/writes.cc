@@ -178,10 +178,11 @@ void PostgresStore::AcquireKeys(std::string gid, bool acquire, int64_t wait_unti
   op.params.Text(gid).Int(acquire ? 1 : 0).Int(wait_until_ms);
   if (!op.params.nul_free()) op.pre = internal::TransNotFound(gid);
   op.parse = [state](const PGresult* r) {
-    if (PQntuples(r) != 1 || PQnfields(r) != 3) return UnexpectedShape("acquire keys");
+    if (PQntuples(r) != 1 || PQnfields(r) != 4) return UnexpectedShape("acquire keys");
     state->held = pg::GetBool(r, 0, 0);
     state->waiting_for = pg::IsNull(r, 0, 1) ? std::string() : pg::GetBytes(r, 0, 1);
     state->waiting_key = pg::IsNull(r, 0, 2) ? std::string() : pg::GetBytes(r, 0, 2);
+    state->contended = pg::GetBool(r, 0, 3);
     return Status::Ok();
   };
   op.complete = [state, done](Status s) {

@@ -84,10 +84,12 @@ Status Acquire(sqlite3* db, const std::string& gid, bool acquire, int64_t wait_u
   out->held = true;
   for (const Row& r : rows) out->held = out->held && r.held;
   if (out->held) return Status::Ok();  // holds them, or has none
-  // The first row ahead on one of its keys: a holder, else the earliest waiter.
+  // The first row ahead on one of its keys: a holder, else the earliest waiter. Two index probes
+  // per key (the holder index, then the range below its row), not a scan of the key's queue.
   if (Status s = Prepare(db,
-                         "SELECT gid FROM business_keys WHERE bkey = ?1 AND gid <> ?2 AND "
-                         "(held = 1 OR id < ?3) ORDER BY held DESC, id LIMIT 1",
+                         "SELECT gid FROM (SELECT gid FROM business_keys WHERE bkey = ?1 AND "
+                         "held = 1 AND gid <> ?2) UNION ALL SELECT gid FROM (SELECT gid FROM "
+                         "business_keys WHERE bkey = ?1 AND id < ?3 ORDER BY id LIMIT 1) LIMIT 1",
                          &ahead);
       !s.ok()) {
     return s;
@@ -122,8 +124,8 @@ Status Wake(sqlite3* db, int64_t now_ms, int limit, std::vector<std::string>* ou
   if (Status s = Prepare(db,
                          "SELECT w.gid FROM business_keys w WHERE w.held = 0 GROUP BY w.gid "
                          "HAVING sum(EXISTS (SELECT 1 FROM business_keys o WHERE o.bkey = w.bkey "
-                         "AND o.gid <> w.gid AND (o.held = 1 OR o.id < w.id))) = 0 "
-                         "ORDER BY min(w.id) LIMIT ?1",
+                         "AND o.id < w.id) OR EXISTS (SELECT 1 FROM business_keys h WHERE "
+                         "h.bkey = w.bkey AND h.held = 1)) = 0 ORDER BY min(w.id) LIMIT ?1",
                          &q);
       !s.ok()) {
     return s;
