@@ -101,7 +101,7 @@ awaitable<bool> Engine::KeysGate(Active& a) {
 }
 
 awaitable<Result<core::KeyState>> Engine::AcquireKeysRetrying(std::string gid, bool acquire,
-                                                               int64_t park_until_ms) {
+                                                              int64_t park_until_ms) {
   // PostgreSQL answers `contended` while another decision on one of the keys is in flight (it
   // lasts one store write): asked again after short pauses, then once per cron interval. Still
   // contended after that, the caller treats it as busy without having parked it.

@@ -319,7 +319,7 @@ class Engine {
   bool HasKeys(Active& active) const;
   boost::asio::awaitable<bool> KeysGate(Active& active);
   boost::asio::awaitable<Result<core::KeyState>> AcquireKeysRetrying(std::string gid, bool acquire,
-                                                                      int64_t park_until_ms);
+                                                                     int64_t park_until_ms);
   // After a transaction with keys became final here: the recovery loop wakes their waiters now.
   void WakeKeyWaitersSoon();
   // In the recovery loop: when woken, or once per cron interval (another coordinator may have

@@ -74,8 +74,7 @@ awaitable<Status> Engine::SubmitOnShard(SubmitRequest req) {
     // It waits for its business keys: answer when it has run (or its wait ends).
     // (req.proposed was moved into the round: its gid is the round's.)
     std::string gid = active->snap.global.gid;
-    co_return co_await WaitKeyed(shard, std::move(gid), WaitFor::kSubmit,
-                                 KeyWaitDeadline(*active));
+    co_return co_await WaitKeyed(shard, std::move(gid), WaitFor::kSubmit, KeyWaitDeadline(*active));
   }
   co_return waited;
 }

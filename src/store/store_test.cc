@@ -1765,6 +1765,27 @@ TEST_F(PostgresStoreTest, SchemaMigrationIsIdempotentAcrossOpens) {
   s->Close();
 }
 
+TEST_F(PostgresStoreTest, BusinessKeysQueueInTransactionOrderWhateverTheRowIds) {
+  // Creates on several connections interleave the key rows' ids: k1's row on b may get a higher
+  // id than k2's. FIFO follows the transactions' order on every key (seq), so k1 is first on both
+  // a and b; ordering by row id made k1 first on a and k2 first on b, each waiting for the other
+  // for ever (business_keys_e2e_test_pg hung so under load).
+  auto s = MustOpenPostgres(Options());
+  ASSERT_NE(s, nullptr);
+  ASSERT_TRUE(Create(*s, Keyed("k1", {"a", "b"})).ok());
+  ASSERT_TRUE(Create(*s, Keyed("k2", {"a", "b"})).ok());
+  admin_->Exec("UPDATE " + Table("business_keys") +
+               " SET id = 1000 WHERE gid = 'k1' AND bkey = 'b'");
+  auto k2 = Acquire(*s, "k2", true, 0);
+  ASSERT_TRUE(k2.ok()) << k2.status().ToString();
+  EXPECT_FALSE(k2->held);
+  EXPECT_EQ(k2->waiting_for, "k1");
+  auto k1 = Acquire(*s, "k1", true, 0);
+  ASSERT_TRUE(k1.ok()) << k1.status().ToString();
+  EXPECT_TRUE(k1->held) << "waits for " << k1->waiting_for << " on " << k1->waiting_key;
+  s->Close();
+}
+
 TEST_F(PostgresStoreTest, ConcurrentOpensOfANewSchemaMigrateOnce) {
   constexpr int kOpeners = 6;
   std::vector<std::unique_ptr<Store>> stores(kOpeners);

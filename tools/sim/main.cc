@@ -126,7 +126,8 @@ int main(int argc, char** argv) {
   app.add_option("--first", o.first, "first seed of --seeds (default 1)");
   app.add_flag("--trace", o.trace, "print the run's trace (with --seed)");
   app.add_option("--workload", o.workload_name,
-                 "mixed (sagas, tcc, msg; the default) or notify (notifications)");
+                 "mixed (sagas, tcc, msg; the default), notify (notifications) or keys "
+                 "(sagas on business keys)");
   app.add_option("--time-budget", o.time_budget_s,
                  "stop starting new seeds after this many seconds (0 = none); the summary says "
                  "how many ran");

@@ -18,9 +18,13 @@ namespace dtx::store::pg_keys {
 inline constexpr int kKeyLockClass = 1146704;
 
 inline constexpr std::string_view kPgKeysMigration[] = {
+    // seq: the transaction's trans_global.id, the FIFO order of every one of its keys. (The rows'
+    // own ids interleave when transactions are inserted concurrently: ordering by them made two
+    // multi-key transactions each first on one key and second on the other, waiting for each
+    // other for ever.)
     "CREATE TABLE business_keys (id bigserial PRIMARY KEY, bkey text NOT NULL, gid text NOT NULL, "
-    "held boolean NOT NULL DEFAULT false)",
-    "CREATE INDEX business_keys_key ON business_keys (bkey, id)",
+    "seq bigint NOT NULL, held boolean NOT NULL DEFAULT false)",
+    "CREATE INDEX business_keys_key ON business_keys (bkey, seq)",
     "CREATE INDEX business_keys_gid ON business_keys (gid)",
     "CREATE UNIQUE INDEX business_keys_holder ON business_keys (bkey) WHERE held",
     // The API stores the keys normalized in custom_data (core::WithKeySpec).
@@ -28,8 +32,8 @@ inline constexpr std::string_view kPgKeysMigration[] = {
 SET search_path FROM CURRENT AS $$
 BEGIN
   BEGIN
-    INSERT INTO business_keys (bkey, gid)
-      SELECT DISTINCT k, NEW.gid
+    INSERT INTO business_keys (bkey, gid, seq)
+      SELECT DISTINCT k, NEW.gid, NEW.id
       FROM jsonb_array_elements_text(NEW.custom_data::jsonb -> 'business_keys') AS k ORDER BY k;
   EXCEPTION WHEN invalid_text_representation OR invalid_parameter_value THEN
     NULL;  -- not JSON, or not an array: no keys (the API refuses both)
@@ -81,8 +85,8 @@ BEGIN
     FROM business_keys m CROSS JOIN LATERAL (
       (SELECT h.gid FROM business_keys h WHERE h.bkey = m.bkey AND h.held AND h.gid <> p_gid)
       UNION ALL
-      (SELECT e.gid FROM business_keys e WHERE e.bkey = m.bkey AND e.id < m.id
-        ORDER BY e.id LIMIT 1)
+      (SELECT e.gid FROM business_keys e WHERE e.bkey = m.bkey AND e.seq < m.seq
+        ORDER BY e.seq LIMIT 1)
       LIMIT 1) a
     WHERE m.gid = p_gid ORDER BY m.bkey LIMIT 1;
   -- Another decision on one of the keys is in flight (a waker, or another coordinator's acquire):
@@ -113,10 +117,10 @@ DECLARE
 BEGIN
   FOR c IN SELECT w.gid FROM business_keys w WHERE NOT w.held GROUP BY w.gid
       HAVING bool_and(NOT EXISTS (SELECT 1 FROM business_keys o WHERE o.bkey = w.bkey
-                                  AND o.id < w.id)
+                                  AND o.seq < w.seq)
                       AND NOT EXISTS (SELECT 1 FROM business_keys h WHERE h.bkey = w.bkey
                                       AND h.held))
-      ORDER BY min(w.id) LIMIT p_limit LOOP
+      ORDER BY min(w.seq) LIMIT p_limit LOOP
     ok := true;
     FOR k IN SELECT DISTINCT b.bkey FROM business_keys b WHERE b.gid = c.gid ORDER BY b.bkey LOOP
       IF NOT pg_try_advisory_xact_lock(1146704, hashtext(k.bkey)) THEN
@@ -134,7 +138,7 @@ BEGIN
     CONTINUE WHEN NOT EXISTS (SELECT 1 FROM business_keys m WHERE m.gid = c.gid AND NOT m.held);
     CONTINUE WHEN EXISTS (SELECT 1 FROM business_keys m WHERE m.gid = c.gid AND (
                             EXISTS (SELECT 1 FROM business_keys o WHERE o.bkey = m.bkey
-                                    AND o.id < m.id)
+                                    AND o.seq < m.seq)
                             OR EXISTS (SELECT 1 FROM business_keys h WHERE h.bkey = m.bkey
                                        AND h.held AND h.gid <> c.gid)));
     UPDATE business_keys b SET held = true WHERE b.gid = c.gid AND NOT b.held;
