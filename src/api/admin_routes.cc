@@ -108,6 +108,10 @@ json::object TransJson(const ops::AdminRow& row) {
                  {"retries", row.retries},
                  {"stuck", row.stuck},
                  {"resolved", row.resolved}};
+  // Its business keys: held, or the gid it waits for (the same object as GET query's).
+  if (auto keys = BusinessKeysJson(g, row.keys ? &*row.keys : nullptr)) {
+    o["business_keys"] = std::move(*keys);
+  }
   return o;
 }
 
@@ -226,6 +230,7 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
     q.gid_prefix = req.QueryParam("gid_prefix").value_or("");
     q.stuck = req.QueryParam("stuck").value_or("") == "1";
     if (auto r = req.QueryParam("resolved"); r && !r->empty()) q.resolved = *r == "1";
+    q.waiting = req.QueryParam("waiting").value_or("") == "1";
     for (auto [name, field, fallback] :
          {std::tuple{"created_after", &q.created_after_ms, int64_t{0}},
           std::tuple{"created_before", &q.created_before_ms, int64_t{0}},
@@ -253,7 +258,8 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
     co_return JsonAnswer(200, json::object{{"transactions", std::move(rows)},
                                            {"status_counts", std::move(counts)},
                                            {"next_position", page->next_position},
-                                           {"scanned", page->scanned}});
+                                           {"scanned", page->scanned},
+                                           {"key_reads", page->key_reads}});
   }
   if (parts.size() == 2 && parts[0] == "transactions") {
     api = "admin_show";

@@ -7,6 +7,7 @@
 // kTooLarge is not used here (the HTTP server enforces the body limit).
 #pragma once
 
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -97,6 +98,12 @@ std::string EncodeBranch(const core::BranchRow& b);         // a JSON object
 // two while it waits) when `keys` is non-null.
 std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot,
                               const core::KeyState* keys = nullptr);
+// The "business_keys" object of a transaction whose custom_data lists keys (nullopt otherwise):
+// {"keys":[...]} plus, given `state` (Engine::KeyStateOf), "held" and while it waits "waiting_for"
+// and "waiting_key"; without `state`, a final transaction's adds "held":false,"released":true.
+// GET query and the admin API (api/admin_routes.cc) both write it with this.
+std::optional<boost::json::object> BusinessKeysJson(const core::GlobalTrans& g,
+                                                    const core::KeyState* state);
 // {"transactions":[...],"next_position":"..."}
 std::string EncodeAllAnswer(const std::vector<core::GlobalTrans>& list,
                             std::string_view next_position);

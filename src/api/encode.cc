@@ -204,6 +204,28 @@ std::string EncodeTransaction(const core::GlobalTrans& t) {
 
 std::string EncodeBranch(const core::BranchRow& b) { return Serialize(BranchObject(b)); }
 
+std::optional<json::object> BusinessKeysJson(const core::GlobalTrans& g,
+                                             const core::KeyState* state) {
+  if (g.custom_data.find("\"business_keys\"") == std::string::npos) return std::nullopt;
+  Result<core::KeySpec> spec = core::ParseKeySpec(g.custom_data);
+  if (!spec.ok() || spec->keys.empty()) return std::nullopt;
+  json::object k;
+  json::array list;
+  for (const std::string& key : spec->keys) list.emplace_back(key);
+  k.emplace("keys", std::move(list));
+  if (state != nullptr) {
+    k.emplace("held", state->held);
+    if (!state->held) {
+      k.emplace("waiting_for", state->waiting_for);
+      k.emplace("waiting_key", state->waiting_key);
+    }
+  } else if (core::IsFinal(g.status)) {
+    k.emplace("held", false);
+    k.emplace("released", true);  // the write that made it final deleted its key rows
+  }
+  return k;
+}
+
 std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot, const core::KeyState* keys) {
   json::object o;
   json::array branches;
@@ -218,19 +240,8 @@ std::string EncodeQueryAnswer(const core::TransSnapshot* snapshot, const core::K
   }
   o.emplace("branches", std::move(branches));
   if (snapshot != nullptr && keys != nullptr) {
-    Result<core::KeySpec> spec = core::ParseKeySpec(snapshot->global.custom_data);
-    json::object k;
-    json::array list;
-    if (spec.ok()) {
-      for (const std::string& key : spec->keys) list.emplace_back(key);
-    }
-    k.emplace("keys", std::move(list));
-    k.emplace("held", keys->held);
-    if (!keys->held) {
-      k.emplace("waiting_for", keys->waiting_for);
-      k.emplace("waiting_key", keys->waiting_key);
-    }
-    o.emplace("business_keys", std::move(k));
+    if (auto k = BusinessKeysJson(snapshot->global, keys))
+      o.emplace("business_keys", std::move(*k));
   }
   return Serialize(o);
 }

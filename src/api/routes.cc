@@ -158,12 +158,9 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     if (r->has_value()) RedactNotify((**r).global);
     // Business keys: whether it holds them, or the gid it waits for.
     std::optional<core::KeyState> keys;
-    if (r->has_value() && !core::IsFinal((**r).global.status)) {
-      Result<core::KeySpec> spec = core::ParseKeySpec((**r).global.custom_data);
-      if (spec.ok() && !spec->keys.empty()) {
-        Result<core::KeyState> state = co_await engine_.KeysOf(*gid);
-        if (state.ok()) keys = std::move(*state);
-      }
+    if (r->has_value()) {
+      Result<std::optional<core::KeyState>> state = co_await engine_.KeyStateOf((**r).global);
+      if (state.ok()) keys = std::move(*state);
     }
     co_return Json(200,
                    EncodeQueryAnswer(r->has_value() ? &**r : nullptr, keys ? &*keys : nullptr));

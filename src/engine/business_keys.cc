@@ -150,6 +150,18 @@ awaitable<Result<core::KeyState>> Engine::KeysOf(std::string gid) {
       [&](auto cb) { store_.AcquireKeys(gid, false, 0, std::move(cb)); });
 }
 
+awaitable<Result<std::optional<core::KeyState>>> Engine::KeyStateOf(const core::GlobalTrans& g) {
+  using Out = std::optional<core::KeyState>;
+  if (core::IsFinal(g.status) || g.custom_data.find("\"business_keys\"") == std::string::npos) {
+    co_return Out();
+  }
+  Result<core::KeySpec> spec = core::ParseKeySpec(g.custom_data);
+  if (!spec.ok() || spec->keys.empty()) co_return Out();
+  Result<core::KeyState> state = co_await KeysOf(g.gid);
+  if (!state.ok()) co_return state.status();
+  co_return Out(std::move(*state));
+}
+
 int64_t Engine::KeyWaitDeadline(const Active& a) const {
   const core::GlobalTrans& g = a.snap.global;
   const int64_t now = clock_.NowMs();

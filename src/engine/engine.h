@@ -178,6 +178,10 @@ class Engine {
   // Business keys (business_keys.cc, docs/saga.md "Business keys"): the lock state of `gid`'s keys
   // (held, or the gid it waits for). A read; a transaction without keys reads as held.
   boost::asio::awaitable<Result<core::KeyState>> KeysOf(std::string gid);
+  // What readers show (GET query, the admin detail and list): nullopt when `g` is final or lists no
+  // business keys (no store read then), else KeysOf(g.gid). `g` must outlive the await.
+  boost::asio::awaitable<Result<std::optional<core::KeyState>>> KeyStateOf(
+      const core::GlobalTrans& g);
 
   size_t active_transactions() const { return active_count_.load(std::memory_order_relaxed); }
 

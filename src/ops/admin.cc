@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <random>
@@ -76,11 +77,19 @@ std::optional<engine::Engine::OperatorAction> ParseAction(const std::string& a) 
   return std::nullopt;
 }
 
+// Whether g's custom_data may list business keys (the API stores them under this exact name,
+// core::WithKeySpec): no JSON parse for the others.
+bool MayListKeys(const core::GlobalTrans& g) {
+  return g.custom_data.find("\"business_keys\"") != std::string::npos;
+}
+
 }  // namespace
 
 AdminService::AdminService(engine::Engine& engine, store::Store& store, Clock& clock,
                            Metrics* metrics, AdminOptions options)
-    : engine_(engine), store_(store), clock_(clock), metrics_(metrics), options_(options) {}
+    : engine_(engine), store_(store), clock_(clock), metrics_(metrics), options_(options) {
+  options_.max_key_reads = std::max(1, options_.max_key_reads);
+}
 
 AdminRow AdminService::Classify(core::GlobalTrans g) const {
   AdminRow row;
@@ -110,6 +119,7 @@ awaitable<Result<AdminPage>> AdminService::List(AdminListQuery q) {
     co_return Status::InvalidArgument(fmt::format("limit must be 1..{}", kMaxAdminListLimit));
   }
   if (q.position < 0) co_return Status::InvalidArgument("position must be >= 0");
+  const bool filtered = q.stuck || q.waiting || !q.gid_prefix.empty() || q.resolved;
   AdminPage page;
   int64_t before = q.position;
   for (;;) {
@@ -119,28 +129,36 @@ awaitable<Result<AdminPage>> AdminService::List(AdminListQuery q) {
     sq.create_time_start_ms = q.created_after_ms;
     sq.create_time_end_ms = q.created_before_ms;
     sq.before_id = before;
-    sq.limit = q.stuck || !q.gid_prefix.empty() || q.resolved ? store::kMaxListLimit : q.limit;
+    sq.limit = filtered ? store::kMaxListLimit : q.limit;
     auto r = co_await engine_.List(sq);
     if (!r.ok()) co_return r.status();
     int64_t last_id = 0;
-    bool full = false;
+    bool stop = false;
     for (core::GlobalTrans& g : r->transactions) {
       ++page.scanned;
       last_id = g.id;
       if (!q.gid_prefix.empty() && !g.gid.starts_with(q.gid_prefix)) continue;
+      if (q.waiting && (core::IsFinal(g.status) || !MayListKeys(g))) continue;
       AdminRow row = Classify(std::move(g));
       if (q.stuck && !row.stuck) continue;
-      if (q.resolved || row.stuck || row.trans.status == core::GlobalStatus::kFailed) {
+      if (!core::IsFinal(row.trans.status) && MayListKeys(row.trans)) {
+        auto keys = co_await engine_.KeyStateOf(row.trans);
+        if (!keys.ok()) co_return keys.status();
+        row.keys = std::move(*keys);
+        // The budget: the rest of the stored rows are for the next call.
+        stop = ++page.key_reads >= options_.max_key_reads;
+      }
+      const bool keep = !q.waiting || (row.keys && !row.keys->held);
+      if (keep && (q.resolved || row.stuck || row.trans.status == core::GlobalStatus::kFailed)) {
         row.resolved = co_await IsResolved(row.trans.gid);
       }
-      if (q.resolved && *q.resolved != row.resolved) continue;
-      page.rows.push_back(std::move(row));
-      if (static_cast<int>(page.rows.size()) == q.limit) {
-        full = true;
-        break;
+      if (keep && !(q.resolved && *q.resolved != row.resolved)) {
+        page.rows.push_back(std::move(row));
+        stop = stop || static_cast<int>(page.rows.size()) == q.limit;
       }
+      if (stop) break;
     }
-    if (full) {
+    if (stop) {
       page.next_position = last_id;
       break;
     }
@@ -161,6 +179,9 @@ awaitable<Result<std::optional<TransDetail>>> AdminService::Show(std::string gid
   TransDetail d;
   d.branches = std::move((*loaded)->branches);
   d.row = Classify(std::move((*loaded)->global));
+  auto keys = co_await engine_.KeyStateOf(d.row.trans);
+  if (!keys.ok()) co_return keys.status();
+  d.row.keys = std::move(*keys);
   auto attempts = co_await AwaitStore<Result<std::vector<store::AttemptRow>>>(
       [&](auto cb) { store_.LoadAttempts(gid, std::move(cb)); });
   d.attempts.resize(d.branches.size());

@@ -2,10 +2,12 @@
 // routes (api/admin_routes.cc), the `dtx tx` command line (through those routes) and the console
 // all go through these operations.
 //
-// - List: transactions with filters (status, type, gid prefix, created range, stuck, resolved),
-//   paged by position (a row id cursor); at most kMaxScanRows stored rows are read per call, so a
-//   filter that matches little answers a short page with a position to continue from.
-// - Show: one transaction, its branches (attempts, last error), its audit log, its resolve mark.
+// - List: transactions with filters (status, type, gid prefix, created range, stuck, resolved,
+//   waiting for business keys), paged by position (a row id cursor); at most kMaxScanRows stored
+//   rows and AdminOptions::max_key_reads key states are read per call, so a filter that matches
+//   little answers a short page with a position to continue from.
+// - Show: one transaction, its branches (attempts, last error), its business keys (held, or the
+//   gid it waits for), its audit log, its resolve mark.
 // - Act: retry, stop, abort, skip (engine::Engine::Operate) and resolve (a mark, no state change);
 //   a reason is required; `expect_status` makes the action a compare-and-set on the status the
 //   operator saw. A successful action is recorded in the audit log with who, when, reason and
@@ -29,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "core/business_keys.h"
 #include "core/model.h"
 #include "engine/engine.h"
 #include "ops/metrics.h"
@@ -42,9 +45,12 @@ inline constexpr int kMaxAdminListLimit = 500;
 inline constexpr int kMaxScanRows = 5000;  // stored rows read by one List call at most
 inline constexpr size_t kMaxReasonBytes = 1024;
 inline constexpr int kMaxAuditLimit = 1000;
+// Key states (Engine::KeyStateOf, one store read each) read by one List call at most.
+inline constexpr int kMaxKeyReadsPerList = 200;
 
 struct AdminOptions {
   int64_t alert_retry_limit = 3;  // stuck: an unfinished transaction retried at least this often
+  int max_key_reads = kMaxKeyReadsPerList;  // per List call (>= 1)
 };
 
 struct AuditRecord {
@@ -66,6 +72,7 @@ struct AdminListQuery {
   std::string gid_prefix;
   bool stuck = false;
   std::optional<bool> resolved;  // nullopt: both
+  bool waiting = false;          // only unfinished ones whose business keys are not held
   int64_t created_after_ms = 0;  // inclusive, 0 = unbounded
   int64_t created_before_ms = 0;
   int limit = 50;        // 1..kMaxAdminListLimit
@@ -83,12 +90,16 @@ struct AdminRow {
   bool stuck = false;
   int64_t retries = 0;  // derived from the backoff interval, as DTM does
   bool resolved = false;
+  // Business keys of an unfinished transaction that lists them (Engine::KeyStateOf): held, or the
+  // gid it waits for. nullopt: final, no keys, or (List) not read.
+  std::optional<core::KeyState> keys;
 };
 
 struct AdminPage {
   std::vector<AdminRow> rows;
   int64_t next_position = 0;  // 0 = nothing more
   int64_t scanned = 0;        // stored rows read
+  int64_t key_reads = 0;      // key states read (at most AdminOptions::max_key_reads)
 };
 
 struct TransDetail {

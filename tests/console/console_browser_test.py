@@ -6,7 +6,11 @@ logs in to /admin/, finds the stuck transaction with the "stuck only" filter, op
 participant's error, fixes the participant, retries from the console, and sees the transaction
 succeed long before its next backoff. Then the notifications view: a merchant callback that failed
 (its schedule ran out) is found, its attempt log shows the 500, and after the merchant is fixed a
-resend from the console (with a reason) delivers it and lands in its audit log. Screenshots go to --out (docs/operations.md uses them).
+resend from the console (with a reason) delivers it and lands in its audit log. Then business keys:
+a refund saga waiting behind a stuck payment on the same account key is found with "waiting for
+keys", its page says whom it waits for as a link, the link leads to the holder, whose retry (after
+its participant is fixed) lets the refund take the key: its page then says "held". Screenshots go
+to --out (docs/operations.md uses them).
 
 Exit 77 (ctest: skipped) when chromium, chromedriver or python3-selenium are not installed
 (scripts/install-deps.sh installs them).
@@ -40,6 +44,7 @@ def need_browser():
 class Participant(http.server.ThreadingHTTPServer):
     fixed = False
     hook_fixed = False
+    hold_fixed = False
     calls = 0
 
 
@@ -51,6 +56,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body, status = b'{"message":"payment DB down: connection refused (db-3:5432)"}', 500
         elif self.path.startswith("/hook") and not self.server.hook_fixed:
             body, status = b'merchant callback broken', 500
+        elif self.path.startswith("/hold/action") and not self.server.hold_fixed:
+            body, status = b'{"message":"ledger locked"}', 500
+        elif self.path.startswith("/refund/action"):
+            body, status = b'{"message":"refund queue full"}', 500
         else:
             body, status = b'{"dtm_result":"SUCCESS"}', 200
         self.send_response(status)
@@ -103,6 +112,54 @@ def start_server(dtx, workdir):
         raise AssertionError("dtx did not start: " + line)
     port = int(line.split("127.0.0.1:")[1].split(",")[0])
     return proc, "http://127.0.0.1:%d" % port
+
+
+def check_business_keys(driver, find, shot, base, busi, busi_url):
+    """A refund waits behind a stuck payment on business key account:42 (docs/saga.md)."""
+    from selenium.webdriver.common.by import By
+    holder, waiter = "pay-acct42-0007", "refund-acct42-0008"
+    for gid, path in ((holder, "/hold/action"), (waiter, "/refund/action")):
+        http_json("POST", base + "/api/dtmsvr/submit", {
+            "gid": gid, "trans_type": "saga", "business_keys": ["account:42"],
+            "steps": [{"action": busi_url + path, "compensate": busi_url + "/pay/compensate"}],
+            "payloads": ['{}']})
+    wait_for(lambda: http_json("GET", base + "/api/dtx/admin/transactions/" + waiter, token=TOKEN)
+             ["transaction"]["business_keys"].get("waiting_for") == holder, 20,
+             "the refund to wait for the payment")
+    driver.get(base + "/admin/#/transactions")
+    wait_for(lambda: find("#list").is_displayed(), 10, "the list")
+    if find("#f-stuck").is_selected():
+        find("#f-stuck").click()  # still set from the stuck payment above
+    find("#f-waiting").click()
+    find("#apply").click()
+    wait_for(lambda: [a.text for a in driver.find_elements(By.CSS_SELECTOR, "a.gid-link")]
+             == [waiter], 10, "only the waiting refund listed")
+    wait_for(lambda: "waiting for " + holder + " on account:42" in find("#tx-table").text, 10,
+             "whom it waits for in the list")
+    shot("console-10-waiting.png")
+    find("#f-waiting").click()  # the filter off again for the rest of the session
+    wait_for(lambda: driver.find_element(By.LINK_TEXT, waiter).click() or True, 10,
+             "a click on the refund")
+    wait_for(lambda: find("#detail").is_displayed() and waiter in find("#d-gid").text and
+             "account:42" in find("#d-keys").text and
+             "waiting for " + holder in find("#d-keys").text, 10, "the refund's keys")
+    shot("console-11-waiting-detail.png")
+    wait_for(lambda: find("#d-keys a.waiting-for").click() or True, 10,
+             "a click on the gid it waits for")
+    wait_for(lambda: holder in find("#d-gid").text and "held" in find("#d-keys").text, 10,
+             "the holder's page, holding the key")
+    wait_for(lambda: "ledger locked" in find("#branch-table").text, 10, "the holder's error")
+    busi.hold_fixed = True
+    find("#act-retry").click()
+    wait_for(lambda: find("#confirm").is_displayed(), 5, "the reason dialog")
+    find("#reason").send_keys("ledger unlocked, INC-2250")
+    find("#confirm-ok").click()
+    wait_for(lambda: "succeed" in find("#d-status").text, 30, "the holder to succeed")
+    wait_for(lambda: "released" in find("#d-keys").text, 10, "the holder's key released")
+    driver.get(base + "/admin/#/tx/" + waiter)
+    wait_for(lambda: waiter in find("#d-gid").text and "held" in find("#d-keys").text and
+             "waiting" not in find("#d-keys").text, 30, "the refund holding the key")
+    shot("console-12-keys-held.png")
 
 
 def main():
@@ -238,6 +295,7 @@ def main():
         wait_for(lambda: "resend" in find("#n-audit").text and "INC-2240" in find("#n-audit").text,
                  10, "the resend in the audit log")
         shot("console-9-notification-resent.png")
+        check_business_keys(driver, find, shot, base, busi, busi_url)
         print("console browser test passed; succeeded %.2f s after retry; screenshots in %s"
               % (took, args.out))
         return 0

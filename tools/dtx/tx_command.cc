@@ -1,6 +1,7 @@
 #include "tools/dtx/tx_command.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -36,11 +37,53 @@ struct TxFlags {
   // list
   std::string status, trans_type, gid_prefix, position;
   bool stuck = false;
+  bool waiting = false;
   std::string resolved;  // "", "yes", "no"
   int limit = 50;
   // show / actions
   std::string gid, reason, expect_status, branch_id, op;
 };
+
+// A transaction's business_keys object (the admin API's, as GET query's), or null.
+const json::object* BusinessKeys(const json::value& t) {
+  if (!t.is_object()) return nullptr;
+  const json::value* k = t.get_object().if_contains("business_keys");
+  return k && k->is_object() ? &k->get_object() : nullptr;
+}
+
+// "waiting for GID on KEY" for a transaction whose business keys are not held (it has not started:
+// another transaction holds one of its keys or queues ahead of it); nullopt otherwise.
+std::optional<std::string> WaitingFor(const json::value& t) {
+  const json::object* k = BusinessKeys(t);
+  if (k == nullptr || !k->contains("waiting_for")) return std::nullopt;
+  const json::value& w = *k;
+  if (S(w, "held") == "yes") return std::nullopt;
+  if (S(w, "waiting_for").empty()) return std::string("waiting for its business keys");
+  return fmt::format("waiting for {} on {}", S(w, "waiting_for"), S(w, "waiting_key"));
+}
+
+// The "keys:" line of `dtx tx show`: the keys, then held / waiting for GID on KEY / released.
+void PrintKeys(const json::value& t) {
+  const json::object* k = BusinessKeys(t);
+  if (k == nullptr) return;
+  std::vector<std::string> keys;
+  if (const json::value* a = k->if_contains("keys"); a && a->is_array()) {
+    for (const auto& key : a->as_array()) {
+      if (key.is_string()) keys.emplace_back(key.as_string());
+    }
+  }
+  const json::value& w = *k;
+  std::string state;
+  if (S(w, "released") == "yes") {
+    state = "released (final)";
+  } else if (S(w, "held") == "yes") {
+    state = "held";
+  } else if (std::optional<std::string> wf = WaitingFor(t)) {
+    state = *wf;
+  }
+  std::printf("keys:       %s%s%s\n", fmt::format("{}", fmt::join(keys, ", ")).c_str(),
+              state.empty() ? "" : "  ", state.c_str());
+}
 
 int RunList(const TxFlags& f) {
   std::string q = fmt::format("transactions?limit={}", f.limit);
@@ -52,20 +95,27 @@ int RunList(const TxFlags& f) {
   add("gid_prefix", f.gid_prefix);
   add("position", f.position);
   if (f.stuck) q += "&stuck=1";
+  if (f.waiting) q += "&waiting=1";
   if (f.resolved == "yes") q += "&resolved=1";
   if (f.resolved == "no") q += "&resolved=0";
   int rc = 0;
   auto v = Fetch(f.c, "GET", q, "", &rc);
   if (!v) return rc;
-  std::printf("%-34s %-5s %-10s %-19s %7s %-5s %s\n", "GID", "TYPE", "STATUS", "CREATED (UTC)",
-              "RETRIES", "STUCK", "LAST REASON");
+  std::printf("%-34s %-5s %-10s %-19s %7s %-9s %s\n", "GID", "TYPE", "STATUS", "CREATED (UTC)",
+              "RETRIES", "FLAGS", "REASON / WAITING FOR");
   for (const auto& t : v->at("transactions").as_array()) {
-    std::string stuck = S(t, "stuck") == "yes" ? "yes" : "";
-    if (S(t, "resolved") == "yes") stuck += stuck.empty() ? "res" : "/res";
-    std::printf("%-34s %-5s %-10s %-19s %7lld %-5s %s\n", Cut(S(t, "gid"), 34).c_str(),
+    std::vector<std::string> flags;
+    if (S(t, "stuck") == "yes") flags.emplace_back("stuck");
+    if (S(t, "resolved") == "yes") flags.emplace_back("res");
+    std::string note = S(t, "rollback_reason");
+    if (std::optional<std::string> w = WaitingFor(t)) {
+      flags.emplace_back("wait");
+      note = *w;
+    }
+    std::printf("%-34s %-5s %-10s %-19s %7lld %-9s %s\n", Cut(S(t, "gid"), 34).c_str(),
                 S(t, "trans_type").c_str(), S(t, "status").c_str(),
                 Time(I(t, "create_time_ms")).c_str(), static_cast<long long>(I(t, "retries")),
-                stuck.c_str(), Cut(S(t, "rollback_reason"), 40).c_str());
+                fmt::format("{}", fmt::join(flags, ",")).c_str(), Cut(note, 60).c_str());
   }
   PrintNextPosition(*v);
   return 0;
@@ -105,11 +155,17 @@ int RunShow(const TxFlags& f) {
               S(t, "stuck") == "yes" ? "  (stuck)" : "",
               S(t, "resolved") == "yes" ? "  (resolved)" : "");
   std::printf("created:    %s UTC\n", Time(I(t, "create_time_ms")).c_str());
-  std::printf("next try:   %s UTC (retries %lld)\n", Time(I(t, "next_cron_time_ms")).c_str(),
-              static_cast<long long>(I(t, "retries")));
+  if (WaitingFor(t)) {  // asleep until its keys are released; the stored time is a late re-check
+    std::printf("next try:   when its business keys are free (retries %lld)\n",
+                static_cast<long long>(I(t, "retries")));
+  } else {
+    std::printf("next try:   %s UTC (retries %lld)\n", Time(I(t, "next_cron_time_ms")).c_str(),
+                static_cast<long long>(I(t, "retries")));
+  }
   if (!S(t, "rollback_reason").empty()) {
     std::printf("reason:     %s\n", Cut(S(t, "rollback_reason"), 200).c_str());
   }
+  PrintKeys(t);
   std::printf("\n%-8s %-10s %-8s %8s  %-40s %s\n", "BRANCH", "OP", "STATUS", "ATTEMPTS", "URL",
               "LAST ERROR");
   for (const auto& b : v->at("branches").as_array()) {
@@ -168,6 +224,9 @@ void AddTxCommands(CLI::App& app) {
   list->add_option("--type", f->trans_type, "saga, tcc, xa, msg");
   list->add_option("--gid-prefix", f->gid_prefix, "gids starting with this");
   list->add_flag("--stuck", f->stuck, "only unfinished ones retried often or past their timeout");
+  list->add_flag("--waiting", f->waiting,
+                 "only unfinished ones waiting for their business keys (not started: another "
+                 "transaction holds or queues ahead on a key)");
   list->add_option("--resolved", f->resolved, "yes or no")->check(CLI::IsMember({"yes", "no"}));
   list->add_option("--limit", f->limit, "rows (1-500)")->capture_default_str();
   list->add_option("--position", f->position, "continue a listing (printed at its end)");

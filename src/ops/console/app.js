@@ -62,8 +62,34 @@ function filterQuery() {
   if ($('f-type').value) q.set('trans_type', $('f-type').value);
   if ($('f-gid').value) q.set('gid_prefix', $('f-gid').value.trim());
   if ($('f-stuck').checked) q.set('stuck', '1');
+  if ($('f-waiting').checked) q.set('waiting', '1');
   if ($('f-resolved').value) q.set('resolved', $('f-resolved').value);
   return q;
+}
+
+// The business keys of a transaction that waits for them ({keys, held:false, waiting_for,
+// waiting_key}), or null: it has not started because another transaction holds one of its keys or
+// queues ahead of it on one (docs/saga.md "Business keys").
+function waitingFor(t) {
+  const k = t.business_keys;
+  return k && k.held === false && !k.released && 'waiting_for' in k ? k : null;
+}
+
+// "waiting for <gid> on <key>", the gid a link to that transaction's page.
+function waitingNote(k) {
+  const span = document.createElement('span');
+  span.className = 'waiting';
+  if (!k.waiting_for) {
+    span.textContent = 'waiting for its business keys';
+    return span;
+  }
+  span.append('waiting for ');
+  const a = document.createElement('a');
+  a.href = '#/tx/' + encodeURIComponent(k.waiting_for);
+  a.textContent = k.waiting_for;
+  a.className = 'waiting-for';
+  span.append(a, ' on ' + k.waiting_key);
+  return span;
 }
 
 async function loadList(append) {
@@ -86,8 +112,11 @@ async function loadList(append) {
     cell(tr, t.status, 'status-' + t.status);
     cell(tr, time(t.create_time_ms));
     cell(tr, t.retries);
-    cell(tr, (t.stuck ? 'stuck' : '') + (t.resolved ? ' resolved' : ''));
-    cell(tr, t.rollback_reason);
+    const waiting = waitingFor(t);
+    cell(tr, [t.stuck ? 'stuck' : '', t.resolved ? 'resolved' : '', waiting ? 'waiting' : '']
+      .filter((x) => x).join(' '));
+    const reason = cell(tr, waiting ? '' : t.rollback_reason);
+    if (waiting) reason.appendChild(waitingNote(waiting));
     body.appendChild(tr);
   }
   const counts = Object.entries(r.data.status_counts).map(([k, v]) => k + ': ' + v).join(', ');
@@ -124,10 +153,28 @@ async function loadDetail(gid) {
   const final = t.status === 'succeed' || t.status === 'failed';
   if (final) {
     fact('finished', time(t.finish_time_ms));
+  } else if (waitingFor(t)) {
+    // A waiter sleeps until the keys are released (its stored wake-up is only a late re-check).
+    fact('next attempt', 'when its business keys are free (retries: ' + t.retries + ')');
   } else {
     fact('next attempt', time(t.next_cron_time_ms) + ' (retries: ' + t.retries + ')');
   }
   if (t.rollback_reason) fact('reason', t.rollback_reason);
+  if (t.business_keys) {
+    const k = t.business_keys;
+    const dt = document.createElement('dt');
+    dt.textContent = 'business keys';
+    const dd = document.createElement('dd');
+    dd.id = 'd-keys';
+    dd.append(k.keys.join(', ') + ' \u2014 ');
+    const w = waitingFor(t);
+    if (w) {
+      dd.append(waitingNote(w));
+    } else {
+      dd.append(k.released ? 'released (finished)' : k.held ? 'held' : 'not read');
+    }
+    facts.append(dt, dd);
+  }
   if (t.owner) fact('coordinator', t.owner);
   $('act-retry').disabled = final;
   $('act-stop').disabled = final;
