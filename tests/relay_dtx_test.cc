@@ -2,15 +2,20 @@
 // SQLite outbox become the coordinator's transactional messages to topic://<topic>, delivered to
 // every subscriber with the message id, key and headers as HTTP headers; a topic without
 // subscribers keeps its rows pending until someone subscribes; a re-publish of a message id is
-// not delivered twice; a coordinator that is down is a transport failure; bad input is refused.
+// not delivered twice; a coordinator that is down is a transport failure; bad input is refused;
+// an HTTPS coordinator with an API token (dtxs://, --sink-ca-file, --sink-token / DTX_SINK_TOKEN).
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
 
 #include "brokers/broker.h"
+#include "http/test_certs.h"
 #include "tests/support/harness.h"
 #include "tests/support/relay_process.h"
 
@@ -159,6 +164,77 @@ TEST_F(RelayDtxTest, RepublishIsNotDeliveredTwiceBadInputAndCoordinatorDown) {
   server_->Kill();
   r = p.value()->Publish({m, m}, 2s);
   for (const Status& s : r) EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
+}
+
+// A coordinator serving HTTPS with a private CA and requiring an API token: the sink dtxs:// with
+// --sink-ca-file and the token (DTX_SINK_TOKEN) delivers; without the token every submit is
+// answered 401, a transport failure: the rows stay pending, no attempt counted, nothing parked. A
+// CA file that cannot be read, or a token for a non-dtx sink, stops the relay at once (exit 2).
+TEST(RelayDtxTlsTest, HttpsCoordinatorWithAnApiTokenTakesTheSinkTokenAndCaFile) {
+  const std::string dir = TempDir("relay-dtx-tls");
+  const http::testing::TestCerts certs = http::testing::MakeTestCerts(dir);
+  ASSERT_TRUE(certs.ok) << "openssl could not make the test certificates";
+  const std::string token = "relay-token-0123456789abcdef";
+  ServerProcess server(dir + "/dtx.db", {"--tls-cert", certs.cert, "--tls-key", certs.key,
+                                         "--api-token", "relay=" + token});
+  ASSERT_TRUE(server.Start()) << server.log_path();
+  SetFetchCaFile(certs.ca);
+  Busi busi;
+  HttpResult sub =
+      HttpFetchWithHeaders("GET", server.Api("subscribe?topic=orders&url=" + busi.Url("/billing")),
+                           "", {{"Authorization", "Bearer " + token}});
+  SetFetchCaFile("");
+  ASSERT_EQ(sub.status, 200) << sub.body;
+  const std::string sink = "dtxs://127.0.0.1:" + std::to_string(server.port());
+  const std::string source = "sqlite:" + dir + "/app.db";
+  const std::string status = "status --source " + source;
+
+  std::pair<int, std::string> bad_ca =
+      RunDtx("--source " + source + " --init --sink " + sink + " --sink-ca-file " + dir + "/none");
+  EXPECT_EQ(bad_ca.first, 2) << bad_ca.second;
+  EXPECT_NE(bad_ca.second.find("cannot read the CA file"), std::string::npos) << bad_ca.second;
+  std::pair<int, std::string> not_dtx =
+      RunDtx("--source " + source + " --sink redis://127.0.0.1:1 --sink-token x");
+  EXPECT_EQ(not_dtx.first, 2) << not_dtx.second;
+
+  RelayProcess no_token({"--source", source, "--sink", sink, "--sink-ca-file", certs.ca, "--init",
+                         "--poll-interval", "0.05"},
+                        dir + "/relay.log");
+  no_token.Start();
+  ASSERT_TRUE(WaitFor([&] { return RunDtx(status).first == 0; }, 10s));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/app.db").c_str(), &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "insert into dtx_outbox (message_id, topic, msg_key, payload) values "
+                         "('t1', 'orders', 'o1', '{}'), ('t2', 'orders', 'o1', '{}')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::ifstream in(dir + "/relay.log");
+        std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        return log.find("HTTP 401") != std::string::npos;
+      },
+      10s));
+  EXPECT_EQ(no_token.Terminate(), 0);
+  EXPECT_EQ(RunDtx(status).second, "pending 2 published 0 parked 0\n");
+  EXPECT_EQ(busi.CallCount("/billing"), 0u);
+
+  ::setenv("DTX_SINK_TOKEN", token.c_str(), 1);  // the relay inherits it
+  RelayProcess relay(
+      {"--source", source, "--sink", sink, "--sink-ca-file", certs.ca, "--poll-interval", "0.05"},
+      dir + "/relay.log");
+  relay.Start();
+  ::unsetenv("DTX_SINK_TOKEN");
+  ASSERT_TRUE(WaitFor([&] { return busi.CallCount("/billing") >= 2; }, 20s));
+  EXPECT_EQ(relay.Terminate(), 0);
+  EXPECT_EQ(RunDtx(status).second, "pending 0 published 2 parked 0\n");
+  std::set<std::string> ids;  // the coordinator delivers each message on its own: any order
+  for (const BusiCall& c : busi.Calls("/billing")) ids.insert(c.headers.at("dtx-message-id"));
+  EXPECT_EQ(ids, (std::set<std::string>{"t1", "t2"}));
+  EXPECT_EQ(server.Terminate(), 0);
 }
 
 // A fake coordinator (Busi answering /api/dtmsvr/submit) for the sink's per-key order.

@@ -39,7 +39,7 @@ Result<HostPort> ParseHostPort(std::string_view url, std::string_view scheme, in
 namespace {
 constexpr const char* kKnownSchemes =
     "redis:// (Redis Streams), nats:// (NATS JetStream), kafka:// (Kafka), amqp:// (RabbitMQ), "
-    "dtx:// (a dtx coordinator's topics; sink only)";
+    "dtx:// or dtxs:// (a dtx coordinator's topics over HTTP or HTTPS; sink only)";
 
 std::string_view SchemeOf(std::string_view url) {
   size_t p = url.find("://");
@@ -47,13 +47,18 @@ std::string_view SchemeOf(std::string_view url) {
 }
 }  // namespace
 
-Result<std::unique_ptr<Publisher>> OpenPublisher(std::string_view url) {
+Result<std::unique_ptr<Publisher>> OpenPublisher(std::string_view url,
+                                                 const PublisherOptions& options) {
   std::string_view scheme = SchemeOf(url);
+  if (scheme == "dtx" || scheme == "dtxs") return OpenDtxPublisher(url, options);
+  if (!options.token.empty() || !options.ca_file.empty()) {
+    return Status::InvalidArgument(
+        "a sink token or CA file is for a dtx:// or dtxs:// sink, not '" + std::string(url) + "'");
+  }
   if (scheme == "redis") return OpenRedisPublisher(url);
   if (scheme == "nats") return OpenNatsPublisher(url);
   if (scheme == "kafka") return OpenKafkaPublisher(url);
   if (scheme == "amqp") return OpenAmqpPublisher(url);
-  if (scheme == "dtx") return OpenDtxPublisher(url);
   return Status::InvalidArgument("unknown sink scheme in '" + std::string(url) +
                                  "'; this build knows " + kKnownSchemes);
 }
@@ -68,7 +73,7 @@ Result<std::unique_ptr<Consumer>> OpenConsumer(std::string_view url, ConsumerOpt
   if (scheme == "nats") return OpenNatsConsumer(url, std::move(options));
   if (scheme == "kafka") return OpenKafkaConsumer(url, std::move(options));
   if (scheme == "amqp") return OpenAmqpConsumer(url, std::move(options));
-  if (scheme == "dtx") {
+  if (scheme == "dtx" || scheme == "dtxs") {
     return Status::InvalidArgument(
         "dtx:// is a relay sink only: a coordinator's subscribers "
         "receive its HTTP calls (GET /api/dtmsvr/subscribe)");

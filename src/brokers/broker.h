@@ -72,8 +72,17 @@ class Consumer {
   virtual Status Ack(const Delivery& d) = 0;
 };
 
-// kInvalidArgument for an unknown scheme (the message lists the known ones) or a malformed URL.
-Result<std::unique_ptr<Publisher>> OpenPublisher(std::string_view url);
+// Credentials of a dtx:// or dtxs:// sink (a coordinator started with --api-token, or serving
+// HTTPS with a certificate a private CA signed). Other sinks take none.
+struct PublisherOptions {
+  std::string token{};    // sent as "Authorization: Bearer <token>"; empty: none
+  std::string ca_file{};  // dtxs:// only: PEM CA certificates trusted besides the system's store
+};
+
+// kInvalidArgument for an unknown scheme (the message lists the known ones), a malformed URL, or
+// options the sink does not take (an unreadable CA file, a token with control characters).
+Result<std::unique_ptr<Publisher>> OpenPublisher(std::string_view url,
+                                                 const PublisherOptions& options = {});
 Result<std::unique_ptr<Consumer>> OpenConsumer(std::string_view url, ConsumerOptions options);
 
 // host:port of a URL "scheme://host:port" (default port when absent); kInvalidArgument otherwise.

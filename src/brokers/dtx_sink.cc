@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -63,8 +64,9 @@ std::vector<std::vector<size_t>> KeyGroups(const std::vector<Message>& batch) {
 
 class DtxPublisher final : public Publisher {
  public:
-  DtxPublisher(std::string url, std::string api) : url_(std::move(url)) {
-    for (size_t i = 0; i < kLanes; ++i) clients_.push_back(std::make_unique<Client>(api));
+  DtxPublisher(std::string url, std::string api, const ClientOptions& options)
+      : url_(std::move(url)) {
+    for (size_t i = 0; i < kLanes; ++i) clients_.push_back(std::make_unique<Client>(api, options));
   }
 
   // Per-key order: a key's messages form one group, submitted one after the other by one lane, the
@@ -160,12 +162,32 @@ class DtxPublisher final : public Publisher {
 
 }  // namespace
 
-Result<std::unique_ptr<Publisher>> OpenDtxPublisher(std::string_view url) {
-  Result<HostPort> hp = ParseHostPort(url, "dtx", 36789);
+Result<std::unique_ptr<Publisher>> OpenDtxPublisher(std::string_view url,
+                                                    const PublisherOptions& options) {
+  const bool tls = url.starts_with("dtxs://");
+  Result<HostPort> hp = ParseHostPort(url, tls ? "dtxs" : "dtx", 36789);
   if (!hp.ok()) return hp.status();
-  std::string api =
-      "http://" + hp.value().host + ":" + std::to_string(hp.value().port) + "/api/dtmsvr";
-  return std::unique_ptr<Publisher>(new DtxPublisher(std::string(url), std::move(api)));
+  ClientOptions client;
+  if (!options.token.empty()) {
+    for (char c : options.token) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == ' ') {
+        return Status::InvalidArgument("dtx sink: the token has a space or control character");
+      }
+    }
+    client.extra_headers = {{"Authorization", "Bearer " + options.token}};
+  }
+  if (!options.ca_file.empty()) {
+    if (!tls) return Status::InvalidArgument("dtx sink: a CA file needs a dtxs:// (HTTPS) sink");
+    std::ifstream in(options.ca_file);
+    std::string first_line;
+    if (!in || !std::getline(in, first_line)) {
+      return Status::InvalidArgument("dtx sink: cannot read the CA file '" + options.ca_file + "'");
+    }
+    client.ca_file = options.ca_file;
+  }
+  std::string api = std::string(tls ? "https://" : "http://") + hp.value().host + ":" +
+                    std::to_string(hp.value().port) + "/api/dtmsvr";
+  return std::unique_ptr<Publisher>(new DtxPublisher(std::string(url), std::move(api), client));
 }
 
 }  // namespace dtx::brokers

@@ -1,10 +1,11 @@
 // The dtx coordinator as a relay sink: `dtx://host:port` (the coordinator's HTTP API at
-// http://host:port/api/dtmsvr). Each outbox message becomes one transactional message of the
-// coordinator (msg mode, PROTOCOL.md §1.9) with gid = the message id and one step whose action is
-// topic://<topic> and whose payload is the message's payload: the coordinator expands the topic to
-// its current subscribers and POSTs the payload to each of them until it answers SUCCESS. The
-// message id, the ordering key and the outbox headers travel as branch_headers (HTTP headers on
-// every call): Dtx-Message-Id, Dtx-Key, then the headers as they are.
+// http://host:port/api/dtmsvr) or `dtxs://host:port` (HTTPS), with an optional API token. Each
+// outbox message becomes one transactional message of the coordinator (msg mode, PROTOCOL.md §1.9)
+// with gid = the message id and one step whose action is topic://<topic> and whose payload is the
+// message's payload: the coordinator expands the topic to its current subscribers and POSTs the
+// payload to each of them until it answers SUCCESS. The message id, the ordering key and the outbox
+// headers travel as branch_headers (HTTP headers on every call): Dtx-Message-Id, Dtx-Key, then the
+// headers as they are.
 //
 // Acknowledgement = the coordinator's 200 to the submit (the message is stored `submitted`).
 // Re-publishing a message (at least once) submits the same gid again: the coordinator resumes the
@@ -31,6 +32,11 @@
 
 namespace dtx::brokers {
 
-Result<std::unique_ptr<Publisher>> OpenDtxPublisher(std::string_view url);
+// dtx://host:port (HTTP) or dtxs://host:port (HTTPS; the certificate and host name are verified
+// against the system's store plus options.ca_file). options.token goes to the coordinator as a
+// bearer token. The CA file is read here: an unreadable one is kInvalidArgument at once, not a
+// refusal of every row later.
+Result<std::unique_ptr<Publisher>> OpenDtxPublisher(std::string_view url,
+                                                    const PublisherOptions& options);
 
 }  // namespace dtx::brokers

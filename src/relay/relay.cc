@@ -235,7 +235,8 @@ Status RunRelay(const RelayOptions& o, const std::atomic<bool>& stop, RelayStats
   if (Status s = CheckOptions(o); !s.ok()) return s;
   std::vector<std::unique_ptr<brokers::Publisher>> publishers;
   for (int i = 0; i < o.workers; ++i) {
-    Result<std::unique_ptr<brokers::Publisher>> p = brokers::OpenPublisher(o.sink);
+    Result<std::unique_ptr<brokers::Publisher>> p =
+        brokers::OpenPublisher(o.sink, {.token = o.sink_token, .ca_file = o.sink_ca_file});
     if (!p.ok()) return p.status();
     publishers.push_back(std::move(p.value()));
   }

@@ -26,10 +26,12 @@ namespace dtx::relay {
 struct RelayOptions {
   std::string source;  // postgres://... or sqlite:PATH
   std::string table = "dtx_outbox";
-  std::string sink;       // redis://, nats://, kafka://host:port or amqp://host:port
-  size_t batch = 500;     // rows per claim, 1..10000
-  int workers = 1;        // threads, each its own connections; SQLite: 1
-  int max_attempts = 10;  // broker refusals before a row is parked
+  std::string sink;          // redis://, nats://, kafka://, amqp:// or dtx(s)://host:port
+  std::string sink_token;    // dtx(s):// only: the coordinator's API token
+  std::string sink_ca_file;  // dtxs:// only: PEM CA certificates besides the system's store
+  size_t batch = 500;        // rows per claim, 1..10000
+  int workers = 1;           // threads, each its own connections; SQLite: 1
+  int max_attempts = 10;     // broker refusals before a row is parked
   std::chrono::milliseconds poll_interval{1000};      // fallback when no NOTIFY arrives
   std::chrono::milliseconds publish_timeout{10'000};  // per batch
   std::chrono::seconds retain{0};  // delete published rows older than this; 0 = keep

@@ -112,8 +112,15 @@ void AddRelayCommand(CLI::App& app) {
   AddSourceFlags(cmd, flags.get(), false);
   cmd->add_option("--sink", flags->options.sink,
                   "redis://host:port, nats://host:port, kafka://host:port[,host:port], "
-                  "amqp://[user:pass@]host:port[/vhost][?exchange=NAME] or dtx://host:port (a dtx "
-                  "coordinator's topics)");
+                  "amqp://[user:pass@]host:port[/vhost][?exchange=NAME], dtx://host:port or "
+                  "dtxs://host:port (a dtx coordinator's topics, over HTTP or HTTPS)");
+  cmd->add_option("--sink-token", flags->options.sink_token,
+                  "dtx(s):// sink: the API token of a coordinator started with --api-token (sent "
+                  "as 'Authorization: Bearer'; prefer the variable: arguments are visible in ps)")
+      ->envname("DTX_SINK_TOKEN");
+  cmd->add_option("--sink-ca-file", flags->options.sink_ca_file,
+                  "dtxs:// sink: PEM file of CA certificates to trust besides the system's store")
+      ->envname("DTX_SINK_CA_FILE");
   cmd->add_option("--batch", flags->options.batch, "rows per claim (1..10000)")
       ->capture_default_str();
   cmd->add_option("--workers", flags->options.workers, "worker threads (SQLite: 1)")
