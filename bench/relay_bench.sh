@@ -188,6 +188,12 @@ fi
 [ "$mode" != throughput ] || exit 0
 
 # 2. Latency at RATE rows/s (a fresh relay, idle until woken by NOTIFY).
+# With track_commit_timestamp on (a server setting, needs a restart) each row also records its
+# inserting transaction's id, and a second line measures from that transaction's commit time.
+commit_ts=$(sql "show track_commit_timestamp")
+if [ "$commit_ts" = on ]; then
+  sql "alter table $table add column if not exists bench_xid xid8 default pg_current_xact_id()"
+fi
 sql "vacuum analyze $table"
 start_relay
 load0=$(load)
@@ -205,6 +211,14 @@ sql "select 'latency: ' || count(*) || ' rows at ' || $rate || '/s target: commi
      || ' ms, max '
      || round(extract(epoch from max(published_at - created_at)) * 1000, 1) || ' ms, load $load0'
      from $table where state = 1"
+if [ "$commit_ts" = on ]; then
+  sql "select 'latency from the commit: p50 '
+       || round(extract(epoch from percentile_cont(0.5) within group (order by d)) * 1000, 1)
+       || ' ms, p99 ' || round(extract(epoch from percentile_cont(0.99) within group (order by d)) * 1000, 1)
+       || ' ms, max ' || round(extract(epoch from max(d)) * 1000, 1) || ' ms'
+       from (select published_at - pg_xact_commit_timestamp(xid(bench_xid)) as d
+             from $table where state = 1) t"
+fi
 grep -E "^(tps|latency average|rate limit schedule lag)" "$work/pgbench.log" | sed "s/^/pgbench ($tx_rows rows per transaction): /" || true
 stop_relay
 sed -n 's/.*relay time: /relay time: /p' "$work/relay.log"

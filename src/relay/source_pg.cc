@@ -79,7 +79,12 @@ class PgSource final : public OutboxSource {
 
   Result<std::vector<OutboxRow>> Claim(size_t max) override {
     if (Status s = Connect(); !s.ok()) return s;
-    if (Status s = Exec("begin", nullptr); !s.ok()) return s;
+    // The claim's transaction ends with its mark (Finish). Its commit does not wait for the WAL
+    // flush: a mark lost in a crash of the database server leaves its rows pending, so they are
+    // published again — the at-least-once contract (docs/outbox.md "Delivery"). Marks reach the
+    // WAL in commit order, so a crash keeps a prefix of them: a key's later mark never survives
+    // an earlier one it depends on. Same statement, same round trip as the begin.
+    if (Status s = Exec("begin; set local synchronous_commit = off", nullptr); !s.ok()) return s;
     // A CASE, not AND/OR: the planner may reorder those, and the key lock must be tried only on
     // the rows of this worker's share.
     const std::string sql =
@@ -301,10 +306,12 @@ class PgSource final : public OutboxSource {
     return Status::Unavailable(msg);  // deadlock, serialization, shutdown: try again
   }
 
-  // One statement with at most one text parameter.
+  // One statement with one text parameter, or without one (then several statements may go in one
+  // round trip, separated by ';').
   Status Exec(const std::string& sql, const char* param) {
-    PgResult r(PQexecParams(conn_, sql.c_str(), param != nullptr ? 1 : 0, nullptr, &param, nullptr,
-                            nullptr, 0));
+    PgResult r(param == nullptr
+                   ? PQexec(conn_, sql.c_str())
+                   : PQexecParams(conn_, sql.c_str(), 1, nullptr, &param, nullptr, nullptr, 0));
     if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return Error(r.get(), sql.substr(0, 24));
     return Status::Ok();
   }
