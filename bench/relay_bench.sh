@@ -22,7 +22,10 @@
 #    published_at (the relay's mark, after the broker's acks) - created_at (the inserting
 #    transaction's start, before its commit: pgbench's "latency average" minus its "schedule lag",
 #    both printed below, is how long such a transaction took, so the figure over-states the
-#    relay's part by up to that); prints p50/p99/max and the rate pgbench reached.
+#    relay's part by up to that); prints p50/p99/max and the rate pgbench reached. When the server
+#    runs with track_commit_timestamp = on (e.g. a DTX_BENCH_PG_URL cluster after `alter system set
+#    track_commit_timestamp = on` and a restart), a second line measures from the inserting
+#    transaction's commit (pg_xact_commit_timestamp of its id, kept in a bench-only column).
 # A private PostgreSQL (scripts/pg-cluster.sh; or DTX_BENCH_PG_URL) and a private broker on free
 # ports: redis-server (appendonly yes, appendfsync everysec), nats-server -js (file storage), or
 # dtx-kafka-mock (librdkafka's mock cluster: real protocol, data in memory, no disk: a Kafka

@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -58,6 +59,11 @@ class PgDb {
  private:
   PGconn* conn_;
 };
+
+std::string FileText(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 class RelayTest : public ::testing::Test {
  protected:
@@ -145,6 +151,8 @@ TEST_F(RelayTest, PublishesCommittedRowsInKeyOrderNeverRolledBackOnes) {
   for (const auto& m : got) EXPECT_NE(m.key, "rolled");
   ExpectPerKeyOrder(got);
   EXPECT_EQ(relay.Terminate(), 0);
+  // Without --workers a PostgreSQL outbox gets two workers (docs/outbox.md).
+  EXPECT_NE(FileText(dir_ + "/relay.log").find(", 2 worker(s)"), std::string::npos);
 }
 
 // Writers notify only a relay that waits (holds the wake-up lock); a writer in flight when the
@@ -464,6 +472,7 @@ TEST_F(RelayTest, SqliteOutboxOneRelayPerFile) {
   EXPECT_EQ(got[0].payload, "k:1");
   sqlite3_close(db);
   EXPECT_EQ(relay.Terminate(), 0);
+  EXPECT_NE(FileText(dir_ + "/relay.log").find(", 1 worker(s)"), std::string::npos);
   std::tie(rc, out) = RunDtx("status --source " + src);
   EXPECT_EQ(out, "pending 0 published 2 parked 0\n");
   // --delete-published on SQLite: the next rows are deleted once acknowledged.

@@ -214,7 +214,9 @@ class Worker {
 
 Status CheckOptions(const RelayOptions& o) {
   if (o.batch < 1 || o.batch > 10'000) return Status::InvalidArgument("--batch must be 1..10000");
-  if (o.workers < 1 || o.workers > 64) return Status::InvalidArgument("--workers must be 1..64");
+  if (o.workers < 0 || o.workers > 64) {
+    return Status::InvalidArgument("--workers must be 1..64 (0: the default)");
+  }
   if (o.workers > 1 && o.source.starts_with("sqlite:")) {
     return Status::InvalidArgument("a SQLite outbox has one relay worker (--workers 1)");
   }
@@ -230,9 +232,16 @@ Status CheckOptions(const RelayOptions& o) {
 
 }  // namespace
 
-Status RunRelay(const RelayOptions& o, const std::atomic<bool>& stop, RelayStats& stats,
+int WorkerCount(const RelayOptions& o) {
+  if (o.workers != 0) return o.workers;
+  return o.source.starts_with("sqlite:") ? 1 : 2;
+}
+
+Status RunRelay(const RelayOptions& options, const std::atomic<bool>& stop, RelayStats& stats,
                 const std::function<void()>& ready) {
-  if (Status s = CheckOptions(o); !s.ok()) return s;
+  if (Status s = CheckOptions(options); !s.ok()) return s;
+  RelayOptions o = options;
+  o.workers = WorkerCount(options);
   std::vector<std::unique_ptr<brokers::Publisher>> publishers;
   for (int i = 0; i < o.workers; ++i) {
     Result<std::unique_ptr<brokers::Publisher>> p =

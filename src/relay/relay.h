@@ -30,8 +30,11 @@ struct RelayOptions {
   std::string sink_token;    // dtx(s):// only: the coordinator's API token
   std::string sink_ca_file;  // dtxs:// only: PEM CA certificates besides the system's store
   size_t batch = 500;        // rows per claim, 1..10000
-  int workers = 1;           // threads, each its own connections; SQLite: 1
-  int max_attempts = 10;     // broker refusals before a row is parked
+  // Threads, each its own connections and share of the keys. 0: the default, 2 on PostgreSQL
+  // (PostgreSQL's work for the two runs on two cores: docs/benchmarks.md round 6), 1 on SQLite
+  // (one writer: more cannot help).
+  int workers = 0;
+  int max_attempts = 10;                              // broker refusals before a row is parked
   std::chrono::milliseconds poll_interval{1000};      // fallback when no NOTIFY arrives
   std::chrono::milliseconds publish_timeout{10'000};  // per batch
   std::chrono::seconds retain{0};  // delete published rows older than this; 0 = keep
@@ -53,6 +56,9 @@ struct RelayStats {
   std::atomic<int64_t> publish_us{0};
   std::atomic<int64_t> mark_us{0};
 };
+
+// The worker count `options.workers` stands for (0: the default for its source).
+int WorkerCount(const RelayOptions& options);
 
 // Checks options, prepares the table, calls `ready` once, then runs until `stop`.
 Status RunRelay(const RelayOptions& options, const std::atomic<bool>& stop, RelayStats& stats,

@@ -55,7 +55,7 @@ int RunRelayCommand(RelayFlags& f) {
   std::thread runner([&] {
     result = relay::RunRelay(f.options, stop, stats, [&] {
       std::printf("dtx relay ready: outbox %s, sink %s, %d worker(s)\n", f.options.table.c_str(),
-                  f.options.sink.c_str(), f.options.workers);
+                  f.options.sink.c_str(), relay::WorkerCount(f.options));
       std::fflush(stdout);
     });
     done = true;
@@ -123,8 +123,9 @@ void AddRelayCommand(CLI::App& app) {
       ->envname("DTX_SINK_CA_FILE");
   cmd->add_option("--batch", flags->options.batch, "rows per claim (1..10000)")
       ->capture_default_str();
-  cmd->add_option("--workers", flags->options.workers, "worker threads (SQLite: 1)")
-      ->capture_default_str();
+  cmd->add_option("--workers", flags->options.workers,
+                  "worker threads, each its share of the keys (default: 2 on PostgreSQL, 1 on "
+                  "SQLite)");
   cmd->add_option("--max-attempts", flags->options.max_attempts,
                   "broker refusals before a row is parked")
       ->capture_default_str();
