@@ -200,7 +200,9 @@ TEST_F(RelayTest, ClaimLocksOnlyItsBatchsKeysWithStaleStatistics) {
            "1000), 'k' || (g % 1000) || ':' || g from generate_series(1, 5000) g");
   uint32_t ns = 2166136261u;  // the relay's lock namespace: FNV-1a of the table name
   for (char c : table_) ns = (ns ^ static_cast<uint8_t>(c)) * 16777619u;
-  RelayProcess relay(ArgVector({"--batch", "10", "--poll-interval", "0.05"}), dir_ + "/relay.log");
+  // One worker: the bound below is one claim's (two workers hold up to two claims' locks).
+  RelayProcess relay(ArgVector({"--batch", "10", "--workers", "1", "--poll-interval", "0.05"}),
+                     dir_ + "/relay.log");
   relay.Start();
   int most = 0;
   const std::string held = "select count(*) from pg_locks where locktype = 'advisory' and " +
