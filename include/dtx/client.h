@@ -13,8 +13,11 @@
 ///   200 with the expected body -> ok        409 -> kConflict (the server's message)
 ///   425 -> kOngoing                         400 -> kInvalidArgument     404 -> kNotFound
 ///   413 -> kTooLarge                        503 -> kUnavailable         other -> kInternal
-///   401 (a coordinator started with --api-token, no or a wrong token) -> kInternal whose message
-///   starts with "HTTP 401 (unauthenticated)"
+///   401 (a coordinator started with --api-token, no or a wrong token) and 403 -> kInvalidArgument
+///   (the request as configured is refused; not retryable until the options change) whose message
+///   starts with "HTTP 401 (unauthenticated" / "HTTP 403 (forbidden)"; Status::reason() is the
+///   server's error code ("UNAUTHENTICATED") and info()->Fact("http_status") the status. Another
+///   status's Status (kInternal) carries the same two.
 ///   connection refused/reset, DNS failure, a TLS handshake or certificate that fails
 ///   ("certificate verify failed") -> kUnavailable;  the deadline passed -> kTimeout;
 ///   bad ClientOptions (a reserved or malformed extra header, an unreadable ca_file) ->

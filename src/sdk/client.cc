@@ -58,40 +58,6 @@ std::string ErrorCodeOf(const std::string& body) {
   return {};
 }
 
-// An answer outside §2.1's table: kInternal "HTTP <status>[ (what it means)]: <message>", with the
-// server's error code (or HTTP_<status>) as the ErrorInfo reason and the status as a fact.
-Status OtherAnswer(const Answer& a) {
-  std::string what;
-  if (a.status == 401) what = " (unauthenticated: the coordinator wants an API token)";
-  if (a.status == 403) what = " (forbidden)";
-  std::string reason = ErrorCodeOf(a.body);
-  if (reason.empty()) reason = "HTTP_" + std::to_string(a.status);
-  return Status::Internal("HTTP " + std::to_string(a.status) + what + ": " + ErrorMessage(a.body))
-      .WithInfo(ErrorInfo{std::move(reason), {{"http_status", std::to_string(a.status)}}});
-}
-
-// Non-200 answers -> Status (PROTOCOL.md §2.1).
-Status StatusOfAnswer(const Answer& a) {
-  switch (a.status) {
-    case 200:
-      return Status::Ok();
-    case 409:
-      return Status::Conflict(ErrorMessage(a.body));
-    case 425:
-      return Status::Ongoing(ErrorMessage(a.body));
-    case 400:
-      return Status::InvalidArgument(ErrorMessage(a.body));
-    case 404:
-      return Status::NotFound(ErrorMessage(a.body));
-    case 413:
-      return Status::TooLarge(ErrorMessage(a.body));
-    case 503:
-      return Status::Unavailable(ErrorMessage(a.body));
-    default:
-      return OtherAnswer(a);
-  }
-}
-
 // A 200 answer to prepare/submit/abort must be exactly {"dtm_result":"SUCCESS"} (§2.1: SDKs treat a
 // body containing FAILURE as an error).
 Status CheckSuccessBody(const Answer& a) {
@@ -272,7 +238,7 @@ Result<Answer> Client::Impl::Exchange(std::string_view method, const std::string
 Status Client::Impl::Post(std::string_view op, const std::string& body) {
   auto a = Exchange("POST", base_target + "/" + std::string(op), body);
   if (!a.ok()) return a.status();
-  if (Status s = StatusOfAnswer(*a); !s.ok()) return s;
+  if (Status s = sdk_internal::StatusOfAnswer(a->status, a->body); !s.ok()) return s;
   return CheckSuccessBody(*a);
 }
 
@@ -286,7 +252,7 @@ Client::~Client() = default;
 Result<std::string> Client::NewGid() {
   auto a = impl_->Exchange("GET", impl_->base_target + "/newGid", {});
   if (!a.ok()) return a.status();
-  if (Status s = StatusOfAnswer(*a); !s.ok()) return s;
+  if (Status s = sdk_internal::StatusOfAnswer(a->status, a->body); !s.ok()) return s;
   json::error_code ec;
   json::value v = json::parse(a->body, ec);
   if (!ec && v.is_object()) {
@@ -307,7 +273,7 @@ Result<TransactionInfo> Client::Query(const std::string& gid) {
   if (gid.empty()) return Status::InvalidArgument("query: empty gid");
   auto a = impl_->Exchange("GET", impl_->base_target + "/query?gid=" + http::UrlEncode(gid), {});
   if (!a.ok()) return a.status();
-  if (Status s = StatusOfAnswer(*a); !s.ok()) return s;
+  if (Status s = sdk_internal::StatusOfAnswer(a->status, a->body); !s.ok()) return s;
   auto info = ParseQueryAnswer(a->body);
   if (!info.ok() && info.status().code() == Code::kNotFound) {
     return Status::NotFound("no transaction with gid '" + gid + "'");
@@ -336,6 +302,47 @@ Result<TransactionInfo> Client::WaitFinal(const std::string& gid, std::chrono::m
   }
   return Status::Timeout("transaction '" + gid + "' not final after " +
                          std::to_string(timeout.count()) + " ms (last: " + last + ")");
+}
+
+Status sdk_internal::StatusOfAnswer(int http_status, const std::string& body,
+                                    std::string_view context) {
+  const std::string prefix = context.empty() ? std::string() : std::string(context) + ": ";
+  const std::string message = prefix + ErrorMessage(body);
+  switch (http_status) {
+    case 200:
+      return Status::Ok();
+    case 409:
+      return Status::Conflict(message);
+    case 425:
+      return Status::Ongoing(message);
+    case 400:
+      return Status::InvalidArgument(message);
+    case 404:
+      return Status::NotFound(message);
+    case 413:
+      return Status::TooLarge(message);
+    case 503:
+      return Status::Unavailable(message);
+    default:
+      break;
+  }
+  std::string reason = ErrorCodeOf(body);
+  if (reason.empty()) reason = "HTTP_" + std::to_string(http_status);
+  ErrorInfo info{std::move(reason), {{"http_status", std::to_string(http_status)}}};
+  const std::string head = prefix + "HTTP " + std::to_string(http_status);
+  if (http_status == 401) {
+    return Status::InvalidArgument(head +
+                                   " (unauthenticated: the coordinator wants an API token; "
+                                   "pass it in ClientOptions::extra_headers as Authorization: "
+                                   "Bearer TOKEN): " +
+                                   ErrorMessage(body))
+        .WithInfo(std::move(info));
+  }
+  if (http_status == 403) {
+    return Status::InvalidArgument(head + " (forbidden): " + ErrorMessage(body))
+        .WithInfo(std::move(info));
+  }
+  return Status::Internal(head + ": " + ErrorMessage(body)).WithInfo(std::move(info));
 }
 
 }  // namespace dtx

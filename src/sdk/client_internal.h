@@ -22,6 +22,15 @@ struct ClientAnswer {
   int status = 0;
   std::string body;
 };
+
+// The Status of a coordinator's answer other than 200 (PROTOCOL.md §2.1; include/dtx/client.h
+// lists the mapping), the message prefixed with `context` + ": " when `context` is not empty:
+// 409 kConflict, 425 kOngoing, 400 kInvalidArgument, 404 kNotFound, 413 kTooLarge, 503
+// kUnavailable; 401 and 403 kInvalidArgument (the request as configured is refused: no or a wrong
+// API token; not retryable until the client's options change); anything else kInternal. 401, 403
+// and the others carry an ErrorInfo: the server's error code (or HTTP_<status>) as the reason and
+// the fact http_status. Used by Client, Notification and the TCC branch registration.
+Status StatusOfAnswer(int http_status, const std::string& body, std::string_view context = {});
 }  // namespace sdk_internal
 
 inline constexpr size_t kMaxClientExtraHeaders = 64;

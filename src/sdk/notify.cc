@@ -224,29 +224,7 @@ Status Notification::Post(std::string_view path, const std::string& body) {
   Result<sdk_internal::ClientAnswer> r =
       impl.Exchange("POST", root + "/api/dtx/notify" + std::string(path), body);
   if (!r.ok()) return r.status();
-  if (r->status == 200) return Status::Ok();
-  std::string message = r->body.substr(0, 512);
-  boost::system::error_code ec;
-  json::value v = json::parse(r->body, ec);
-  if (!ec && v.is_object()) {
-    if (const json::value* m = v.get_object().if_contains("message"); m && m->is_string()) {
-      message = std::string(m->get_string());
-    }
-  }
-  switch (r->status) {
-    case 400:
-      return Status::InvalidArgument(message);
-    case 404:
-      return Status::NotFound(message);
-    case 409:
-      return Status::Conflict(message);
-    case 413:
-      return Status::TooLarge(message);
-    case 503:
-      return Status::Unavailable(message);
-    default:
-      return Status::Internal("HTTP " + std::to_string(r->status) + ": " + message);
-  }
+  return sdk_internal::StatusOfAnswer(r->status, r->body);
 }
 
 Status Notification::Send() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "dtx/client.h"
+#include "dtx/notify.h"
 #include "dtx/participant.h"
 #include "dtx/saga.h"
 #include "http/http_test_util.h"
@@ -676,12 +677,47 @@ TEST(ClientTest, UnauthenticatedAnswerSays401) {
   ASSERT_TRUE(server.Start().ok());
   Client client(server.base_url() + "/api/dtmsvr");
   Status s = client.Submit(SubmitBody("ok"));
-  EXPECT_EQ(s.code(), Code::kInternal);
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);  // not a bug of the coordinator: the token
+  EXPECT_FALSE(IsRetryable(s.code()));
   EXPECT_NE(s.message().find("HTTP 401 (unauthenticated"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("extra_headers"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("a valid token is required"), std::string::npos) << s.message();
   EXPECT_EQ(s.reason(), "UNAUTHENTICATED");
   ASSERT_NE(s.info(), nullptr);
   EXPECT_EQ(s.info()->Fact("http_status"), "401");
+}
+
+// 403 the same way; another unexpected status stays kInternal, with the same facts; the
+// notification API and the TCC branch registration map answers alike (one mapping).
+TEST(ClientTest, ForbiddenAndOtherAnswersCarryTheStatus) {
+  ParticipantServer server;
+  server.Handle("POST", "/api/dtmsvr/submit", [](const BranchRequest&) {
+    return BranchResult::Custom(403, R"({"message":"not for you","code":"FORBIDDEN"})");
+  });
+  server.Handle("POST", "/api/dtmsvr/abort",
+                [](const BranchRequest&) { return BranchResult::Custom(502, "bad gateway"); });
+  server.Handle("POST", "/api/dtx/notify", [](const BranchRequest&) {
+    return BranchResult::Custom(
+        401, R"({"message":"a valid token is required","code":"UNAUTHENTICATED"})");
+  });
+  ASSERT_TRUE(server.Start().ok());
+  Client client(server.base_url() + "/api/dtmsvr");
+  Status s = client.Submit(SubmitBody("ok"));
+  EXPECT_EQ(s.code(), Code::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("HTTP 403 (forbidden): not for you"), std::string::npos)
+      << s.message();
+  EXPECT_EQ(s.reason(), "FORBIDDEN");
+  Status other = client.Abort(SubmitBody("ok"));
+  EXPECT_EQ(other.code(), Code::kInternal) << other.ToString();
+  EXPECT_NE(other.message().find("HTTP 502: bad gateway"), std::string::npos) << other.message();
+  EXPECT_EQ(other.reason(), "HTTP_502");
+  ASSERT_NE(other.info(), nullptr);
+  EXPECT_EQ(other.info()->Fact("http_status"), "502");
+  Notification n(client, "n-403", "http://127.0.0.1:1/hook");
+  n.SetPayload("{}");
+  Status sent = n.Send();
+  EXPECT_EQ(sent.code(), Code::kInvalidArgument) << sent.ToString();
+  EXPECT_EQ(sent.reason(), "UNAUTHENTICATED");
 }
 
 TEST(ClientTest, ConcurrentCallsOnOneClientAreSerialized) {

@@ -9,6 +9,7 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "sdk/blocking_http.h"
+#include "sdk/client_internal.h"
 
 namespace dtx {
 namespace {
@@ -28,41 +29,11 @@ std::string Shortened(std::string_view body) {
   return TruncateUtf8(body, kMaxBodyInMessage) + "...";
 }
 
-// The "message" member of a JSON error body, else the (shortened) body.
-std::string MessageOf(const std::string& body) {
-  json::error_code ec;
-  json::value v = json::parse(body, ec);
-  if (!ec && v.is_object()) {
-    if (const json::value* m = v.as_object().if_contains("message"); m && m->is_string()) {
-      return std::string(m->as_string());
-    }
-  }
-  return Shortened(body);
-}
-
 // A coordinator answer to registerBranch (PROTOCOL.md §2.1): ok only for 200 with exactly
 // {"dtm_result":"SUCCESS"}.
 Status CoordinatorStatus(const http::ClientResponse& a, std::string_view what) {
   const std::string prefix = std::string(what) + ": ";
-  switch (a.status) {
-    case 200:
-      break;
-    case 409:
-      return Status::Conflict(prefix + MessageOf(a.body));
-    case 425:
-      return Status::Ongoing(prefix + MessageOf(a.body));
-    case 400:
-      return Status::InvalidArgument(prefix + MessageOf(a.body));
-    case 404:
-      return Status::NotFound(prefix + MessageOf(a.body));
-    case 413:
-      return Status::TooLarge(prefix + MessageOf(a.body));
-    case 503:
-      return Status::Unavailable(prefix + MessageOf(a.body));
-    default:
-      return Status::Internal(prefix + "HTTP " + std::to_string(a.status) + ": " +
-                              MessageOf(a.body));
-  }
+  if (a.status != 200) return sdk_internal::StatusOfAnswer(a.status, a.body, what);
   if (a.body.find("FAILURE") == std::string::npos) {
     json::error_code ec;
     json::value v = json::parse(a.body, ec);
