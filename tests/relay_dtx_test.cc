@@ -218,6 +218,14 @@ TEST(RelayDtxTlsTest, HttpsCoordinatorWithAnApiTokenTakesTheSinkTokenAndCaFile) 
         return log.find("HTTP 401") != std::string::npos;
       },
       10s));
+  {
+    // A 401 is this relay's configuration, not the rows': retried as a transport failure, never a
+    // refusal (which counts an attempt towards parking the row).
+    std::ifstream in(dir + "/relay.log");
+    std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(log.find("refused row"), std::string::npos) << log;
+    EXPECT_NE(log.find("retrying in"), std::string::npos) << log;
+  }
   EXPECT_EQ(no_token.Terminate(), 0);
   EXPECT_EQ(RunDtx(status).second, "pending 2 published 0 parked 0\n");
   EXPECT_EQ(busi.CallCount("/billing"), 0u);

@@ -120,6 +120,12 @@ class DtxPublisher final : public Publisher {
     msg.Add("topic://" + m.topic, m.payload).SetBranchHeaders(std::move(headers));
     Status s = msg.Submit();
     if (s.ok()) return s;
+    // 401/403 (the client's kInvalidArgument): this relay's token is missing or wrong, nothing
+    // about the message: held back like an unreachable coordinator (the rows stay pending).
+    if (const ErrorInfo* info = s.info(); info != nullptr) {
+      const std::string_view http = info->Fact("http_status");
+      if (http == "401" || http == "403") return Status::Unavailable("dtx: submit: " + s.message());
+    }
     switch (s.code()) {
       case Code::kInvalidArgument:
         if (s.message().find("topic not found") != std::string::npos) {
