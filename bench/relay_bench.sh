@@ -5,7 +5,7 @@
 #   DTX_BENCH_SINK=redis|nats|kafka|amqp (default redis); DTX_BENCH_TX_ROWS rows per pgbench
 #   transaction (default 10; 50 reaches 10,000 rows/s with fewer commits); DTX_BENCH_MODE=both
 #   (default) | throughput | latency: run only one of the two parts; DTX_BENCH_RELAY_ARGS more
-#   `dtx relay` options (e.g. --delete-published, throughput only); DTX_BENCH_SETUP_SQL statements
+#   `dtx relay` options (e.g. --delete-published: throughput, or latency on redis, see 2.); DTX_BENCH_SETUP_SQL statements
 #   run (psql, one statement at a time, so ALTER SYSTEM works) after the table is created, before
 #   either part (e.g. per-table autovacuum options, `alter system set autovacuum_naptime`).
 # DTX_BENCH_PERF=1 also records the whole machine with perf during the throughput part and prints
@@ -25,7 +25,10 @@
 #    relay's part by up to that); prints p50/p99/max and the rate pgbench reached. When the server
 #    runs with track_commit_timestamp = on (e.g. a DTX_BENCH_PG_URL cluster after `alter system set
 #    track_commit_timestamp = on` and a restart), a second line measures from the inserting
-#    transaction's commit (pg_xact_commit_timestamp of its id, kept in a bench-only column).
+#    transaction's commit (pg_xact_commit_timestamp of its id, kept in a bench-only column), and
+#    with the redis sink a third from that commit to the stream entry's time (commit -> in the
+#    broker, bench/relay_broker_latency.py: the payload carries the transaction id); that one also
+#    works with DTX_BENCH_RELAY_ARGS=--delete-published, which keeps no published_at.
 # A private PostgreSQL (scripts/pg-cluster.sh; or DTX_BENCH_PG_URL) and a private broker on free
 # ports: redis-server (appendonly yes, appendfsync everysec), nats-server -js (file storage), or
 # dtx-kafka-mock (librdkafka's mock cluster: real protocol, data in memory, no disk: a Kafka
@@ -44,8 +47,10 @@ mode=${DTX_BENCH_MODE:-both}
 case "$mode" in both|throughput|latency) ;; *) echo "relay_bench: DTX_BENCH_MODE must be both, throughput or latency" >&2; exit 2 ;; esac
 load() { cut -d' ' -f1 /proc/loadavg; }
 relay_args=${DTX_BENCH_RELAY_ARGS:-}
+deleting=
 case "$relay_args" in *--delete-published*)
-  [ "$mode" = throughput ] || { echo "relay_bench: --delete-published keeps no published_at: DTX_BENCH_MODE=throughput" >&2; exit 2; } ;;
+  deleting=1
+  [ "$mode" = throughput ] || [ "$sink_kind" = redis ] || { echo "relay_bench: --delete-published keeps no published_at: DTX_BENCH_MODE=throughput, or the redis sink (latency to the broker)" >&2; exit 2; } ;;
 esac
 tx_rows=${DTX_BENCH_TX_ROWS:-10}
 dtx=${DTX_BIN:-$root/build/tools/dtx/dtx}
@@ -193,20 +198,29 @@ fi
 # 2. Latency at RATE rows/s (a fresh relay, idle until woken by NOTIFY).
 # With track_commit_timestamp on (a server setting, needs a restart) each row also records its
 # inserting transaction's id, and a second line measures from that transaction's commit time.
+# With the redis sink it also carries the id in the payload's first 12 characters, and a third
+# line measures commit -> in the broker: the stream entry's id (Redis's clock, ms) minus the
+# commit time; the only figure with --delete-published (no published_at).
 commit_ts=$(sql "show track_commit_timestamp")
+if [ -n "$deleting" ] && [ "$commit_ts" != on ]; then
+  echo "relay_bench: latency with --delete-published needs track_commit_timestamp = on" >&2; exit 2
+fi
+payload="repeat('x', 200)"
 if [ "$commit_ts" = on ]; then
   sql "alter table $table add column if not exists bench_xid xid8 default pg_current_xact_id()"
+  [ "$sink_kind" != redis ] || payload="lpad(pg_current_xact_id()::text, 12, '0') || repeat('x', 188)"
 fi
 sql "vacuum analyze $table"
 start_relay
 load0=$(load)
 cat >"$work/insert.sql" <<EOF
 insert into $table (topic, msg_key, payload)
-  select 'orders', 'k' || (random() * 999)::int, repeat('x', 200) from generate_series(1, $tx_rows);
+  select 'orders', 'k' || (random() * 999)::int, $payload from generate_series(1, $tx_rows);
 EOF
 "$bindir/pgbench" -n -f "$work/insert.sql" -R $((rate / tx_rows)) -T "$seconds" -c 8 -j 2 "$pg" \
   >"$work/pgbench.log" 2>&1
 wait_drained
+if [ -z "$deleting" ]; then
 sql "select 'latency: ' || count(*) || ' rows at ' || $rate || '/s target: commit->published p50 '
      || round(extract(epoch from percentile_cont(0.5) within group (order by published_at - created_at)) * 1000, 1)
      || ' ms, p99 '
@@ -221,6 +235,11 @@ if [ "$commit_ts" = on ]; then
        || ' ms, max ' || round(extract(epoch from max(d)) * 1000, 1) || ' ms'
        from (select published_at - pg_xact_commit_timestamp(xid(bench_xid)) as d
              from $table where state = 1) t"
+fi
+fi
+if [ "$commit_ts" = on ] && [ "$sink_kind" = redis ]; then
+  redis-cli -p "$port" --raw xrange orders - + |
+    python3 "$root/bench/relay_broker_latency.py" "$pg" "$rate" "$load0"
 fi
 grep -E "^(tps|latency average|rate limit schedule lag)" "$work/pgbench.log" | sed "s/^/pgbench ($tx_rows rows per transaction): /" || true
 stop_relay
