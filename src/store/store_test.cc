@@ -1584,6 +1584,75 @@ TEST_F(SqliteStoreTest, MigratesVersion2DatabaseKeepingRowsAndIds) {
   sqlite3_close(db);
 }
 
+// A version-6 database with business keys queued and held is rebuilt at open into version 7's
+// table (keyed by gid, queued by the transaction's id): the queues, their order and the holder are
+// kept; a new transaction none of whose keys has a row holds them from its insert.
+TEST_F(SqliteStoreTest, MigratesVersion6BusinessKeysKeepingQueuesAndHolders) {
+  const SqliteOptions o = Options();
+  std::filesystem::create_directories(std::filesystem::path(o.path).parent_path());
+  auto exec = [](sqlite3* db, const std::string& sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << "\n" << sql;
+    sqlite3_free(err);
+  };
+  auto keys = [](std::vector<std::string> k) {
+    return core::WithKeySpec("", core::KeySpec{std::move(k), false}).value();
+  };
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+    for (int v = 1; v <= 6; ++v) exec(db, std::string(SqliteMigrationSql(v)));
+    exec(db,
+         "PRAGMA user_version=6; PRAGMA application_id=" + std::to_string(kSqliteApplicationId));
+    // Inserted out of id order: the queue follows the transactions' ids.
+    const std::string rows[][2] = {{"5", "w-hold"}, {"9", "w-2"}, {"12", "w-3"}};
+    const std::string specs[] = {keys({"a"}), keys({"a", "b"}), keys({"b"})};
+    for (int i = 0; i < 3; ++i) {
+      exec(db,
+           "INSERT INTO trans_global (id, gid, trans_type, status, custom_data, create_time, "
+           "next_cron_time) VALUES (" +
+               rows[i][0] + ", '" + rows[i][1] + "', 'saga', 'submitted', '" + specs[i] +
+               "', 100, 0)");
+    }
+    exec(db, "UPDATE business_keys SET held = 1 WHERE gid = 'w-hold'");
+    sqlite3_close(db);
+  }
+  auto s = MustOpenSqlite(o);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(Acquire(*s, "w-hold", false, 0)->held);
+  auto w3 = Acquire(*s, "w-3", true, 0);
+  ASSERT_TRUE(w3.ok()) << w3.status().ToString();
+  EXPECT_FALSE(w3->held);
+  EXPECT_EQ(w3->waiting_for, "w-2");
+  EXPECT_EQ(Acquire(*s, "w-2", true, 0)->waiting_for, "w-hold");
+  TransUpdate u;
+  u.gid = "w-hold";
+  u.expected_status = GlobalStatus::kSubmitted;
+  u.new_status = GlobalStatus::kSucceed;
+  u.update_time_ms = 1'000;
+  ASSERT_TRUE(Update(*s, u).ok());
+  EXPECT_TRUE(Acquire(*s, "w-2", true, 0)->held);
+  EXPECT_EQ(Acquire(*s, "w-3", true, 0)->waiting_for, "w-2");
+  // Free keys: held from the insert (a read answers held). Behind it: queued, not held.
+  core::TransSnapshot fresh = Trans("fresh");
+  fresh.global.custom_data = keys({"c"});
+  ASSERT_TRUE(Create(*s, fresh).ok());
+  EXPECT_TRUE(Acquire(*s, "fresh", false, 0)->held);
+  core::TransSnapshot behind = Trans("behind");
+  behind.global.custom_data = keys({"c", "d"});
+  ASSERT_TRUE(Create(*s, behind).ok());
+  auto b = Acquire(*s, "behind", false, 0);
+  EXPECT_FALSE(b->held);
+  EXPECT_EQ(b->waiting_for, "fresh");
+  // All or none: "d" is free, yet behind holds nothing; a third on "d" alone queues behind it.
+  core::TransSnapshot third = Trans("third");
+  third.global.custom_data = keys({"d"});
+  ASSERT_TRUE(Create(*s, third).ok());
+  EXPECT_EQ(Acquire(*s, "third", true, 0)->waiting_for, "behind");
+  s->Close();
+}
+
 TEST_F(SqliteStoreTest, RefusesNewerSchemaVersion) {
   {
     auto s = MustOpenSqlite(Options());

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "store/sqlite/keys.h"
 #include "store/sqlite/sqlite_db.h"
 #include "store/store.h"
 
@@ -50,6 +51,9 @@ class WriterConn {
   int Release() { return Use(release_).Step(); }
   int RollbackToSavepoint() { return Use(rollback_to_).Step(); }
 
+  // Business keys (keys.cc).
+  const sqlite_keys::Statements& keys() const { return keys_; }
+
  private:
   // Refuses a file that is not a SQLite database, is another application's database, or has a newer
   // schema than this binary. Reads only.
@@ -69,6 +73,7 @@ class WriterConn {
   Stmt kv_insert_, kv_update_, kv_delete_;
   Stmt attempt_insert_, attempt_trim_, finished_select_, finished_branches_, finished_attempts_,
       finished_global_, kv_retention_;  // retention.cc
+  sqlite_keys::Statements keys_;
 };
 
 // ---------------------------------------------------------------------------------------------------

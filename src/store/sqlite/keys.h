@@ -1,5 +1,5 @@
 // SQLite: business keys (store.h AcquireKeys / WakeKeyWaiters; semantics of memory/memory_keys.cc).
-// The key rows are written by triggers of schema v6 (keys.cc kSqliteKeysMigration): one queued row
+// The key rows are written by triggers of schema v7 (kSqliteKeysMigrationV7): one queued row
 // per key when a transaction whose custom_data lists "business_keys" is inserted, and all of its
 // rows deleted when an update makes it final — in the same statement, so in the same commit.
 // The functions run on the writer's connection inside its write transaction.
@@ -13,11 +13,12 @@
 #include <vector>
 
 #include "core/business_keys.h"
+#include "store/sqlite/sqlite_db.h"
 #include "util/status.h"
 
 namespace dtx::store::sqlite_keys {
 
-// Schema v6.
+// Schema v6 (released in the v6 store; kept as it was). v7 below replaces its table and triggers.
 inline constexpr std::string_view kSqliteKeysMigration = R"sql(
 CREATE TABLE business_keys (
   id   INTEGER PRIMARY KEY,
@@ -45,8 +46,56 @@ BEGIN
 END;
 )sql";
 
-Status Acquire(sqlite3* db, const std::string& gid, bool acquire, int64_t wait_until_ms,
-               core::KeyState* out);
-Status Wake(sqlite3* db, int64_t now_ms, int limit, std::vector<std::string>* out);
+// Schema v7: cheaper per transaction (docs/benchmarks.md "Business keys"). One b-tree keyed by
+// (gid, bkey) instead of a rowid table plus a gid index; the queue order is the transaction's id
+// (`seq`, trans_global.id: increasing in commit order under SQLite's single writer, and what the
+// v6 row ids followed); and a transaction none of whose keys has any row takes them at insert
+// (held = 1), so the engine's first acquire only reads. The NOT EXISTS excludes the transaction's
+// own rows, so it gives every row of one insert the same answer (all or none).
+inline constexpr std::string_view kSqliteKeysMigrationV7 = R"sql(
+DROP TRIGGER business_keys_queue;
+DROP TRIGGER business_keys_release;
+CREATE TABLE business_keys_v7 (
+  gid  TEXT    NOT NULL,
+  bkey TEXT    NOT NULL,
+  seq  INTEGER NOT NULL,
+  held INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (gid, bkey)
+) WITHOUT ROWID;
+INSERT INTO business_keys_v7 (gid, bkey, seq, held)
+  SELECT b.gid, b.bkey, g.id, b.held FROM business_keys b JOIN trans_global g ON g.gid = b.gid;
+DROP TABLE business_keys;
+ALTER TABLE business_keys_v7 RENAME TO business_keys;
+CREATE INDEX business_keys_key ON business_keys(bkey, seq);
+-- Never two holders of one key, whatever the code above it does.
+CREATE UNIQUE INDEX business_keys_holder ON business_keys(bkey) WHERE held = 1;
+CREATE TRIGGER business_keys_queue AFTER INSERT ON trans_global
+  WHEN instr(NEW.custom_data, '"business_keys"') > 0 AND json_valid(NEW.custom_data)
+BEGIN
+  INSERT INTO business_keys (gid, bkey, seq, held)
+    SELECT DISTINCT NEW.gid, k.value, NEW.id,
+        NOT EXISTS (SELECT 1 FROM json_each(NEW.custom_data, '$.business_keys') j
+                    JOIN business_keys b ON b.bkey = j.value AND b.gid <> NEW.gid)
+      FROM json_each(NEW.custom_data, '$.business_keys') k WHERE k.type = 'text';
+END;
+CREATE TRIGGER business_keys_release AFTER UPDATE OF status ON trans_global
+  WHEN NEW.status = 'succeed' OR NEW.status = 'failed'
+BEGIN
+  DELETE FROM business_keys WHERE gid = NEW.gid;
+END;
+)sql";
+
+// The writer connection's statements for business keys, prepared once when it opens (schema v6
+// present) and kept, like its other statements: preparing them on every call was ~12 % of the
+// coordinator's CPU with a key on every saga.
+struct Statements {
+  sqlite_internal::Stmt mine, ahead, hold, wake_select, set_wakeup, set_wakeup_clear;
+  Status Prepare(sqlite3* db);
+};
+
+Status Acquire(const Statements& st, sqlite3* db, const std::string& gid, bool acquire,
+               int64_t wait_until_ms, core::KeyState* out);
+Status Wake(const Statements& st, sqlite3* db, int64_t now_ms, int limit,
+            std::vector<std::string>* out);
 
 }  // namespace dtx::store::sqlite_keys

@@ -172,6 +172,8 @@ CREATE INDEX trans_global_finished ON trans_global(update_time)
 )sql",
     // v6: business keys (issue 15 item 2; store/sqlite/keys.h).
     sqlite_keys::kSqliteKeysMigration,
+    // v7: business keys, cheaper (store/sqlite/keys.h).
+    sqlite_keys::kSqliteKeysMigrationV7,
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must equal the number of migration steps");

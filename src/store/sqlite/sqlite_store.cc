@@ -76,7 +76,7 @@ class SqliteStore final : public Store {
     auto state = std::make_shared<core::KeyState>();
     SubmitWrite(
         [=, gid = std::move(gid)](WriterConn& w) {
-          return sqlite_keys::Acquire(w.db(), gid, acquire, wait_until_ms, state.get());
+          return sqlite_keys::Acquire(w.keys(), w.db(), gid, acquire, wait_until_ms, state.get());
         },
         [state, done](Status s) {
           if (s.ok()) {
@@ -91,15 +91,18 @@ class SqliteStore final : public Store {
   void WakeKeyWaiters(int64_t now_ms, int limit, Callback<std::vector<std::string>> done) override {
     if (Status s = internal::ValidateClaimLimit("wake", limit); !s.ok()) return done(std::move(s));
     auto gids = std::make_shared<std::vector<std::string>>();
-    SubmitWrite([=](WriterConn& w) { return sqlite_keys::Wake(w.db(), now_ms, limit, gids.get()); },
-                [gids, done](Status s) {
-                  if (s.ok()) {
-                    done(std::move(*gids));
-                  } else {
-                    done(std::move(s));
-                  }
-                },
-                [done](Status s) { done(std::move(s)); });
+    SubmitWrite(
+        [=](WriterConn& w) {
+          return sqlite_keys::Wake(w.keys(), w.db(), now_ms, limit, gids.get());
+        },
+        [gids, done](Status s) {
+          if (s.ok()) {
+            done(std::move(*gids));
+          } else {
+            done(std::move(s));
+          }
+        },
+        [done](Status s) { done(std::move(s)); });
   }
 
   void ResetNextCronTime(std::string gid, int64_t now_ms, DoneCallback done) override {

@@ -40,6 +40,7 @@ Result<std::unique_ptr<WriterConn>> WriterConn::Open(const SqliteOptions& o) {
   if (Status s = w->Migrate(o.path); !s.ok()) return s;
   if (Status s = w->PrepareAll(); !s.ok()) return s;
   if (Status s = w->PrepareRetention(); !s.ok()) return s;
+  if (Status s = w->keys_.Prepare(w->db()); !s.ok()) return s;
   return w;
 }
 
