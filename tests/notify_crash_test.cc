@@ -30,13 +30,16 @@ TEST(NotifyCrash, SigkillMidScheduleEveryNotificationResumesNoneLost) {
   ASSERT_TRUE(server->Start());
   auto id_of = [](int i) { return "crash-" + std::to_string(i); };
   for (int i = 0; i < kNotifications; ++i) {
-    // Each receiver fails its first two attempts, then accepts.
+    // Each receiver fails its first two attempts, then accepts. The second attempt comes 8 s after
+    // the first, so every notification is still mid-schedule when the last one is created, even on
+    // a loaded machine (with 2 s, creating the 300 took long enough under CI load that 123 had
+    // been delivered before the kill).
     busi.Script("/r" + std::to_string(i), {BusiAnswer{500, "down", 0}, BusiAnswer{503, "down", 0}});
     busi.SetDefault("/r" + std::to_string(i), BusiAnswer{200, "ok", 0});
     json::object body{{"id", id_of(i)},
                       {"url", busi.Url("/r" + std::to_string(i))},
                       {"payload", std::to_string(i)},
-                      {"schedule", json::array{0, 2, 2, 2, 2}}};
+                      {"schedule", json::array{0, 8, 2, 2, 2}}};
     HttpResult r = HttpFetch("POST", server->Base() + "/api/dtx/notify", json::serialize(body));
     ASSERT_EQ(r.status, 200) << r.body;
   }
