@@ -22,9 +22,11 @@ PORT=$(grep -o 'listening on [0-9.]*:[0-9]*' "$DIR/server.log" | sed 's/.*://')
   --business-keys 1 "$@"
 kill -TERM $PID; wait $PID 2>/dev/null || true
 # One row per saga: its first call's start and its last call's end (ms), in the order they ran.
+# call_time is when the answer came (core::CallAttempt::time_ms): the call started latency_ms
+# before it.
 sqlite3 -readonly "$DIR/dtx.db" \
-  "SELECT gid, min(call_time), max(call_time + latency_ms) FROM trans_branch_attempt
-   GROUP BY gid ORDER BY min(call_time)" | python3 -c '
+  "SELECT gid, min(call_time - latency_ms), max(call_time) FROM trans_branch_attempt
+   GROUP BY gid ORDER BY min(call_time - latency_ms)" | python3 -c '
 import sys
 rows = [l.strip().split("|") for l in sys.stdin if l.strip()]
 spans = [(g, int(a), int(b)) for g, a, b in rows]
