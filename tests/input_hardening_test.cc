@@ -197,17 +197,6 @@ TEST_F(InputHardening, ACorruptStoredTopicDoesNotTakeTheTopicDown) {
       << text.str();
 }
 
-// business_keys (issue 15 item 2) is built for saga and msg (business_keys_e2e_test); tcc and xa,
-// whose try phase runs in the client, are refused rather than run unserialized.
-TEST_F(InputHardening, BusinessKeysOnTccAreRefused) {
-  auto tcc = Post("prepare", json::serialize(json::object{{"gid", "bk-tcc"},
-                                                          {"trans_type", "tcc"},
-                                                          {"business_keys", json::array{"k"}}}));
-  EXPECT_EQ(tcc.status, 501) << tcc.body;
-  EXPECT_FALSE(QueryTrans(*server_, "bk-tcc").found);
-  EXPECT_TRUE(busi_.Calls().empty());
-}
-
 TEST_F(InputHardening, RetryLimitIsCappedAndItsImmediateRetriesAreSpaced) {
   ExpectClean400(Post("submit", SagaBody("cap", {{busi_.Url("/r/a"), busi_.Url("/r/c")}}, {"p"},
                                          {{"retry_limit", 51}})),

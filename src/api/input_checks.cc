@@ -43,10 +43,8 @@ Status CheckRequestText(const http::Request& req) {
 Status CheckTransRequest(const TransRequest& r, std::string_view api,
                          const core::Settings& settings) {
   if (r.has_business_keys && (api == "submit" || api == "prepare") && r.trans_type &&
-      *r.trans_type != core::TransType::kSaga && *r.trans_type != core::TransType::kMsg) {
-    return Status::Unimplemented(
-        fmt::format("business_keys on a {} transaction is not supported yet (saga and msg are)",
-                    core::ToString(*r.trans_type)));
+      *r.trans_type == core::TransType::kWorkflow) {
+    return Status::Unimplemented("business_keys on a workflow transaction is not supported");
   }
   if (r.has_retry_limit && r.options.retry_limit > settings.max_retry_limit) {
     return Status::InvalidArgument(

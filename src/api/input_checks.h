@@ -20,7 +20,7 @@ Status CheckRequestText(const http::Request& req);
 
 // The server's own limits on a decoded transaction request to route `api` (issue 15):
 // retry_limit above settings.max_retry_limit -> kInvalidArgument; business_keys on a submit or
-// prepare of a tcc or xa transaction -> kUnimplemented (saga and msg serialize on them).
+// prepare of a workflow -> kUnimplemented (saga, msg, tcc and xa serialize on them).
 Status CheckTransRequest(const TransRequest& request, std::string_view api,
                          const core::Settings& settings);
 

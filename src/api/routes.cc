@@ -379,6 +379,8 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
     snap.global.protocol = "http";
     snap.global.options = tr.options;
     snap.global.options.wait_result = false;
+    // tcc/xa keep their custom_data (DTM stores it); business_keys live there (keys_prepare.cc).
+    snap.global.custom_data = tr.custom_data;
     if (Status s = CheckProtocol(tr.protocol); !s.ok()) {
       proposed = s;
     } else {

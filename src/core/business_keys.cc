@@ -113,13 +113,52 @@ Result<std::string> WithKeySpec(std::string_view custom_data, const KeySpec& spe
   return json::serialize(obj);
 }
 
+int64_t PrepareKeyWaitDeadlineMs(const GlobalTrans& g, const Settings& settings) {
+  const int64_t timeout_ms = TimeoutToFailMs(g, settings);
+  const int64_t wait_ms =
+      timeout_ms > 0 ? std::min(timeout_ms, kMaxPrepareKeyWaitMs) : kMaxPrepareKeyWaitMs;
+  return g.create_time_ms + wait_ms;
+}
+
+namespace {
+
+// A prepared tcc/xa that does not hold its keys (its prepare has not answered 200 yet).
+KeyWait DecidePreparedWait(const GlobalTrans& g, const KeySpec& spec, const KeyState& state,
+                           const Settings& settings, int64_t now_ms) {
+  KeyWait w;
+  if (spec.reject_if_busy) {
+    w.kind = KeyWait::Kind::kFail;
+    w.reason = fmt::format("business key '{}' is busy (held by or queued behind '{}')",
+                           state.waiting_key, state.waiting_for);
+    return w;
+  }
+  const int64_t deadline = PrepareKeyWaitDeadlineMs(g, settings);
+  if (now_ms >= deadline) {
+    w.kind = KeyWait::Kind::kFail;
+    w.reason =
+        fmt::format("Timeout after {:g} seconds waiting for business key '{}' (held by '{}')",
+                    static_cast<double>(deadline - g.create_time_ms) / 1000, state.waiting_key,
+                    state.waiting_for);
+    return w;
+  }
+  w.kind = KeyWait::Kind::kWait;
+  w.wake_at_ms = deadline;
+  return w;
+}
+
+}  // namespace
+
 KeyWait DecideKeyWait(const GlobalTrans& g, const KeySpec& spec, const KeyState& state,
                       const Settings& settings, int64_t now_ms) {
   KeyWait w;
-  if (spec.keys.empty() || state.held ||
-      (g.trans_type != TransType::kSaga && g.trans_type != TransType::kMsg)) {
-    return w;  // kRun
+  if (spec.keys.empty() || state.held) return w;  // kRun
+  if (g.trans_type == TransType::kTcc || g.trans_type == TransType::kXa) {
+    // Submitted or aborting, it held its keys when prepare answered (they are released only by
+    // its final write): nothing to decide.
+    if (g.status != GlobalStatus::kPrepared) return w;
+    return DecidePreparedWait(g, spec, state, settings, now_ms);
   }
+  if (g.trans_type != TransType::kSaga && g.trans_type != TransType::kMsg) return w;
   if (g.status == GlobalStatus::kAborting && g.trans_type == TransType::kSaga) {
     // Aborted (by an operator) while it waited: it never held its keys, so no action ran and
     // there is nothing to compensate; it fails without a call, keeping its rollback reason.

@@ -69,10 +69,21 @@ struct KeyWait {
 // the keys are released).
 inline constexpr int64_t kKeyWaitRecheckMs = int64_t{24} * 3600 * 1000;
 
+// tcc and xa wait for their keys in `prepare` (their try phase runs in the client once prepare has
+// answered): at most this long after the transaction was created, and never past its
+// timeout_to_fail (docs/tcc.md "Business keys").
+inline constexpr int64_t kMaxPrepareKeyWaitMs = 30'000;
+
+// The end of a tcc/xa's wait for its keys: create_time + min(timeout_to_fail, kMaxPrepareKeyWaitMs)
+// (timeout_to_fail 0, never, counts as unlimited).
+int64_t PrepareKeyWaitDeadlineMs(const GlobalTrans& g, const Settings& settings);
+
 // Whether a round may call branches. A submitted saga or msg without its keys waits (a prepared
-// one calls no action). A saga with timeout_to_fail fails once it has passed while it waits (no
-// branch call is made); on_busy reject fails at once. An aborting saga that does not hold its
-// keys never held them (they are released only in the final write), so none of its actions ran:
+// one calls no action). A prepared tcc/xa without its keys waits until PrepareKeyWaitDeadlineMs,
+// then fails (no branch of it ran: the client calls its tries only after prepare answered 200);
+// on_busy reject fails it at once. A saga with timeout_to_fail fails once it has passed while it
+// waits (no branch call is made); on_busy reject fails at once. An aborting saga that does not hold
+// its keys never held them (they are released only in the final write), so none of its actions ran:
 // it fails without a call (reason: its rollback_reason).
 KeyWait DecideKeyWait(const GlobalTrans& g, const KeySpec& spec, const KeyState& state,
                       const Settings& settings, int64_t now_ms);

@@ -118,5 +118,46 @@ TEST(BusinessKeys, DecideRejectsAtOnceWithOnBusyReject) {
   EXPECT_NE(w.reason.find("busy"), std::string::npos);
 }
 
+GlobalTrans PreparedTcc(int64_t timeout_s, TransType type = TransType::kTcc) {
+  GlobalTrans g = Saga(timeout_s);
+  g.trans_type = type;
+  g.status = GlobalStatus::kPrepared;
+  return g;
+}
+
+TEST(BusinessKeys, APreparedTccWaitsAtMostThirtySecondsOrItsTimeout) {
+  KeySpec spec{{"k"}, false};
+  KeyState busy{false, "holder", "k"};
+  Settings st;
+  st.timeout_to_fail_ms = 0;  // never times out: the wait is capped by kMaxPrepareKeyWaitMs
+  EXPECT_EQ(PrepareKeyWaitDeadlineMs(PreparedTcc(0), st), 10'000 + kMaxPrepareKeyWaitMs);
+  EXPECT_EQ(PrepareKeyWaitDeadlineMs(PreparedTcc(3600), st), 10'000 + kMaxPrepareKeyWaitMs);
+  EXPECT_EQ(PrepareKeyWaitDeadlineMs(PreparedTcc(5), st), 15'000);
+  st.timeout_to_fail_ms = 2'000;  // the server's default applies to a tcc without its own
+  EXPECT_EQ(PrepareKeyWaitDeadlineMs(PreparedTcc(0), st), 12'000);
+  st.timeout_to_fail_ms = 0;
+  for (TransType type : {TransType::kTcc, TransType::kXa}) {
+    KeyWait w = DecideKeyWait(PreparedTcc(0, type), spec, busy, st, 39'999);
+    EXPECT_EQ(w.kind, KeyWait::Kind::kWait);
+    EXPECT_EQ(w.wake_at_ms, 40'000);
+    w = DecideKeyWait(PreparedTcc(0, type), spec, busy, st, 40'000);
+    EXPECT_EQ(w.kind, KeyWait::Kind::kFail);
+    EXPECT_NE(w.reason.find("Timeout after 30 seconds waiting for business key 'k'"),
+              std::string::npos)
+        << w.reason;
+    EXPECT_NE(w.reason.find("holder"), std::string::npos);
+    // on_busy reject: at once.
+    w = DecideKeyWait(PreparedTcc(0, type), KeySpec{{"k"}, true}, busy, st, 10'001);
+    EXPECT_EQ(w.kind, KeyWait::Kind::kFail);
+    EXPECT_NE(w.reason.find("busy"), std::string::npos);
+    // Held, or past prepare (it held them when prepare answered): run.
+    EXPECT_EQ(DecideKeyWait(PreparedTcc(0, type), spec, KeyState{true, "", ""}, st, 50'000).kind,
+              KeyWait::Kind::kRun);
+    GlobalTrans submitted = PreparedTcc(0, type);
+    submitted.status = GlobalStatus::kSubmitted;
+    EXPECT_EQ(DecideKeyWait(submitted, spec, busy, st, 50'000).kind, KeyWait::Kind::kRun);
+  }
+}
+
 }  // namespace
 }  // namespace dtx::core

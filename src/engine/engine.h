@@ -333,6 +333,15 @@ class Engine {
   boost::asio::awaitable<Status> WaitKeyed(Shard& shard, std::string gid, WaitFor what,
                                            int64_t deadline_ms);
   int64_t KeyWaitDeadline(const Active& active) const;
+  // keys_prepare.cc: a tcc/xa's prepare waits for its keys (docs/tcc.md "Business keys"). OK once
+  // they are held; kConflict when refused or timed out (the transaction is then failed).
+  boost::asio::awaitable<Status> PrepareKeyWait(Shard& shard, std::string gid);
+  // One look under the gid's lock: 0 = held (or no keys), else the time to look again at the
+  // latest; an error ends the wait.
+  boost::asio::awaitable<Result<int64_t>> PrepareKeyStep(std::string gid);
+  // A submit of a prepared tcc/xa whose keys are not held (its prepare did not answer 200) ->
+  // kConflict.
+  boost::asio::awaitable<Status> CheckKeysHeldForSubmit(const core::TransSnapshot& stored);
 
   // recovery.cc: the recovery loop.
   boost::asio::awaitable<void> CronLoop();

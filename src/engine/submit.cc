@@ -131,6 +131,7 @@ awaitable<Result<Engine::ActivePtr>> Engine::SubmitStored(Shard& shard, SubmitRe
 // prepared -> submitted; options present in the submit body override the stored ones.
 awaitable<Result<Engine::ActivePtr>> Engine::SubmitPrepared(Shard& shard, SubmitRequest& req,
                                                             core::TransSnapshot stored) {
+  if (Status held = co_await CheckKeysHeldForSubmit(stored); !held.ok()) co_return held;
   const int64_t now = clock_.NowMs();
   core::TransUpdate u;
   u.gid = stored.global.gid;

@@ -29,21 +29,31 @@ awaitable<Status> Engine::PrepareOnShard(core::TransSnapshot proposed) {
   if (stopped_) co_return Status::Unavailable("the server is shutting down");
   Shard& shard = ShardFor(proposed.global.gid);
   const std::string gid = proposed.global.gid;
-  GidGuard guard = co_await LockGid(shard, gid);
-  Loaded loaded = co_await LoadOnShard(gid);
-  if (!loaded.ok()) co_return loaded.status();
-  if (loaded->has_value()) {
-    const core::GlobalTrans& g = (*loaded)->global;
-    if (g.trans_type != proposed.global.trans_type) {
-      co_return refusal::WrongType(gid, g.trans_type, proposed.global.trans_type);
+  const core::TransType type = proposed.global.trans_type;
+  bool keyed = false;  // a tcc/xa with business keys: it waits for them (keys_prepare.cc)
+  {
+    GidGuard guard = co_await LockGid(shard, gid);
+    Loaded loaded = co_await LoadOnShard(gid);
+    if (!loaded.ok()) co_return loaded.status();
+    if (loaded->has_value()) {
+      const core::GlobalTrans& g = (*loaded)->global;
+      if (g.trans_type != type) co_return refusal::WrongType(gid, g.trans_type, type);
+      if (g.status != core::GlobalStatus::kPrepared) {
+        co_return refusal::WrongStatus("prepare", g.status, g.trans_type);
+      }
+      keyed = g.custom_data.find("\"business_keys\"") != std::string::npos;
+    } else {
+      InitNew(proposed, core::GlobalStatus::kPrepared, clock_.NowMs());
+      Status created = co_await Create(proposed);
+      if (!created.ok() && created.code() != Code::kAlreadyExists) co_return created;
+      // Created (or by a concurrent prepare): its key rows hold its place in the queues.
+      keyed = !proposed.business_keys.empty();
     }
-    if (g.status == core::GlobalStatus::kPrepared) co_return Status::Ok();
-    co_return refusal::WrongStatus("prepare", g.status, g.trans_type);
   }
-  InitNew(proposed, core::GlobalStatus::kPrepared, clock_.NowMs());
-  Status created = co_await Create(proposed);
-  if (created.code() == Code::kAlreadyExists) co_return Status::Ok();
-  co_return created;
+  if (!keyed || (type != core::TransType::kTcc && type != core::TransType::kXa)) {
+    co_return Status::Ok();
+  }
+  co_return co_await PrepareKeyWait(shard, gid);
 }
 
 awaitable<Status> Engine::Abort(std::string gid, std::optional<bool> wait_result,

@@ -29,7 +29,8 @@ struct TxInfo {
   bool force_stop_sent = false;            // ... or may have landed
   bool operator_skipped = false;           // an operator's skip may have landed
   bool app_done = false;
-  // Workload::kKeys: the saga's business keys, and when its first branch call started (-1: none).
+  // Workload::kKeys: the saga's or tcc's business keys, and when its first branch call started (-1:
+  // none).
   std::vector<std::string> keys;
   int64_t first_call_ms = -1;
   // notify: its schedule and whether it was created two-phase.
@@ -58,6 +59,8 @@ class Sim {
   // --- invariants (checker.cc) ---
   void OnCall(const CallRecord& call);
   void CheckKeysOnCall(TxInfo& tx, const CallRecord& call);
+  // Workload::kKeys: one or two of a few business keys into tx and the snapshot's custom_data.
+  void AddKeys(TxInfo& tx, core::TransSnapshot& snap);
   void OnWrite(const core::TransSnapshot& before, const core::TransSnapshot& after);
   void OnAck(int node, const std::string& what, const Status& status);
   void CheckEnd();

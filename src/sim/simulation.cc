@@ -133,9 +133,9 @@ RunResult Sim::Run() {
   for (int i = 0; i < world.config.transactions; ++i) {
     const int64_t at = world.Uniform(0, world.config.chaos_ms * 3 / 4);
     // kind 4: a notification (Workload::kNotify only, which draws nothing else).
-    // Workload::kKeys: sagas only (each on some of a few business keys).
+    // Workload::kKeys: sagas and tccs (3 in 10), each on some of a few business keys.
     const int kind = workload == Workload::kNotify ? 4
-                     : workload == Workload::kKeys ? 0
+                     : workload == Workload::kKeys ? (world.Chance(0.3) ? 2 : 0)
                                                    : static_cast<int>(world.Uniform(0, 3));
     const std::string gid = fmt::format("{}-{}",
                                         kind <= 1   ? "saga"

@@ -30,8 +30,8 @@ struct RunResult {
 
 // kMixed: sagas, TCC and msg (the seeds of sim_seeds and sim_regressions); kNotify: best-effort
 // notifications, plain and two-phase (sim_notify_seeds), a workload of its own so that adding it
-// left every earlier seed's run unchanged. kKeys: sagas on a few business keys (waiting, FIFO,
-// on_busy reject, timeouts while waiting; sim_keys_seeds).
+// left every earlier seed's run unchanged. kKeys: sagas and tccs on a few business keys (waiting,
+// FIFO, on_busy reject, timeouts while waiting; sim_keys_seeds).
 enum class Workload { kMixed, kNotify, kKeys };
 
 RunResult RunSeed(uint64_t seed, bool trace, Mutant mutant = Mutant::kNone,

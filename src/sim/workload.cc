@@ -81,6 +81,19 @@ awaitable<Status> WithRetries(Sim& sim, const std::string& what, MakeOp& make) {
 
 }  // namespace
 
+void Sim::AddKeys(TxInfo& tx, core::TransSnapshot& snap) {
+  // One or two of three keys (much contention), sometimes refusing to wait.
+  core::KeySpec spec;
+  const int64_t first = world.Uniform(0, 2);
+  spec.keys.push_back(fmt::format("account:{}", first));
+  if (world.Chance(0.4))
+    spec.keys.push_back(fmt::format("account:{}", (first + world.Uniform(1, 2)) % 3));
+  std::sort(spec.keys.begin(), spec.keys.end());
+  spec.reject_if_busy = world.Chance(0.1);
+  tx.keys = spec.keys;
+  snap.global.custom_data = core::WithKeySpec(snap.global.custom_data, spec).value();
+}
+
 awaitable<void> Sim::SagaApp(std::string gid) {
   TxInfo& tx = txs[gid];
   const size_t steps = static_cast<size_t>(world.Uniform(1, 4));
@@ -120,18 +133,7 @@ awaitable<void> Sim::SagaApp(std::string gid) {
     snap.global.custom_data = fmt::format(R"({{"concurrent":true,"orders":{{{}}}}})", orders);
   if (world.Chance(0.2)) snap.global.options.retry_limit = world.Uniform(1, 3);
   if (world.Chance(0.25)) snap.global.options.timeout_to_fail_s = world.Uniform(2, 20);
-  if (workload == Workload::kKeys) {
-    // One or two of three keys (much contention), sometimes refusing to wait.
-    core::KeySpec spec;
-    const int64_t first = world.Uniform(0, 2);
-    spec.keys.push_back(fmt::format("account:{}", first));
-    if (world.Chance(0.4))
-      spec.keys.push_back(fmt::format("account:{}", (first + world.Uniform(1, 2)) % 3));
-    std::sort(spec.keys.begin(), spec.keys.end());
-    spec.reject_if_busy = world.Chance(0.1);
-    tx.keys = spec.keys;
-    snap.global.custom_data = core::WithKeySpec(snap.global.custom_data, spec).value();
-  }
+  if (workload == Workload::kKeys) AddKeys(tx, snap);
   const bool wait = world.Chance(0.5);
   world.Trace(fmt::format("app: saga {} steps={} dag={} failing={} wait_result={} {}", gid, steps,
                           dag, std::count(tx.failing.begin(), tx.failing.end(), true), wait,
@@ -163,12 +165,15 @@ awaitable<void> Sim::TccApp(std::string gid) {
   snap.global.gid = gid;
   snap.global.trans_type = core::TransType::kTcc;
   if (world.Chance(0.3)) snap.global.options.timeout_to_fail_s = world.Uniform(2, 10);
+  // Workload::kKeys: it waits for its keys in prepare (engine/keys_prepare.cc).
+  if (workload == Workload::kKeys) AddKeys(tx, snap);
   std::string what = "prepare " + gid;
   auto prepare = [&] {
     return [snap](engine::Engine& e) -> awaitable<Status> { co_return co_await e.Prepare(snap); };
   };
   Status s = co_await WithRetries(*this, what, prepare);
-  world.Trace(fmt::format("app: tcc {} prepare -> {}", gid, s.ToString()));
+  world.Trace(
+      fmt::format("app: tcc {} prepare -> {} {}", gid, s.ToString(), snap.global.custom_data));
   if (!s.ok()) {
     tx.app_done = true;
     co_return;
@@ -206,6 +211,20 @@ awaitable<void> Sim::TccApp(std::string gid) {
       co_return;
     }
     co_await Sleep(world.Uniform(1, 60));  // the try call travels to the participant
+    std::optional<core::TransSnapshot> now_stored = disk.Peek(gid);
+    if (!tx.keys.empty() && now_stored && !core::IsFinal(now_stored->global.status)) {
+      // The try is the tcc's first business call: the same key invariants as a coordinator's call
+      // (it holds its keys; no other holder of one of them has started and is unfinished; FIFO).
+      // A try after the tcc became final (timed out meanwhile) is refused by the barrier (its
+      // branch was cancelled first): nothing to check.
+      CallRecord try_call;
+      try_call.node = -1;  // the application
+      try_call.gid = gid;
+      try_call.branch_id = bid;
+      try_call.op = "try";
+      try_call.start_ms = world.time.now_ms();
+      CheckKeysOnCall(tx, try_call);
+    }
     all_tried = participants.Try(gid, bid, /*business_ok=*/!world.Chance(0.1));
     world.Trace(fmt::format("app: tcc {} try {} -> {}", gid, bid, all_tried ? "ok" : "failed"));
   }

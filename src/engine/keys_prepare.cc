@@ -1,0 +1,117 @@
+// Business keys of tcc and xa (docs/tcc.md "Business keys"): their try phase runs in the client
+// once `prepare` has answered, so they wait for their keys in `prepare`. The transaction and its
+// key rows are created first (its place in the queues is durable); then the prepare request waits
+// on the coordinator — a coroutine on the gid's shard, no blocked thread — until the keys are its
+// (200), or on_busy reject (409 at once), or PrepareKeyWaitDeadlineMs has passed (409; the
+// transaction fails, which deletes its key rows). Wake-ups are the engine's: a release here makes
+// the recovery loop acquire the keys for the waiter and start a round of it, which wakes this
+// wait (Shard::round_watchers); otherwise it looks again once per cron interval (keys released by
+// another coordinator). The stored wake-up of a waiting tcc is its deadline, so after a crash the
+// recovery loop fails it then if nobody acquired the keys for it (KeysGate).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "engine/engine_internal.h"
+#include "engine/refusal.h"
+#include "engine/store_await.h"
+
+namespace dtx::engine {
+
+using asio::awaitable;
+
+namespace {
+
+// While a round of the gid runs here (a timeout check, or the round a wake-up started), the wait
+// looks again after this long.
+constexpr int64_t kPrepareKeyRoundPollMs = 20;
+
+}  // namespace
+
+awaitable<Status> Engine::PrepareKeyWait(Shard& shard, std::string gid) {
+  std::unique_ptr<Timer> timer = timers_->NewTimer(co_await asio::this_coro::executor);
+  for (;;) {
+    if (stopped_) co_return Status::Unavailable("the server is shutting down");
+    int64_t wake_at = 0;
+    {
+      GidGuard guard = co_await LockGid(shard, gid);
+      if (shard.active.count(gid) != 0) {
+        wake_at = clock_.NowMs() + kPrepareKeyRoundPollMs;
+      } else {
+        Result<int64_t> step = co_await PrepareKeyStep(gid);
+        if (!step.ok()) co_return step.status();
+        if (*step == 0) co_return Status::Ok();
+        wake_at = std::min(*step, clock_.NowMs() + options_.cron_interval_ms);
+      }
+    }
+    if (shard.active.count(gid) != 0) {  // a round started while the store was asked
+      wake_at = std::min(wake_at, clock_.NowMs() + kPrepareKeyRoundPollMs);
+    }
+    std::vector<Timer*>& watchers = shard.round_watchers[gid];
+    watchers.push_back(timer.get());
+    co_await timer->WaitUntil(wake_at);
+    std::vector<Timer*>& after = shard.round_watchers[gid];
+    std::erase(after, timer.get());
+    if (after.empty()) shard.round_watchers.erase(gid);
+  }
+}
+
+awaitable<Result<int64_t>> Engine::PrepareKeyStep(std::string gid) {
+  Loaded loaded = co_await LoadOnShard(gid);
+  if (!loaded.ok()) co_return loaded.status();
+  if (!loaded->has_value()) co_return refusal::NotPrepared(gid);
+  const core::GlobalTrans& g = (*loaded)->global;
+  if (g.status != core::GlobalStatus::kPrepared) {
+    // Failed while it waited (its timeout, an abort, an operator): the reason says why.
+    if (g.status == core::GlobalStatus::kFailed && !g.rollback_reason.empty()) {
+      co_return Status::Conflict(g.rollback_reason);
+    }
+    co_return refusal::WrongStatus("prepare", g.status, g.trans_type);
+  }
+  Result<core::KeySpec> spec = core::ParseKeySpec(g.custom_data);
+  if (!spec.ok() || spec->keys.empty()) co_return int64_t{0};
+  const int64_t now = clock_.NowMs();
+  const core::KeyState busy{false, "", ""};
+  const core::KeyWait if_busy = core::DecideKeyWait(g, *spec, busy, options_.settings, now);
+  // Past its deadline it only looks whether a wake-up gave it the keys meanwhile.
+  const bool look_only = if_busy.kind == core::KeyWait::Kind::kFail && !spec->reject_if_busy;
+  const int64_t park_until = if_busy.kind == core::KeyWait::Kind::kWait ? if_busy.wake_at_ms : 0;
+  Result<core::KeyState> st = co_await AcquireKeysRetrying(gid, !look_only, park_until);
+  if (!st.ok()) co_return st.status();
+  if (st->held) co_return int64_t{0};
+  const core::KeyWait w = core::DecideKeyWait(g, *spec, *st, options_.settings, now);
+  if (w.kind == core::KeyWait::Kind::kWait) co_return w.wake_at_ms;
+  // Refused or timed out: failed without any branch call (the client has none: its prepare has
+  // not answered). The write deletes its key rows.
+  core::TransUpdate u;
+  u.gid = gid;
+  u.expected_status = core::GlobalStatus::kPrepared;
+  u.new_status = core::GlobalStatus::kFailed;
+  u.rollback_reason = w.reason.substr(0, core::kMaxRollbackReasonBytes);
+  u.finish_time_ms = now;
+  u.rollback_time_ms = now;
+  u.update_time_ms = now;
+  const std::string reason = *u.rollback_reason;
+  Status written = co_await Transition(std::move(u));
+  if (written.code() == Code::kConflict) co_return now;  // changed meanwhile: look again at once
+  if (!written.ok()) co_return written;
+  WakeKeyWaitersSoon();  // it may have been ahead of others in a queue
+  co_return Status::Conflict(reason);
+}
+
+awaitable<Status> Engine::CheckKeysHeldForSubmit(const core::TransSnapshot& stored) {
+  const core::GlobalTrans& g = stored.global;
+  if (g.trans_type != core::TransType::kTcc && g.trans_type != core::TransType::kXa) {
+    co_return Status::Ok();
+  }
+  if (g.custom_data.find("\"business_keys\"") == std::string::npos) co_return Status::Ok();
+  Result<core::KeyState> st = co_await KeysOf(g.gid);
+  if (!st.ok()) co_return st.status();
+  if (st->held) co_return Status::Ok();
+  co_return Status::Conflict(fmt::format(
+      "business key '{}' of '{}' is not held (queued behind '{}'): prepare has not answered 200",
+      st->waiting_key, g.gid, st->waiting_for));
+}
+
+}  // namespace dtx::engine
