@@ -23,9 +23,9 @@ using asio::awaitable;
 
 namespace {
 
-// While a round of the gid runs here (a timeout check, or the round a wake-up started), the wait
-// looks again after this long.
-constexpr int64_t kPrepareKeyRoundPollMs = 20;
+// A round of the gid that runs here is waited for at most this long at a time (a prepared tcc's
+// round makes no call: it lasts one store write).
+constexpr int64_t kPrepareKeyRoundWaitMs = 60'000;
 
 }  // namespace
 
@@ -36,18 +36,19 @@ awaitable<Status> Engine::PrepareKeyWait(Shard& shard, std::string gid) {
     int64_t wake_at = 0;
     {
       GidGuard guard = co_await LockGid(shard, gid);
-      if (shard.active.count(gid) != 0) {
-        wake_at = clock_.NowMs() + kPrepareKeyRoundPollMs;
-      } else {
-        Result<int64_t> step = co_await PrepareKeyStep(gid);
-        if (!step.ok()) co_return step.status();
-        if (*step == 0) co_return Status::Ok();
-        wake_at = std::min(*step, clock_.NowMs() + options_.cron_interval_ms);
+      // A round of it (a timeout check, or the one a wake-up started after acquiring its keys)
+      // ends first: its write may be the answer.
+      while (true) {
+        auto it = shard.active.find(gid);
+        if (it == shard.active.end()) break;
+        co_await WaitRound(it->second, clock_.NowMs() + kPrepareKeyRoundWaitMs, WaitFor::kSubmit);
       }
+      Result<int64_t> step = co_await PrepareKeyStep(gid);
+      if (!step.ok()) co_return step.status();
+      if (*step == 0) co_return Status::Ok();
+      wake_at = std::min(*step, clock_.NowMs() + options_.cron_interval_ms);
     }
-    if (shard.active.count(gid) != 0) {  // a round started while the store was asked
-      wake_at = std::min(wake_at, clock_.NowMs() + kPrepareKeyRoundPollMs);
-    }
+    if (shard.active.count(gid) != 0) continue;  // a round started while the store was asked
     std::vector<Timer*>& watchers = shard.round_watchers[gid];
     watchers.push_back(timer.get());
     co_await timer->WaitUntil(wake_at);
