@@ -134,7 +134,7 @@ TEST_F(KeysTccE2E, TwoTccsOnOneKeyAreSerializedFromTryToConfirm) {
   EXPECT_LT(Clock::now() - t0, milliseconds(1500)) << "a free key answers at once";
   std::atomic<int> second_prepare{0};
   Clock::time_point second_answered;
-  std::thread second([&] {
+  std::jthread second([&] {
     second_prepare = Prepare("second", {"acct:1"}).status;
     second_answered = Clock::now();
     if (second_prepare == 200) TryAndConfirm("second");
@@ -166,7 +166,7 @@ TEST_F(KeysTccE2E, TwoTccsOnOneKeyAreSerializedFromTryToConfirm) {
   std::map<std::string, std::vector<std::string>> keys;
   const std::vector<std::vector<std::string>> choices = {{"a", "b"}, {"b", "a"}, {"a"}, {"b"}};
   for (int i = 0; i < 8; ++i) keys["many-" + std::to_string(i)] = choices[i % choices.size()];
-  std::vector<std::thread> clients;
+  std::vector<std::jthread> clients;
   std::atomic<int> ok{0};
   for (const auto& [gid, k] : keys) {
     clients.emplace_back([&, gid = gid, k = k] {
@@ -236,10 +236,10 @@ TEST_F(KeysTccE2E, SigkillWhileAPrepareWaitsThenRetriedPrepareAcquires) {
   ASSERT_EQ(Prepare("k-holder", {"crash"}).status, 200);
   std::atomic<int> first_try{-1};
   std::atomic<int> gone_try{-1};
-  std::thread waiter([&] { first_try = Prepare("k-waiter", {"crash"}).status; });
+  std::jthread waiter([&] { first_try = Prepare("k-waiter", {"crash"}).status; });
   ASSERT_TRUE(WaitFor([&] { return QueryTrans(*server_, "k-waiter").found; }, seconds(5)));
   // A second waiter whose client will not come back: it times out after the restart by itself.
-  std::thread gone([&] {
+  std::jthread gone([&] {
     gone_try = Prepare("k-gone", {"crash"}, {{"timeout_to_fail", 2}}).status;
   });
   ASSERT_TRUE(WaitFor([&] { return QueryTrans(*server_, "k-gone").found; }, seconds(5)));
@@ -256,7 +256,7 @@ TEST_F(KeysTccE2E, SigkillWhileAPrepareWaitsThenRetriedPrepareAcquires) {
   EXPECT_FALSE(q.at("business_keys").at("held").as_bool()) << q;
   // The client retries its prepare with the same gid: it waits again; the holder finishes.
   std::atomic<int> retried{0};
-  std::thread again([&] {
+  std::jthread again([&] {
     retried = Prepare("k-waiter", {"crash"}).status;
     if (retried == 200) TryAndConfirm("k-waiter");
   });
@@ -295,7 +295,7 @@ TEST_F(KeysTccE2E, XaWaitsInPrepareToo) {
   };
   ASSERT_EQ(Prepare("xa-1", {"x"}, {}, "xa").status, 200);
   std::atomic<int> second{0};
-  std::thread t([&] {
+  std::jthread t([&] {
     second = Prepare("xa-2", {"x"}, {}, "xa").status;
     if (second == 200) run_xa("xa-2");
   });
