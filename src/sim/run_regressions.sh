@@ -7,9 +7,12 @@ list=$2
 n=0
 while read -r seed _; do
   case "$seed" in ''|'#'*) continue ;; esac
-  if ! out=$("$sim" --seed "$seed"); then
+  # WORKLOAD:SEED replays a seed of another workload (e.g. keys:3478).
+  args=(--seed "${seed#*:}")
+  [[ "$seed" == *:* ]] && args+=(--workload "${seed%%:*}")
+  if ! out=$("$sim" "${args[@]}"); then
     echo "$out"
-    echo "regression seed $seed fails: replay with $sim --seed $seed --trace"
+    echo "regression seed $seed fails: replay with $sim ${args[*]} --trace"
     exit 1
   fi
   n=$((n + 1))

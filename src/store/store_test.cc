@@ -1202,6 +1202,41 @@ core::TransSnapshot Keyed(const std::string& gid, std::vector<std::string> keys)
   return t;
 }
 
+// A waiter parked for a day that takes its keys in a later acquire (not through a wake-up) has its
+// wake-up brought back in the same write: to its round's lease, or due at once without one — a
+// round whose process stops right after the acquire must not leave it asleep for the day
+// (dtx-sim --workload keys, seed 3478).
+TEST_P(StoreTest, BusinessKeysTakenBringTheParkedWakeupBack) {
+  constexpr int64_t kDay = 86'400'000;
+  ASSERT_TRUE(Create(*store_, Keyed("holder", {"a"})).ok());
+  ASSERT_TRUE(Acquire(*store_, "holder", true, 0)->held);
+  ASSERT_TRUE(Create(*store_, Keyed("w", {"a"})).ok());
+  auto parked = Acquire(*store_, "w", true, 5'000 + kDay);
+  ASSERT_TRUE(parked.ok()) << parked.status().ToString();
+  EXPECT_FALSE(parked->held);
+  EXPECT_EQ(MustLoadGlobal("w").next_cron_time_ms, 5'000 + kDay);
+  EXPECT_EQ(MustLoadGlobal("w").lease_until_ms, 0);
+  TransUpdate done;
+  done.gid = "holder";
+  done.expected_status = GlobalStatus::kSubmitted;
+  done.new_status = GlobalStatus::kSucceed;
+  done.update_time_ms = 6'000;
+  ASSERT_TRUE(Update(*store_, done).ok());
+  // No lease: due at once.
+  EXPECT_TRUE(Acquire(*store_, "w", true, 7'000 + kDay)->held);
+  EXPECT_EQ(MustLoadGlobal("w").next_cron_time_ms, 0);
+  // Under a lease: due when the lease ends.
+  TransUpdate claim;
+  claim.gid = "w";
+  claim.expected_status = GlobalStatus::kSubmitted;
+  claim.next_cron_time_ms = 9'000 + kDay;
+  claim.lease_until_ms = 9'500;
+  claim.update_time_ms = 8'000;
+  ASSERT_TRUE(Update(*store_, claim).ok());
+  EXPECT_TRUE(Acquire(*store_, "w", true, 0)->held);  // already held: nothing changes
+  EXPECT_EQ(MustLoadGlobal("w").next_cron_time_ms, 9'000 + kDay);
+}
+
 TEST_P(StoreTest, BusinessKeysFifoAllOrNoneReleasedWhenFinal) {
   ASSERT_TRUE(Create(*store_, Keyed("k1", {"a", "b"})).ok());
   ASSERT_TRUE(Create(*store_, Keyed("k2", {"b"})).ok());

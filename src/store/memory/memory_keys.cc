@@ -91,6 +91,15 @@ void MemoryStore::AcquireKeys(std::string gid, bool acquire, int64_t wait_until_
       if (!st.held && st.waiting_for.empty() && acquire) {
         for (int64_t id : keys_of_.at(gid)) key_rows_.at(id).held = true;
         st.held = true;
+        // A parked waiter's wake-up (its timeout, or a day away) comes back to its round's lease
+        // in the same write (due at once if no lease covers it: a round whose process stopped
+        // right after this write leaves it to recovery), so that a crash never leaves it, and
+        // everything queued behind it, asleep until then (dtx-sim --workload keys, seed 3478).
+        auto t = by_gid_.find(gid);
+        if (t != by_gid_.end() &&
+            t->second.global.next_cron_time_ms > t->second.global.lease_until_ms) {
+          SetWakeupLocked(gid, t->second.global.lease_until_ms, false);
+        }
       }
       if (!st.held && wait_until_ms > 0) SetWakeupLocked(gid, wait_until_ms, true);
       CountWriteLocked(s);

@@ -149,6 +149,23 @@ BEGIN
 END $$)sql",
 };
 
+// Schema v6: keys taken by a waiter that was parked (its wake-up is the park's: its timeout or a
+// day away) bring its wake-up back to its round's lease in the same statement (due at once if no
+// lease covers it), so that a crash never leaves it, and everything queued behind it, asleep
+// until then (dtx-sim --workload keys, seed 3478).
+inline constexpr std::string_view kPgKeysTakenMigration[] = {
+    R"sql(CREATE FUNCTION dtx_business_keys_taken() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+  UPDATE trans_global t SET next_cron_time = t.lease_until
+    WHERE t.gid = NEW.gid AND t.next_cron_time > t.lease_until
+      AND t.status IN ('prepared', 'submitted', 'aborting');
+  RETURN NULL;
+END $$)sql",
+    "CREATE TRIGGER business_keys_taken AFTER UPDATE OF held ON business_keys FOR EACH ROW "
+    "WHEN (NEW.held AND NOT OLD.held) EXECUTE FUNCTION dtx_business_keys_taken()",
+};
+
 inline constexpr const char* kAcquireKeysSql =
     "SELECT o_held, o_waiting_for, o_waiting_key, o_contended FROM dtx_acquire_keys($1, "
     "$2::int8 <> 0, $3::int8)";

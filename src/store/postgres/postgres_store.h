@@ -47,7 +47,7 @@
 namespace dtx::store {
 
 // The newest schema version this binary knows (and creates).
-inline constexpr int kPostgresSchemaVersion = 5;
+inline constexpr int kPostgresSchemaVersion = 6;
 
 // application_name of the store's connections: "dtx writer <schema>" / "dtx reader <schema>" (so
 // an operator, or a test, can find them in pg_stat_activity).

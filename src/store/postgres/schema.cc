@@ -111,10 +111,14 @@ CREATE TABLE trans_branch_attempt (
 CREATE INDEX trans_global_finished ON trans_global (update_time)
   WHERE status IN ('succeed', 'failed'))sql",
 };
-// v5: business keys (issue 15 item 2; store/postgres/keys.h).
-constexpr std::span<const std::string_view> kMigrations[] = {kMigrationV1, kMigrationV2,
-                                                             kMigrationV3, kMigrationV4,
-                                                             pg_keys::kPgKeysMigration};
+// v5: business keys (issue 15 item 2; store/postgres/keys.h); v6: keys taken bring a parked
+// waiter's wake-up back to its lease (keys.h).
+constexpr std::span<const std::string_view> kMigrations[] = {kMigrationV1,
+                                                             kMigrationV2,
+                                                             kMigrationV3,
+                                                             kMigrationV4,
+                                                             pg_keys::kPgKeysMigration,
+                                                             pg_keys::kPgKeysTakenMigration};
 static_assert(std::size(kMigrations) == kPostgresSchemaVersion,
               "kPostgresSchemaVersion must equal the number of migration steps");
 

@@ -83,6 +83,16 @@ CREATE TRIGGER business_keys_release AFTER UPDATE OF status ON trans_global
 BEGIN
   DELETE FROM business_keys WHERE gid = NEW.gid;
 END;
+-- Keys taken by a waiter that was parked (its wake-up is the park's: its timeout or a day away):
+-- in the same write its wake-up comes back to its round's lease (due at once if no lease covers
+-- it), so that a crash never leaves it, and everything queued behind it, asleep until then.
+CREATE TRIGGER business_keys_taken AFTER UPDATE OF held ON business_keys
+  WHEN NEW.held = 1 AND OLD.held = 0
+BEGIN
+  UPDATE trans_global SET next_cron_time = lease_until
+    WHERE gid = NEW.gid AND next_cron_time > lease_until
+      AND status IN ('prepared', 'submitted', 'aborting');
+END;
 )sql";
 
 // The writer connection's statements for business keys, prepared once when it opens (schema v6
