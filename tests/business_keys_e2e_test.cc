@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/support/harness.h"
+#include "tests/support/key_overlap.h"
 
 namespace dtx::testing {
 namespace {
@@ -21,56 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 const std::vector<std::string> kArgs = {"--retry-interval",  "0.3", "--cron-interval", "0.1",
                                         "--request-timeout", "3",   "--log-level",     "warn"};
-
-// The span of a saga at the participant: from its first call's start to its last call's end.
-struct Span {
-  Clock::time_point first;
-  Clock::time_point last;
-  size_t calls = 0;
-};
-
-std::map<std::string, Span> Spans(const Busi& busi) {
-  std::map<std::string, Span> out;
-  for (const BusiCall& c : busi.Calls()) {
-    auto it = c.query.find("gid");
-    if (it == c.query.end()) continue;
-    Span& s = out[it->second];
-    if (s.calls == 0 || c.start < s.first) s.first = c.start;
-    if (s.calls == 0 || c.end > s.last) s.last = c.end;
-    s.calls += 1;
-  }
-  return out;
-}
-
-// Asserts that no two sagas sharing a key overlap at the participant; returns how many pairs were
-// checked.
-size_t ExpectNoOverlap(const Busi& busi,
-                       const std::map<std::string, std::vector<std::string>>& keys) {
-  const std::map<std::string, Span> spans = Spans(busi);
-  size_t pairs = 0;
-  for (auto a = keys.begin(); a != keys.end(); ++a) {
-    for (auto b = std::next(a); b != keys.end(); ++b) {
-      bool shared = false;
-      for (const std::string& k : a->second) {
-        shared = shared || std::find(b->second.begin(), b->second.end(), k) != b->second.end();
-      }
-      auto sa = spans.find(a->first);
-      auto sb = spans.find(b->first);
-      if (!shared || sa == spans.end() || sb == spans.end()) continue;
-      ++pairs;
-      const bool disjoint =
-          sa->second.last <= sb->second.first || sb->second.last <= sa->second.first;
-      EXPECT_TRUE(disjoint) << a->first << " and " << b->first << " share a key and overlapped";
-    }
-  }
-  return pairs;
-}
-
-json::array Keys(const std::vector<std::string>& keys) {
-  json::array a;
-  for (const auto& k : keys) a.emplace_back(k);
-  return a;
-}
 
 class BusinessKeysE2E : public ::testing::Test {
  protected:
@@ -117,7 +68,7 @@ TEST_F(BusinessKeysE2E, TwoSagasOnOneKeyRunOneAfterTheOther) {
   EXPECT_EQ(WaitStatus(*server_, "first", {"succeed"}).status, "succeed");
   EXPECT_EQ(WaitStatus(*server_, "second", {"succeed"}).status, "succeed");
   // The second's first action came after the first's last call.
-  std::map<std::string, Span> spans = Spans(busi_);
+  std::map<std::string, KeySpan> spans = Spans(busi_);
   EXPECT_GE(spans.at("second").first, spans.at("first").last);
   EXPECT_EQ(ExpectNoOverlap(busi_, {{"first", {"account:42"}}, {"second", {"account:42"}}}), 1u);
   // A final one has no lock any more: the query shows no business_keys member.
@@ -157,7 +108,7 @@ TEST_F(BusinessKeysE2E, FifoPerKey) {
   for (int i = 0; i <= 5; ++i) {
     EXPECT_EQ(WaitStatus(*server_, "fifo-" + std::to_string(i), {"succeed"}).status, "succeed");
   }
-  std::map<std::string, Span> spans = Spans(busi_);
+  std::map<std::string, KeySpan> spans = Spans(busi_);
   for (int i = 1; i <= 5; ++i) {
     EXPECT_GE(spans.at("fifo-" + std::to_string(i)).first,
               spans.at("fifo-" + std::to_string(i - 1)).last)
@@ -209,7 +160,7 @@ TEST_F(BusinessKeysE2E, WaitResultOnAWaitingSagaAnswersWhenItHasRun) {
   EXPECT_EQ(r.status, 200) << r.body;
   // Answered after it ran: it is final, and its calls came after the holder's.
   EXPECT_EQ(QueryTrans(*server_, "w-waiter").status, "succeed");
-  std::map<std::string, Span> spans = Spans(busi_);
+  std::map<std::string, KeySpan> spans = Spans(busi_);
   ASSERT_EQ(spans.count("w-waiter"), 1u);
   EXPECT_GE(spans.at("w-waiter").first, spans.at("w-holder").last);
   // A rollback after the wait is reported like any other.
@@ -237,7 +188,7 @@ TEST_F(BusinessKeysE2E, SigkillWithWaitersAllRunAfterRestartInOrder) {
   for (int i = 0; i <= 4; ++i) {
     EXPECT_EQ(WaitStatus(*server_, "crash-" + std::to_string(i), {"succeed"}).status, "succeed");
   }
-  std::map<std::string, Span> spans = Spans(busi_);
+  std::map<std::string, KeySpan> spans = Spans(busi_);
   for (int i = 1; i <= 4; ++i) {
     EXPECT_GE(spans.at("crash-" + std::to_string(i)).first,
               spans.at("crash-" + std::to_string(i - 1)).last)

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "tests/support/harness.h"
+#include "tests/support/key_overlap.h"
 
 namespace dtx::testing {
 namespace {
@@ -26,54 +27,6 @@ const std::vector<std::string> kArgs = {"--retry-interval",  "0.3", "--cron-inte
 
 // A prepare may wait up to 30 s on the coordinator: the client's deadline is longer.
 constexpr milliseconds kPrepareDeadline = seconds(45);
-
-struct Span {
-  Clock::time_point first;
-  Clock::time_point last;
-};
-
-std::map<std::string, Span> Spans(const Busi& busi) {
-  std::map<std::string, Span> out;
-  for (const BusiCall& c : busi.Calls()) {
-    auto it = c.query.find("gid");
-    if (it == c.query.end()) continue;
-    auto [s, fresh] = out.try_emplace(it->second, Span{c.start, c.end});
-    if (!fresh) {
-      s->second.first = std::min(s->second.first, c.start);
-      s->second.last = std::max(s->second.last, c.end);
-    }
-  }
-  return out;
-}
-
-// No two transactions sharing a key overlap at the participant (try .. confirm/cancel); returns
-// the number of pairs checked.
-size_t ExpectNoOverlap(const Busi& busi,
-                       const std::map<std::string, std::vector<std::string>>& keys) {
-  const std::map<std::string, Span> spans = Spans(busi);
-  size_t pairs = 0;
-  for (auto a = keys.begin(); a != keys.end(); ++a) {
-    for (auto b = std::next(a); b != keys.end(); ++b) {
-      bool shared = false;
-      for (const std::string& k : a->second) {
-        shared = shared || std::find(b->second.begin(), b->second.end(), k) != b->second.end();
-      }
-      auto sa = spans.find(a->first);
-      auto sb = spans.find(b->first);
-      if (!shared || sa == spans.end() || sb == spans.end()) continue;
-      ++pairs;
-      EXPECT_TRUE(sa->second.last <= sb->second.first || sb->second.last <= sa->second.first)
-          << a->first << " and " << b->first << " share a key and overlapped";
-    }
-  }
-  return pairs;
-}
-
-json::array Keys(const std::vector<std::string>& keys) {
-  json::array a;
-  for (const auto& k : keys) a.emplace_back(k);
-  return a;
-}
 
 class KeysTccE2E : public ::testing::Test {
  protected:
@@ -154,7 +107,7 @@ TEST_F(KeysTccE2E, TwoTccsOnOneKeyAreSerializedFromTryToConfirm) {
   second.join();
   EXPECT_EQ(second_prepare.load(), 200);
   EXPECT_EQ(QueryTrans(*server_, "second").status, "succeed");
-  const std::map<std::string, Span> spans = Spans(busi_);
+  const std::map<std::string, KeySpan> spans = Spans(busi_);
   EXPECT_GE(second_answered, spans.at("first").last) << "prepare answered before first ended";
   // The hand-over: from the holder's last call (its confirm) to the waiter's 200.
   std::printf(

@@ -1516,47 +1516,52 @@ TEST_F(SqliteStoreTest, FailedCommitFailsBatchAndStore) {
   s.Close();
 }
 
+// Raw SQL on a store file, for the migration tests (a failure is a test failure).
+void RawExec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << "\n" << sql;
+  sqlite3_free(err);
+}
+
+// Every row's `column` as text, each followed by ';'.
+std::string RawQuery(sqlite3* db, const std::string& sql, int column = 0) {
+  sqlite3_stmt* st = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+  std::string out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char* t = sqlite3_column_text(st, column);
+    out += (t ? reinterpret_cast<const char*>(t) : "NULL");
+    out += ";";
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
 // A version-2 database (AUTOINCREMENT ids) is rebuilt at open into version 3 with every row, id,
 // branch order and index kept; new rows continue after the highest id.
 TEST_F(SqliteStoreTest, MigratesVersion2DatabaseKeepingRowsAndIds) {
   const SqliteOptions o = Options();
   std::filesystem::create_directories(std::filesystem::path(o.path).parent_path());
-  auto exec = [](sqlite3* db, const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << "\n" << sql;
-    sqlite3_free(err);
-  };
-  auto query = [](sqlite3* db, const std::string& sql, int column = 0) {
-    sqlite3_stmt* st = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
-    std::string out;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      const unsigned char* t = sqlite3_column_text(st, column);
-      out += (t ? reinterpret_cast<const char*>(t) : "NULL");
-      out += ";";
-    }
-    sqlite3_finalize(st);
-    return out;
-  };
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
-    exec(db, std::string(SqliteMigrationSql(1)));
-    exec(db, std::string(SqliteMigrationSql(2)));
-    exec(db,
-         "PRAGMA user_version=2; PRAGMA application_id=" + std::to_string(kSqliteApplicationId));
+    RawExec(db, std::string(SqliteMigrationSql(1)));
+    RawExec(db, std::string(SqliteMigrationSql(2)));
+    RawExec(db,
+            "PRAGMA user_version=2; PRAGMA application_id=" + std::to_string(kSqliteApplicationId));
     // Ids with gaps, branch rows out of gid order: what a long-lived database looks like.
-    exec(db,
-         "INSERT INTO trans_global (id, gid, trans_type, status, create_time, next_cron_time) "
-         "VALUES (7, 'old-a', 'saga', 'succeed', 100, 0), (42, 'old-b', 'saga', 'submitted', 200, "
-         "5000);"
-         "INSERT INTO trans_branch_op (id, gid, url, bin_data, branch_id, op, status) VALUES "
-         "(10, 'old-b', 'http://b/c1', x'00ff', '01', 'compensate', 'prepared'),"
-         "(11, 'old-a', 'http://a/a1', x'', '01', 'action', 'succeed'),"
-         "(12, 'old-b', 'http://b/a1', x'', '01', 'action', 'succeed'),"
-         "(90, 'old-b', 'http://b/a2', x'', '02', 'action', 'prepared');");
-    ASSERT_NE(query(db, "SELECT sql FROM sqlite_schema WHERE name = 'trans_global'")
+    RawExec(
+        db,
+        "INSERT INTO trans_global (id, gid, trans_type, status, create_time, next_cron_time) "
+        "VALUES (7, 'old-a', 'saga', 'succeed', 100, 0), (42, 'old-b', 'saga', 'submitted', 200, "
+        "5000);"
+        "INSERT INTO trans_branch_op (id, gid, url, bin_data, branch_id, op, status) VALUES "
+        "(10, 'old-b', 'http://b/c1', x'00ff', '01', 'compensate', 'prepared'),"
+        "(11, 'old-a', 'http://a/a1', x'', '01', 'action', 'succeed'),"
+        "(12, 'old-b', 'http://b/a1', x'', '01', 'action', 'succeed'),"
+        "(90, 'old-b', 'http://b/a2', x'', '02', 'action', 'prepared');");
+    ASSERT_NE(RawQuery(db, "SELECT sql FROM sqlite_schema WHERE name = 'trans_global'")
                   .find("AUTOINCREMENT"),
               std::string::npos);
     sqlite3_close(db);
@@ -1589,31 +1594,32 @@ TEST_F(SqliteStoreTest, MigratesVersion2DatabaseKeepingRowsAndIds) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
-  EXPECT_EQ(query(db, "PRAGMA user_version"), std::to_string(kSqliteSchemaVersion) + ";");
-  EXPECT_EQ(query(db,
-                  "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%AUTOINCREMENT%' AND "
-                  "name IN ('trans_global', 'trans_branch_op')"),
+  EXPECT_EQ(RawQuery(db, "PRAGMA user_version"), std::to_string(kSqliteSchemaVersion) + ";");
+  EXPECT_EQ(RawQuery(db,
+                     "SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%AUTOINCREMENT%' AND "
+                     "name IN ('trans_global', 'trans_branch_op')"),
             "0;");
   // The UNIQUE constraints' automatic indexes and the three named ones.
-  EXPECT_EQ(query(db,
-                  "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name IN "
-                  "('trans_global', 'trans_branch_op') AND name LIKE 'sqlite_autoindex%'"),
+  EXPECT_EQ(RawQuery(db,
+                     "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name IN "
+                     "('trans_global', 'trans_branch_op') AND name LIKE 'sqlite_autoindex%'"),
             "2;");
-  EXPECT_EQ(query(db,
-                  "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name IN "
-                  "('trans_global', 'trans_branch_op') AND name NOT LIKE 'sqlite_autoindex%' "
-                  "ORDER BY name"),
+  EXPECT_EQ(RawQuery(db,
+                     "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name IN "
+                     "('trans_global', 'trans_branch_op') AND name NOT LIKE 'sqlite_autoindex%' "
+                     "ORDER BY name"),
             "trans_global_create_time;trans_global_due;trans_global_finished;trans_global_status;");
-  EXPECT_EQ(query(db, "PRAGMA integrity_check"), "ok;");
+  EXPECT_EQ(RawQuery(db, "PRAGMA integrity_check"), "ok;");
   // Branch rows now carry their transaction's id, and are found through it.
-  EXPECT_EQ(query(db, "SELECT trans_id FROM trans_branch_op WHERE id IN (10, 11, 90) ORDER BY id"),
-            "42;7;42;");
+  EXPECT_EQ(
+      RawQuery(db, "SELECT trans_id FROM trans_branch_op WHERE id IN (10, 11, 90) ORDER BY id"),
+      "42;7;42;");
   const std::string plan =
-      query(db,
-            "EXPLAIN QUERY PLAN UPDATE trans_branch_op SET status = 'succeed' WHERE trans_id = "
-            "(SELECT id FROM trans_global WHERE gid = 'old-b') AND branch_id = '01' AND op = "
-            "'action'",
-            /*column=*/3);  // EXPLAIN QUERY PLAN: id, parent, notused, detail
+      RawQuery(db,
+               "EXPLAIN QUERY PLAN UPDATE trans_branch_op SET status = 'succeed' WHERE trans_id = "
+               "(SELECT id FROM trans_global WHERE gid = 'old-b') AND branch_id = '01' AND op = "
+               "'action'",
+               /*column=*/3);  // EXPLAIN QUERY PLAN: id, parent, notused, detail
   EXPECT_NE(plan.find("SEARCH trans_branch_op USING INDEX"), std::string::npos) << plan;
   EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
   sqlite3_close(db);
@@ -1625,32 +1631,26 @@ TEST_F(SqliteStoreTest, MigratesVersion2DatabaseKeepingRowsAndIds) {
 TEST_F(SqliteStoreTest, MigratesVersion6BusinessKeysKeepingQueuesAndHolders) {
   const SqliteOptions o = Options();
   std::filesystem::create_directories(std::filesystem::path(o.path).parent_path());
-  auto exec = [](sqlite3* db, const std::string& sql) {
-    char* err = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "") << "\n" << sql;
-    sqlite3_free(err);
-  };
   auto keys = [](std::vector<std::string> k) {
     return core::WithKeySpec("", core::KeySpec{std::move(k), false}).value();
   };
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
-    for (int v = 1; v <= 6; ++v) exec(db, std::string(SqliteMigrationSql(v)));
-    exec(db,
-         "PRAGMA user_version=6; PRAGMA application_id=" + std::to_string(kSqliteApplicationId));
+    for (int v = 1; v <= 6; ++v) RawExec(db, std::string(SqliteMigrationSql(v)));
+    RawExec(db,
+            "PRAGMA user_version=6; PRAGMA application_id=" + std::to_string(kSqliteApplicationId));
     // Inserted out of id order: the queue follows the transactions' ids.
     const std::string rows[][2] = {{"5", "w-hold"}, {"9", "w-2"}, {"12", "w-3"}};
     const std::string specs[] = {keys({"a"}), keys({"a", "b"}), keys({"b"})};
     for (int i = 0; i < 3; ++i) {
-      exec(db,
-           "INSERT INTO trans_global (id, gid, trans_type, status, custom_data, create_time, "
-           "next_cron_time) VALUES (" +
-               rows[i][0] + ", '" + rows[i][1] + "', 'saga', 'submitted', '" + specs[i] +
-               "', 100, 0)");
+      RawExec(db,
+              "INSERT INTO trans_global (id, gid, trans_type, status, custom_data, create_time, "
+              "next_cron_time) VALUES (" +
+                  rows[i][0] + ", '" + rows[i][1] + "', 'saga', 'submitted', '" + specs[i] +
+                  "', 100, 0)");
     }
-    exec(db, "UPDATE business_keys SET held = 1 WHERE gid = 'w-hold'");
+    RawExec(db, "UPDATE business_keys SET held = 1 WHERE gid = 'w-hold'");
     sqlite3_close(db);
   }
   auto s = MustOpenSqlite(o);
