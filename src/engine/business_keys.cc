@@ -189,15 +189,7 @@ awaitable<Status> Engine::WaitKeyed(Shard& shard, std::string gid, WaitFor what,
       if (!loaded.ok()) co_return loaded.status();
       if (!loaded->has_value()) co_return refusal::NotSucceeded();
       const core::GlobalTrans& g = (*loaded)->global;
-      if (core::IsFinal(g.status)) {
-        const core::GlobalStatus wanted =
-            what == WaitFor::kSubmit ? core::GlobalStatus::kSucceed : core::GlobalStatus::kFailed;
-        if (g.status == wanted) co_return Status::Ok();
-        if (what == WaitFor::kSubmit && !g.rollback_reason.empty()) {
-          co_return Status::Conflict(g.rollback_reason);
-        }
-        co_return refusal::NotSucceeded();
-      }
+      if (core::IsFinal(g.status)) co_return FinalWaitAnswer(g, what);
     }
     if (clock_.NowMs() >= deadline_ms) co_return refusal::NotSucceeded();
     if (shard.active.count(gid)) continue;  // started while the store was read

@@ -293,6 +293,8 @@ class Engine {
   boost::asio::awaitable<Status> WaitRound(ActivePtr active, int64_t deadline_ms, WaitFor what);
   // wait_result for a transaction another coordinator drives: follows the store (bounded).
   boost::asio::awaitable<Status> WaitStored(std::string gid, WaitFor what);
+  // wait_result's answer for a transaction the store holds as final (WaitStored, WaitKeyed).
+  static Status FinalWaitAnswer(const core::GlobalTrans& g, WaitFor what);
   // After a committed write: extends the lease again if time passed while it was in flight and
   // the decision's calls would outlive it.
   boost::asio::awaitable<Status> RecheckLease(Active& active, const core::Decision& decision);

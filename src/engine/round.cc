@@ -218,6 +218,16 @@ awaitable<Status> Engine::WaitRound(ActivePtr a, int64_t deadline_ms, WaitFor wh
   co_return refusal::NotSucceeded();
 }
 
+Status Engine::FinalWaitAnswer(const core::GlobalTrans& g, WaitFor what) {
+  const core::GlobalStatus wanted =
+      what == WaitFor::kSubmit ? core::GlobalStatus::kSucceed : core::GlobalStatus::kFailed;
+  if (g.status == wanted) return Status::Ok();
+  if (what == WaitFor::kSubmit && !g.rollback_reason.empty()) {
+    return Status::Conflict(g.rollback_reason);
+  }
+  return refusal::NotSucceeded();
+}
+
 awaitable<Status> Engine::WaitStored(std::string gid, WaitFor what) {
   // Another coordinator drives the transaction: follow the store until it is final or the
   // wait_result deadline passes.
@@ -229,15 +239,7 @@ awaitable<Status> Engine::WaitStored(std::string gid, WaitFor what) {
     if (!loaded.ok()) co_return loaded.status();
     if (!loaded->has_value()) co_return refusal::NotSucceeded();
     const core::GlobalTrans& g = (*loaded)->global;
-    if (core::IsFinal(g.status)) {
-      const core::GlobalStatus wanted =
-          what == WaitFor::kSubmit ? core::GlobalStatus::kSucceed : core::GlobalStatus::kFailed;
-      if (g.status == wanted) co_return Status::Ok();
-      if (what == WaitFor::kSubmit && !g.rollback_reason.empty()) {
-        co_return Status::Conflict(g.rollback_reason);
-      }
-      co_return refusal::NotSucceeded();
-    }
+    if (core::IsFinal(g.status)) co_return FinalWaitAnswer(g, what);
     if (clock_.NowMs() >= deadline) co_return refusal::NotSucceeded();
     co_await timer->WaitUntil(std::min(deadline, clock_.NowMs() + 100));
   }
