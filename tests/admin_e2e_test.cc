@@ -259,10 +259,12 @@ TEST_F(AdminE2E, BadInput) {
   EXPECT_EQ(Get("transactions?limit=0").status, 400);
   EXPECT_EQ(Get("transactions?limit=abc").status, 400);
   EXPECT_EQ(Get("nothing-here").status, 404);
-  EXPECT_EQ(HttpFetchWithHeaders("DELETE", Admin(*server_, "transactions"), "",
-                                 {{"Authorization", std::string("Bearer ") + kAlice}})
-                .status,
-            405);
+  HttpResult del = HttpFetchWithHeaders("DELETE", Admin(*server_, "transactions"), "",
+                                        {{"Authorization", std::string("Bearer ") + kAlice}});
+  EXPECT_EQ(del.status, 405);
+  EXPECT_EQ(del.Header("Allow"), "GET");  // RFC 9110 §15.5.6
+  EXPECT_EQ(Get("transactions/" + gid + "/retry").Header("Allow"), "POST");
+  EXPECT_EQ(HttpFetch("POST", server_->Base() + "/admin/").Header("Allow"), "GET, HEAD");
   EXPECT_EQ(Parse(Get("audit?gid=" + gid)).at("audit").as_array().size(), 0u)
       << "refused actions leave no audit record";
 }
@@ -406,6 +408,8 @@ TEST_F(AdminE2E, CliListShowActAudit) {
   ASSERT_EQ(show.exit_code, 0) << show.err;
   EXPECT_NE(show.out.find("BRANCH"), std::string::npos) << show.out;
   EXPECT_NE(show.out.find("compensate"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("next try:"), std::string::npos) << show.out;
+  EXPECT_EQ(show.out.find("finished:"), std::string::npos) << show.out;
 
   // Refused: a stale expect_status -> exit 1 with the reason and the current state; nothing
   // changes.
@@ -433,6 +437,11 @@ TEST_F(AdminE2E, CliListShowActAudit) {
   ASSERT_EQ(skip.exit_code, 0) << skip.err;
   EXPECT_NE(skip.out.find("submitted -> submitted"), std::string::npos) << skip.out;
   EXPECT_EQ(WaitStatus(*server_, gid, {"succeed"}, milliseconds(5000)).status, "succeed");
+  // Final: when it finished, and no next try (a final transaction is never woken again).
+  CliResult done = RunDtxCommand("tx show " + gid + common);
+  ASSERT_EQ(done.exit_code, 0) << done.err;
+  EXPECT_EQ(done.out.find("next try"), std::string::npos) << done.out;
+  EXPECT_NE(done.out.find("finished:   20"), std::string::npos) << done.out;
   CliResult audit = RunDtxCommand("audit --gid " + gid + common);
   ASSERT_EQ(audit.exit_code, 0) << audit.err;
   EXPECT_NE(audit.out.find("alice"), std::string::npos) << audit.out;
@@ -499,6 +508,7 @@ TEST_F(AdminE2E, NotificationsListShowResendAudited) {
   EXPECT_EQ(Post("notifications/" + id + "/resend", {}).status, 400);
   EXPECT_EQ(Post("notifications/nope/resend", {{"reason", "x"}}).status, 404);
   EXPECT_EQ(Get("notifications/" + id + "/resend").status, 405);
+  EXPECT_EQ(Get("notifications/" + id + "/resend").Header("Allow"), "POST");
   EXPECT_EQ(NotifyStatus(*server_, id), "failed");
 
   busi_->SetDefault(P("/hook"), BusiAnswer::Success());  // the receiver is fixed
@@ -545,6 +555,7 @@ TEST_F(AdminE2E, CliNotifyListShowResend) {
   CliResult show = RunDtxCommand("notify show " + id + common);
   ASSERT_EQ(show.exit_code, 0) << show.err;
   EXPECT_NE(show.out.find("failed"), std::string::npos) << show.out;
+  EXPECT_EQ(show.out.find(", next"), std::string::npos) << "nothing scheduled: " << show.out;
   EXPECT_NE(show.out.find("500"), std::string::npos) << show.out;  // the attempt's answer
   EXPECT_EQ(show.out.find("MfKQ9r8G"), std::string::npos) << show.out;
   EXPECT_EQ(RunDtxCommand("notify show nope" + common).exit_code, 1);

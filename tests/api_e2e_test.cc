@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "tests/support/harness.h"
@@ -358,6 +359,89 @@ TEST_F(ApiE2E, TruncatedBodyIs400) {
   c.Send("POST /api/dtmsvr/submit HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{\"gid");
   std::string answer = c.ReadAll();
   EXPECT_NE(answer.find("400"), std::string::npos) << answer;
+}
+
+// A route of /api/dtmsvr/ asked with another method: 405 with the Allow header (RFC 9110
+// §15.5.6) naming the one it answers, and nothing done.
+TEST_F(ApiE2E, WrongMethodIs405WithAllow) {
+  const std::string gid = Gid("405");
+  const std::string saga = SagaBody(gid, {{"", ""}}, {"x"});
+  struct Case {
+    std::string route;
+    std::string allow;
+    std::vector<std::string> methods;
+  };
+  const std::vector<Case> cases = {
+      {"prepare", "POST", {"GET", "PUT", "DELETE"}},
+      {"submit", "POST", {"GET", "PUT", "DELETE"}},
+      {"abort", "POST", {"GET", "PUT"}},
+      {"forceStop", "POST", {"GET", "DELETE"}},
+      {"resetNextCronTime", "POST", {"GET"}},
+      {"registerBranch", "POST", {"GET", "PUT"}},
+      {"registerTccBranch", "POST", {"GET"}},
+      {"registerXaBranch", "POST", {"GET"}},
+      {"query?gid=" + gid, "GET", {"POST", "DELETE"}},
+      {"all", "GET", {"POST", "PUT"}},
+      {"resetCronTime", "GET", {"POST"}},
+      {"subscribe?topic=t405&url=http://127.0.0.1:1/x", "GET", {"POST"}},
+      {"unsubscribe?topic=t405&url=http://127.0.0.1:1/x", "GET", {"POST"}},
+      {"scanKV?cat=topics", "GET", {"POST"}},
+      {"queryKV?cat=topics&key=t405", "GET", {"POST"}},
+      {"topic/t405", "DELETE", {"GET", "POST"}},
+  };
+  for (const Case& c : cases) {
+    for (const std::string& method : c.methods) {
+      // A body that the right method would accept: the 405 comes before it is read.
+      HttpResult r = HttpFetch(method, server_->Api(c.route), c.allow == "POST" ? saga : "");
+      EXPECT_EQ(r.status, 405) << method << " " << c.route << ": " << r.body;
+      EXPECT_EQ(r.Header("Allow"), c.allow) << method << " " << c.route;
+      EXPECT_NE(r.body.find("METHOD_NOT_ALLOWED"), std::string::npos) << r.body;
+    }
+  }
+  EXPECT_FALSE(QueryTrans(*server_, gid).found) << "no 405 created the saga";
+  EXPECT_EQ(Get("queryKV?cat=topics&key=t405").body.find("t405"), std::string::npos)
+      << "no 405 subscribed";
+}
+
+// How many label sets the request families hold in a /api/metrics text.
+size_t RequestSeries(const std::string& text) {
+  size_t n = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("dtm_server_process_total{") ||
+        line.starts_with("dtm_server_response_duration_count{")) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+// The request metrics are labelled by route name or template, never by request text: distinct
+// unknown paths, topic names, notification ids and saga names add no series.
+TEST_F(ApiE2E, MetricsLabelsStayAFixedSet) {
+  auto metrics = [] { return HttpFetch("GET", server_->Base() + "/api/metrics").body; };
+  auto scan = [](const std::string& round) {
+    for (int i = 0; i < 50; ++i) {
+      const std::string n = round + std::to_string(i);
+      EXPECT_EQ(Get("no-such-route-" + n).status, 404);
+      EXPECT_EQ(HttpFetch("DELETE", server_->Api("topic/scan-topic-" + n)).status, 404);
+      EXPECT_EQ(HttpFetch("GET", server_->Base() + "/scan-path-" + n).status, 404);
+      EXPECT_EQ(HttpFetch("GET", server_->Base() + "/api/dtx/notify/scan-id-" + n).status, 404);
+      EXPECT_EQ(HttpFetch("GET", server_->Base() + "/api/dtx/sagas/scan-saga-" + n).status, 404);
+    }
+  };
+  (void)metrics();  // the metrics route's own series exists from here on
+  scan("a");
+  const std::string first = metrics();
+  const size_t after_first = RequestSeries(first);
+  scan("b");
+  const std::string second = metrics();
+  EXPECT_EQ(RequestSeries(second), after_first) << second;
+  for (const char* raw : {"no-such-route", "scan-topic", "scan-path", "scan-id", "scan-saga"}) {
+    EXPECT_EQ(second.find(raw), std::string::npos) << raw << " is request text, not a label";
+  }
+  EXPECT_NE(second.find("api=\"topic/{name}\",status=\"fail\""), std::string::npos) << second;
+  EXPECT_NE(second.find("api=\"unknown\",status=\"fail\""), std::string::npos) << second;
 }
 
 // Limits that need their own server.

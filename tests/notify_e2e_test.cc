@@ -232,7 +232,10 @@ TEST_F(NotifyE2E, ExhaustedScheduleFailsAlertsAndResendDeliversKeepingTheLog) {
   ASSERT_EQ(Create({{"id", id2}, {"url", U("/cb")}, {"schedule", json::array{5}}}).status, 200);
   EXPECT_EQ(HttpFetch("POST", Notify("/" + id2 + "/resend")).status, 409);
   EXPECT_EQ(HttpFetch("POST", Notify("/nope-" + id2 + "/resend")).status, 404);
-  EXPECT_EQ(HttpFetch("GET", Notify("/" + id2 + "/resend")).status, 405);
+  HttpResult get = HttpFetch("GET", Notify("/" + id2 + "/resend"));
+  EXPECT_EQ(get.status, 405);
+  EXPECT_EQ(get.Header("Allow"), "POST");  // RFC 9110 §15.5.6
+  EXPECT_EQ(HttpFetch("PUT", Notify("")).Header("Allow"), "GET, POST");
 }
 
 TEST_F(NotifyE2E, CreateIsIdempotentByIdAndADifferentBodyConflicts) {

@@ -299,6 +299,43 @@ TEST_F(OpsE2E, GaugesAndCountersFollowRealWork) {
   EXPECT_EQ(server.Terminate(), 0);
 }
 
+// The admin routes' metrics labels are a fixed set: unknown actions on unknown gids (400/404),
+// made-up admin paths and console files add no series; a known action keeps its own label.
+TEST_F(OpsE2E, AdminMetricsLabelsAreAFixedSet) {
+  ServerProcess server(store_,
+                       {"--log-level", "warn", "--admin-token", std::string("oncall=") + kToken});
+  ASSERT_TRUE(server.Start());
+  auto series = [&](std::string* text) {
+    *text = HttpFetch("GET", server.Base() + "/api/metrics").body;
+    std::istringstream in(*text);
+    size_t n = 0;
+    for (std::string line; std::getline(in, line);) n += line.starts_with("dtm_server_");
+    return n;
+  };
+  auto scan = [&](const std::string& round) {
+    for (int i = 0; i < 40; ++i) {
+      const std::string n = round + std::to_string(i);
+      EXPECT_EQ(Admin(server, "POST", "transactions/g/act" + n, R"({"reason":"x"})").status, 400);
+      EXPECT_EQ(Admin(server, "GET", "made-up-" + n).status, 404);
+      EXPECT_EQ(HttpFetch("GET", server.Base() + "/admin/file-" + n + ".js").status, 404);
+    }
+    EXPECT_EQ(Admin(server, "POST", "transactions/no-such-gid/retry", R"({"reason":"x"})").status,
+              404);
+  };
+  std::string text;
+  (void)series(&text);
+  scan("a");
+  const size_t after_first = series(&text);
+  scan("b");
+  EXPECT_EQ(series(&text), after_first) << text;
+  for (const char* raw : {"acta", "actb", "made-up", "file-"}) {
+    EXPECT_EQ(text.find(raw), std::string::npos) << raw << " is request text, not a label";
+  }
+  EXPECT_NE(text.find("api=\"admin_action\",status=\"fail\"} 80"), std::string::npos) << text;
+  EXPECT_NE(text.find("api=\"admin_retry\",status=\"fail\"} 2"), std::string::npos) << text;
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
 // The admin list's created_after / created_before filters (epoch ms), and a bad value.
 TEST_F(OpsE2E, AdminListFiltersByCreationTime) {
   ServerProcess server(store_, {"--retry-interval", "5", "--log-level", "warn", "--admin-token",

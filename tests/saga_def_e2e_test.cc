@@ -155,7 +155,10 @@ TEST_F(SagaDefE2E, VersionsListingAndValidation) {
   bad(R"({"steps":[]})", "steps is empty");
   EXPECT_EQ(HttpFetch("GET", Sagas("/bad")).status, 404);
   EXPECT_EQ(HttpFetch("PUT", Sagas("/bad%20name"), def).status, 400);
-  EXPECT_EQ(HttpFetch("DELETE", Sagas("/a")).status, 405);
+  HttpResult del = HttpFetch("DELETE", Sagas("/a"));
+  EXPECT_EQ(del.status, 405);
+  EXPECT_EQ(del.Header("Allow"), "GET, PUT");  // RFC 9110 §15.5.6
+  EXPECT_EQ(HttpFetch("GET", Sagas("/a/submit")).Header("Allow"), "POST");
 }
 
 std::string RunCommand(const std::string& cmd, int& rc) {

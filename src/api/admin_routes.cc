@@ -34,6 +34,13 @@ http::Response Error(int status, std::string_view code, std::string_view message
   return JsonAnswer(status, json::object{{"code", code}, {"message", message}});
 }
 
+// 405 with the Allow header RFC 9110 §15.5.6 requires.
+http::Response NotAllowed(std::string_view allow, std::string_view message) {
+  http::Response r = Error(405, "METHOD_NOT_ALLOWED", message);
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
+}
+
 http::Response FromStatus(const Status& s) {
   switch (s.code()) {
     case Code::kInvalidArgument:
@@ -160,7 +167,7 @@ bool AdminRoutes::Owns(std::string_view path) {
 
 http::Response AdminRoutes::Console(const http::Request& req) {
   if (req.method != "GET" && req.method != "HEAD") {
-    return Error(405, "METHOD_NOT_ALLOWED", "the console is read with GET");
+    return NotAllowed("GET, HEAD", "the console is read with GET");
   }
   const ops::ConsoleAsset* asset = ops::FindConsoleAsset(req.path);
   if (asset == nullptr) return Error(404, "NOT_FOUND", "no such console page");
@@ -214,8 +221,8 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
     rest.remove_prefix(slash + 1);
   }
   const bool get = req.method == "GET";
-  auto not_allowed = [&] {
-    return Error(405, "METHOD_NOT_ALLOWED", fmt::format("{} is not allowed here", req.method));
+  auto not_allowed = [&](std::string_view allow) {
+    return NotAllowed(allow, fmt::format("{} is not allowed here", req.method));
   };
   if (parts.size() == 1 && parts[0] == "whoami") {
     api = "admin_whoami";
@@ -223,7 +230,7 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
   }
   if (parts.size() == 1 && parts[0] == "transactions") {
     api = "admin_list";
-    if (!get) co_return not_allowed();
+    if (!get) co_return not_allowed("GET");
     ops::AdminListQuery q;
     q.status = req.QueryParam("status").value_or("");
     q.trans_type = req.QueryParam("trans_type").value_or("");
@@ -263,7 +270,7 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
   }
   if (parts.size() == 2 && parts[0] == "transactions") {
     api = "admin_show";
-    if (!get) co_return not_allowed();
+    if (!get) co_return not_allowed("GET");
     auto d = co_await service_.Show(parts[1]);
     if (!d.ok()) co_return FromStatus(d.status());
     if (!d->has_value()) {
@@ -291,8 +298,11 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
     co_return JsonAnswer(200, o);
   }
   if (parts.size() == 3 && parts[0] == "transactions") {
-    api = "admin_" + (parts[2].size() <= 16 ? parts[2] : std::string("action"));
-    if (req.method != "POST") co_return not_allowed();
+    // The metrics label: a known action's name, never the request's text.
+    const bool known = parts[2] == "retry" || parts[2] == "stop" || parts[2] == "abort" ||
+                       parts[2] == "skip" || parts[2] == "resolve";
+    api = "admin_" + (known ? parts[2] : std::string("action"));
+    if (req.method != "POST") co_return not_allowed("POST");
     co_return co_await Act(req, who, std::move(parts[1]), std::move(parts[2]));
   }
   if (!parts.empty() && parts[0] == "notifications") {
@@ -300,7 +310,7 @@ awaitable<http::Response> AdminRoutes::Route(const http::Request& req, const std
   }
   if (parts.size() == 1 && parts[0] == "audit") {
     api = "admin_audit";
-    if (!get) co_return not_allowed();
+    if (!get) co_return not_allowed("GET");
     auto limit = IntParam(req, "limit", 100);
     if (!limit.ok()) co_return FromStatus(limit.status());
     auto position = IntParam(req, "position", 0);
@@ -379,7 +389,7 @@ awaitable<http::Response> AdminRoutes::Notifications(const http::Request& req,
   const bool get = req.method == "GET";
   if (parts.size() == 1) {
     api = "admin_notify_list";
-    if (!get) co_return Error(405, "METHOD_NOT_ALLOWED", "notifications are listed with GET");
+    if (!get) co_return NotAllowed("GET", "notifications are listed with GET");
     ops::NotifyListQuery q;
     q.status = req.QueryParam("status").value_or("");
     auto limit = IntParam(req, "limit", 50);
@@ -411,7 +421,7 @@ awaitable<http::Response> AdminRoutes::Notifications(const http::Request& req,
   }
   if (parts.size() == 2) {
     api = "admin_notify_show";
-    if (!get) co_return Error(405, "METHOD_NOT_ALLOWED", "a notification is read with GET");
+    if (!get) co_return NotAllowed("GET", "a notification is read with GET");
     auto d = co_await service_.ShowNotification(parts[1]);
     if (!d.ok()) co_return FromStatus(d.status());
     if (!d->has_value()) {
@@ -427,7 +437,7 @@ awaitable<http::Response> AdminRoutes::Notifications(const http::Request& req,
   if (parts.size() == 3 && parts[2] == "resend") {
     api = "admin_notify_resend";
     if (req.method != "POST") {
-      co_return Error(405, "METHOD_NOT_ALLOWED", "a notification is resent with POST");
+      co_return NotAllowed("POST", "a notification is resent with POST");
     }
     std::string reason;
     boost::system::error_code ec;

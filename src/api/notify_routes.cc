@@ -403,18 +403,22 @@ awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Reque
   const bool is_post = req.method == "POST";
   std::string_view rest = std::string_view(req.path).substr(kNotifyPrefix.size());
   if (!rest.empty()) rest.remove_prefix(1);  // the '/'
-  auto not_allowed = [&] {
-    return JsonAnswer(405, ErrorBody(fmt::format("{} is not allowed on {}", req.method, req.path),
-                                     "METHOD_NOT_ALLOWED"));
+  // 405 with the Allow header RFC 9110 §15.5.6 requires.
+  auto not_allowed = [&](std::string_view allow) {
+    http::Response r =
+        JsonAnswer(405, ErrorBody(fmt::format("{} is not allowed on {}", req.method, req.path),
+                                  "METHOD_NOT_ALLOWED"));
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
   };
   if (rest.empty()) {
     api = is_get ? "notify_list" : "notify";
     if (is_get) co_return co_await List(engine, req);
-    if (!is_post) co_return not_allowed();
+    if (!is_post) co_return not_allowed("GET, POST");
   }
   if (rest.empty() || rest == "prepare") {
     api = rest.empty() ? "notify" : "notify_prepare";
-    if (!is_post) co_return not_allowed();
+    if (!is_post) co_return not_allowed("POST");
     const bool two_phase = !rest.empty();
     Result<NotifyCreate> create =
         BuildNotify(req.body, two_phase, engine.options().settings.request_timeout_ms);
@@ -431,7 +435,7 @@ awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Reque
   }
   if (rest == "submit" || rest == "abort") {
     api = rest == "submit" ? "notify_submit" : "notify_abort";
-    if (!is_post) co_return not_allowed();
+    if (!is_post) co_return not_allowed("POST");
     Result<std::string> id = IdOf(req.body);
     if (!id.ok()) co_return ErrorResponse(id.status());
     // (No co_await inside a conditional expression: GCC 12 miscompiles it.)
@@ -450,7 +454,7 @@ awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Reque
   const std::string_view action = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
   if (action == "resend") {
     api = "notify_resend";
-    if (!is_post) co_return not_allowed();
+    if (!is_post) co_return not_allowed("POST");
     Status s = co_await engine.ResendNotify(id);
     if (!s.ok()) co_return ErrorResponse(s, id);
     co_return Answer(id, "pending");
@@ -459,7 +463,7 @@ awaitable<http::Response> HandleNotify(engine::Engine& engine, const http::Reque
     co_return JsonAnswer(404, ErrorBody(fmt::format("no route for {}", req.path), "NOT_FOUND"));
   }
   api = "notify_get";
-  if (!is_get) co_return not_allowed();
+  if (!is_get) co_return not_allowed("GET");
   auto r = co_await engine.Query(id);
   if (!r.ok()) co_return ErrorResponse(r.status(), id);
   if (!r->has_value() || (*r)->global.trans_type != core::TransType::kNotify) {

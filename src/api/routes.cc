@@ -115,14 +115,18 @@ http::Response NoRoute(const http::Request& req) {
   return Json(404, ErrorBody(fmt::format("no route for {} {}", req.method, req.path), "NOT_FOUND"));
 }
 
-http::Response MethodNotAllowed(const http::Request& req) {
-  return Json(405, ErrorBody(fmt::format("{} is not allowed on {}", req.method, req.path),
-                             "METHOD_NOT_ALLOWED"));
+// 405 with the Allow header RFC 9110 §15.5.6 requires: the one method the route answers.
+http::Response MethodNotAllowed(const http::Request& req, std::string_view allow) {
+  http::Response r =
+      Json(405, ErrorBody(fmt::format("{} is not allowed on {}", req.method, req.path),
+                          "METHOD_NOT_ALLOWED"));
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
 }
 
 // GET query?gid=
 awaitable<http::Response> RouteQuery(engine::Engine& engine, const http::Request& req) {
-  if (req.method != "GET") co_return MethodNotAllowed(req);
+  if (req.method != "GET") co_return MethodNotAllowed(req, "GET");
   auto gid = req.QueryParam("gid");
   if (!gid || gid->empty()) co_return ErrorResponse(Status::InvalidArgument("no gid specified"));
   auto r = co_await engine.Query(*gid);
@@ -173,7 +177,7 @@ std::optional<http::Response> ParseListQuery(const http::Request& req, store::Li
 
 // GET all?gid=&status=&transType=&position=&limit=&createTimeStart=&createTimeEnd=
 awaitable<http::Response> RouteAll(engine::Engine& engine, const http::Request& req) {
-  if (req.method != "GET") co_return MethodNotAllowed(req);
+  if (req.method != "GET") co_return MethodNotAllowed(req, "GET");
   store::ListQuery q;
   if (auto refused = ParseListQuery(req, q)) co_return std::move(*refused);
   auto r = co_await engine.List(std::move(q));
@@ -185,7 +189,7 @@ awaitable<http::Response> RouteAll(engine::Engine& engine, const http::Request& 
 
 // GET resetCronTime?timeout=&limit=
 awaitable<http::Response> RouteResetCronTime(engine::Engine& engine, const http::Request& req) {
-  if (req.method != "GET") co_return MethodNotAllowed(req);
+  if (req.method != "GET") co_return MethodNotAllowed(req, "GET");
   int64_t timeout_s = 3 * engine.options().settings.timeout_to_fail_ms / 1000;
   int64_t limit = 100;
   if (std::string t = QueryOr(req, "timeout"); !t.empty()) {
@@ -214,7 +218,7 @@ awaitable<http::Response> RouteResetCronTime(engine::Engine& engine, const http:
 awaitable<http::Response> RouteSubscribe(engine::Engine& engine, const http::Request& req,
                                          const std::string& api,
                                          const http::UrlPolicy* url_policy) {
-  if (req.method != "GET") co_return MethodNotAllowed(req);
+  if (req.method != "GET") co_return MethodNotAllowed(req, "GET");
   std::string topic = QueryOr(req, "topic");
   std::string url = QueryOr(req, "url");
   std::string remark = QueryOr(req, "remark");
@@ -236,7 +240,7 @@ awaitable<http::Response> RouteSubscribe(engine::Engine& engine, const http::Req
 // DELETE topic/{name}
 awaitable<http::Response> RouteDeleteTopic(engine::Engine& engine, const http::Request& req,
                                            const std::string& api) {
-  if (req.method != "DELETE") co_return MethodNotAllowed(req);
+  if (req.method != "DELETE") co_return MethodNotAllowed(req, "DELETE");
   std::string topic = http::UrlDecode(std::string_view(api).substr(6));
   Status s = co_await engine.DeleteTopic(std::move(topic));
   co_return s.ok() ? Ok() : ErrorResponse(s);
@@ -244,7 +248,7 @@ awaitable<http::Response> RouteDeleteTopic(engine::Engine& engine, const http::R
 
 // GET scanKV?cat=&position=&limit=
 awaitable<http::Response> RouteScanKv(engine::Engine& engine, const http::Request& req) {
-  if (req.method != "GET") co_return MethodNotAllowed(req);
+  if (req.method != "GET") co_return MethodNotAllowed(req, "GET");
   int64_t before_id = 0;
   int limit = 100;
   if (std::string p = QueryOr(req, "position"); !p.empty()) {
@@ -270,7 +274,7 @@ awaitable<http::Response> RouteScanKv(engine::Engine& engine, const http::Reques
 
 // GET queryKV?cat=&key=
 awaitable<http::Response> RouteQueryKv(engine::Engine& engine, const http::Request& req) {
-  if (req.method != "GET") co_return MethodNotAllowed(req);
+  if (req.method != "GET") co_return MethodNotAllowed(req, "GET");
   std::string cat = QueryOr(req, "cat");
   std::string key = QueryOr(req, "key");
   auto r = co_await engine.QueryKv(std::move(cat), std::move(key));
@@ -281,7 +285,7 @@ awaitable<http::Response> RouteQueryKv(engine::Engine& engine, const http::Reque
 // POST registerBranch|registerTccBranch|registerXaBranch (a JSON object of strings)
 awaitable<http::Response> RouteRegisterBranch(engine::Engine& engine, const http::Request& req,
                                               const http::UrlPolicy* url_policy) {
-  if (req.method != "POST") co_return MethodNotAllowed(req);
+  if (req.method != "POST") co_return MethodNotAllowed(req, "POST");
   auto kv = DecodeStringMap(req.body);
   if (!kv.ok()) co_return ErrorResponse(kv.status());
   std::string gid;
@@ -388,7 +392,7 @@ awaitable<http::Response> RouteCreate(engine::Engine& engine, TransRequest& tr,
 awaitable<http::Response> RouteTransBody(engine::Engine& engine, const http::Request& req,
                                          const std::string& api,
                                          const http::UrlPolicy* url_policy) {
-  if (req.method != "POST") co_return MethodNotAllowed(req);
+  if (req.method != "POST") co_return MethodNotAllowed(req, "POST");
   Result<TransRequest> decoded = DecodeTransRequest(req.body);
   if (!decoded.ok()) co_return ErrorResponse(decoded.status());
   TransRequest& tr = *decoded;
@@ -412,9 +416,11 @@ awaitable<http::Response> RouteTransBody(engine::Engine& engine, const http::Req
   co_return co_await RouteCreate(engine, tr, api, url_policy);
 }
 
-// Everything under /api/dtmsvr/: `api` is the path after the prefix.
+// Everything under /api/dtmsvr/: `api` is the path after the prefix; `label` (the metrics label,
+// set by the caller to the route's name) becomes "unknown" when no route matches.
 awaitable<http::Response> RouteDtmsvr(engine::Engine& engine, const http::Request& req,
-                                      const std::string& api, const http::UrlPolicy* url_policy) {
+                                      const std::string& api, std::string& label,
+                                      const http::UrlPolicy* url_policy) {
   if (api == "newGid") {
     co_return Json(200,
                    json::serialize(json::object{{"gid", NewGid()}, {"dtm_result", "SUCCESS"}}));
@@ -443,6 +449,7 @@ awaitable<http::Response> RouteDtmsvr(engine::Engine& engine, const http::Reques
       api == "resetNextCronTime") {
     co_return co_await RouteTransBody(engine, req, api, url_policy);
   }
+  label = "unknown";
   co_return NoRoute(req);
 }
 
@@ -478,8 +485,11 @@ awaitable<http::Response> ApiHandler::Route(const http::Request& req, std::strin
   if (IsSagaDefPath(path))
     co_return co_await HandleSagaDefs(engine_, req, api, url_policy_.get());  // saga_def_routes.cc
   if (path.rfind(kPrefix, 0) != 0) co_return NoRoute(req);
-  api = path.substr(kPrefix.size());
-  co_return co_await RouteDtmsvr(engine_, req, api, url_policy_.get());
+  const std::string name = path.substr(kPrefix.size());
+  // The metrics label is the route's name or template, never request text (a topic's name, an
+  // unknown path): its values stay a fixed set (metrics.h).
+  api = name.starts_with("topic/") ? std::string("topic/{name}") : name;
+  co_return co_await RouteDtmsvr(engine_, req, name, api, url_policy_.get());
 }
 
 }  // namespace dtx::api

@@ -204,13 +204,17 @@ bool IsSagaDefPath(std::string_view path) {
 awaitable<http::Response> HandleSagaDefs(engine::Engine& engine, const http::Request& req,
                                          std::string& api, const http::UrlPolicy* url_policy) {
   std::string_view rest = std::string_view(req.path).substr(kSagaDefPrefix.size());
-  auto not_allowed = [&] {
-    return JsonAnswer(405, ErrorBody(fmt::format("{} is not allowed on {}", req.method, req.path),
-                                     "METHOD_NOT_ALLOWED"));
+  // 405 with the Allow header RFC 9110 §15.5.6 requires.
+  auto not_allowed = [&](std::string_view allow) {
+    http::Response r =
+        JsonAnswer(405, ErrorBody(fmt::format("{} is not allowed on {}", req.method, req.path),
+                                  "METHOD_NOT_ALLOWED"));
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
   };
   if (rest.empty() || rest == "/") {
     api = "sagas";
-    if (req.method != "GET") co_return not_allowed();
+    if (req.method != "GET") co_return not_allowed("GET");
     co_return co_await List(engine, req);
   }
   rest.remove_prefix(1);
@@ -223,13 +227,13 @@ awaitable<http::Response> HandleSagaDefs(engine::Engine& engine, const http::Req
   if (Status s = ValidateSagaName(name); !s.ok()) co_return ErrorResponse(s);
   if (submit) {
     api = "sagas/submit";
-    if (req.method != "POST") co_return not_allowed();
+    if (req.method != "POST") co_return not_allowed("POST");
     co_return co_await Submit(engine, name, req.body, url_policy);
   }
   api = "sagas/name";
   if (req.method == "PUT") co_return co_await Put(engine, name, req.body, url_policy);
   if (req.method == "GET") co_return co_await Get(engine, name);
-  co_return not_allowed();
+  co_return not_allowed("GET, PUT");
 }
 
 }  // namespace dtx::api

@@ -100,10 +100,20 @@ void Metrics::RecordTransaction(const std::string& model, bool ok, double second
   d.sum_us.fetch_add(static_cast<uint64_t>(seconds * 1e6), std::memory_order_relaxed);
 }
 
+const std::string& Metrics::BoundedBranchId(const std::string& v) {
+  static const std::string kOther = "other";
+  std::lock_guard<std::mutex> lock(branch_ids_mu_);
+  auto it = branch_ids_.find(v);
+  if (it != branch_ids_.end()) return *it;
+  if (branch_ids_.size() >= kMaxBranchIds) return kOther;
+  return *branch_ids_.insert(v).first;  // set nodes are stable: the reference stays valid
+}
+
 void Metrics::RecordBranch(const std::string& model, const std::string& branch_id,
                            const std::string& op, bool ok) {
+  const std::string& id = BoundedBranchId(branch_id);
   Get(branch_total_, fmt::format("model=\"{}\",branchid=\"{}\",branchtype=\"{}\",status=\"{}\"",
-                                 Escape(model), Escape(branch_id), Escape(op), ok ? "ok" : "fail"))
+                                 Escape(model), Escape(id), Escape(op), ok ? "ok" : "fail"))
       .count.fetch_add(1, std::memory_order_relaxed);
 }
 

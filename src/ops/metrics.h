@@ -2,9 +2,11 @@
 // keeping DTM's six dtm_* families (PROTOCOL.md §2.3) so existing dashboards work, plus dtx_*
 // gauges.
 //
-// Thread-safe: every method may be called from any thread. Label sets are small and bounded (route
-// names, modes, statuses, branch ids); a new label set takes a mutex once, later increments are
-// atomic.
+// Thread-safe: every method may be called from any thread. Every label value comes from a fixed set
+// (route templates, modes, ops, outcomes) or is capped (branch ids, hosts: the first kMax* distinct
+// values get their own, later ones share "other"), and each family keeps at most
+// kMaxSeriesPerFamily label sets, so no request can grow /metrics without bound. A new label set
+// takes a mutex once, later increments are atomic.
 #pragma once
 
 #include <atomic>
@@ -13,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,12 +28,17 @@ class Metrics {
   Metrics();
 
   // dtm_server_process_total{type="http",api,status} and dtm_server_response_duration{type,api}.
+  // `api` is a route name or template from the routes' fixed set ("submit", "topic/{name}",
+  // "unknown"), never request text.
   void RecordApi(const std::string& api, bool ok, double seconds);
   // dtm_transaction_process_total{model,status} and dtm_transaction_handled_duration{model}.
   void RecordTransaction(const std::string& model, bool ok, double seconds);
-  // dtm_branch_process_total{model,branchid,branchtype,status}.
+  // dtm_branch_process_total{model,branchid,branchtype,status}. Branch ids are the clients' (a
+  // tcc/xa registerBranch names its own): at most kMaxBranchIds distinct ids get their own value,
+  // later ones are counted under branchid="other".
   void RecordBranch(const std::string& model, const std::string& branch_id, const std::string& op,
                     bool ok);
+  static constexpr size_t kMaxBranchIds = 100;
 
   // dtx_operator_actions_total{action}: operator actions through the admin API (issue 13).
   void RecordOperatorAction(const std::string& action);
@@ -75,6 +83,8 @@ class Metrics {
     std::map<std::string, std::unique_ptr<Series>> series;  // key: rendered label set
   };
   Series& Get(Family& f, const std::string& labels);
+  // `v` if it is one of the first kMaxBranchIds distinct branch ids seen, else "other".
+  const std::string& BoundedBranchId(const std::string& v);
 
   Family api_total_;
   Family api_duration_;
@@ -84,6 +94,8 @@ class Metrics {
   Family operator_total_;
   Family notify_total_;
   Family retention_total_;
+  mutable std::mutex branch_ids_mu_;
+  std::set<std::string, std::less<>> branch_ids_;  // guarded by branch_ids_mu_
   mutable std::mutex hosts_mu_;
   std::map<std::string, std::unique_ptr<Histogram>> hosts_;  // guarded by hosts_mu_
   struct ExternalHistogram {

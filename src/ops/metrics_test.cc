@@ -27,13 +27,51 @@ TEST(MetricsTest, RendersDtmFamilies) {
   EXPECT_NE(text.find("dtx_active_transactions 3"), std::string::npos);
 }
 
+// How many series of `family` (lines "family{...} N") the exposition holds.
+size_t SeriesOf(const std::string& text, const std::string& family) {
+  size_t n = 0;
+  for (size_t at = text.find(family + "{"); at != std::string::npos;
+       at = text.find(family + "{", at + 1)) {
+    if (at == 0 || text[at - 1] == '\n') ++n;
+  }
+  return n;
+}
+
 TEST(MetricsTest, LabelSetsAreBounded) {
+  // The family's own cap (a backstop behind the per-label ones): model values are the callers'.
   Metrics m;
   for (size_t i = 0; i < Metrics::kMaxSeriesPerFamily + 50; ++i) {
-    m.RecordBranch("saga", std::to_string(i), "action", true);
+    m.RecordBranch("m" + std::to_string(i), "01", "action", true);
   }
   std::string text = m.Render();
   EXPECT_NE(text.find("dtm_branch_process_total{overflow=\"true\"} 50"), std::string::npos);
+  EXPECT_EQ(SeriesOf(text, "dtm_branch_process_total"), Metrics::kMaxSeriesPerFamily + 1);
+}
+
+TEST(MetricsTest, BranchIdsAreCappedThenOther) {
+  Metrics m;
+  // At the limit: every id has its own series, no "other".
+  for (size_t i = 0; i < Metrics::kMaxBranchIds; ++i) {
+    m.RecordBranch("tcc", "b" + std::to_string(i), "confirm", true);
+  }
+  std::string text = m.Render();
+  EXPECT_EQ(SeriesOf(text, "dtm_branch_process_total"), Metrics::kMaxBranchIds);
+  EXPECT_EQ(text.find("branchid=\"other\""), std::string::npos);
+  // Beyond it: 500 new ids share one series; a known id keeps its own.
+  for (size_t i = 0; i < 500; ++i) {
+    m.RecordBranch("tcc", "new" + std::to_string(i), "confirm", true);
+  }
+  m.RecordBranch("tcc", "b0", "confirm", true);
+  text = m.Render();
+  EXPECT_EQ(SeriesOf(text, "dtm_branch_process_total"), Metrics::kMaxBranchIds + 1);
+  EXPECT_NE(text.find("dtm_branch_process_total{model=\"tcc\",branchid=\"other\","
+                      "branchtype=\"confirm\",status=\"ok\"} 500"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("dtm_branch_process_total{model=\"tcc\",branchid=\"b0\","
+                      "branchtype=\"confirm\",status=\"ok\"} 2"),
+            std::string::npos);
+  EXPECT_EQ(text.find("branchid=\"new"), std::string::npos);
 }
 
 TEST(MetricsTest, BranchCallHistogramByHost) {
@@ -58,7 +96,11 @@ TEST(MetricsTest, BranchCallHistogramByHost) {
 
 TEST(MetricsTest, HostLabelsAreCappedThenOther) {
   Metrics m;
-  for (size_t i = 0; i < Metrics::kMaxHosts + 7; ++i) {
+  for (size_t i = 0; i < Metrics::kMaxHosts; ++i) {
+    m.RecordBranchCall("h" + std::to_string(i) + ":80", 0.01);
+  }
+  EXPECT_EQ(m.Render().find("{host=\"other\""), std::string::npos) << "at the limit: no other";
+  for (size_t i = Metrics::kMaxHosts; i < Metrics::kMaxHosts + 7; ++i) {
     m.RecordBranchCall("h" + std::to_string(i) + ":80", 0.01);
   }
   std::string text = m.Render();

@@ -260,6 +260,13 @@ struct ParticipantServer::Impl : http::Handler {
           json::object{{"message", (path_known ? "method not allowed: " : "no route: ") +
                                        request.method + " " + request.path},
                        {"code", path_known ? "METHOD_NOT_ALLOWED" : "NOT_FOUND"}});
+      if (path_known) {  // RFC 9110 §15.5.6: a 405 lists the methods the path answers
+        std::string allow;
+        for (const Route& r : routes.find(request.path)->second) {
+          allow += (allow.empty() ? "" : ", ") + r.method;
+        }
+        response.headers.emplace_back("Allow", std::move(allow));
+      }
       co_return response;
     }
     auto branch = std::make_shared<BranchRequest>();

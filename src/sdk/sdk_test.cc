@@ -242,6 +242,9 @@ TEST(ParticipantServerTest, RoutesResultCodesAndIdentity) {
     ASSERT_TRUE(a) << c.request;
     EXPECT_EQ(a->status, c.status) << c.request;
     EXPECT_NE(a->body.find(c.body_part), std::string::npos) << c.request << " -> " << a->body;
+    if (c.status == 405) {
+      EXPECT_EQ(a->Header("allow"), "POST") << c.request;  // RFC 9110 §15.5.6
+    }
   }
   server.Stop();
   server.Stop();  // idempotent

@@ -241,6 +241,7 @@ def main():
                  "a click on the stuck payment")
         wait_for(lambda: find("#detail").is_displayed() and "submitted" in find("#d-status").text,
                  10, "the transaction page")
+        wait_for(lambda: "next attempt" in find("#d-facts").text, 10, "its next attempt")
         wait_for(lambda: "payment DB down" in find("#branch-table").text, 10,
                  "the participant's error on the branch")
         # Every failed call is listed with its HTTP status and the participant's answer (issue 13,
@@ -269,6 +270,9 @@ def main():
                              driver.find_elements(By.CSS_SELECTOR, "#calls-table tr.call")), 10,
                  "the retry's successful call in the calls table")
         shot("console-6-succeeded.png")
+        # A final transaction is never woken again: when it finished, and no next attempt.
+        wait_for(lambda: "finished" in find("#d-facts").text and
+                 "next attempt" not in find("#d-facts").text, 10, "finished, no next attempt")
         # The retry ran it now: its next backoff was at least 6 s away (3 s doubling).
         assert took < 5, "succeeded %.1f s after the retry: the backoff was not cut" % took
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -38,6 +39,7 @@ asio::awaitable<HttpResult> DoFetch(http::Client* client, http::ClientRequest re
   if (r.ok()) {
     out.status = r->status;
     out.body = std::move(r->body);
+    out.headers = std::move(r->headers);
   } else {
     out.body = r.status().ToString();
   }
@@ -84,6 +86,13 @@ std::string ReadFile(const std::string& path) {
 void SetFetchCaFile(const std::string& path) {
   std::lock_guard lock(g_fetch_ca_mu);
   g_fetch_ca = path;
+}
+
+std::string HttpResult::Header(std::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (boost::iequals(n, name)) return v;
+  }
+  return {};
 }
 
 HttpResult HttpFetch(const std::string& method, const std::string& url, const std::string& body,

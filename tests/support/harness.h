@@ -26,6 +26,9 @@ namespace dtx::testing {
 struct HttpResult {
   int status = 0;  // 0 = transport error
   std::string body;
+  http::HeaderList headers;  // the response's
+  // The value of a response header (name compared case-insensitively), or "" without one.
+  std::string Header(std::string_view name) const;
 };
 
 // Blocking request with a deadline; method GET or POST.

@@ -52,8 +52,10 @@ int RunShow(const NotifyFlags& f) {
   std::printf("schedule:   %s%s\n", S(n, "preset").empty() ? "" : (S(n, "preset") + " ").c_str(),
               n.as_object().contains("schedule") ? json::serialize(n.at("schedule")).c_str() : "");
   std::printf("signed:     %s\n", S(n, "signed").c_str());
-  std::printf("attempts:   %lld, next %s UTC\n", static_cast<long long>(I(n, "attempt_count")),
-              Time(I(n, "next_attempt_time_ms")).c_str());
+  // A next attempt only while one is scheduled (none once delivered, failed or aborted).
+  const int64_t next_ms = I(n, "next_attempt_time_ms");
+  const std::string next = next_ms > 0 ? fmt::format(", next {} UTC", Time(next_ms)) : "";
+  std::printf("attempts:   %lld%s\n", static_cast<long long>(I(n, "attempt_count")), next.c_str());
   std::printf("\n%4s %-19s %6s %8s  %-40s %s\n", "N", "WHEN (UTC)", "HTTP", "LATENCY", "ERROR",
               "RESPONSE");
   if (const json::value* log = n.as_object().if_contains("attempts")) {

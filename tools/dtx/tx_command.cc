@@ -155,7 +155,12 @@ int RunShow(const TxFlags& f) {
               S(t, "stuck") == "yes" ? "  (stuck)" : "",
               S(t, "resolved") == "yes" ? "  (resolved)" : "");
   std::printf("created:    %s UTC\n", Time(I(t, "create_time_ms")).c_str());
-  if (WaitingFor(t)) {  // asleep until its keys are released; the stored time is a late re-check
+  const std::string status = S(t, "status");
+  if (status == "succeed" || status == "failed") {  // final: never woken again, no next try
+    std::printf("finished:   %s UTC (retries %lld)\n", Time(I(t, "finish_time_ms")).c_str(),
+                static_cast<long long>(I(t, "retries")));
+  } else if (WaitingFor(t)) {
+    // Asleep until its keys are released; the stored time is only a late re-check.
     std::printf("next try:   when its business keys are free (retries %lld)\n",
                 static_cast<long long>(I(t, "retries")));
   } else {
