@@ -54,6 +54,8 @@
 
 namespace dtx {
 
+struct ClientInternals;  // the SDK's own access to a Client's connection (not a public API)
+
 /// Settings of a Client (the defaults suit a coordinator on the same network).
 struct DTX_EXPORT ClientOptions {
   /// Deadline of one HTTP exchange (connect, write, read). A submit with wait_result runs one saga
@@ -147,7 +149,8 @@ class DTX_EXPORT Client {
       std::chrono::milliseconds poll_interval = std::chrono::milliseconds(100));
 
  private:
-  friend class Notification;  // posts to the coordinator's /api/dtx/notify through impl_
+  friend class Notification;      // posts to the coordinator's /api/dtx/notify through impl_
+  friend struct ClientInternals;  // saga definitions, prepares with their own deadline
   struct Impl;
   std::string server_url_;
   std::unique_ptr<Impl> impl_;

@@ -91,6 +91,7 @@
 #include <vector>
 
 #include "dtx/barrier.h"
+#include "dtx/business_keys.h"
 #include "dtx/client.h"
 #include "dtx/export.h"
 #include "dtx/participant.h"
@@ -153,6 +154,11 @@ class DTX_EXPORT Msg {
   Msg& SetRetryInterval(int64_t seconds);   ///< base of the retry backoff of actions
   Msg& SetRequestTimeout(int64_t seconds);  ///< deadline of each action call and of the check-back
   Msg& SetBranchHeaders(std::map<std::string, std::string> headers);  ///< added to every call
+  /// Business keys (dtx/business_keys.h), sent with prepare and submit: a two-phase message holds
+  /// its place in each key's queue from its prepare; its actions run only once it holds the keys
+  /// after the submit (OnBusy::kReject: it fails instead, nothing delivered). Empty: no keys. Keys
+  /// outside the limits: kInvalidArgument before anything is sent.
+  Msg& SetBusinessKeys(std::vector<std::string> keys, OnBusy on_busy = OnBusy::kWait);
   /// Fault injection (see MsgHooks).
   Msg& SetHooks(MsgHooks hooks);
 
@@ -218,6 +224,8 @@ class DTX_EXPORT Msg {
   std::optional<int64_t> retry_interval_s_;
   std::optional<int64_t> request_timeout_s_;
   std::map<std::string, std::string> branch_headers_;
+  std::vector<std::string> business_keys_;
+  OnBusy on_busy_ = OnBusy::kWait;
   MsgHooks hooks_;
   LocalOutcome local_outcome_ = LocalOutcome::kNotRun;
 };

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "dtx/business_keys.h"
 #include "dtx/client.h"
 #include "dtx/export.h"
 #include "dtx/status.h"
@@ -66,6 +67,11 @@ class DTX_EXPORT Saga {
   Saga& SetRetryLimit(int64_t limit);  ///< immediate re-invocations of failing actions, then abort
   Saga& SetBranchHeaders(
       std::map<std::string, std::string> headers);  ///< added to every branch call
+  /// Business keys (dtx/business_keys.h): while an earlier unfinished transaction holds one of
+  /// `keys`, this saga waits on the coordinator after its submit (no branch is called), or with
+  /// OnBusy::kReject fails at once (a submit with wait_result then answers kConflict). Empty: no
+  /// keys. Keys outside the limits make Submit fail with kInvalidArgument before sending.
+  Saga& SetBusinessKeys(std::vector<std::string> keys, OnBusy on_busy = OnBusy::kWait);
 
   /// The exact JSON body that Submit sends (gid as currently set).
   std::string BuildBody() const;
@@ -92,6 +98,8 @@ class DTX_EXPORT Saga {
   std::optional<int64_t> request_timeout_s_;
   std::optional<int64_t> retry_limit_;
   std::map<std::string, std::string> branch_headers_;
+  std::vector<std::string> business_keys_;
+  OnBusy on_busy_ = OnBusy::kWait;
 };
 
 }  // namespace dtx

@@ -62,6 +62,7 @@
 #include <utility>
 #include <vector>
 
+#include "dtx/business_keys.h"
 #include "dtx/client.h"
 #include "dtx/export.h"
 #include "dtx/participant.h"
@@ -90,6 +91,16 @@ struct DTX_EXPORT TccOptions {
   std::chrono::milliseconds try_timeout{0};
   /// Deadline of each registerBranch call to the coordinator.
   std::chrono::milliseconds register_timeout{10'000};
+  /// Business keys (dtx/business_keys.h): the prepare waits on the coordinator until this
+  /// transaction holds every one of them (FIFO per key), so two tccs sharing a key never overlap
+  /// from their first branch call to their final confirm/commit or cancel/rollback. The prepare's
+  /// deadline is then PrepareKeyWaitDeadline(timeout_to_fail_s, the client's request_timeout).
+  /// Refused (on_busy kReject) or still busy when the wait ends: TccGlobalTransaction returns
+  /// kConflict with reason kReasonBusinessKeysBusy / kReasonBusinessKeysTimeout and the body never
+  /// runs. Empty: no keys. Outside the limits: kInvalidArgument before anything is sent.
+  std::vector<std::string> business_keys{};
+  /// What a busy key does: wait (default) or reject at once.
+  OnBusy on_busy = OnBusy::kWait;
 };
 
 /// Branch ids of a TCC (PROTOCOL.md §1.7 item 6, DTM's BranchIDGen): two digits per level, "01" ...

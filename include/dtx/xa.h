@@ -42,6 +42,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dtx/business_keys.h"
 #include "dtx/client.h"
 #include "dtx/export.h"
 #include "dtx/status.h"
@@ -62,6 +63,16 @@ struct DTX_EXPORT XaOptions {
   std::map<std::string, std::string> branch_headers;
   /// Deadline of each action call. 0 = request_timeout_s when set, else 3 s.
   std::chrono::milliseconds action_timeout{0};
+  /// Business keys (dtx/business_keys.h): the prepare waits on the coordinator until this
+  /// transaction holds every one of them (FIFO per key), so two xas sharing a key never overlap
+  /// from their first branch call to their final confirm/commit or cancel/rollback. The prepare's
+  /// deadline is then PrepareKeyWaitDeadline(timeout_to_fail_s, the client's request_timeout).
+  /// Refused (on_busy kReject) or still busy when the wait ends: XaGlobalTransaction returns
+  /// kConflict with reason kReasonBusinessKeysBusy / kReasonBusinessKeysTimeout and the body never
+  /// runs. Empty: no keys. Outside the limits: kInvalidArgument before anything is sent.
+  std::vector<std::string> business_keys{};
+  /// What a busy key does: wait (default) or reject at once.
+  OnBusy on_busy = OnBusy::kWait;
 };
 
 /// The scope of one XA global transaction, handed to the body of XaGlobalTransaction.

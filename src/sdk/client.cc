@@ -204,14 +204,14 @@ Client::Impl::~Impl() {
 }
 
 Result<Answer> Client::Impl::Exchange(std::string_view method, const std::string& target,
-                                      std::string body) {
+                                      std::string body, std::chrono::milliseconds timeout) {
   if (!config_status.ok()) return config_status;
   http::ClientRequest request;
   request.method = std::string(method);
   request.url = origin + target;
   request.headers = headers;
   request.body = std::move(body);
-  request.timeout = options.request_timeout;
+  request.timeout = timeout.count() > 0 ? timeout : options.request_timeout;
 
   std::lock_guard lock(mu);
   std::optional<Result<http::ClientResponse>> out;
@@ -235,11 +235,19 @@ Result<Answer> Client::Impl::Exchange(std::string_view method, const std::string
   return Answer{(*out)->status, std::move((*out)->body)};
 }
 
-Status Client::Impl::Post(std::string_view op, const std::string& body) {
-  auto a = Exchange("POST", base_target + "/" + std::string(op), body);
+Status Client::Impl::Post(std::string_view op, const std::string& body,
+                          std::chrono::milliseconds timeout) {
+  auto a = Exchange("POST", base_target + "/" + std::string(op), body, timeout);
   if (!a.ok()) return a.status();
   if (Status s = sdk_internal::StatusOfAnswer(a->status, a->body); !s.ok()) return s;
   return CheckSuccessBody(*a);
+}
+
+std::string Client::Impl::RootTarget() const {
+  std::string root = base_target;
+  if (root.ends_with("/api/dtmsvr"))
+    root.resize(root.size() - std::string_view("/api/dtmsvr").size());
+  return root;
 }
 
 Client::Client(std::string server_url, ClientOptions options) : server_url_(std::move(server_url)) {

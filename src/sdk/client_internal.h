@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -47,10 +48,16 @@ struct Client::Impl {
   // One exchange with the coordinator. `target` is the path from the server's root
   // ("/api/dtmsvr/submit", "/api/dtx/notify"), with its query. Any HTTP status is a success here;
   // transport failures are kUnavailable/kTimeout/kTooLarge, bad options kInvalidArgument.
-  Result<Answer> Exchange(std::string_view method, const std::string& target, std::string body);
+  // `timeout` 0: options.request_timeout.
+  Result<Answer> Exchange(std::string_view method, const std::string& target, std::string body,
+                          std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   // POST base_target/<op> whose only good answer is 200 {"dtm_result":"SUCCESS"} (PROTOCOL.md
   // §2.1).
-  Status Post(std::string_view op, const std::string& body);
+  Status Post(std::string_view op, const std::string& body,
+              std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The coordinator's root target: base_target without its "/api/dtmsvr" ("" for the usual URL),
+  // where the dtx extension routes (/api/dtx/...) live.
+  std::string RootTarget() const;
 
   ClientOptions options;
   Status config_status;
@@ -61,6 +68,11 @@ struct Client::Impl {
   std::mutex mu;  // one exchange at a time; guards ioc and http
   boost::asio::io_context ioc{1};
   std::unique_ptr<http::Client> http;  // on ioc; destroyed before it
+};
+
+// The SDK's access to a Client's connection (friend of Client).
+struct ClientInternals {
+  static Client::Impl& Of(Client& client) { return *client.impl_; }
 };
 
 // Checks one of ClientOptions::extra_headers: kInvalidArgument naming the header.

@@ -7,6 +7,8 @@
 #include <thread>
 #include <utility>
 
+#include "sdk/business_keys_internal.h"
+
 namespace dtx {
 
 namespace json = boost::json;
@@ -65,6 +67,11 @@ Msg& Msg::SetBranchHeaders(std::map<std::string, std::string> headers) {
   branch_headers_ = std::move(headers);
   return *this;
 }
+Msg& Msg::SetBusinessKeys(std::vector<std::string> keys, OnBusy on_busy) {
+  business_keys_ = std::move(keys);
+  on_busy_ = on_busy;
+  return *this;
+}
 Msg& Msg::SetHooks(MsgHooks hooks) {
   hooks_ = std::move(hooks);
   return *this;
@@ -90,6 +97,9 @@ std::string Msg::BuildBody(MsgPhase phase) const {
     if (phase == MsgPhase::kSubmit && delay_s_) {
       body["custom_data"] = json::serialize(json::object{{"delay", *delay_s_}});
     }
+    // A dtx extension. The submit of a prepared msg may repeat them (the same keys are accepted;
+    // the coordinator keeps the ones stored at prepare).
+    sdk_internal::AddBusinessKeys(body, business_keys_, on_busy_);
   }
   if (concurrent_) body["concurrent"] = true;
   if (wait_result_) body["wait_result"] = true;
@@ -118,6 +128,11 @@ Status Msg::Validate(bool need_query_prepared) const {
         std::pair{"retry_interval", retry_interval_s_}}) {
     if (v && *v < 0) return Status::InvalidArgument(std::string("msg: negative ") + name);
   }
+  const json::object custom_data = delay_s_ ? json::object{{"delay", *delay_s_}} : json::object();
+  if (Status s = sdk_internal::CheckBusinessKeysWith(business_keys_, on_busy_, custom_data);
+      !s.ok()) {
+    return Status::InvalidArgument("msg: " + s.message());
+  }
   return Status::Ok();
 }
 
@@ -132,7 +147,8 @@ Status Msg::EnsureGid() {
 Status Msg::Submit() {
   if (Status s = Validate(false); !s.ok()) return s;
   if (Status s = EnsureGid(); !s.ok()) return s;
-  return client_.Submit(BuildBody(MsgPhase::kSubmit));
+  return sdk_internal::SubmitMaybeWaiting(client_, BuildBody(MsgPhase::kSubmit),
+                                          wait_result_ && !business_keys_.empty());
 }
 
 Status Msg::Prepare(std::string query_prepared_url) {

@@ -3,6 +3,8 @@
 #include <boost/json.hpp>
 #include <utility>
 
+#include "sdk/business_keys_internal.h"
+
 namespace dtx {
 
 namespace json = boost::json;
@@ -50,6 +52,27 @@ Saga& Saga::SetBranchHeaders(std::map<std::string, std::string> headers) {
   return *this;
 }
 
+Saga& Saga::SetBusinessKeys(std::vector<std::string> keys, OnBusy on_busy) {
+  business_keys_ = std::move(keys);
+  on_busy_ = on_busy;
+  return *this;
+}
+
+namespace {
+
+// custom_data of a concurrent saga (§1.3): {"concurrent":true,"orders":{"2":[0,1]}}.
+json::object ConcurrentCustomData(const std::map<int, std::vector<int>>& orders) {
+  json::object by_step;
+  for (const auto& [step, prerequisites] : orders) {
+    json::array pre;
+    for (int p : prerequisites) pre.push_back(p);
+    by_step[std::to_string(step)] = std::move(pre);
+  }
+  return json::object{{"concurrent", true}, {"orders", std::move(by_step)}};
+}
+
+}  // namespace
+
 std::string Saga::BuildBody() const {
   // Key order follows what dtmcli sends (PROTOCOL.md §2.2); the server does not depend on it.
   json::object body;
@@ -64,15 +87,8 @@ std::string Saga::BuildBody() const {
   body["steps"] = std::move(steps);
   body["payloads"] = std::move(payloads);
   if (concurrent_) {
-    // custom_data is a JSON *string* (§1.3): {"concurrent":true,"orders":{"2":[0,1]}}.
-    json::object orders;
-    for (const auto& [step, prerequisites] : orders_) {
-      json::array pre;
-      for (int p : prerequisites) pre.push_back(p);
-      orders[std::to_string(step)] = std::move(pre);
-    }
-    body["custom_data"] =
-        json::serialize(json::object{{"concurrent", true}, {"orders", std::move(orders)}});
+    // custom_data is a JSON *string* (§1.3).
+    body["custom_data"] = json::serialize(ConcurrentCustomData(orders_));
   }
   if (wait_result_) body["wait_result"] = true;
   if (timeout_to_fail_s_) body["timeout_to_fail"] = *timeout_to_fail_s_;
@@ -84,6 +100,8 @@ std::string Saga::BuildBody() const {
     for (const auto& [k, v] : branch_headers_) headers[k] = v;
     body["branch_headers"] = std::move(headers);
   }
+  // A dtx extension (docs/saga.md "Business keys"); the coordinator merges them into custom_data.
+  sdk_internal::AddBusinessKeys(body, business_keys_, on_busy_);
   return json::serialize(body);
 }
 
@@ -133,6 +151,11 @@ Status Saga::Validate() const {
         std::pair{"retry_interval", retry_interval_s_}, std::pair{"retry_limit", retry_limit_}}) {
     if (v && *v < 0) return Status::InvalidArgument(std::string("saga: negative ") + name);
   }
+  const json::object custom_data = concurrent_ ? ConcurrentCustomData(orders_) : json::object();
+  if (Status s = sdk_internal::CheckBusinessKeysWith(business_keys_, on_busy_, custom_data);
+      !s.ok()) {
+    return Status::InvalidArgument("saga: " + s.message());
+  }
   return Status::Ok();
 }
 
@@ -143,7 +166,8 @@ Status Saga::Submit() {
     if (!gid.ok()) return gid.status();
     gid_ = std::move(*gid);
   }
-  return client_.Submit(BuildBody());
+  return sdk_internal::SubmitMaybeWaiting(client_, BuildBody(),
+                                          wait_result_ && !business_keys_.empty());
 }
 
 }  // namespace dtx

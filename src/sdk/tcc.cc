@@ -9,6 +9,7 @@
 #include "http/client.h"
 #include "http/server.h"
 #include "sdk/blocking_http.h"
+#include "sdk/business_keys_internal.h"
 #include "sdk/client_internal.h"
 
 namespace dtx {
@@ -58,6 +59,9 @@ Status ValidateOptions(const TccOptions& o) {
   if (o.try_timeout.count() < 0 || o.register_timeout.count() <= 0) {
     return Status::InvalidArgument("tcc: try_timeout must be >= 0, register_timeout > 0");
   }
+  if (Status s = CheckBusinessKeys(o.business_keys, o.on_busy); !s.ok()) {
+    return Status::InvalidArgument("tcc: " + s.message());
+  }
   return Status::Ok();
 }
 
@@ -94,6 +98,11 @@ std::string BuildTccTransBody(TccPhase phase, const std::string& gid, const TccO
     json::object headers;
     for (const auto& [k, v] : options.branch_headers) headers[k] = v;
     body["branch_headers"] = std::move(headers);
+  }
+  // A dtx extension, at prepare only: the prepare waits for the keys (docs/tcc.md "Business
+  // keys"); the coordinator keeps them until the transaction is final.
+  if (phase == TccPhase::kPrepare) {
+    sdk_internal::AddBusinessKeys(body, options.business_keys, options.on_busy);
   }
   if (phase == TccPhase::kAbort && !rollback_reason.empty()) {
     body["rollback_reason"] = rollback_reason;
@@ -286,7 +295,13 @@ Status TccGlobalTransaction(Client& client, std::string gid, TccOptions options,
     if (!fresh.ok()) return fresh.status();
     gid = std::move(*fresh);
   }
-  if (Status s = client.Prepare(BuildTccTransBody(TccPhase::kPrepare, gid, options)); !s.ok()) {
+  const std::string prepare = BuildTccTransBody(TccPhase::kPrepare, gid, options);
+  const std::string abort_unanswered =
+      BuildTccTransBody(TccPhase::kAbort, gid, options, "prepare without an answer");
+  if (Status s = sdk_internal::PrepareMaybeWaiting(
+          client, prepare, abort_unanswered, options.business_keys,
+          options.timeout_to_fail_s.value_or(0), "tcc prepare of " + gid);
+      !s.ok()) {
     // If the prepare was stored but its answer lost, the coordinator aborts the empty transaction
     // after timeout_to_fail (DTM's SDK behaves the same).
     return s;

@@ -9,6 +9,7 @@
 #include "dtx/tcc.h"
 #include "http/client.h"
 #include "sdk/blocking_http.h"
+#include "sdk/business_keys_internal.h"
 
 namespace dtx {
 namespace {
@@ -26,6 +27,9 @@ Status ValidateOptions(const XaOptions& o) {
     if (v && *v < 0) return Status::InvalidArgument(std::string("xa: negative ") + name);
   }
   if (o.action_timeout.count() < 0) return Status::InvalidArgument("xa: negative action_timeout");
+  if (Status s = CheckBusinessKeys(o.business_keys, o.on_busy); !s.ok()) {
+    return Status::InvalidArgument("xa: " + s.message());
+  }
   return Status::Ok();
 }
 
@@ -50,6 +54,11 @@ std::string BuildXaTransBody(XaPhase phase, const std::string& gid, const XaOpti
     json::object headers;
     for (const auto& [k, v] : options.branch_headers) headers[k] = v;
     body["branch_headers"] = std::move(headers);
+  }
+  // A dtx extension, at prepare only: the prepare waits for the keys (docs/tcc.md "Business
+  // keys"); the coordinator keeps them until the transaction is final.
+  if (phase == XaPhase::kPrepare) {
+    sdk_internal::AddBusinessKeys(body, options.business_keys, options.on_busy);
   }
   if (phase == XaPhase::kAbort && !rollback_reason.empty()) {
     body["rollback_reason"] = rollback_reason;
@@ -151,7 +160,13 @@ Status XaGlobalTransaction(Client& client, std::string gid, XaOptions options,
     if (!fresh.ok()) return fresh.status();
     gid = std::move(*fresh);
   }
-  if (Status s = client.Prepare(BuildXaTransBody(XaPhase::kPrepare, gid, options)); !s.ok()) {
+  const std::string prepare = BuildXaTransBody(XaPhase::kPrepare, gid, options);
+  const std::string abort_unanswered =
+      BuildXaTransBody(XaPhase::kAbort, gid, options, "prepare without an answer");
+  if (Status s = sdk_internal::PrepareMaybeWaiting(
+          client, prepare, abort_unanswered, options.business_keys,
+          options.timeout_to_fail_s.value_or(0), "xa prepare of " + gid);
+      !s.ok()) {
     return s;
   }
   Xa xa(client.server_url(), gid, options);
