@@ -3,13 +3,17 @@
 //   1. a saga whose two steps succeed (both actions called, status succeed),
 //   2. a saga whose second step refuses (first action compensated, status failed),
 //   3. a TCC of two branches (both tries, then both confirms; status succeed),
-//   4. with a PostgreSQL URL: the barrier on PostgreSQL (dtx::pg): a duplicate call runs once.
+//   4. a saga definition put and submitted by name with a business key (dtx/saga_def.h), and a
+//      TCC with a business key; keys over the limit refused before sending,
+//   5. with a PostgreSQL URL: the barrier on PostgreSQL (dtx::pg): a duplicate call runs once.
 // Usage: dtx-consumer SERVER_API_URL [POSTGRES_URL]. Exit 0 when every check holds, 1 otherwise.
 #include <dtx/barrier.h>
 #include <dtx/barrier_pg.h>
+#include <dtx/business_keys.h>
 #include <dtx/client.h>
 #include <dtx/participant.h>
 #include <dtx/saga.h>
+#include <dtx/saga_def.h>
 #include <dtx/status.h>
 #include <dtx/tcc.h>
 #include <libpq-fe.h>
@@ -20,6 +24,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -104,6 +109,36 @@ void RunTcc(dtx::Client& client, const std::string& svc, Counters& counters) {
         "two tries, two confirms");
 }
 
+void RunByNameWithKeys(dtx::Client& client, const std::string& svc, Counters& counters) {
+  dtx::SagaDefinitions defs(client);
+  const std::string def =
+      R"({"services":{"svc":")" + svc +
+      R"("},"steps":[{"name":"pay","action":"{svc}/pay","compensate":"{svc}/pay-undo"},)"
+      R"({"name":"ship","action":"{svc}/ship"}]})";
+  dtx::Result<dtx::SagaDefinitionPut> put = defs.Put("consumer-order", def);
+  Check(put.ok() && put->version >= 1,
+        "saga definition put: " + (put.ok() ? std::string("ok") : put.status().ToString()));
+  dtx::SagaByName order(client, "consumer-order");
+  order.SetInput(R"({"order":1})").SetBusinessKeys({"consumer:account:1"}).SetWaitResult(true);
+  dtx::Status s = order.Submit();
+  Check(s.ok() && !order.gid().empty(), "saga by name with a business key: " + s.ToString());
+  Check(counters.Of("/ship:" + order.gid()) == 1, "its steps ran");
+
+  dtx::TccOptions options;
+  options.wait_result = true;
+  options.business_keys = {"consumer:account:1"};
+  std::string gid;
+  s = dtx::TccGlobalTransaction(client, "", options, [&](dtx::Tcc& tcc) {
+    gid = tcc.gid();
+    return tcc.CallBranch("{}", svc + "/try", svc + "/confirm", svc + "/cancel").status();
+  });
+  Check(s.ok() && FinalStatus(client, gid) == "succeed", "keyed tcc: " + s.ToString());
+  std::vector<std::string> too_many(dtx::kMaxBusinessKeys + 1, "k");
+  for (size_t i = 0; i < too_many.size(); ++i) too_many[i] += std::to_string(i);
+  Check(dtx::CheckBusinessKeys(too_many).code() == dtx::Code::kInvalidArgument,
+        "17 keys refused client-side");
+}
+
 void RunPgBarrier(const std::string& pg_url) {
   PGconn* conn = PQconnectdb(pg_url.c_str());
   if (PQstatus(conn) != CONNECTION_OK) {
@@ -149,6 +184,7 @@ int main(int argc, char** argv) {
   }
   RunSagas(client, server.base_url(), counters);
   RunTcc(client, server.base_url(), counters);
+  RunByNameWithKeys(client, server.base_url(), counters);
   if (argc > 2 && argv[2][0] != '\0') RunPgBarrier(argv[2]);
   server.Stop();
   std::printf("%s\n", failures == 0 ? "consumer: all checks passed" : "consumer: FAILED");
