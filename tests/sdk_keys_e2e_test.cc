@@ -2,7 +2,8 @@
 // two TccGlobalTransactions on one key are serialized at the participant (the second's Try only
 // after the first's Confirm), on_busy reject and the wait's end map to kConflict with their
 // reasons, a prepare that waits longer than the client's 10 s request_timeout succeeds, xa/msg/saga
-// send their keys, and the limits are checked client-side exactly where the coordinator puts them.
+// send their keys, the limits are checked client-side exactly where the coordinator puts them, and
+// a registerBranch of a tcc whose keyed prepare still waits is refused.
 // SQLite, and PostgreSQL with DTX_E2E_STORE=postgres.
 #include <gtest/gtest.h>
 
@@ -293,6 +294,51 @@ TEST_F(SdkKeysE2E, LimitsAreCheckedClientSideAtTheCoordinatorsLimits) {
   Status tcc = TccGlobalTransaction(client, "lim-tcc", too_many, [](Tcc&) { return Status::Ok(); });
   EXPECT_EQ(tcc.code(), Code::kInvalidArgument);
   EXPECT_FALSE(QueryTrans(*server_, "lim-tcc").found);
+}
+
+// A client that registers a branch before its keyed prepare answered (one that did not wait for
+// it) is refused while the prepare waits on the coordinator without the keys: 409 naming the key
+// and the holder, and no row is stored. Once the prepare answered 200 the same registration is
+// accepted.
+TEST_F(SdkKeysE2E, RegisterBranchOfATccWaitingForItsKeysIsRefused) {
+  std::promise<void> in_body;
+  std::promise<void> release;
+  Status held;
+  std::jthread holder =
+      HoldInTcc("sdk-reg-holder", {"reg"}, in_body, release.get_future().share(), &held);
+  in_body.get_future().wait();
+
+  std::atomic<int> prepare_status{0};
+  std::jthread waiter([&] {
+    json::object body{
+        {"gid", "sdk-impatient"}, {"trans_type", "tcc"}, {"business_keys", json::array{"reg"}}};
+    prepare_status =
+        HttpFetch("POST", server_->Api("prepare"), json::serialize(body), seconds(45)).status;
+  });
+  ASSERT_TRUE(WaitFor([&] { return QueryTrans(*server_, "sdk-impatient").found; }, seconds(5)));
+  const std::string reg = json::serialize(json::object{{"gid", "sdk-impatient"},
+                                                       {"trans_type", "tcc"},
+                                                       {"branch_id", "01"},
+                                                       {"confirm", busi_.Url("/t/confirm")},
+                                                       {"cancel", busi_.Url("/t/cancel")},
+                                                       {"data", "{}"}});
+  HttpResult refused = HttpFetch("POST", server_->Api("registerBranch"), reg);
+  EXPECT_EQ(refused.status, 409) << refused.body;
+  EXPECT_NE(refused.body.find("business key 'reg' is not held"), std::string::npos) << refused.body;
+  EXPECT_NE(refused.body.find("sdk-reg-holder"), std::string::npos) << refused.body;
+  EXPECT_TRUE(QueryTrans(*server_, "sdk-impatient").branch_ops.empty()) << "no row stored";
+  EXPECT_EQ(prepare_status.load(), 0) << "the prepare still waits";
+
+  release.set_value();
+  holder.join();
+  waiter.join();
+  EXPECT_EQ(prepare_status.load(), 200);
+  HttpResult accepted = HttpFetch("POST", server_->Api("registerBranch"), reg);
+  EXPECT_EQ(accepted.status, 200) << accepted.body;
+  EXPECT_EQ(HttpFetch("POST", server_->Api("abort"),
+                      R"({"gid":"sdk-impatient","trans_type":"tcc","wait_result":true})")
+                .status,
+            200);
 }
 
 TEST(PrepareKeyWaitDeadline, CoversTheCoordinatorsWaitPlusSlack) {

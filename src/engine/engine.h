@@ -344,6 +344,9 @@ class Engine {
   // A submit of a prepared tcc/xa whose keys are not held (its prepare did not answer 200) ->
   // kConflict.
   boost::asio::awaitable<Status> CheckKeysHeldForSubmit(const core::TransSnapshot& stored);
+  // registerBranch of a tcc/xa whose keyed prepare waits on this coordinator: kConflict naming the
+  // key and its holder unless it holds its keys (a client that did not wait for the prepare's 200).
+  boost::asio::awaitable<Status> CheckKeysHeldForRegister(std::string gid);
 
   // recovery.cc: the recovery loop.
   boost::asio::awaitable<void> CronLoop();

@@ -126,6 +126,11 @@ struct Engine::Shard {
   // wait_result requests of transactions waiting for their business keys: woken when a round of
   // the gid starts here (business_keys.cc).
   std::unordered_map<std::string, std::vector<Timer*>> round_watchers;
+  // Gids whose keyed tcc/xa prepare waits on this shard for its keys (keys_prepare.cc), with how
+  // many such prepares: registerBranch of one of them reads its keys first
+  // (CheckKeysHeldForRegister). Empty unless keyed prepares wait, so it costs a transaction
+  // without keys one hash lookup.
+  std::unordered_map<std::string, int> key_prepares;
 };
 
 // Holds a gid's lock on its shard. Transitions, registerBranch and the start of a round (its load)

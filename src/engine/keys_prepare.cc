@@ -8,6 +8,8 @@
 // wait (Shard::round_watchers); otherwise it looks again once per cron interval (keys released by
 // another coordinator). The stored wake-up of a waiting tcc is its deadline, so after a crash the
 // recovery loop fails it then if nobody acquired the keys for it (KeysGate).
+// While a keyed prepare waits here, a registerBranch of its gid on this coordinator is refused
+// unless the keys are held (CheckKeysHeldForRegister; Shard::key_prepares).
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -113,6 +115,16 @@ awaitable<Status> Engine::CheckKeysHeldForSubmit(const core::TransSnapshot& stor
   co_return Status::Conflict(fmt::format(
       "business key '{}' of '{}' is not held (queued behind '{}'): prepare has not answered 200",
       st->waiting_key, g.gid, st->waiting_for));
+}
+
+awaitable<Status> Engine::CheckKeysHeldForRegister(std::string gid) {
+  Result<core::KeyState> st = co_await KeysOf(gid);
+  if (!st.ok()) co_return st.status();
+  if (st->held) co_return Status::Ok();
+  co_return Status::Conflict(fmt::format(
+      "registerBranch of '{}': business key '{}' is not held (held by or queued behind '{}'): "
+      "prepare has not answered 200",
+      gid, st->waiting_key, st->waiting_for));
 }
 
 }  // namespace dtx::engine

@@ -53,7 +53,11 @@ awaitable<Status> Engine::PrepareOnShard(core::TransSnapshot proposed) {
   if (!keyed || (type != core::TransType::kTcc && type != core::TransType::kXa)) {
     co_return Status::Ok();
   }
-  co_return co_await PrepareKeyWait(shard, gid);
+  // While it waits, a registerBranch of gid here is checked (CheckKeysHeldForRegister).
+  ++shard.key_prepares[gid];
+  Status waited = co_await PrepareKeyWait(shard, gid);
+  if (--shard.key_prepares[gid] <= 0) shard.key_prepares.erase(gid);
+  co_return waited;
 }
 
 awaitable<Status> Engine::Abort(std::string gid, std::optional<bool> wait_result,
@@ -165,6 +169,9 @@ awaitable<Status> Engine::RegisterBranchOnShard(std::string gid, core::TransType
     auto it = shard.active.find(gid);
     if (it == shard.active.end()) break;
     co_await WaitRound(it->second, clock_.NowMs() + 60'000, WaitFor::kSubmit);
+  }
+  if (shard.key_prepares.count(gid) != 0) {
+    if (Status held = co_await CheckKeysHeldForRegister(gid); !held.ok()) co_return held;
   }
   const int64_t now = clock_.NowMs();
   for (auto& r : rows) {

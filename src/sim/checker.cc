@@ -48,7 +48,7 @@ void Sim::OnCall(const CallRecord& c) {
 void Sim::CheckKeysOnCall(TxInfo& tx, const CallRecord& c) {
   // An operator's stop/forceStop makes a transaction final (and releases its keys) while a call
   // may be in flight: no key ordering to check for it, nor for one it overlaps.
-  if (tx.force_stop_sent) return;
+  if (tx.force_stop_sent || tx.keys_unchecked) return;
   // The store says the caller holds its keys.
   const core::KeyState mine = disk.mem().PeekKeys(tx.gid);
   if (!mine.held) {
@@ -61,7 +61,9 @@ void Sim::CheckKeysOnCall(TxInfo& tx, const CallRecord& c) {
   const bool first = tx.first_call_ms < 0;
   if (first) tx.first_call_ms = c.start_ms;
   for (auto& [gid, other] : txs) {
-    if (gid == tx.gid || other.keys.empty() || other.force_stop_sent) continue;
+    if (gid == tx.gid || other.keys.empty() || other.force_stop_sent || other.keys_unchecked) {
+      continue;
+    }
     std::string shared;
     for (const std::string& k : tx.keys) {
       if (std::find(other.keys.begin(), other.keys.end(), k) != other.keys.end()) shared = k;

@@ -6,6 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,10 @@ struct TxInfo {
   bool force_stop_sent = false;            // ... or may have landed
   bool operator_skipped = false;           // an operator's skip may have landed
   bool app_done = false;
+  // An impatient tcc (impatient_tcc.cc) registered while its prepare was not waiting on that
+  // coordinator any more (it had restarted): the registration is not checked there (the gap
+  // docs/tcc.md names), so neither are its calls nor others' against it.
+  bool keys_unchecked = false;
   // Workload::kKeys: the saga's or tcc's business keys, and when its first branch call started (-1:
   // none).
   std::vector<std::string> keys;
@@ -47,6 +52,14 @@ class Sim {
   // --- workload (workload.cc) ---
   boost::asio::awaitable<void> SagaApp(std::string gid);
   boost::asio::awaitable<void> TccApp(std::string gid);
+  // Workload::kKeysRegister (impatient_tcc.cc): a tcc client that registers and tries without
+  // waiting for its keyed prepare's answer.
+  boost::asio::awaitable<void> ImpatientTccApp(std::string gid, core::TransSnapshot snap);
+  boost::asio::awaitable<void> PrepareOn(size_t node, core::TransSnapshot snap,
+                                         std::shared_ptr<std::optional<Status>> answer);
+  bool KeysWorkload() const {
+    return workload == Workload::kKeys || workload == Workload::kKeysRegister;
+  }
   boost::asio::awaitable<void> MsgApp(std::string gid);
   boost::asio::awaitable<void> NotifyApp(std::string gid);
   boost::asio::awaitable<void> OperatorApp();
@@ -90,5 +103,9 @@ class Sim {
 };
 
 std::vector<std::string> SplitWords(const std::string& s);
+
+// The submit / abort calls of the simulated applications (workload.cc).
+Node::Op SubmitOp(const std::string& gid, core::TransType type, bool wait);
+Node::Op AbortOp(const std::string& gid, bool wait, const std::string& reason);
 
 }  // namespace dtx::sim

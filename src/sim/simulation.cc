@@ -135,7 +135,7 @@ RunResult Sim::Run() {
     // kind 4: a notification (Workload::kNotify only, which draws nothing else).
     // Workload::kKeys: sagas and tccs (3 in 10), each on some of a few business keys.
     const int kind = workload == Workload::kNotify ? 4
-                     : workload == Workload::kKeys ? (world.Chance(0.3) ? 2 : 0)
+                     : KeysWorkload()              ? (world.Chance(0.3) ? 2 : 0)
                                                    : static_cast<int>(world.Uniform(0, 3));
     const std::string gid = fmt::format("{}-{}",
                                         kind <= 1   ? "saga"

@@ -32,7 +32,8 @@ struct RunResult {
 // notifications, plain and two-phase (sim_notify_seeds), a workload of its own so that adding it
 // left every earlier seed's run unchanged. kKeys: sagas and tccs on a few business keys (waiting,
 // FIFO, on_busy reject, timeouts while waiting; sim_keys_seeds).
-enum class Workload { kMixed, kNotify, kKeys };
+// kKeysRegister: kKeys whose tccs are half of them impatient (impatient_tcc.cc).
+enum class Workload { kMixed, kNotify, kKeys, kKeysRegister };
 
 RunResult RunSeed(uint64_t seed, bool trace, Mutant mutant = Mutant::kNone,
                   Workload workload = Workload::kMixed);

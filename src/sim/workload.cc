@@ -41,10 +41,6 @@ awaitable<Status> Sim::Api(std::string what, Node::Op op) {
   co_return s;
 }
 
-namespace {
-
-std::string Id(size_t k) { return fmt::format("{:02d}", k + 1); }
-
 Node::Op SubmitOp(const std::string& gid, core::TransType type, bool wait) {
   return [gid, type, wait](engine::Engine& e) -> awaitable<Status> {
     engine::Engine::SubmitRequest r;
@@ -63,6 +59,10 @@ Node::Op AbortOp(const std::string& gid, bool wait, const std::string& reason) {
     co_return co_await e.Abort(std::move(g), wait, std::move(why), std::move(patch));
   };
 }
+
+namespace {
+
+std::string Id(size_t k) { return fmt::format("{:02d}", k + 1); }
 
 // Retries an API call while it is retryable (a coordinator down, an answer lost, a limit), as a
 // DTM client does, a bounded number of times.
@@ -133,7 +133,7 @@ awaitable<void> Sim::SagaApp(std::string gid) {
     snap.global.custom_data = fmt::format(R"({{"concurrent":true,"orders":{{{}}}}})", orders);
   if (world.Chance(0.2)) snap.global.options.retry_limit = world.Uniform(1, 3);
   if (world.Chance(0.25)) snap.global.options.timeout_to_fail_s = world.Uniform(2, 20);
-  if (workload == Workload::kKeys) AddKeys(tx, snap);
+  if (KeysWorkload()) AddKeys(tx, snap);
   const bool wait = world.Chance(0.5);
   world.Trace(fmt::format("app: saga {} steps={} dag={} failing={} wait_result={} {}", gid, steps,
                           dag, std::count(tx.failing.begin(), tx.failing.end(), true), wait,
@@ -166,7 +166,11 @@ awaitable<void> Sim::TccApp(std::string gid) {
   snap.global.trans_type = core::TransType::kTcc;
   if (world.Chance(0.3)) snap.global.options.timeout_to_fail_s = world.Uniform(2, 10);
   // Workload::kKeys: it waits for its keys in prepare (engine/keys_prepare.cc).
-  if (workload == Workload::kKeys) AddKeys(tx, snap);
+  if (KeysWorkload()) AddKeys(tx, snap);
+  if (workload == Workload::kKeysRegister && world.Chance(0.5)) {
+    co_await ImpatientTccApp(gid, std::move(snap));
+    co_return;
+  }
   std::string what = "prepare " + gid;
   auto prepare = [&] {
     return [snap](engine::Engine& e) -> awaitable<Status> { co_return co_await e.Prepare(snap); };

@@ -126,8 +126,9 @@ int main(int argc, char** argv) {
   app.add_option("--first", o.first, "first seed of --seeds (default 1)");
   app.add_flag("--trace", o.trace, "print the run's trace (with --seed)");
   app.add_option("--workload", o.workload_name,
-                 "mixed (sagas, tcc, msg; the default), notify (notifications) or keys "
-                 "(sagas on business keys)");
+                 "mixed (sagas, tcc, msg; the default), notify (notifications), keys "
+                 "(sagas and tccs on business keys) or keys-register (keys, half of the tccs "
+                 "registering before their prepare answered)");
   app.add_option("--time-budget", o.time_budget_s,
                  "stop starting new seeds after this many seconds (0 = none); the summary says "
                  "how many ran");
@@ -141,8 +142,10 @@ int main(int argc, char** argv) {
     o.workload = dtx::sim::Workload::kNotify;
   } else if (o.workload_name == "keys") {
     o.workload = dtx::sim::Workload::kKeys;
+  } else if (o.workload_name == "keys-register") {
+    o.workload = dtx::sim::Workload::kKeysRegister;
   } else if (o.workload_name != "mixed") {
-    std::fprintf(stderr, "dtx-sim: unknown --workload '%s' (mixed, notify, keys)\n",
+    std::fprintf(stderr, "dtx-sim: unknown --workload '%s' (mixed, notify, keys, keys-register)\n",
                  o.workload_name.c_str());
     return 2;
   }
