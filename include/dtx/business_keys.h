@@ -18,10 +18,14 @@
 ///     coordinator answers.
 ///
 /// @code
+/// #include <dtx/tcc.h>
+///   dtx::Client client("http://127.0.0.1:36789/api/dtmsvr");
 ///   dtx::TccOptions options;
 ///   options.business_keys = {"account:42", "account:7"};
 ///   options.on_busy = dtx::OnBusy::kReject;   // default kWait
-///   dtx::Status s = dtx::TccGlobalTransaction(client, "", options, body);
+///   dtx::Status s = dtx::TccGlobalTransaction(client, "", options, [](dtx::Tcc&) {
+///     return dtx::Status::Ok();               // the branches (Tcc::CallBranch) go here
+///   });
 ///   if (s.reason() == dtx::kReasonBusinessKeysBusy) { /* another transaction holds a key */ }
 /// @endcode
 ///

@@ -9,12 +9,12 @@
 ///   dtx::SagaDefinitions defs(client);
 ///   auto put = defs.Put("order", R"({"services": {"pay": "http://pay:8082/payment"},
 ///       "steps": [{"name": "charge", "action": "{pay}/charge", "compensate": "{pay}/refund"}]})");
-///   if (!put.ok()) return;                               // 400 naming the problem:
-///   kInvalidArgument dtx::SagaByName saga(client, "order");               // gid "": the
-///   coordinator makes one saga.SetPayload("charge", R"({"amount":30})")
+///   if (!put.ok()) return;                     // kInvalidArgument: the 400 names the problem
+///   dtx::SagaByName saga(client, "order");     // gid "": the coordinator makes one
+///   saga.SetPayload("charge", R"({"amount":30})")
 ///       .SetBusinessKeys({"account:42"})
 ///       .SetWaitResult(true);
-///   dtx::Status s = saga.Submit();                       // saga.gid() is set on success
+///   dtx::Status s = saga.Submit();             // saga.gid() is set on success
 /// @endcode
 ///
 /// Thread-safety: SagaDefinitions holds only a reference to the Client (thread-safe itself) and
@@ -51,21 +51,21 @@ inline constexpr size_t kMaxSagaDefinitionBytes = 64 * 1024;
 
 /// The answer to SagaDefinitions::Put.
 struct DTX_EXPORT SagaDefinitionPut {
-  std::string name;
+  std::string name;      ///< the definition's name
   int64_t version = 0;   ///< the newest version after the put (1, 2, ...)
   bool changed = false;  ///< false: an identical definition was the newest one already (a no-op)
 };
 
 /// One kept version of a definition (the coordinator keeps the 32 newest).
 struct DTX_EXPORT SagaDefinitionVersion {
-  int64_t version = 0;
+  int64_t version = 0;         ///< 1, 2, ...
   int64_t create_time_ms = 0;  ///< Unix time in milliseconds
   std::string definition;      ///< the definition as stored, JSON text
 };
 
 /// One entry of SagaDefinitions::List.
 struct DTX_EXPORT SagaDefinitionSummary {
-  std::string name;
+  std::string name;         ///< the definition's name
   int64_t version = 0;      ///< its newest version
   std::string update_time;  ///< of the newest version, as the coordinator formats it (UTC)
 };
