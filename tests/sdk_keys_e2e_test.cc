@@ -214,6 +214,19 @@ TEST_F(SdkKeysE2E, XaMsgAndSagaSendTheirKeys) {
   EXPECT_EQ(QueryTrans(*server_, "sdk-msg").raw.at("transaction").at("custom_data").as_string(),
             R"({"delay":0,"business_keys":["m:1","m:2"]})");
 
+  // Two-phase: the keys go with the prepare and again with the submit (the same keys are
+  // accepted; the submit's custom_data {"delay":1} keeps them).
+  Msg two_phase(client, "sdk-msg-2p");
+  two_phase.Add(busi_.Url("/m/a"), "{}").SetDelay(1).SetBusinessKeys({"m:3"});
+  ASSERT_TRUE(two_phase.Prepare(busi_.Url("/m/query")).ok());
+  EXPECT_EQ(QueryTrans(*server_, "sdk-msg-2p").raw.at("transaction").at("custom_data").as_string(),
+            R"({"business_keys":["m:3"]})");
+  Status submitted = two_phase.Submit();
+  EXPECT_TRUE(submitted.ok()) << submitted.ToString();
+  EXPECT_EQ(QueryTrans(*server_, "sdk-msg-2p").raw.at("transaction").at("custom_data").as_string(),
+            R"({"delay":1,"business_keys":["m:3"]})");
+  EXPECT_EQ(WaitStatus(*server_, "sdk-msg-2p", {"succeed"}).status, "succeed");
+
   busi_.SetDefault("/s/a", BusiAnswer::Success());
   Saga saga(client, "sdk-saga");
   saga.Add(busi_.Url("/s/a"), "", "{}")
