@@ -1670,22 +1670,71 @@ TEST_F(SqliteStoreTest, MigratesVersion6BusinessKeysKeepingQueuesAndHolders) {
   EXPECT_TRUE(Acquire(*s, "w-2", true, 0)->held);
   EXPECT_EQ(Acquire(*s, "w-3", true, 0)->waiting_for, "w-2");
   // Free keys: held from the insert (a read answers held). Behind it: queued, not held.
-  core::TransSnapshot fresh = Trans("fresh");
-  fresh.global.custom_data = keys({"c"});
-  ASSERT_TRUE(Create(*s, fresh).ok());
+  ASSERT_TRUE(Create(*s, Keyed("fresh", {"c"})).ok());
   EXPECT_TRUE(Acquire(*s, "fresh", false, 0)->held);
-  core::TransSnapshot behind = Trans("behind");
-  behind.global.custom_data = keys({"c", "d"});
-  ASSERT_TRUE(Create(*s, behind).ok());
+  ASSERT_TRUE(Create(*s, Keyed("behind", {"c", "d"})).ok());
   auto b = Acquire(*s, "behind", false, 0);
   EXPECT_FALSE(b->held);
   EXPECT_EQ(b->waiting_for, "fresh");
   // All or none: "d" is free, yet behind holds nothing; a third on "d" alone queues behind it.
-  core::TransSnapshot third = Trans("third");
-  third.global.custom_data = keys({"d"});
-  ASSERT_TRUE(Create(*s, third).ok());
+  ASSERT_TRUE(Create(*s, Keyed("third", {"d"})).ok());
   EXPECT_EQ(Acquire(*s, "third", true, 0)->waiting_for, "behind");
   s->Close();
+}
+
+// A version-7 database (key rows written by triggers) opens as version 8 (written by the writer):
+// its queues and holder are kept, the triggers are gone, and the writer now queues, takes and
+// releases the keys itself — a transaction created without keys in its snapshot gets no rows even
+// if its custom_data names some (the snapshot is the contract, store.h).
+TEST_F(SqliteStoreTest, MigratesVersion7BusinessKeysToWriterWrittenRows) {
+  const SqliteOptions o = Options();
+  std::filesystem::create_directories(std::filesystem::path(o.path).parent_path());
+  auto keys = [](std::vector<std::string> k) {
+    return core::WithKeySpec("", core::KeySpec{std::move(k), false}).value();
+  };
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+    for (int v = 1; v <= 7; ++v) RawExec(db, std::string(SqliteMigrationSql(v)));
+    RawExec(db,
+            "PRAGMA user_version=7; PRAGMA application_id=" + std::to_string(kSqliteApplicationId));
+    // v7's insert trigger queues them (the first takes "a" at insert).
+    const std::string gids[] = {"v7-hold", "v7-wait"};
+    for (const std::string& gid : gids) {
+      RawExec(db,
+              "INSERT INTO trans_global (gid, trans_type, status, custom_data, create_time, "
+              "next_cron_time) VALUES ('" +
+                  gid + "', 'saga', 'submitted', '" + keys({"a"}) + "', 100, 0)");
+    }
+    sqlite3_close(db);
+  }
+  auto s = MustOpenSqlite(o);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(Acquire(*s, "v7-hold", false, 0)->held);
+  EXPECT_EQ(Acquire(*s, "v7-wait", true, 0)->waiting_for, "v7-hold");
+  ASSERT_TRUE(Create(*s, Keyed("v8-new", {"a", "b"})).ok());
+  EXPECT_EQ(Acquire(*s, "v8-new", true, 0)->waiting_for, "v7-hold");
+  core::TransSnapshot no_rows = Trans("no-rows");
+  no_rows.global.custom_data = keys({"b"});
+  ASSERT_TRUE(Create(*s, no_rows).ok());
+  EXPECT_TRUE(Acquire(*s, "no-rows", true, 0)->held);  // has no key rows: "holds" nothing
+  TransUpdate u;
+  u.gid = "v7-hold";
+  u.expected_status = GlobalStatus::kSubmitted;
+  u.new_status = GlobalStatus::kSucceed;
+  u.update_time_ms = 1'000;
+  ASSERT_TRUE(Update(*s, u).ok());  // releases "a" (no trigger any more: the writer)
+  EXPECT_TRUE(Acquire(*s, "v7-wait", true, 0)->held);
+  EXPECT_EQ(Acquire(*s, "v8-new", true, 0)->waiting_for, "v7-wait");
+  s->Close();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(o.path.c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(RawQuery(db, "PRAGMA user_version"), std::to_string(kSqliteSchemaVersion) + ";");
+  EXPECT_EQ(RawQuery(db, "SELECT name FROM sqlite_schema WHERE type = 'trigger' ORDER BY name"),
+            "business_keys_taken;");
+  EXPECT_EQ(RawQuery(db, "SELECT count(*) FROM business_keys WHERE gid = 'v7-hold'"), "0;");
+  EXPECT_EQ(RawQuery(db, "PRAGMA integrity_check"), "ok;");
+  sqlite3_close(db);
 }
 
 TEST_F(SqliteStoreTest, RefusesNewerSchemaVersion) {

@@ -59,11 +59,41 @@ Status Statements::Prepare(sqlite3* db) {
       {&set_wakeup_clear,
        "UPDATE trans_global SET next_cron_time = ?2, lease_until = 0 WHERE gid = ?1 AND status "
        "IN ('prepared', 'submitted', 'aborting')"},
+      {&any_row, "SELECT 1 FROM business_keys WHERE bkey = ?1 LIMIT 1"},
+      {&insert, "INSERT INTO business_keys (gid, bkey, seq, held) VALUES (?1, ?2, ?3, ?4)"},
+      {&release, "DELETE FROM business_keys WHERE gid = ?1"},
   };
   for (const auto& [stmt, sql] : stmts) {
     if (Status s = Stmt::Prepare(db, sql, stmt); !s.ok()) return s;
   }
   return Status::Ok();
+}
+
+Status Insert(const Statements& st, sqlite3* db, const std::string& gid, int64_t seq,
+              const std::vector<std::string>& keys) {
+  bool free = true;
+  for (const std::string& key : keys) {
+    Use probe(st.any_row);
+    probe.Text(1, key);
+    const int rc = probe.Step();
+    if (rc == SQLITE_ROW) {
+      free = false;
+      break;
+    }
+    if (rc != SQLITE_DONE) return Error(db, rc, "read");
+  }
+  for (const std::string& key : keys) {
+    Use u(st.insert);
+    u.Text(1, gid).Text(2, key).Int(3, seq).Int(4, free ? 1 : 0);
+    if (Status s = Write(db, u); !s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
+Status Release(const Statements& st, sqlite3* db, const std::string& gid) {
+  Use u(st.release);
+  u.Text(1, gid);
+  return Write(db, u);
 }
 
 Status Acquire(const Statements& st, sqlite3* db, const std::string& gid, bool acquire,

@@ -1,8 +1,9 @@
 // SQLite: business keys (store.h AcquireKeys / WakeKeyWaiters; semantics of memory/memory_keys.cc).
-// The key rows are written by triggers of schema v7 (kSqliteKeysMigrationV7): one queued row
-// per key when a transaction whose custom_data lists "business_keys" is inserted, and all of its
-// rows deleted when an update makes it final — in the same statement, so in the same commit.
-// The functions run on the writer's connection inside its write transaction.
+// The key rows are written by the writer itself (since schema v8; v6 and v7 used triggers): one
+// row per entry of TransSnapshot::business_keys by the Create that inserts the transaction
+// (Insert), and all of its rows deleted by the Update that makes it final (Release) — in the same
+// write transaction, so in the same commit. The functions run on the writer's connection inside
+// its write transaction.
 #pragma once
 
 #include <sqlite3.h>
@@ -95,13 +96,31 @@ BEGIN
 END;
 )sql";
 
+// Schema v8: the key rows are written by WriterConn::Create / Update (Insert and Release below)
+// instead of the v7 triggers. The insert trigger parsed custom_data with json_each three times
+// and ran a trigger program on every insert: ~81,000 instructions of the writer per saga with one
+// key, where the prepared statements below take a fraction of that (docs/benchmarks.md
+// "Business keys"). business_keys_taken stays a trigger (it runs only when a waiter takes keys).
+inline constexpr std::string_view kSqliteKeysMigrationV8 = R"sql(
+DROP TRIGGER business_keys_queue;
+DROP TRIGGER business_keys_release;
+)sql";
+
 // The writer connection's statements for business keys, prepared once when it opens (schema v6
 // present) and kept, like its other statements: preparing them on every call was ~12 % of the
 // coordinator's CPU with a key on every saga.
 struct Statements {
   sqlite_internal::Stmt mine, ahead, hold, wake_select, set_wakeup, set_wakeup_clear;
+  sqlite_internal::Stmt any_row, insert, release;
   Status Prepare(sqlite3* db);
 };
+
+// The key rows of a transaction just inserted with id `seq` (keys sorted, distinct), taken at
+// once (held) when none of its keys has any row, else queued.
+Status Insert(const Statements& st, sqlite3* db, const std::string& gid, int64_t seq,
+              const std::vector<std::string>& keys);
+// Deletes gid's key rows (it became final). Cheap when it has none: one probe of the primary key.
+Status Release(const Statements& st, sqlite3* db, const std::string& gid);
 
 Status Acquire(const Statements& st, sqlite3* db, const std::string& gid, bool acquire,
                int64_t wait_until_ms, core::KeyState* out);

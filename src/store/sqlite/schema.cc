@@ -174,6 +174,8 @@ CREATE INDEX trans_global_finished ON trans_global(update_time)
     sqlite_keys::kSqliteKeysMigration,
     // v7: business keys, cheaper (store/sqlite/keys.h).
     sqlite_keys::kSqliteKeysMigrationV7,
+    // v8: the key rows written by the writer, not by triggers (store/sqlite/keys.h).
+    sqlite_keys::kSqliteKeysMigrationV8,
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion,
               "kSqliteSchemaVersion must equal the number of migration steps");

@@ -34,7 +34,7 @@
 namespace dtx::store {
 
 // The newest schema version this binary knows (and creates).
-inline constexpr int kSqliteSchemaVersion = 7;
+inline constexpr int kSqliteSchemaVersion = 8;
 
 // PRAGMA application_id of a dtx database ("dtx1" in ASCII).
 inline constexpr int kSqliteApplicationId = 0x64747831;

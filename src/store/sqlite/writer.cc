@@ -169,6 +169,9 @@ Status WriterConn::Create(const core::TransSnapshot& t) {
   for (const auto& b : t.branches) {
     if (Status s = InsertBranch(trans_id, g.gid, b); !s.ok()) return s;
   }
+  if (!t.business_keys.empty()) {
+    return sqlite_keys::Insert(keys_, db(), g.gid, trans_id, t.business_keys);
+  }
   return Status::Ok();
 }
 
@@ -203,6 +206,9 @@ Status WriterConn::Update(const TransUpdate& u) {
     if (!actual) return internal::TransNotFound(u.gid);
     if (*actual == u.expected_status) return internal::LeaseConflict(u.gid);
     return internal::ConflictStatus(u.gid, u.expected_status, *actual);
+  }
+  if (u.new_status && core::IsFinal(*u.new_status)) {
+    if (Status s = sqlite_keys::Release(keys_, db(), u.gid); !s.ok()) return s;
   }
   for (const auto& b : u.branches) {
     std::optional<std::string> status;
