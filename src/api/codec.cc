@@ -323,38 +323,39 @@ Status DecodeField(int field, const json::value& v, TransRequest& r, std::string
 }  // namespace
 
 Status ApplyBusinessKeys(TransRequest& r) {
+  core::KeySpec spec;
   if (r.has_business_keys) {
+    // The top-level field wins over custom_data's (WithKeySpec replaces it there).
     Result<std::vector<std::string>> keys = core::NormalizeBusinessKeys(r.business_keys);
     if (!keys.ok()) return keys.status();
     Result<bool> reject = core::ParseOnBusy(r.on_busy);
     if (!reject.ok()) return reject.status();
-    Result<std::string> merged =
-        core::WithKeySpec(r.custom_data, core::KeySpec{std::move(*keys), *reject});
-    if (!merged.ok()) return merged.status();
-    r.custom_data = std::move(*merged);
-  }
-  // DTM SDKs can only set custom_data: business_keys is read there too (Go's key rule).
-  Result<core::KeySpec> spec = core::ParseKeySpec(r.custom_data);
-  if (!spec.ok()) return spec.status();
-  if (!spec->keys.empty()) {
-    const bool top_level = r.has_business_keys;  // its on_busy was merged above
+    spec = core::KeySpec{std::move(*keys), *reject};
+  } else {
+    // DTM SDKs can only set custom_data: business_keys is read there too (Go's key rule).
+    Result<core::KeySpec> parsed = core::ParseKeySpec(r.custom_data);
+    if (!parsed.ok()) return parsed.status();
+    if (parsed->keys.empty()) {
+      if (!r.on_busy.empty()) {
+        return Status::InvalidArgument("on_busy is given without business_keys");
+      }
+      return Status::Ok();  // custom_data unchanged: its own limit is checked with the others
+    }
+    spec = std::move(*parsed);
     r.has_business_keys = true;
-    if (!r.on_busy.empty() && !top_level) {
+    if (!r.on_busy.empty()) {
       // on_busy at the top level with the keys in custom_data.
       Result<bool> reject = core::ParseOnBusy(r.on_busy);
       if (!reject.ok()) return reject.status();
-      spec->reject_if_busy = *reject;
+      spec.reject_if_busy = *reject;
     }
-    // Stored normalized (sorted, distinct, under the exact name "business_keys"): the stores'
-    // key rows are made from it.
-    Result<std::string> merged = core::WithKeySpec(r.custom_data, *spec);
-    if (!merged.ok()) return merged.status();
-    r.custom_data = std::move(*merged);
-  } else if (!r.on_busy.empty()) {
-    return Status::InvalidArgument("on_busy is given without business_keys");
   }
-  // Without keys custom_data is unchanged here: its own limit is checked with the other fields.
-  if (r.has_business_keys && r.custom_data.size() > core::kMaxCustomDataBytes) {
+  // Stored normalized (sorted, distinct, under the exact name "business_keys"): the stores'
+  // key rows are made from it.
+  Result<std::string> merged = core::WithKeySpec(r.custom_data, spec);
+  if (!merged.ok()) return merged.status();
+  r.custom_data = std::move(*merged);
+  if (r.custom_data.size() > core::kMaxCustomDataBytes) {
     return Status::InvalidArgument(
         fmt::format("custom_data with business_keys has {} bytes, over the limit of {}",
                     r.custom_data.size(), core::kMaxCustomDataBytes));

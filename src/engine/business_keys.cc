@@ -56,6 +56,7 @@ awaitable<bool> Engine::KeysGate(Active& a) {
   const core::KeyState busy{false, "", ""};
   const core::KeyWait if_busy = core::DecideKeyWait(g, *a.keys, busy, options_.settings, now);
   if (if_busy.kind == core::KeyWait::Kind::kRun) co_return true;  // not a waiting kind/state
+  if (a.keys_taken) co_return true;  // its create took them (the store said so)
   // Past its timeout (or aborted) a waiter never starts: it only looks whether it holds its keys.
   const bool look_only = if_busy.kind == core::KeyWait::Kind::kFail && !a.keys->reject_if_busy;
   const int64_t park_until = if_busy.kind == core::KeyWait::Kind::kWait ? if_busy.wake_at_ms : 0;
@@ -109,6 +110,7 @@ awaitable<Result<core::KeyState>> Engine::AcquireKeysRetrying(std::string gid, b
   for (int attempt = 0;; ++attempt) {
     Result<core::KeyState> st = co_await AwaitStore<Result<core::KeyState>>(
         [&](auto cb) { store_.AcquireKeys(gid, acquire, park_until_ms, std::move(cb)); });
+    if (st.ok() && !st->held) NoteKeyWaiters();
     if (!st.ok() || !st->contended || attempt + 1 >= kKeyContendedAttempts || stopped_) {
       co_return st;
     }
@@ -121,6 +123,8 @@ awaitable<Result<core::KeyState>> Engine::AcquireKeysRetrying(std::string gid, b
 }
 
 void Engine::WakeKeyWaitersSoon() {
+  // The store had no waiter when last looked, and none was seen since: nothing to wake.
+  if (key_epoch_.load() == key_quiet_epoch_.load()) return;
   keys_wake_.store(true);
   auto cron = cron_;
   if (!cron) return;
@@ -135,11 +139,21 @@ awaitable<void> Engine::MaybeWakeKeyWaiters() {
   if (!woken && now < next_key_check_ms_) co_return;
   next_key_check_ms_ = now + options_.cron_interval_ms;
   const int limit = std::max(1, options_.claim_batch);
+  const uint64_t epoch = key_epoch_.load();
   Result<std::vector<std::string>> due = co_await AwaitStore<Result<std::vector<std::string>>>(
       [&](auto cb) { store_.WakeKeyWaiters(now, limit, std::move(cb)); });
   if (!due.ok()) {
     spdlog::error("business keys: waking waiters failed: {}", due.status().ToString());
     co_return;
+  }
+  if (due->empty()) {
+    // None could run: does any wait at all? If not, releases stop waking until one is seen
+    // (NoteKeyWaiters after `epoch` makes the epochs differ again).
+    Result<bool> waiting =
+        co_await AwaitStore<Result<bool>>([&](auto cb) { store_.HasKeyWaiters(std::move(cb)); });
+    key_quiet_epoch_.store(waiting.ok() && !*waiting ? epoch : 0);
+  } else {
+    key_quiet_epoch_.store(0);
   }
   // They are due now: the claim that follows in the recovery loop starts them.
   if (!due->empty()) spdlog::debug("business keys: {} waiter(s) may run", due->size());

@@ -60,6 +60,14 @@ struct EngineOptions {
 using CallerFactory =
     std::function<std::unique_ptr<BranchCaller>(boost::asio::any_io_executor executor)>;
 
+// Business keys a round's starter knows already (Engine::StartRound): `spec` parsed from
+// custom_data (else the round parses it), `taken` by the create that made the transaction (its
+// first gate then skips the store).
+struct KnownKeys {
+  std::optional<core::KeySpec> spec;
+  bool taken = false;
+};
+
 class Engine {
  public:
   // `caller_factory` defaults to NewHttpBranchCaller, `timers` (null) to Asio timers on `clock`.
@@ -207,11 +215,15 @@ class Engine {
   boost::asio::awaitable<GidGuard> LockGid(Shard& shard, std::string gid);
   boost::asio::awaitable<Loaded> LoadOnShard(std::string gid);
   boost::asio::awaitable<Status> Create(const core::TransSnapshot& snap);
+  // Create, answering whether it took its business keys (Store::CreateTakingKeys).
+  boost::asio::awaitable<Result<bool>> CreateTakingKeys(const core::TransSnapshot& snap);
   // Updates the stored transaction (compare-and-set on update.expected_status, never a final one).
   boost::asio::awaitable<Status> Transition(core::TransUpdate update);
-  void InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now);
+  // keys (if given): the business keys parsed from custom_data (empty spec without any).
+  void InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now,
+               core::KeySpec* keys = nullptr);
   // Starts a round for a loaded snapshot unless one is running; returns the round's entry.
-  ActivePtr StartRound(Shard& shard, core::TransSnapshot snap);
+  ActivePtr StartRound(Shard& shard, core::TransSnapshot snap, KnownKeys keys = {});
   // A place under max_active_transactions for the round of a transaction about to be created,
   // taken before the create's store write so that concurrent creates cannot pass the limit
   // together; released when it goes out of scope (after StartRound counted the round).
@@ -327,7 +339,14 @@ class Engine {
   boost::asio::awaitable<Result<core::KeyState>> AcquireKeysRetrying(std::string gid, bool acquire,
                                                                      int64_t park_until_ms);
   // After a transaction with keys became final here: the recovery loop wakes their waiters now.
+  // Only while some transaction may wait for keys: see NoteKeyWaiters.
   void WakeKeyWaitersSoon();
+  // This coordinator saw a transaction that may wait for its keys (queued at its create, or an
+  // acquire that did not take them). Until the recovery loop has seen the store with no waiter
+  // since, every release wakes waiters at once; after that a release costs no wake-up (waiters
+  // queued by another coordinator are woken by its own release or the once-per-cron-interval
+  // check).
+  void NoteKeyWaiters() { key_epoch_.fetch_add(1); }
   // In the recovery loop: when woken, or once per cron interval (another coordinator may have
   // released keys), makes every waiter that can run now due.
   boost::asio::awaitable<void> MaybeWakeKeyWaiters();
@@ -378,7 +397,11 @@ class Engine {
   std::atomic<bool> started_{false};
   std::shared_ptr<CronState> cron_;
   std::atomic<bool> keys_wake_{false};  // WakeKeyWaitersSoon was called
-  int64_t next_key_check_ms_ = 0;       // the recovery loop's (its thread only)
+  // NoteKeyWaiters counts in key_epoch_; key_quiet_epoch_ is the count at which the recovery loop
+  // last found no waiter in the store (none found yet: never equal).
+  std::atomic<uint64_t> key_epoch_{1};
+  std::atomic<uint64_t> key_quiet_epoch_{0};
+  int64_t next_key_check_ms_ = 0;  // the recovery loop's (its thread only)
 };
 
 // "retry", "stop", "abort", "skip".

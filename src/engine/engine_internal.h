@@ -101,6 +101,7 @@ struct Engine::Active {
   // the round ended waiting for them (the store holds it asleep until they are free).
   std::optional<core::KeySpec> keys;
   bool keys_parked = false;
+  bool keys_taken = false;  // the create took them (StartRound): the gate needs no store read
 
   // The round's write state (core/write_plan.h).
   std::optional<core::TransUpdate> held;  // branch successes to write with the next update

@@ -116,6 +116,11 @@ awaitable<Status> Engine::Create(const core::TransSnapshot& snap) {
   co_return co_await AwaitStore<Status>([&](auto cb) { store_.Create(snap, std::move(cb)); });
 }
 
+awaitable<Result<bool>> Engine::CreateTakingKeys(const core::TransSnapshot& snap) {
+  co_return co_await AwaitStore<Result<bool>>(
+      [&](auto cb) { store_.CreateTakingKeys(snap, std::move(cb)); });
+}
+
 awaitable<Status> Engine::Transition(core::TransUpdate update) {
   DTX_INVARIANT(!core::IsFinal(update.expected_status),
                 "a compare-and-set never moves a final transaction");
@@ -126,7 +131,8 @@ awaitable<Status> Engine::Transition(core::TransUpdate update) {
       [&](auto cb) { store_.Update(std::move(update), std::move(cb)); });
 }
 
-void Engine::InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now) {
+void Engine::InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64_t now,
+                     core::KeySpec* keys_out) {
   core::GlobalTrans& g = snap.global;
   g.status = status;
   g.create_time_ms = g.update_time_ms = now;
@@ -142,9 +148,11 @@ void Engine::InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64
   g.retry_count = g.options.retry_count;
   g.owner = options_.owner;
   // Business keys: Create writes their rows with the transaction (validated by the API).
+  if (keys_out != nullptr) *keys_out = core::KeySpec{};
   if (g.custom_data.find("\"business_keys\"") != std::string::npos) {
     if (Result<core::KeySpec> keys = core::ParseKeySpec(g.custom_data); keys.ok()) {
-      snap.business_keys = std::move(keys->keys);
+      snap.business_keys = keys->keys;
+      if (keys_out != nullptr) *keys_out = std::move(*keys);
     }
   }
   for (auto& b : snap.branches) {
@@ -153,7 +161,7 @@ void Engine::InitNew(core::TransSnapshot& snap, core::GlobalStatus status, int64
   }
 }
 
-Engine::ActivePtr Engine::StartRound(Shard& shard, core::TransSnapshot snap) {
+Engine::ActivePtr Engine::StartRound(Shard& shard, core::TransSnapshot snap, KnownKeys keys) {
   const std::string& gid = snap.global.gid;
   if (auto it = shard.active.find(gid); it != shard.active.end()) return it->second;
   const bool first = shard.running_rounds.insert(gid).second;
@@ -161,6 +169,8 @@ Engine::ActivePtr Engine::StartRound(Shard& shard, core::TransSnapshot snap) {
   auto active = std::make_shared<Active>(shard.ioc.get_executor());
   active->stored_status = snap.global.status;
   active->snap = std::move(snap);
+  active->keys = std::move(keys.spec);
+  active->keys_taken = keys.taken;
   shard.active.emplace(active->snap.global.gid, active);
   active_count_.fetch_add(1, std::memory_order_relaxed);
   asio::co_spawn(shard.ioc, RunRound(&shard, active), LogException{"round"});

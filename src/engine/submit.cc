@@ -95,10 +95,15 @@ awaitable<Result<Engine::ActivePtr>> Engine::SubmitLocked(Shard& shard, SubmitRe
   if (type == core::TransType::kSaga) {
     RoundSlot slot(*this);
     if (slot.held()) {
-      InitNew(req.proposed, core::GlobalStatus::kSubmitted, clock_.NowMs());
-      Status created = co_await Create(req.proposed);
-      if (created.ok()) co_return StartRound(shard, std::move(req.proposed));
-      if (created.code() != Code::kAlreadyExists) co_return created;
+      core::KeySpec keys;
+      InitNew(req.proposed, core::GlobalStatus::kSubmitted, clock_.NowMs(), &keys);
+      Result<bool> created = co_await CreateTakingKeys(req.proposed);
+      if (created.ok()) {
+        if (!*created && !keys.keys.empty()) NoteKeyWaiters();
+        KnownKeys known{std::move(keys), *created};
+        co_return StartRound(shard, std::move(req.proposed), std::move(known));
+      }
+      if (created.status().code() != Code::kAlreadyExists) co_return created.status();
     }
   }
   Loaded loaded = co_await LoadOnShard(gid);

@@ -48,6 +48,7 @@ awaitable<Status> Engine::PrepareOnShard(core::TransSnapshot proposed) {
       if (!created.ok() && created.code() != Code::kAlreadyExists) co_return created;
       // Created (or by a concurrent prepare): its key rows hold its place in the queues.
       keyed = !proposed.business_keys.empty();
+      if (keyed) NoteKeyWaiters();
     }
   }
   if (!keyed || (type != core::TransType::kTcc && type != core::TransType::kXa)) {

@@ -115,6 +115,11 @@ void SimStore::Create(core::TransSnapshot trans, store::DoneCallback done) {
   DTX_SIM_QUEUE(Status, true, gid, done, disk_.mem().Create(trans, cb));
 }
 
+void SimStore::CreateTakingKeys(core::TransSnapshot trans, store::Callback<bool> done) {
+  std::string gid = trans.global.gid;
+  DTX_SIM_QUEUE(Result<bool>, true, gid, done, disk_.mem().CreateTakingKeys(trans, cb));
+}
+
 void SimStore::Update(store::TransUpdate update, store::DoneCallback done) {
   std::string gid = update.gid;
   Enqueue(true,
@@ -134,6 +139,11 @@ void SimStore::Update(store::TransUpdate update, store::DoneCallback done) {
 void SimStore::AddBranches(std::string gid, core::GlobalStatus expected_status,
                            std::vector<core::BranchRow> rows, store::DoneCallback done) {
   DTX_SIM_QUEUE(Status, true, gid, done, disk_.mem().AddBranches(gid, expected_status, rows, cb));
+}
+
+void SimStore::HasKeyWaiters(store::Callback<bool> done) {
+  const std::string none;
+  DTX_SIM_QUEUE(Result<bool>, false, none, done, disk_.mem().HasKeyWaiters(cb));
 }
 
 void SimStore::Load(std::string gid, store::Callback<std::optional<core::TransSnapshot>> done) {

@@ -47,6 +47,7 @@ class SimStore final : public store::Store {
   void Crash();
 
   void Create(core::TransSnapshot trans, store::DoneCallback done) override;
+  void CreateTakingKeys(core::TransSnapshot trans, store::Callback<bool> done) override;
   void Update(store::TransUpdate update, store::DoneCallback done) override;
   void AddBranches(std::string gid, core::GlobalStatus expected_status,
                    std::vector<core::BranchRow> rows, store::DoneCallback done) override;
@@ -68,6 +69,7 @@ class SimStore final : public store::Store {
   void KvDelete(std::string cat, std::string k, store::DoneCallback done) override;
   void AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
                    store::Callback<core::KeyState> done) override;
+  void HasKeyWaiters(store::Callback<bool> done) override;
   void WakeKeyWaiters(int64_t now_ms, int limit,
                       store::Callback<std::vector<std::string>> done) override;
   store::StoreStats Stats() const override { return {}; }

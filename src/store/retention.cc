@@ -4,6 +4,18 @@
 
 namespace dtx::store {
 
+void Store::CreateTakingKeys(core::TransSnapshot trans, Callback<bool> done) {
+  Create(std::move(trans), [done = std::move(done)](Status s) {
+    if (s.ok()) {
+      done(false);
+    } else {
+      done(std::move(s));
+    }
+  });
+}
+
+void Store::HasKeyWaiters(Callback<bool> done) { done(true); }
+
 void Store::LoadAttempts(std::string /*gid*/, Callback<std::vector<AttemptRow>> done) {
   done(Status::Unimplemented("this store does not keep call attempts"));
 }

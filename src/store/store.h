@@ -117,6 +117,11 @@ class Store {
   // Creates the transaction and its branch rows (their ids are assigned in vector order).
   // kAlreadyExists if the gid exists (nothing changes).
   virtual void Create(core::TransSnapshot trans, DoneCallback done) = 0;
+  // Create, answering also whether the transaction holds all of its business keys once created:
+  // true when the store took them in the same write (memory and SQLite take them at insert when
+  // none of its keys has any row) or it has none; false = not known (AcquireKeys tells). The
+  // engine's submit skips its acquire on true. Default: Create, answering false.
+  virtual void CreateTakingKeys(core::TransSnapshot trans, Callback<bool> done);
 
   // Applies a compare-and-set update (see TransUpdate).
   virtual void Update(TransUpdate update, DoneCallback done) = 0;
@@ -185,6 +190,10 @@ class Store {
   // claims it). Returns their gids.
   virtual void WakeKeyWaiters(int64_t now_ms, int limit,
                               Callback<std::vector<std::string>> done) = 0;
+  // Whether any transaction waits for its keys (has a key row that is not held), as of the
+  // answer. The engine asks after a wake-up found none to run: with none waiting it stops waking
+  // after every release (docs/saga.md "Business keys"). Default: true (not known).
+  virtual void HasKeyWaiters(Callback<bool> done);
 
   // Counters; cheap, thread-safe.
   virtual StoreStats Stats() const = 0;

@@ -1285,6 +1285,47 @@ TEST_P(StoreTest, BusinessKeysFifoAllOrNoneReleasedWhenFinal) {
   EXPECT_EQ(Acquire(*store_, "k5", true, 0)->waiting_for, "k4") << "FIFO: k4 queued first on c";
 }
 
+Result<bool> CreateTaking(Store& s, core::TransSnapshot t) {
+  return Await<bool>([&](Callback<bool> cb) { s.CreateTakingKeys(std::move(t), std::move(cb)); });
+}
+Result<bool> HasWaiters(Store& s) {
+  return Await<bool>([&](Callback<bool> cb) { s.HasKeyWaiters(std::move(cb)); });
+}
+
+// CreateTakingKeys answers true only when the transaction holds its keys after the create (the
+// engine's submit then skips its acquire), and HasKeyWaiters whether any transaction waits (the
+// engine stops waking after releases while none does). PostgreSQL keeps the defaults ("not
+// known": false, true).
+TEST_P(StoreTest, CreateTakingKeysAndHasKeyWaitersTellTheTruth) {
+  const bool knows = GetParam() != Impl::kPostgres;
+  auto first = CreateTaking(*store_, Keyed("t1", {"x"}));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(*first, knows);
+  if (knows) {
+    EXPECT_TRUE(Acquire(*store_, "t1", false, 0)->held) << "free keys are taken at insert";
+    EXPECT_FALSE(*HasWaiters(*store_));
+  }
+  auto second = CreateTaking(*store_, Keyed("t2", {"x", "y"}));
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(*second) << "queued behind t1";
+  EXPECT_TRUE(*HasWaiters(*store_));
+  EXPECT_EQ(CreateTaking(*store_, Keyed("t2", {"x"})).status().code(), Code::kAlreadyExists);
+  auto plain = CreateTaking(*store_, Trans("t3"));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(*plain, knows) << "no keys: holds all of its (none)";
+  TransUpdate u;
+  u.gid = "t1";
+  u.expected_status = GlobalStatus::kSubmitted;
+  u.new_status = GlobalStatus::kSucceed;
+  u.update_time_ms = 1'000;
+  ASSERT_TRUE(Update(*store_, u).ok());
+  EXPECT_TRUE(*HasWaiters(*store_)) << "t2 still waits until it acquires";
+  EXPECT_TRUE(Acquire(*store_, "t2", true, 0)->held);
+  if (knows) {
+    EXPECT_FALSE(*HasWaiters(*store_));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Impls, StoreTest,
                          ::testing::Values(Impl::kMemory, Impl::kSqlite, Impl::kPostgres),
                          [](const ::testing::TestParamInfo<Impl>& i) {

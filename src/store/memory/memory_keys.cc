@@ -8,10 +8,13 @@ namespace dtx::store {
 
 void MemoryStore::InsertKeysLocked(const std::string& gid, const std::vector<std::string>& keys) {
   if (keys.empty()) return;
+  // None of its keys has any row: it takes them at insert (as SQLite does, store/sqlite/keys.h).
+  const bool free = std::none_of(keys.begin(), keys.end(),
+                                 [&](const std::string& k) { return key_index_.contains(k); });
   std::vector<int64_t>& mine = keys_of_[gid];
   for (const std::string& k : keys) {
     const int64_t id = next_key_row_id_++;
-    key_rows_.emplace(id, KeyRow{k, gid, false});
+    key_rows_.emplace(id, KeyRow{k, gid, free});
     key_index_[k].insert(id);
     mine.push_back(id);
   }
@@ -104,6 +107,21 @@ void MemoryStore::AcquireKeys(std::string gid, bool acquire, int64_t wait_until_
       if (!st.held && wait_until_ms > 0) SetWakeupLocked(gid, wait_until_ms, true);
       CountWriteLocked(s);
       r = std::move(st);
+    }
+  }
+  done(std::move(r));
+}
+
+void MemoryStore::HasKeyWaiters(Callback<bool> done) {
+  Result<bool> r = false;
+  {
+    std::lock_guard lock(mu_);
+    Status s = CheckOpenLocked();
+    if (s.ok()) {
+      r = std::any_of(key_rows_.begin(), key_rows_.end(),
+                      [](const auto& row) { return !row.second.held; });
+    } else {
+      r = std::move(s);
     }
   }
   done(std::move(r));

@@ -74,6 +74,23 @@ void MemoryStore::Create(core::TransSnapshot trans, DoneCallback done) {
   done(std::move(s));
 }
 
+void MemoryStore::CreateTakingKeys(core::TransSnapshot trans, Callback<bool> done) {
+  Result<bool> r = false;
+  {
+    const std::string gid = trans.global.gid;
+    std::lock_guard lock(mu_);
+    Status s = CheckOpenLocked();
+    if (s.ok()) s = CreateLocked(trans);
+    CountWriteLocked(s);
+    if (s.ok()) {
+      r = KeyStateLocked(gid).held;
+    } else {
+      r = std::move(s);
+    }
+  }
+  done(std::move(r));
+}
+
 Status MemoryStore::UpdateLocked(const TransUpdate& u) {
   auto it = by_gid_.find(u.gid);
   if (it == by_gid_.end()) return internal::TransNotFound(u.gid);

@@ -29,6 +29,7 @@ class MemoryStore final : public Store {
   MemoryStore& operator=(const MemoryStore&) = delete;
 
   void Create(core::TransSnapshot trans, DoneCallback done) override;
+  void CreateTakingKeys(core::TransSnapshot trans, Callback<bool> done) override;
   void Update(TransUpdate update, DoneCallback done) override;
   void AddBranches(std::string gid, core::GlobalStatus expected_status,
                    std::vector<core::BranchRow> rows, DoneCallback done) override;
@@ -48,6 +49,7 @@ class MemoryStore final : public Store {
   void AcquireKeys(std::string gid, bool acquire, int64_t wait_until_ms,
                    Callback<core::KeyState> done) override;
   void WakeKeyWaiters(int64_t now_ms, int limit, Callback<std::vector<std::string>> done) override;
+  void HasKeyWaiters(Callback<bool> done) override;
   StoreStats Stats() const override;
   // The key state of gid right now (a synchronous AcquireKeys without acquiring; tests, sim).
   core::KeyState PeekKeys(const std::string& gid) const;

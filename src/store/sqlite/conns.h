@@ -26,7 +26,8 @@ class WriterConn {
 
   sqlite3* db() const { return db_.get(); }
 
-  Status Create(const core::TransSnapshot& t);
+  // *keys_taken (if given): the transaction holds all of its business keys after the insert.
+  Status Create(const core::TransSnapshot& t, bool* keys_taken = nullptr);
   Status Update(const TransUpdate& u);
   Status AddBranches(const std::string& gid, core::GlobalStatus expected,
                      const std::vector<core::BranchRow>& rows);

@@ -62,6 +62,7 @@ Status Statements::Prepare(sqlite3* db) {
       {&any_row, "SELECT 1 FROM business_keys WHERE bkey = ?1 LIMIT 1"},
       {&insert, "INSERT INTO business_keys (gid, bkey, seq, held) VALUES (?1, ?2, ?3, ?4)"},
       {&release, "DELETE FROM business_keys WHERE gid = ?1"},
+      {&any_waiter, "SELECT 1 FROM business_keys WHERE held = 0 LIMIT 1"},
   };
   for (const auto& [stmt, sql] : stmts) {
     if (Status s = Stmt::Prepare(db, sql, stmt); !s.ok()) return s;
@@ -70,7 +71,7 @@ Status Statements::Prepare(sqlite3* db) {
 }
 
 Status Insert(const Statements& st, sqlite3* db, const std::string& gid, int64_t seq,
-              const std::vector<std::string>& keys) {
+              const std::vector<std::string>& keys, bool* taken) {
   bool free = true;
   for (const std::string& key : keys) {
     Use probe(st.any_row);
@@ -87,6 +88,7 @@ Status Insert(const Statements& st, sqlite3* db, const std::string& gid, int64_t
     u.Text(1, gid).Text(2, key).Int(3, seq).Int(4, free ? 1 : 0);
     if (Status s = Write(db, u); !s.ok()) return s;
   }
+  if (taken != nullptr) *taken = free;
   return Status::Ok();
 }
 
@@ -134,6 +136,14 @@ Status Acquire(const Statements& st, sqlite3* db, const std::string& gid, bool a
     return Status::Ok();
   }
   if (wait_until_ms > 0) return SetWakeup(st, db, gid, wait_until_ms, true);
+  return Status::Ok();
+}
+
+Status AnyWaiter(const Statements& st, sqlite3* db, bool* out) {
+  Use q(st.any_waiter);
+  const int rc = q.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error(db, rc, "read");
+  *out = rc == SQLITE_ROW;
   return Status::Ok();
 }
 

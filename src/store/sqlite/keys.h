@@ -111,19 +111,21 @@ DROP TRIGGER business_keys_release;
 // coordinator's CPU with a key on every saga.
 struct Statements {
   sqlite_internal::Stmt mine, ahead, hold, wake_select, set_wakeup, set_wakeup_clear;
-  sqlite_internal::Stmt any_row, insert, release;
+  sqlite_internal::Stmt any_row, insert, release, any_waiter;
   Status Prepare(sqlite3* db);
 };
 
 // The key rows of a transaction just inserted with id `seq` (keys sorted, distinct), taken at
-// once (held) when none of its keys has any row, else queued.
+// once (held) when none of its keys has any row, else queued. *taken (if given): taken.
 Status Insert(const Statements& st, sqlite3* db, const std::string& gid, int64_t seq,
-              const std::vector<std::string>& keys);
+              const std::vector<std::string>& keys, bool* taken);
 // Deletes gid's key rows (it became final). Cheap when it has none: one probe of the primary key.
 Status Release(const Statements& st, sqlite3* db, const std::string& gid);
 
 Status Acquire(const Statements& st, sqlite3* db, const std::string& gid, bool acquire,
                int64_t wait_until_ms, core::KeyState* out);
+// *out: some key row is not held (a transaction waits).
+Status AnyWaiter(const Statements& st, sqlite3* db, bool* out);
 Status Wake(const Statements& st, sqlite3* db, int64_t now_ms, int limit,
             std::vector<std::string>* out);
 

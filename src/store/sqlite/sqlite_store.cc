@@ -47,6 +47,19 @@ class SqliteStore final : public Store {
     SubmitWrite([t = std::move(trans)](WriterConn& w) { return w.Create(t); }, done, done);
   }
 
+  void CreateTakingKeys(core::TransSnapshot trans, Callback<bool> done) override {
+    auto taken = std::make_shared<bool>(false);
+    SubmitWrite([t = std::move(trans), taken](WriterConn& w) { return w.Create(t, taken.get()); },
+                [taken, done](Status s) {
+                  if (s.ok()) {
+                    done(*taken);
+                  } else {
+                    done(std::move(s));
+                  }
+                },
+                [done](Status s) { done(std::move(s)); });
+  }
+
   void Update(TransUpdate update, DoneCallback done) override {
     SubmitWrite([u = std::move(update)](WriterConn& w) { return w.Update(u); }, done, done);
   }
@@ -81,6 +94,20 @@ class SqliteStore final : public Store {
         [state, done](Status s) {
           if (s.ok()) {
             done(std::move(*state));
+          } else {
+            done(std::move(s));
+          }
+        },
+        [done](Status s) { done(std::move(s)); });
+  }
+
+  void HasKeyWaiters(Callback<bool> done) override {
+    auto any = std::make_shared<bool>(true);
+    SubmitWrite(
+        [any](WriterConn& w) { return sqlite_keys::AnyWaiter(w.keys(), w.db(), any.get()); },
+        [any, done](Status s) {
+          if (s.ok()) {
+            done(*any);
           } else {
             done(std::move(s));
           }

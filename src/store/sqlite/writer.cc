@@ -138,7 +138,7 @@ Status WriterConn::InsertBranch(int64_t trans_id, const std::string& gid,
   return SqlError(db(), rc, "insert branch");
 }
 
-Status WriterConn::Create(const core::TransSnapshot& t) {
+Status WriterConn::Create(const core::TransSnapshot& t, bool* keys_taken) {
   const core::GlobalTrans& g = t.global;
   {
     const std::string options = core::EncodeOptionsJson(g.options);
@@ -169,8 +169,9 @@ Status WriterConn::Create(const core::TransSnapshot& t) {
   for (const auto& b : t.branches) {
     if (Status s = InsertBranch(trans_id, g.gid, b); !s.ok()) return s;
   }
+  if (keys_taken != nullptr) *keys_taken = t.business_keys.empty();
   if (!t.business_keys.empty()) {
-    return sqlite_keys::Insert(keys_, db(), g.gid, trans_id, t.business_keys);
+    return sqlite_keys::Insert(keys_, db(), g.gid, trans_id, t.business_keys, keys_taken);
   }
   return Status::Ok();
 }
