@@ -2,8 +2,9 @@
 // tcc/xa waits for its keys in `prepare`; the test plays the client (prepare, registerBranch, the
 // try call to the participant, submit) and the participant records every call, so the test can
 // assert that two transactions sharing a key never overlap from their try to their confirm. Also
-// on_busy reject, the wait's timeout (and its 30 s cap), a SIGKILL while a prepare waits, xa, and
-// a msg prepared with keys. SQLite, and PostgreSQL with DTX_E2E_STORE=postgres.
+// on_busy reject, the wait's timeout (and its 30 s cap), a SIGKILL while a prepare waits, a failed
+// key wait that cancels a branch registered after a restart, xa, and a msg prepared with keys.
+// SQLite, and PostgreSQL with DTX_E2E_STORE=postgres.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -230,6 +231,54 @@ TEST_F(KeysTccE2E, SigkillWhileAPrepareWaitsThenRetriedPrepareAcquires) {
   EXPECT_TRUE(busi_.CallsFor("k-gone").empty());
   // Nothing stuck: the key is free.
   EXPECT_EQ(Prepare("k-next", {"crash"}, {{"on_busy", "reject"}}).status, 200);
+}
+
+// A registration nothing refuses (the coordinator restarted while the prepare waited: nothing in
+// memory knows it) lets the client call its Try without the keys. When the key wait then fails,
+// the tcc rolls back through that branch's Cancel (aborting, then failed) instead of being failed
+// without a call: the participant's reservation is released. Once by the recovery loop at the
+// deadline (no prepare waits), once through a retried prepare (409 with the same reason).
+TEST_F(KeysTccE2E, KeyWaitFailingAfterARegisteredTryCancelsIt) {
+  ASSERT_EQ(Prepare("f-holder", {"kf"}).status, 200);
+  std::vector<std::jthread> waits;
+  for (const std::string gid : {"f-late", "f-retry"}) {
+    waits.emplace_back([this, gid] { Prepare(gid, {"kf"}, {{"timeout_to_fail", 4}}); });
+    ASSERT_TRUE(WaitFor([&] { return QueryTrans(*server_, gid).found; }, seconds(5)));
+  }
+  std::this_thread::sleep_for(milliseconds(200));
+  server_->Kill();
+  waits.clear();  // their connections broke
+  StartServer();
+  for (const std::string gid : {"f-late", "f-retry"}) {
+    HttpResult reg = Post("registerBranch", {{"gid", gid},
+                                             {"trans_type", "tcc"},
+                                             {"branch_id", "01"},
+                                             {"confirm", busi_.Url("/t/confirm")},
+                                             {"cancel", busi_.Url("/t/cancel")},
+                                             {"data", "{}"}});
+    ASSERT_EQ(reg.status, 200) << gid << ": " << reg.body;  // the gap docs/tcc.md names
+    ASSERT_EQ(HttpFetch("POST", busi_.Url("/t/try") + "?gid=" + gid + "&branch_id=01&op=try", "{}")
+                  .status,
+              200);
+  }
+  HttpResult retried = Prepare("f-retry", {"kf"});
+  EXPECT_EQ(retried.status, 409) << retried.body;
+  EXPECT_NE(retried.body.find("Timeout after 4 seconds waiting for business key 'kf'"),
+            std::string::npos)
+      << retried.body;
+  for (const std::string gid : {"f-late", "f-retry"}) {
+    TransView v = WaitStatus(*server_, gid, {"failed"}, seconds(10));
+    EXPECT_EQ(v.status, "failed") << gid;
+    EXPECT_NE(v.rollback_reason.find("Timeout after 4 seconds waiting for business key 'kf'"),
+              std::string::npos)
+        << gid << ": " << v.rollback_reason;
+    std::vector<std::string> paths;
+    for (const BusiCall& c : busi_.CallsFor(gid)) paths.push_back(c.path);
+    EXPECT_EQ(paths, (std::vector<std::string>{"/t/try", "/t/cancel"})) << gid;
+  }
+  // The holder was never disturbed, and the key is free after it.
+  TryAndConfirm("f-holder");
+  EXPECT_EQ(Prepare("f-next", {"kf"}, {{"on_busy", "reject"}}).status, 200);
 }
 
 TEST_F(KeysTccE2E, XaWaitsInPrepareToo) {

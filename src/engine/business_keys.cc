@@ -79,6 +79,10 @@ awaitable<bool> Engine::KeysGate(Active& a) {
   }
   // Refused (on_busy reject), timed out while waiting, or aborted before it held its keys: failed,
   // no branch was called. The write deletes its key rows (its place in the queues).
+  // A tcc/xa with a branch registered anyway (docs/tcc.md "Business keys": another coordinator, a
+  // restart) may have had its Try called: it rolls back through its cancels instead (this round).
+  const std::string fail_reason = w.reason;
+  if (co_await KeyFailAborts(a, fail_reason)) co_return a.outcome.ok();
   core::TransUpdate u;
   u.gid = gid;
   u.expected_status = g.status;

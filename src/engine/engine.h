@@ -360,6 +360,10 @@ class Engine {
   // One look under the gid's lock: 0 = held (or no keys), else the time to look again at the
   // latest; an error ends the wait.
   boost::asio::awaitable<Result<int64_t>> PrepareKeyStep(std::string gid);
+  // keys_prepare.cc: a prepared tcc/xa whose key wait failed but which has branch rows is written
+  // aborting (its cancels run) instead of failed. True when that path was taken (a.outcome says
+  // whether the write succeeded).
+  boost::asio::awaitable<bool> KeyFailAborts(Active& active, std::string reason);
   // A submit of a prepared tcc/xa whose keys are not held (its prepare did not answer 200) ->
   // kConflict.
   boost::asio::awaitable<Status> CheckKeysHeldForSubmit(const core::TransSnapshot& stored);

@@ -8,6 +8,9 @@
 // wait (Shard::round_watchers); otherwise it looks again once per cron interval (keys released by
 // another coordinator). The stored wake-up of a waiting tcc is its deadline, so after a crash the
 // recovery loop fails it then if nobody acquired the keys for it (KeysGate).
+// A failed key wait of a tcc/xa that has branch rows anyway (registered where nothing refused it:
+// another coordinator, after a restart) rolls back through its cancels instead (aborting, the
+// same reason): PrepareKeyStep starts that round, KeysGate goes on into it (KeyFailAborts).
 // While a keyed prepare waits here, a registerBranch of its gid on this coordinator is refused
 // unless the keys are held (CheckKeysHeldForRegister; Shard::key_prepares).
 #include <fmt/format.h>
@@ -66,8 +69,11 @@ awaitable<Result<int64_t>> Engine::PrepareKeyStep(std::string gid) {
   if (!loaded->has_value()) co_return refusal::NotPrepared(gid);
   const core::GlobalTrans& g = (*loaded)->global;
   if (g.status != core::GlobalStatus::kPrepared) {
-    // Failed while it waited (its timeout, an abort, an operator): the reason says why.
-    if (g.status == core::GlobalStatus::kFailed && !g.rollback_reason.empty()) {
+    // Failed while it waited (its timeout, an abort, an operator), or rolling back its registered
+    // branches after its key wait failed: the reason says why.
+    const bool rolled_back =
+        g.status == core::GlobalStatus::kFailed || g.status == core::GlobalStatus::kAborting;
+    if (rolled_back && !g.rollback_reason.empty()) {
       co_return Status::Conflict(g.rollback_reason);
     }
     co_return refusal::WrongStatus("prepare", g.status, g.trans_type);
@@ -85,8 +91,23 @@ awaitable<Result<int64_t>> Engine::PrepareKeyStep(std::string gid) {
   if (st->held) co_return int64_t{0};
   const core::KeyWait w = core::DecideKeyWait(g, *spec, *st, options_.settings, now);
   if (w.kind == core::KeyWait::Kind::kWait) co_return w.wake_at_ms;
-  // Refused or timed out: failed without any branch call (the client has none: its prepare has
-  // not answered). The write deletes its key rows.
+  // Refused or timed out. A branch registered meanwhile (on another coordinator, or before a
+  // restart: nothing refused it) may have had its Try called: it rolls back through its cancels
+  // (aborting, same reason; the round runs here). Rows registered while AcquireKeys ran are read.
+  core::TransSnapshot snap = std::move(**loaded);
+  co_await ReloadBranches(snap);
+  if (!snap.branches.empty()) {
+    const std::string reason = w.reason.substr(0, core::kMaxRollbackReasonBytes);
+    Shard& shard = ShardFor(gid);
+    const core::OptionsPatch no_patch;
+    Result<ActivePtr> started = co_await AbortTccXa(shard, std::move(snap), reason, no_patch);
+    if (!started.ok() && started.status().code() == Code::kConflict) co_return now;
+    if (!started.ok()) co_return started.status();
+    spdlog::info("gid {}: key wait failed with branches registered: cancelling them ({})", gid,
+                 reason);
+    co_return Status::Conflict(reason);
+  }
+  // No branch: failed without any branch call. The write deletes its key rows.
   core::TransUpdate u;
   u.gid = gid;
   u.expected_status = core::GlobalStatus::kPrepared;
@@ -125,6 +146,41 @@ awaitable<Status> Engine::CheckKeysHeldForRegister(std::string gid) {
       "registerBranch of '{}': business key '{}' is not held (held by or queued behind '{}'): "
       "prepare has not answered 200",
       gid, st->waiting_key, st->waiting_for));
+}
+
+awaitable<bool> Engine::KeyFailAborts(Active& a, std::string reason) {
+  const core::GlobalTrans& g = a.snap.global;
+  if (g.trans_type != core::TransType::kTcc && g.trans_type != core::TransType::kXa) {
+    co_return false;
+  }
+  if (g.status != core::GlobalStatus::kPrepared) co_return false;
+  co_await ReloadBranches(a.snap);  // rows registered on another coordinator since the load
+  if (a.snap.branches.empty()) co_return false;
+  const int64_t now = clock_.NowMs();
+  core::TransUpdate u;
+  u.gid = g.gid;
+  u.expected_status = core::GlobalStatus::kPrepared;
+  u.new_status = core::GlobalStatus::kAborting;
+  if (!reason.empty()) u.rollback_reason = reason.substr(0, core::kMaxRollbackReasonBytes);
+  u.rollback_time_ms = now;
+  u.update_time_ms = now;
+  u.expected_owner = options_.owner;
+  const std::optional<std::string> u_reason = u.rollback_reason;
+  Status written = co_await Transition(std::move(u));
+  if (!written.ok()) {
+    a.outcome = written;
+    co_return true;
+  }
+  spdlog::info("gid {}: key wait failed with branches registered: cancelling them ({})", g.gid,
+               reason);
+  // The round goes on from this state: core::Step cancels every registered branch. Its key rows
+  // stay queued until its final write (docs/tcc.md).
+  a.snap.global.status = core::GlobalStatus::kAborting;
+  if (u_reason) a.snap.global.rollback_reason = *u_reason;
+  a.snap.global.rollback_time_ms = now;
+  a.stored_status = core::GlobalStatus::kAborting;
+  for (Timer* t : a.status_waiters) t->Cancel();
+  co_return true;
 }
 
 }  // namespace dtx::engine

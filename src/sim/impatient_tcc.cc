@@ -6,8 +6,9 @@
 // registration, made while that prepare was still waiting on the same live coordinator, holds its
 // keys: it is checked like a coordinator's call (CheckKeysOnCall). If the prepare no longer waited
 // there (the coordinator restarted, or the prepare failed after creating the tcc), nothing
-// refuses the registration (the gap docs/tcc.md names): the client then does not try, and that
-// tcc's calls are not checked. Afterwards it waits for its prepare and submits or aborts.
+// refuses the registration (the gap docs/tcc.md names): the client tries anyway, that tcc's calls
+// are not checked for their keys, but a failed key wait must still cancel the tried branch.
+// Afterwards it waits for its prepare and submits or aborts.
 #include <fmt/format.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -74,12 +75,16 @@ awaitable<void> Sim::ImpatientTccApp(std::string gid, core::TransSnapshot snap) 
   // Checkable: its prepare still waited on this very coordinator, or had answered 200.
   const bool checkable = waited_here || (prepared->has_value() && (*prepared)->ok());
   bool tried = false;
+  // Outside the guarantee: the prepare no longer waited here (the coordinator restarted, or the
+  // prepare ended with an error after it had created the tcc). A registration may then be stored
+  // (even when its answer was lost: seed 831), and a tcc whose key wait fails cancels it without
+  // ever holding its keys (docs/tcc.md): its calls are not key-checked.
+  if (!checkable) tx.keys_unchecked = true;
   if (reg.ok() && !checkable) {
-    // Outside the guarantee: the prepare no longer waited here (the coordinator restarted, or the
-    // prepare ended with an error after it had created the tcc). A try now could run without the
-    // keys, and a tcc whose key wait then fails it is failed without cancelling the branch
-    // (seed 729 of this workload; docs/tcc.md): not drawn.
-    tx.keys_unchecked = true;
+    // The try may run without the keys, but the branch is registered: if the key wait then fails
+    // the tcc, its cancel must still run (the checker's "tried and not cancelled"; seed 729).
+    co_await Sleep(world.Uniform(1, 60));
+    tried = participants.Try(gid, bid, /*business_ok=*/true);
   } else if (reg.ok()) {
     co_await Sleep(world.Uniform(1, 60));  // the try call travels to the participant
     std::optional<core::TransSnapshot> now_stored = disk.Peek(gid);
