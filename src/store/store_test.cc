@@ -1774,6 +1774,22 @@ TEST_F(SqliteStoreTest, MigratesVersion7BusinessKeysToWriterWrittenRows) {
   EXPECT_EQ(RawQuery(db, "SELECT name FROM sqlite_schema WHERE type = 'trigger' ORDER BY name"),
             "business_keys_taken;");
   EXPECT_EQ(RawQuery(db, "SELECT count(*) FROM business_keys WHERE gid = 'v7-hold'"), "0;");
+  // One queue index per key (holder first), which still refuses a second holder of a key.
+  EXPECT_EQ(RawQuery(db,
+                     "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = "
+                     "'business_keys' AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name"),
+            "business_keys_queue;");
+  EXPECT_EQ(sqlite3_exec(db, "UPDATE business_keys SET held = 1 WHERE gid = 'v8-new'", nullptr,
+                         nullptr, nullptr),
+            SQLITE_CONSTRAINT)
+      << "v7-wait holds a; v8-new must not hold it too";
+  const std::string plan = RawQuery(
+      db,
+      "EXPLAIN QUERY PLAN SELECT gid FROM business_keys WHERE bkey = 'a' AND (CASE WHEN held = 1 "
+      "THEN 0 ELSE seq END) < 99 AND gid <> 'x' ORDER BY (CASE WHEN held = 1 THEN 0 ELSE seq END) "
+      "LIMIT 1",
+      /*column=*/3);
+  EXPECT_NE(plan.find("USING INDEX business_keys_queue"), std::string::npos) << plan;
   EXPECT_EQ(RawQuery(db, "PRAGMA integrity_check"), "ok;");
   sqlite3_close(db);
 }

@@ -39,20 +39,19 @@ Status SetWakeup(const Statements& st, sqlite3* db, const std::string& gid, int6
 Status Statements::Prepare(sqlite3* db) {
   const std::pair<Stmt*, const char*> stmts[] = {
       {&mine, "SELECT seq, bkey, held FROM business_keys WHERE gid = ?1 ORDER BY bkey"},
-      // The first row ahead on a key: a holder, else the earliest waiter. Two index probes (the
-      // holder index, then the range below its row), not a scan of the key's queue.
+      // The first row ahead on a key: a holder (place 0), else the earliest waiter. One probe of
+      // the queue index (schema v8: the expression must be the index's), not a scan of the queue.
       {&ahead,
-       "SELECT gid FROM (SELECT gid FROM business_keys WHERE bkey = ?1 AND held = 1 AND "
-       "gid <> ?2) UNION ALL SELECT gid FROM (SELECT gid FROM business_keys WHERE bkey = ?1 AND "
-       "seq < ?3 ORDER BY seq LIMIT 1) LIMIT 1"},
+       "SELECT gid FROM business_keys WHERE bkey = ?1 AND (CASE WHEN held = 1 THEN 0 ELSE seq "
+       "END) < ?3 AND gid <> ?2 ORDER BY (CASE WHEN held = 1 THEN 0 ELSE seq END) LIMIT 1"},
       {&hold, "UPDATE business_keys SET held = 1 WHERE gid = ?1 AND held = 0"},
-      // Waiters that are first on every one of their keys with no holder. Two of them never share
-      // a key (a key has one first row), so all of them may take their keys at once.
+      // Waiters that are first on every one of their keys with no holder (a holder's place is 0,
+      // below every id). Two of them never share a key (a key has one first row), so all of them
+      // may take their keys at once.
       {&wake_select,
        "SELECT w.gid FROM business_keys w WHERE w.held = 0 GROUP BY w.gid HAVING sum(EXISTS "
-       "(SELECT 1 FROM business_keys o WHERE o.bkey = w.bkey AND o.seq < w.seq) OR EXISTS (SELECT "
-       "1 FROM business_keys h WHERE h.bkey = w.bkey AND h.held = 1)) = 0 ORDER BY min(w.seq) "
-       "LIMIT ?1"},
+       "(SELECT 1 FROM business_keys o WHERE o.bkey = w.bkey AND (CASE WHEN o.held = 1 THEN 0 "
+       "ELSE o.seq END) < w.seq)) = 0 ORDER BY min(w.seq) LIMIT ?1"},
       {&set_wakeup,
        "UPDATE trans_global SET next_cron_time = ?2 WHERE gid = ?1 AND status IN ('prepared', "
        "'submitted', 'aborting')"},

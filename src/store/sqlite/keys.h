@@ -101,9 +101,16 @@ END;
 // and ran a trigger program on every insert: ~81,000 instructions of the writer per saga with one
 // key, where the prepared statements below take a fraction of that (docs/benchmarks.md
 // "Business keys"). business_keys_taken stays a trigger (it runs only when a waiter takes keys).
+// And one index per key's queue instead of two: ordered by (key, 0 for the holder, else the
+// transaction's id), UNIQUE, so it still refuses two holders of one key; its first entry on a key
+// is the holder, else the earliest waiter (v7 needed the queue index plus a holder index).
 inline constexpr std::string_view kSqliteKeysMigrationV8 = R"sql(
 DROP TRIGGER business_keys_queue;
 DROP TRIGGER business_keys_release;
+DROP INDEX business_keys_key;
+DROP INDEX business_keys_holder;
+CREATE UNIQUE INDEX business_keys_queue ON business_keys(bkey,
+  (CASE WHEN held = 1 THEN 0 ELSE seq END));
 )sql";
 
 // The writer connection's statements for business keys, prepared once when it opens (schema v6
